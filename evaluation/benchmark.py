@@ -1,0 +1,93 @@
+"""Speed benchmark: whole-process wall time, simulated requests per wall-second, peak memory.
+
+Each case runs `python main.py ...` in a fresh process (what a user pays, imports included)
+and reads the child's peak RSS from the OS. Usage: `python evaluation/benchmark.py [--repeat N]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One benchmark run: a label, the request count and the main.py arguments."""
+
+    label: str
+    requests: int
+    args: tuple[str, ...]
+    target_s: float
+
+
+def _cases(tmp: Path) -> list[Case]:
+    cases = []
+    if DATA.is_dir():
+        single = str(DATA / "cluster_config/single_node_single_instance.json")
+        for n, target in ((100, 1.0), (300, 1.5)):
+            cases.append(Case(f"ShareGPT {n} req, A6000 Llama-3.1-8B, measured profiles", n, (
+                "--cluster-config", single,
+                "--dataset", str(DATA / f"datasets/sharegpt_req{n}_rate10_llama.jsonl"),
+                "--perf-models", str(DATA / "perf_models"), "--num-req", str(n)), target))
+    else:
+        print("../shared/data not found: skipping the measured-profile cases", file=sys.stderr)
+    trace = tmp / "generated_10k.jsonl"
+    subprocess.run([sys.executable, "-m", "dataset.generate", "--out", str(trace),
+                    "--num-req", "10000", "--rate", "20", "--input-dist", "sharegpt",
+                    "--output-dist", "sharegpt", "--no-token-ids", "--seed", "1"],
+                   cwd=REPO, check=True)
+    cases.append(Case("generated 10,000 req, rate 20/s, A6000 Llama-3.1-8B, roofline", 10_000, (
+        "--cluster-config", "cluster_config/single_node_single_instance.json",
+        "--dataset", str(trace), "--num-req", "10000"), 5.0))
+    return cases
+
+
+def _run(case: Case, out: Path) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) of one fresh `main.py` process."""
+    start = time.perf_counter()
+    child = subprocess.Popen([sys.executable, "main.py", *case.args, "--output", str(out),
+                              "--no-progress"], cwd=REPO, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - start
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode:
+        raise SystemExit(f"benchmark case failed: {case.label}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def main() -> int:
+    """Run every case and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per case; best is reported")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        rows = []
+        for case in _cases(tmp):
+            walls, peaks = [], []
+            for _ in range(args.repeat):
+                wall, peak = _run(case, tmp / "out.csv")
+                walls.append(wall)
+                peaks.append(peak)
+            best = min(walls)
+            rows.append((case.label, best, case.requests / best, max(peaks), case.target_s))
+    print(f"{'case':<64} {'wall s':>7} {'req/s':>8} {'peak MiB':>9} {'target s':>8}")
+    for label, wall, rate, peak, target in rows:
+        flag = "" if wall <= target else "  (over target)"
+        print(f"{label:<64} {wall:7.2f} {rate:8.0f} {peak:9.1f} {target:8.1f}{flag}")
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores; peak = the process's max "
+          "RSS; best of --repeat runs")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

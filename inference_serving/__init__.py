@@ -1,0 +1,1 @@
+"""Serving layer: config, router, scheduler, KV cache, iteration timing, metrics."""

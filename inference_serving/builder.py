@@ -1,0 +1,91 @@
+"""Turns a validated cluster config and run options into runtime instances."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from astra_sim import Dimension, SystemConfig, collective_ns
+from inference_serving.cluster_config import ClusterConfig, InstanceSpec
+from inference_serving.errors import InputError
+from inference_serving.instance import Instance
+from inference_serving.iteration import IterationTimer, dense_template
+from inference_serving.kv_cache import KVCacheManager
+from inference_serving.memory_model import kv_budget
+from inference_serving.model_config import ModelConfig, load_model_config
+from inference_serving.options import RunOptions
+from inference_serving.scheduler.base import SchedulerOptions
+from inference_serving.scheduler.vllm import VllmScheduler
+from llm_profile.factory import is_tpu, make_perf_model
+
+MIB = 1 << 20
+
+
+def _check_supported(spec: InstanceSpec, where: str) -> None:
+    if spec.pd_type is not None:
+        raise InputError(f"pd_type '{spec.pd_type}' (prefill/decode disaggregation) is not "
+                         "available in this version", where, "use \"pd_type\": null")
+    if spec.npu_group > 1:
+        raise InputError(f"npu_group {spec.npu_group} (pipeline parallelism) is not available "
+                         "in this version", where, "use \"npu_group\": 1")
+
+
+def _check_tp(model: ModelConfig, tp: int, where: str) -> None:
+    for label, value in (("attention heads", model.num_heads),
+                         ("KV heads", model.num_kv_heads),
+                         ("intermediate size", model.intermediate_size)):
+        if value % tp:
+            raise InputError(f"TP degree {tp} does not divide the model's {label} ({value})",
+                             where, "choose npu_num / npu_group that divides it")
+
+
+def _allreduce(cluster: ClusterConfig, spec: InstanceSpec) -> Callable[[int], int]:
+    """Ring all-reduce over the instance's TP group on the cluster's NPU links."""
+    if spec.tp == 1:
+        return lambda nbytes: 0
+    dims = (Dimension("FullyConnected", spec.tp, cluster.link_bw_gbps, cluster.link_latency_ns),)
+    system = SystemConfig(local_mem_bw=spec.npu_mem.bw_bytes_per_ns)
+    return lambda nbytes: collective_ns("all_reduce", nbytes, dims, system)
+
+
+def build_instances(cluster: ClusterConfig, options: RunOptions,
+                    warn: Callable[[str], None]) -> list[Instance]:
+    """Load every instance's model, perf model and memory budget; fail early on bad input."""
+    instances = []
+    models: dict[str, ModelConfig] = {}
+    for node in cluster.nodes:
+        for spec in node.instances:
+            where = f"instance {spec.instance_id} (node {node.node_id}) in {cluster.path}"
+            _check_supported(spec, where)
+            model = models.get(spec.model_name)
+            if model is None:
+                model = load_model_config(spec.model_name, options.model_configs)
+                models[spec.model_name] = model
+            _check_tp(model, spec.tp, where)
+            budget = kv_budget(model, spec.tp, spec.pp, options.fp_bytes, options.block_size,
+                               spec.npu_mem.size_bytes, spec.mem_util)
+            if budget.num_blocks < 1:
+                raise InputError(
+                    f"{model.name} does not fit: {budget.weight_bytes / MIB:.2f} MiB of weights "
+                    f"per NPU leave no room for KV in {spec.npu_mem.size_bytes / MIB:.0f} MiB",
+                    where, "use more NPUs (npu_num), a larger npu_mem.mem_size or a smaller --fp")
+            perf = make_perf_model(options.perf_models, spec.hardware, model, spec.tp,
+                                   options.fp_bits, warn)
+            timer = IterationTimer(model, perf, dense_template(is_tpu(spec.hardware), spec.tp),
+                                   spec.tp, options.fp_bytes, node.cpu_mem,
+                                   _allreduce(cluster, spec), options.legacy_output_store)
+            kv = KVCacheManager(budget.num_blocks, options.block_size)
+            budget_tokens = min(options.max_num_batched_tokens or model.max_position_embeddings,
+                                model.max_position_embeddings)
+            sched_options = SchedulerOptions(
+                max_num_batched_tokens=budget_tokens,
+                max_num_seqs=options.max_num_seqs,
+                block_size=options.block_size,
+                chunked_prefill=options.chunked_prefill,
+                long_prefill_token_threshold=options.long_prefill_token_threshold,
+                prioritize_prefill=options.prioritize_prefill,
+                gen_only=options.gen_only,
+            )
+            instances.append(Instance(spec=spec, model=model,
+                                      scheduler=VllmScheduler(sched_options, kv), kv=kv,
+                                      budget=budget, timer=timer))
+    return instances

@@ -1,0 +1,191 @@
+"""Command-line entry: parse flags, run the simulation, write outputs (no model logic here)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from inference_serving.builder import build_instances
+from inference_serving.cluster_config import load_cluster_config
+from inference_serving.dataset_reader import load_requests
+from inference_serving.errors import InputError
+from inference_serving.options import RunOptions
+from inference_serving.outputs import metrics_json, request_csv, throughput_csv, write_atomic
+from inference_serving.paths import (
+    DEFAULT_CLUSTER_CONFIG,
+    MODEL_CONFIG_DIR,
+    PERF_MODELS_DIR,
+    resolve_user_path,
+)
+from inference_serving.report import final_summary, periodic_block, summary_numbers
+from inference_serving.router import ROUTERS, make_router
+from inference_serving.sim_log import LEVELS, SimLogger
+from inference_serving.simulator import Simulator
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse that reports bad flags as one `error:` line with exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"error: {message}, command line, see 'python main.py --help'", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The flag table of formats.md §7 for the features this version provides."""
+    p = _OneLineParser(prog="main.py", description="Simulate an LLM serving cluster.")
+    p.add_argument("--cluster-config", default=str(DEFAULT_CLUSTER_CONFIG),
+                   help="cluster config JSON (default: %(default)s)")
+    p.add_argument("--dataset", help="request trace (.jsonl); required")
+    p.add_argument("--output", help="per-request CSV to write")
+    p.add_argument("--throughput-output",
+                   help="throughput time-series CSV (default: <output>_throughput.csv)")
+    p.add_argument("--metrics-json", help="machine-readable summary to write")
+    p.add_argument("--num-req", type=int, default=100, help="requests to load (first N lines)")
+    p.add_argument("--max-batch", type=int, default=0,
+                   help="max requests per iteration (0 = --max-num-seqs)")
+    p.add_argument("--max-num-seqs", type=int, default=128,
+                   help="max running requests per instance (vLLM max_num_seqs)")
+    p.add_argument("--max-num-batched-tokens", type=int, default=2048,
+                   help="per-iteration token budget (0 = model max length)")
+    p.add_argument("--block-size", type=int, default=16, help="KV block size in tokens")
+    p.add_argument("--fp", type=int, default=16, choices=(8, 16, 32),
+                   help="bits per element for every byte size")
+    chunk = p.add_mutually_exclusive_group()
+    chunk.add_argument("--enable-chunked-prefill", dest="chunked_prefill", action="store_true",
+                       default=True, help="split long prompts over iterations (default)")
+    chunk.add_argument("--no-enable-chunked-prefill", dest="chunked_prefill",
+                       action="store_false", help="schedule whole prompts only")
+    p.add_argument("--long-prefill-token-threshold", type=int, default=0,
+                   help="cap on one request's tokens per iteration (0 = none)")
+    p.add_argument("--prioritize-prefill", action="store_true",
+                   help="while any prompt work exists, iterations carry prompt work only")
+    p.add_argument("--gen", action="store_true",
+                   help="start every request as already prefilled (decode only)")
+    p.add_argument("--scheduler", default="vllm", choices=("vllm",),
+                   help="scheduling family (vLLM v1 continuous batching)")
+    p.add_argument("--request-routing-policy", default="RR", choices=tuple(ROUTERS),
+                   help="how arriving requests pick an instance")
+    p.add_argument("--network-backend", default="analytical", choices=("analytical",),
+                   help="timing model of collectives")
+    p.add_argument("--log-interval", type=float, default=0.5,
+                   help="simulated seconds between status blocks")
+    p.add_argument("--log-level", default="WARNING", choices=tuple(LEVELS),
+                   help="diagnostics on stderr")
+    p.add_argument("--perf-models", default=str(PERF_MODELS_DIR),
+                   help="profile root laid out <hardware>/<org>/<model>/tp<N>/")
+    p.add_argument("--model-configs", default=str(MODEL_CONFIG_DIR),
+                   help="model config root laid out <org>/<model>.json")
+    p.add_argument("--seed", type=int, default=42, help="seed of every random policy")
+    p.add_argument("--compat-output-store", action="store_true",
+                   help="size the output store as the hidden state (existing simulator)")
+    p.add_argument("--check-invariants", action="store_true",
+                   help="assert the simulation invariants after every iteration")
+    p.add_argument("--no-progress", action="store_true", help="never draw the progress bar")
+    return p
+
+
+def _positive(value: float, flag: str, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise InputError(f"{flag} must be {bound}, got {value}", "command line",
+                         f"pass a value {bound}")
+
+
+def options_from_args(args: argparse.Namespace) -> RunOptions:
+    """Validate flag values and combinations; resolve paths."""
+    if not args.dataset:
+        raise InputError("no dataset given", "--dataset", "pass a .jsonl trace, e.g. "
+                         "--dataset dataset/example_sharegpt_req100_rate10.jsonl")
+    _positive(args.num_req, "--num-req")
+    _positive(args.max_batch, "--max-batch", allow_zero=True)
+    _positive(args.max_num_seqs, "--max-num-seqs")
+    _positive(args.max_num_batched_tokens, "--max-num-batched-tokens", allow_zero=True)
+    _positive(args.block_size, "--block-size")
+    _positive(args.long_prefill_token_threshold, "--long-prefill-token-threshold",
+              allow_zero=True)
+    _positive(args.log_interval, "--log-interval")
+    output = Path(args.output) if args.output else None
+    throughput = Path(args.throughput_output) if args.throughput_output else None
+    if throughput is None and output is not None:
+        throughput = output.with_name(output.stem + "_throughput.csv")
+    written = [p.resolve() for p in (output, throughput,
+               Path(args.metrics_json) if args.metrics_json else None) if p is not None]
+    if len(set(written)) != len(written):
+        raise InputError("two outputs would be written to the same file", "--output / "
+                         "--throughput-output / --metrics-json", "give each a distinct path")
+    return RunOptions(
+        cluster_config=resolve_user_path(args.cluster_config),
+        dataset=resolve_user_path(args.dataset),
+        output=output,
+        throughput_output=throughput,
+        metrics_json=Path(args.metrics_json) if args.metrics_json else None,
+        num_req=args.num_req,
+        max_num_batched_tokens=args.max_num_batched_tokens,
+        max_num_seqs=args.max_batch or args.max_num_seqs,
+        block_size=args.block_size,
+        fp_bits=args.fp,
+        chunked_prefill=args.chunked_prefill,
+        long_prefill_token_threshold=args.long_prefill_token_threshold,
+        prioritize_prefill=args.prioritize_prefill,
+        gen_only=args.gen,
+        request_routing_policy=args.request_routing_policy,
+        log_interval_s=args.log_interval,
+        log_level=args.log_level,
+        perf_models=resolve_user_path(args.perf_models),
+        model_configs=resolve_user_path(args.model_configs),
+        seed=args.seed,
+        legacy_output_store=args.compat_output_store,
+        check_invariants=args.check_invariants,
+        progress=not args.no_progress and sys.stderr.isatty(),
+    )
+
+
+def run(options: RunOptions) -> int:
+    """Run one simulation and write its outputs; returns the exit status."""
+    log = SimLogger(options.log_level)
+    cluster = load_cluster_config(options.cluster_config)
+    instances = build_instances(cluster, options, lambda msg: log.warning("PerfModel", msg))
+    requests, unsorted = load_requests(options.dataset, options.num_req)
+    if unsorted:
+        log.warning("Dataset", f"{options.dataset} is not sorted by arrival_time_ns; sorted it "
+                    "(request ids stay line indices)")
+    interval_ns = max(1, round(options.log_interval_s * 1e9))
+    node_ids = {node.node_id: node.cpu_mem.size_bytes for node in cluster.nodes}
+
+    def on_window(time_ns: int, rates: tuple[float, float]) -> None:
+        print(periodic_block(time_ns / 1e9, rates, instances, node_ids), flush=False)
+
+    sim = Simulator(instances, requests, make_router(options.request_routing_policy,
+                                                     options.seed),
+                    interval_ns, log, on_window, options.check_invariants, options.progress)
+    log.now_ns = 0
+    wall_start = time.perf_counter()
+    result = sim.run()
+    wall = time.perf_counter() - wall_start
+    print(final_summary(result, wall, options.log_interval_s,
+                        str(options.output) if options.output else None))
+    if options.output is not None:
+        rows = [(r, inst.model.name) for inst in instances for r in inst.completed]
+        write_atomic(options.output, request_csv(rows))
+    if options.throughput_output is not None:
+        write_atomic(options.throughput_output,
+                     throughput_csv(options.log_interval_s, result.counters.windows))
+    if options.metrics_json is not None:
+        write_atomic(options.metrics_json, metrics_json(summary_numbers(result)))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python main.py`."""
+    args = build_parser().parse_args(argv)
+    try:
+        return run(options_from_args(args))
+    except InputError as exc:
+        print(exc.line(), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted, command line, run again", file=sys.stderr)
+        return 130

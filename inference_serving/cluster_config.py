@@ -1,0 +1,207 @@
+"""Cluster configuration (`cluster_config/*.json`): nodes, instances, memories, links."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from inference_serving.errors import InputError
+
+GIB = 1 << 30
+
+
+@dataclass(frozen=True, slots=True)
+class MemorySpec:
+    """A memory: capacity in bytes, bandwidth in bytes/ns (decimal GB/s), latency in ns."""
+
+    size_bytes: int
+    bw_bytes_per_ns: float
+    latency_ns: float
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceSpec:
+    """One model replica served by one scheduler on `npu_num` NPUs of one node."""
+
+    instance_id: int
+    node_id: int
+    model_name: str
+    hardware: str
+    npu_mem: MemorySpec
+    npu_num: int
+    npu_group: int
+    pd_type: str | None
+    first_npu: int
+    mem_util: float = 1.0
+
+    @property
+    def tp(self) -> int:
+        """Tensor-parallel degree: NPUs per pipeline stage."""
+        return self.npu_num // self.npu_group
+
+    @property
+    def pp(self) -> int:
+        """Pipeline-parallel degree (number of stages)."""
+        return self.npu_group
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSpec:
+    """A machine: host memory and the instances placed on it."""
+
+    node_id: int
+    cpu_mem: MemorySpec
+    instances: tuple[InstanceSpec, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """The validated cluster: nodes, instances, and the NPU-to-NPU link."""
+
+    path: str
+    link_bw_gbps: float
+    link_latency_ns: float
+    nodes: tuple[NodeSpec, ...]
+
+    @property
+    def instances(self) -> tuple[InstanceSpec, ...]:
+        """All instances in global order (node 0's first)."""
+        return tuple(inst for node in self.nodes for inst in node.instances)
+
+
+class _Reader:
+    """Typed access to a JSON object with errors that name the key path and the file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def fail(self, what: str, key: str, fix: str) -> InputError:
+        return InputError(what, f"key '{key}' in {self.path}", fix)
+
+    def obj(self, parent: dict, key: str, where: str) -> dict:
+        value = self.get(parent, key, where)
+        if not isinstance(value, dict):
+            raise self.fail("expected a JSON object", f"{where}{key}", "fix the cluster config")
+        return value
+
+    def get(self, parent: dict, key: str, where: str) -> Any:
+        if key not in parent:
+            raise self.fail("missing required key", f"{where}{key}",
+                            "add it (see spec/formats.md §1)")
+        return parent[key]
+
+    def number(self, parent: dict, key: str, where: str, minimum: float = 0.0,
+               strict: bool = False) -> float:
+        value = self.get(parent, key, where)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum or \
+                (strict and value <= minimum):
+            bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
+            raise self.fail(f"expected a number {bound}, got {value!r}", f"{where}{key}",
+                            "fix the cluster config")
+        return float(value)
+
+    def integer(self, parent: dict, key: str, where: str, minimum: int = 1) -> int:
+        value = self.get(parent, key, where)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value) \
+                or value < minimum:
+            raise self.fail(f"expected an integer >= {minimum}, got {value!r}", f"{where}{key}",
+                            "fix the cluster config")
+        return int(value)
+
+    def memory(self, parent: dict, key: str, where: str) -> MemorySpec:
+        mem = self.obj(parent, key, where)
+        sub = f"{where}{key}."
+        return MemorySpec(
+            size_bytes=int(self.number(mem, "mem_size", sub, strict=True) * GIB),
+            bw_bytes_per_ns=self.number(mem, "mem_bw", sub, strict=True),
+            latency_ns=self.number(mem, "mem_latency", sub),
+        )
+
+
+def _parse_instance(rd: _Reader, raw: Any, where: str, instance_id: int, node_id: int,
+                    first_npu: int) -> InstanceSpec:
+    if not isinstance(raw, dict):
+        raise rd.fail("expected a JSON object", where.rstrip("."), "fix the cluster config")
+    model = rd.get(raw, "model_name", where)
+    hardware = rd.get(raw, "hardware", where)
+    for key, value in (("model_name", model), ("hardware", hardware)):
+        if not isinstance(value, str) or not value:
+            raise rd.fail("expected a non-empty string", f"{where}{key}", "fix the cluster config")
+    npu_num = rd.integer(raw, "npu_num", where)
+    npu_group = rd.integer(raw, "npu_group", where)
+    if npu_group > npu_num or npu_num % npu_group:
+        raise rd.fail(f"npu_group {npu_group} (pipeline stages) must divide npu_num {npu_num}",
+                      f"{where}npu_group", "use a divisor of npu_num")
+    if "pd_type" not in raw:
+        raise rd.fail("missing required key", f"{where}pd_type",
+                      "add \"pd_type\": null for a colocated instance")
+    pd_type = raw["pd_type"]
+    if pd_type not in (None, "prefill", "decode"):
+        raise rd.fail(f"unknown pd_type {pd_type!r}", f"{where}pd_type",
+                      "use null, \"prefill\" or \"decode\"")
+    npu_mem = rd.memory(raw, "npu_mem", where)
+    mem_util = 1.0
+    if "mem_util" in raw["npu_mem"]:
+        mem_util = rd.number(raw["npu_mem"], "mem_util", f"{where}npu_mem.", strict=True)
+        if mem_util > 1.0:
+            raise rd.fail(f"mem_util must be in (0, 1], got {mem_util}", f"{where}npu_mem.mem_util",
+                          "use a fraction such as 0.9")
+    return InstanceSpec(instance_id=instance_id, node_id=node_id, model_name=model,
+                        hardware=hardware, npu_mem=npu_mem, npu_num=npu_num,
+                        npu_group=npu_group, pd_type=pd_type, first_npu=first_npu,
+                        mem_util=mem_util)
+
+
+def cluster_from_dict(raw: Any, path: str) -> ClusterConfig:
+    """Validate a parsed cluster config and number instances and NPUs globally."""
+    rd = _Reader(path)
+    if not isinstance(raw, dict):
+        raise InputError("cluster config is not a JSON object", path, "fix the file")
+    num_nodes = rd.integer(raw, "num_nodes", "")
+    link_bw = rd.number(raw, "link_bw", "", strict=True)
+    link_latency = rd.number(raw, "link_latency", "")
+    nodes_raw = rd.get(raw, "nodes", "")
+    if not isinstance(nodes_raw, list) or len(nodes_raw) != num_nodes:
+        count = len(nodes_raw) if isinstance(nodes_raw, list) else "not a list"
+        raise rd.fail(f"num_nodes is {num_nodes} but nodes has {count} entries", "nodes",
+                      "make num_nodes equal the number of node objects")
+    nodes: list[NodeSpec] = []
+    instance_id = 0
+    next_npu = 0
+    for node_id, node in enumerate(nodes_raw):
+        where = f"nodes[{node_id}]."
+        if not isinstance(node, dict):
+            raise rd.fail("expected a JSON object", where.rstrip("."), "fix the cluster config")
+        num_inst = rd.integer(node, "num_instances", where)
+        inst_raw = rd.get(node, "instances", where)
+        if not isinstance(inst_raw, list) or len(inst_raw) != num_inst:
+            count = len(inst_raw) if isinstance(inst_raw, list) else "not a list"
+            raise rd.fail(f"num_instances is {num_inst} but instances has {count} entries",
+                          f"{where}instances", "make them agree")
+        cpu_mem = rd.memory(node, "cpu_mem", where)
+        instances = []
+        for k, inst in enumerate(inst_raw):
+            spec = _parse_instance(rd, inst, f"{where}instances[{k}].", instance_id, node_id,
+                                   next_npu)
+            instances.append(spec)
+            instance_id += 1
+            # A prefill instance also owns paired receiver NPUs (formats.md §1.8).
+            next_npu += spec.npu_num * (2 if spec.pd_type == "prefill" else 1)
+        nodes.append(NodeSpec(node_id=node_id, cpu_mem=cpu_mem, instances=tuple(instances)))
+    return ClusterConfig(path=path, link_bw_gbps=link_bw, link_latency_ns=link_latency,
+                         nodes=tuple(nodes))
+
+
+def load_cluster_config(path: Path) -> ClusterConfig:
+    """Read and validate a cluster config file."""
+    if not path.is_file():
+        raise InputError("cluster config not found", str(path), "pass an existing file to "
+                         "--cluster-config")
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"malformed JSON ({exc.msg} at line {exc.lineno} column {exc.colno})",
+                         str(path), "fix the JSON syntax") from None
+    return cluster_from_dict(raw, str(path))

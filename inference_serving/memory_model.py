@@ -1,0 +1,52 @@
+"""Weight and KV-cache bytes per NPU (serving.md §5)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from inference_serving.model_config import ModelConfig
+
+
+def block_weight_bytes(model: ModelConfig, tp: int, fp: int) -> int:
+    """Bytes of one transformer block's weights on one TP rank."""
+    h, kvd = model.hidden_size, model.kv_dim
+    attn = h * (h // tp) * fp + 2 * h * (kvd // tp) * fp + (h // tp) * h * fp
+    if model.is_moe:
+        experts = model.num_experts
+        ffn = h * experts * fp + 3 * h * model.intermediate_size * fp * (experts // tp)
+    else:
+        ffn = 3 * h * (model.intermediate_size // tp) * fp
+    return 2 * h * fp + attn + ffn
+
+
+def weight_bytes_per_npu(model: ModelConfig, tp: int, pp: int, fp: int) -> int:
+    """Weights on the most loaded NPU: embedding + ceil(L/pp) blocks + final norm + lm_head."""
+    h = model.hidden_size
+    vocab = (model.vocab_size // tp) * h * fp
+    blocks = -(-model.num_layers // pp)
+    return vocab + blocks * block_weight_bytes(model, tp, fp) + h * fp + vocab
+
+
+def kv_bytes_per_token(model: ModelConfig, fp: int) -> int:
+    """K and V bytes of one token over all layers of the whole instance."""
+    return 2 * model.kv_dim * model.num_layers * fp
+
+
+@dataclass(frozen=True, slots=True)
+class KvBudget:
+    """How much KV one instance can hold, in blocks of `block_size` tokens."""
+
+    weight_bytes: int
+    block_bytes: int
+    num_blocks: int
+    capacity_bytes: int
+
+
+def kv_budget(model: ModelConfig, tp: int, pp: int, fp: int, block_size: int,
+              mem_size: int, mem_util: float) -> KvBudget:
+    """Per-NPU KV budget: (mem_size × mem_util − weights) in whole blocks (may be <= 0)."""
+    weights = weight_bytes_per_npu(model, tp, pp, fp)
+    npu_num = tp * pp
+    block_bytes = kv_bytes_per_token(model, fp) * block_size // npu_num
+    free = int(mem_size * mem_util) - weights
+    return KvBudget(weights, block_bytes, max(free, 0) // block_bytes, mem_size)

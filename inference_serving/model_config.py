@@ -1,0 +1,95 @@
+"""Model architecture numbers read from an HF-style `model_config/<org>/<model>.json`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from inference_serving.errors import InputError
+
+
+@dataclass(frozen=True, slots=True)
+class ModelConfig:
+    """Shape of a decoder-only transformer (dense or MoE)."""
+
+    name: str
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    intermediate_size: int
+    vocab_size: int
+    max_position_embeddings: int
+    num_experts: int = 0
+    experts_per_token: int = 1
+    model_type: str = ""
+
+    @property
+    def is_moe(self) -> bool:
+        """True when the model has routed experts."""
+        return self.num_experts > 0
+
+    @property
+    def head_dim(self) -> int:
+        """Width of one attention head."""
+        return self.hidden_size // self.num_heads
+
+    @property
+    def kv_dim(self) -> int:
+        """Width of the K (or V) projection: h / (heads / kv_heads)."""
+        return self.hidden_size // (self.num_heads // self.num_kv_heads)
+
+
+def _require_int(raw: dict, key: str, where: str, aliases: tuple[str, ...] = ()) -> int:
+    for name in (key, *aliases):
+        if name in raw:
+            value = raw[name]
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise InputError(f"'{name}' must be a positive integer, got {value!r}", where,
+                                 "fix the model config")
+            return int(value)
+    raise InputError(f"missing key '{key}'", where, "add it to the model config")
+
+
+def model_from_dict(name: str, raw: dict, where: str) -> ModelConfig:
+    """Validate a parsed HF-style config dict and build a ModelConfig."""
+    if not isinstance(raw, dict):
+        raise InputError("model config is not a JSON object", where, "fix the file")
+    heads = _require_int(raw, "num_attention_heads", where)
+    kv_heads = _require_int(raw, "num_key_value_heads", where) if "num_key_value_heads" in raw \
+        else heads
+    hidden = _require_int(raw, "hidden_size", where)
+    if hidden % heads or heads % kv_heads:
+        raise InputError(f"hidden_size {hidden}, heads {heads} and kv heads {kv_heads} do not "
+                         "divide evenly", where, "fix the model config")
+    experts = _require_int(raw, "num_local_experts", where) if "num_local_experts" in raw else 0
+    per_tok = _require_int(raw, "num_experts_per_tok", where) if experts and \
+        "num_experts_per_tok" in raw else 1
+    return ModelConfig(
+        name=name,
+        hidden_size=hidden,
+        num_layers=_require_int(raw, "num_hidden_layers", where),
+        num_heads=heads,
+        num_kv_heads=kv_heads,
+        intermediate_size=_require_int(raw, "intermediate_size", where, ("ffn_dim",)),
+        vocab_size=_require_int(raw, "vocab_size", where),
+        max_position_embeddings=_require_int(raw, "max_position_embeddings", where),
+        num_experts=experts,
+        experts_per_token=per_tok,
+        model_type=str(raw.get("model_type", "")),
+    )
+
+
+def load_model_config(name: str, root: Path) -> ModelConfig:
+    """Load `<root>/<org>/<model>.json` for `name` = `<org>/<model>`."""
+    path = root / f"{name}.json"
+    if not path.is_file():
+        raise InputError(f"unknown model '{name}'", f"no file {path}",
+                         "add the HF-style config there or fix model_name in the cluster config")
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"malformed JSON ({exc.msg} at line {exc.lineno})", str(path),
+                         "fix the model config") from None
+    return model_from_dict(name, raw, str(path))

@@ -1,0 +1,40 @@
+"""Run options: everything the CLI flags decide, validated once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """Validated settings of one simulation run."""
+
+    cluster_config: Path
+    dataset: Path
+    output: Path | None = None
+    throughput_output: Path | None = None
+    metrics_json: Path | None = None
+    num_req: int = 100
+    max_num_batched_tokens: int = 2048
+    max_num_seqs: int = 128
+    block_size: int = 16
+    fp_bits: int = 16
+    chunked_prefill: bool = True
+    long_prefill_token_threshold: int = 0
+    prioritize_prefill: bool = False
+    gen_only: bool = False
+    request_routing_policy: str = "RR"
+    log_interval_s: float = 0.5
+    log_level: str = "WARNING"
+    perf_models: Path = Path("llm_profile/perf_models")
+    model_configs: Path = Path("model_config")
+    seed: int = 42
+    legacy_output_store: bool = False
+    check_invariants: bool = False
+    progress: bool = False
+
+    @property
+    def fp_bytes(self) -> int:
+        """Bytes per element."""
+        return self.fp_bits // 8

@@ -1,0 +1,121 @@
+"""Console text: the periodic status block and the final summary (formats.md §6.2–6.4)."""
+
+from __future__ import annotations
+
+from inference_serving.instance import Instance
+from inference_serving.metrics import InstanceStats, LatencyStats, instance_stats
+from inference_serving.simulator import SimResult
+
+BAR = "-" * 80
+MIB = 1 << 20
+LABEL_WIDTH = 68
+
+
+def _line(label: str, value: object) -> str:
+    return f"{label:<{LABEL_WIDTH}}{value}"
+
+
+def periodic_block(time_s: float, rates: tuple[float, float], instances: list[Instance],
+                   nodes: dict[int, int]) -> str:
+    """Status block for the window ending at `time_s` (formats.md §6.3)."""
+    label = f"[{time_s:.1f}s]"
+    lines = [f"{label} Avg prompt throughput: {rates[0]:.1f} tokens/s, "
+             f"Avg generation throughput: {rates[1]:.1f} tokens/s"]
+    tree = []
+    for inst in instances:
+        used = inst.memory_used_bytes()
+        cap = inst.spec.npu_mem.size_bytes
+        tree.append(f"Running Instance[{inst.index}]: {inst.scheduler.num_requests()} reqs, "
+                    f"Total # {inst.spec.npu_num} NPUs, Each NPU Memory Usage "
+                    f"{used / MIB:.2f} MB ({used / cap * 100:.3f} % Used)")
+    for node_id, host_size in nodes.items():
+        on_node = [i for i in instances if i.spec.node_id == node_id]
+        line = f"Node[{node_id}]: Total CPU Memory Usage 0.00 MB, {0:.3f} % Used "
+        if host_size and len(on_node) > 1:
+            line += "(" + ", ".join(f"Instance[{i.index}]: 0.00 %" for i in on_node) + ")"
+        tree.append(line)
+    pad = " " * (len(label) + 2)
+    for k, text in enumerate(tree):
+        glyph = "└─" if k == len(tree) - 1 else "├─"
+        lines.append(f"{pad}{glyph}{text}")
+    return "\n".join(lines)
+
+
+def _stats_section(title: str, metric: str, stats: LatencyStats | None) -> list[str]:
+    lines = [title.center(80, "-")]
+    if stats is None:
+        return [*lines, f"No {metric} data available"]
+    return [*lines,
+            _line(f"Mean {metric} (ms):", f"{stats.mean:.2f}"),
+            _line(f"Median {metric} (ms):", f"{stats.median:.2f}"),
+            _line(f"P99 {metric} (ms):", f"{stats.p99:.2f}")]
+
+
+def _instance_section(index: int, stats: InstanceStats) -> list[str]:
+    return [f"Instance [{index}]".center(80), BAR,
+            *_stats_section("Time to First Token", "TTFT", stats.ttft),
+            *_stats_section("Time per Output Token (excl. 1st token)", "TPOT", stats.tpot),
+            *_stats_section("Inter-token Latency", "ITL", stats.itl),
+            BAR]
+
+
+def _clock(seconds: float) -> str:
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{int(hours)}h {int(minutes)}m {secs:.3f}s"
+
+
+def summary_numbers(result: SimResult) -> dict:
+    """The summary's figures, also used for --metrics-json."""
+    served = [r for inst in result.instances if inst.spec.pd_type != "prefill"
+              for r in inst.completed]
+    seconds = result.end_ns / 1e9 if result.end_ns else 1.0
+    c = result.counters
+    numbers = {
+        "total_requests": len(served),
+        "total_clocks_ns": result.end_ns,
+        "total_latency_s": round(result.end_ns / 1e9, 3),
+        "total_input_tokens": c.total_prompt,
+        "total_generated_tokens": c.total_generated,
+        "request_throughput_req_s": len(served) / seconds,
+        "prompt_throughput_tok_s": c.total_prompt / seconds,
+        "generation_throughput_tok_s": c.total_generated / seconds,
+        "total_token_throughput_tok_s": (c.total_prompt + c.total_generated) / seconds,
+        "iterations": result.iterations,
+        "instances": {},
+    }
+    for inst in result.instances:
+        stats = instance_stats(inst.completed)
+        numbers["instances"][str(inst.index)] = {
+            name: None if s is None else {"mean_ms": s.mean, "median_ms": s.median,
+                                          "p99_ms": s.p99}
+            for name, s in (("ttft", stats.ttft), ("tpot", stats.tpot), ("itl", stats.itl))
+        }
+        numbers["instances"][str(inst.index)]["completed"] = len(inst.completed)
+    return numbers
+
+
+def final_summary(result: SimResult, wall_s: float, interval_s: float,
+                  output: str | None) -> str:
+    """The end-of-run summary (formats.md §6.4)."""
+    n = summary_numbers(result)
+    lines = [BAR, "▶ Simulation results...", "", f"Total simulation time: {_clock(wall_s)}", BAR,
+             "Throughput Results".center(80), BAR,
+             _line("Total requests:", n["total_requests"]),
+             _line("Total clocks (ns):", n["total_clocks_ns"]),
+             _line("Total latency (s):", f"{result.end_ns / 1e9:.3f}"),
+             _line("Total input tokens:", n["total_input_tokens"]),
+             _line("Total generated tokens:", n["total_generated_tokens"]),
+             _line("Request throughput (req/s):", f"{n['request_throughput_req_s']:.2f}"),
+             _line("Average prompt throughput (tok/s):", f"{n['prompt_throughput_tok_s']:.2f}"),
+             _line("Average generation throughput (tok/s):",
+                   f"{n['generation_throughput_tok_s']:.2f}"),
+             _line("Total token throughput (tok/s):",
+                   f"{n['total_token_throughput_tok_s']:.2f}"),
+             f"Throughput per {float(interval_s)} sec: {result.counters.windows}",
+             BAR]
+    for inst in result.instances:
+        lines += _instance_section(inst.index, instance_stats(inst.completed))
+    if output:
+        lines.append(f"Saving each request's information to output file: {output}")
+    return "\n".join(lines)

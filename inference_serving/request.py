@@ -1,0 +1,56 @@
+"""A request and its per-token bookkeeping (plain ints, no per-token objects)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True, eq=False)
+class Request:
+    """One inference request from the dataset and its progress through the simulator.
+
+    `num_tokens` is the sequence length so far (prompt + generated); `computed` is how many of
+    those tokens already have KV on the device. The scheduler moves `computed` towards
+    `num_tokens`; completing the last uncomputed token samples one new token.
+    """
+
+    rid: int
+    arrival: int
+    prompt: int
+    output: int
+    num_tokens: int = 0
+    computed: int = 0
+    generated: int = 0
+    prefilled: bool = False
+    blocks: int = 0
+    instance: int = -1
+    first_scheduled: int = -1
+    first_token: int = -1
+    last_token: int = -1
+    end: int = -1
+    itl: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.num_tokens = self.prompt
+
+    @property
+    def finished(self) -> bool:
+        """True once every requested output token has been generated."""
+        return self.generated >= self.output
+
+    @property
+    def ttft(self) -> int:
+        """Time to first token (ns)."""
+        return self.first_token - self.arrival
+
+    @property
+    def latency(self) -> int:
+        """End-to-end latency (ns)."""
+        return self.end - self.arrival
+
+    @property
+    def tpot(self) -> int:
+        """Mean time per output token after the first (ns, floored); 0 for one-token outputs."""
+        if self.output <= 1:
+            return 0
+        return (self.latency - self.ttft) // (self.output - 1)

@@ -1,0 +1,63 @@
+"""The scheduler interface and the batch it produces."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from inference_serving.request import Request
+
+
+@dataclass(slots=True)
+class Batch:
+    """One iteration's work: requests and the tokens each computes.
+
+    `decode[i]` is True when entry i is a one-token decode of an already prefilled request.
+    """
+
+    batch_id: int
+    requests: list[Request]
+    tokens: list[int]
+    decode: list[bool]
+    start: int = 0
+    num_preempted: int = 0
+    sampled: int = 0
+    prompt_done: list[Request] = field(default_factory=list)
+
+    @property
+    def total_tokens(self) -> int:
+        """T: tokens computed in this iteration."""
+        return sum(self.tokens)
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerOptions:
+    """Per-instance scheduling knobs (CLI flags)."""
+
+    max_num_batched_tokens: int
+    max_num_seqs: int
+    block_size: int
+    chunked_prefill: bool = True
+    long_prefill_token_threshold: int = 0
+    prioritize_prefill: bool = False
+    gen_only: bool = False
+
+
+class Scheduler(Protocol):
+    """Forms batches for one instance and applies their results."""
+
+    def add(self, request: Request) -> None:
+        """Queue an arrived request."""
+        ...
+
+    def schedule(self, now: int) -> Batch | None:
+        """Form the next batch at time `now`, or None when there is nothing to run."""
+        ...
+
+    def update(self, batch: Batch, now: int) -> list[Request]:
+        """Apply a completed batch at time `now`; return the requests that finished."""
+        ...
+
+    def num_requests(self) -> int:
+        """Requests waiting or running on this instance."""
+        ...

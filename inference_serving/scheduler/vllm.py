@@ -1,0 +1,154 @@
+"""vLLM-v1-style continuous batching: token budget, chunked prefill, recompute preemption."""
+
+from __future__ import annotations
+
+from collections import deque
+
+from inference_serving.kv_cache import KVCacheManager
+from inference_serving.request import Request
+from inference_serving.scheduler.base import Batch, SchedulerOptions
+
+
+class VllmScheduler:
+    """Phase-free scheduler: each request's computed tokens chase its sequence length.
+
+    Each step serves running requests first (decodes and unfinished prefill chunks), then admits
+    waiting requests FCFS while the token budget, the sequence slots and free KV blocks last.
+    When blocks run out, the most recently admitted running request is preempted: its blocks
+    are freed and it is recomputed later (prompt + generated tokens), which costs a re-prefill.
+    """
+
+    def __init__(self, options: SchedulerOptions, kv: KVCacheManager) -> None:
+        self.options = options
+        self.kv = kv
+        self.waiting: deque[Request] = deque()
+        self.running: list[Request] = []
+        self.next_batch_id = 0
+        self.num_preemptions = 0
+
+    def add(self, request: Request) -> None:
+        """Queue an arrived request (`--gen`: its prompt counts as already prefilled)."""
+        if self.options.gen_only:
+            request.computed = request.prompt - 1
+            request.prefilled = True
+        self.waiting.append(request)
+
+    def num_requests(self) -> int:
+        """Requests waiting or running on this instance."""
+        return len(self.waiting) + len(self.running)
+
+    def _preempt_last(self) -> Request:
+        victim = self.running.pop()
+        self.kv.free(victim)
+        victim.computed = 0
+        self.waiting.appendleft(victim)
+        self.num_preemptions += 1
+        return victim
+
+    def schedule(self, now: int) -> Batch | None:
+        """Form the next batch at `now` (serving.md §4.3)."""
+        budget = self.options.max_num_batched_tokens
+        threshold = self.options.long_prefill_token_threshold
+        block_size = self.kv.block_size
+        kv = self.kv
+        chosen: list[Request] = []
+        tokens: list[int] = []
+        decode: list[bool] = []
+        preempted = 0
+        prefill_only = self.options.prioritize_prefill and self._has_prompt_work()
+        running = self.running
+        index = 0
+        while index < len(running) and budget > 0:
+            request = running[index]
+            remaining = request.num_tokens - request.computed
+            is_decode = remaining == 1 and request.prefilled
+            if is_decode:
+                if prefill_only:
+                    index += 1
+                    continue
+                # Hot path: a decode needs a new block only when it starts one.
+                if -(-request.num_tokens // block_size) <= request.blocks:
+                    chosen.append(request)
+                    tokens.append(1)
+                    decode.append(True)
+                    budget -= 1
+                    index += 1
+                    continue
+            count = min(remaining, threshold, budget) if threshold > 0 else min(remaining, budget)
+            while not kv.allocate_slots(request, request.computed + count):
+                victim = self._preempt_last()
+                preempted += 1
+                if victim is request:
+                    break
+            else:
+                chosen.append(request)
+                tokens.append(count)
+                decode.append(is_decode)
+                budget -= count
+                index += 1
+                continue
+            break
+        if not preempted:
+            self._admit(budget, chosen, tokens, decode, now)
+        if not chosen:
+            return None
+        batch = Batch(self.next_batch_id, chosen, tokens, decode, start=now,
+                      num_preempted=preempted)
+        self.next_batch_id += 1
+        return batch
+
+    def _has_prompt_work(self) -> bool:
+        return bool(self.waiting) or any(not r.prefilled or r.computed + 1 < r.num_tokens
+                                         for r in self.running)
+
+    def _admit(self, budget: int, chosen: list[Request], tokens: list[int], decode: list[bool],
+               now: int) -> None:
+        slots = self.options.max_num_seqs
+        while self.waiting and budget > 0 and len(self.running) < slots:
+            request = self.waiting[0]
+            count = request.num_tokens - request.computed
+            if self.options.long_prefill_token_threshold > 0:
+                count = min(count, self.options.long_prefill_token_threshold)
+            if not self.options.chunked_prefill and count > budget:
+                # A prompt longer than the whole budget could never run unchunked: run it alone.
+                if chosen or count <= self.options.max_num_batched_tokens:
+                    break
+            else:
+                count = min(count, budget)
+            if not self.kv.allocate_slots(request, request.computed + count):
+                break
+            self.waiting.popleft()
+            self.running.append(request)
+            if request.first_scheduled < 0:
+                request.first_scheduled = now
+            chosen.append(request)
+            tokens.append(count)
+            decode.append(request.prefilled and count == 1 and
+                          request.computed + 1 == request.num_tokens)
+            budget -= count
+
+    def update(self, batch: Batch, now: int) -> list[Request]:
+        """Advance computed tokens, sample tokens, and retire finished requests."""
+        finished: list[Request] = []
+        for request, count in zip(batch.requests, batch.tokens, strict=True):
+            request.computed += count
+            if request.computed < request.num_tokens:
+                continue  # a partial prefill chunk samples nothing
+            request.num_tokens += 1
+            request.generated += 1
+            batch.sampled += 1
+            if request.first_token < 0:
+                request.first_token = now
+                if not request.prefilled:
+                    batch.prompt_done.append(request)
+                request.prefilled = True
+            else:
+                request.itl.append(now - request.last_token)
+            request.last_token = now
+            if request.generated >= request.output:
+                request.end = now
+                self.kv.free(request)
+                finished.append(request)
+        if finished:
+            self.running = [r for r in self.running if r.end < 0]
+        return finished

@@ -1,0 +1,139 @@
+"""The discrete-event serving loop: arrivals, iteration completions and log ticks."""
+
+from __future__ import annotations
+
+import heapq
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TextIO
+
+from inference_serving.errors import InputError
+from inference_serving.instance import Instance
+from inference_serving.invariants import check_instance, check_final
+from inference_serving.metrics import TokenCounters
+from inference_serving.request import Request
+from inference_serving.router import Router
+from inference_serving.sim_log import SimLogger
+
+# Event kinds double as tie-break priorities: at one instant, completions are applied before
+# arrivals, and both before the log tick that reports the window ending at that instant.
+DONE, ARRIVAL, LOG = 0, 1, 2
+
+
+@dataclass(slots=True)
+class SimResult:
+    """What a finished run hands to the reporting layer."""
+
+    end_ns: int
+    iterations: int
+    counters: TokenCounters
+    instances: list[Instance]
+    requests: list[Request]
+
+
+class Simulator:
+    """Runs requests through the instances until every request has finished."""
+
+    def __init__(self, instances: list[Instance], requests: list[Request], router: Router,
+                 interval_ns: int, log: SimLogger,
+                 on_window: Callable[[int, tuple[float, float]], None],
+                 check_invariants: bool = False, progress: bool = False) -> None:
+        self.instances = instances
+        self.requests = requests
+        self.router = router
+        self.counters = TokenCounters(interval_ns)
+        self.log = log
+        self.on_window = on_window
+        self.check = check_invariants
+        self.progress = progress
+        self.candidates = [i.index for i in instances if i.spec.pd_type != "decode"]
+        self._heap: list[tuple[int, int, int, object]] = []
+        self._seq = 0
+        self.now = 0
+
+    def _push(self, time: int, kind: int, payload: object) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (time, kind, self._seq, payload))
+
+    def validate_fit(self) -> None:
+        """Every request must fit in the KV pool of any instance it can be routed to."""
+        for request in self.requests:
+            tokens = request.prompt + request.output - 1
+            for index in self.candidates:
+                inst = self.instances[index]
+                need = inst.kv.blocks_for(tokens)
+                if need > inst.kv.num_blocks:
+                    raise InputError(
+                        f"request {request.rid} needs {need} KV blocks ({tokens} tokens) but "
+                        f"instance {index} holds only {inst.kv.num_blocks}", "dataset",
+                        "use more NPU memory, more NPUs or shorter requests")
+
+    def run(self) -> SimResult:
+        """Simulate to completion and return the final state."""
+        self.validate_fit()
+        total = len(self.requests)
+        finished = 0
+        iterations = 0
+        end_ns = 0
+        next_arrival = 0
+        dirty: set[int] = set()
+        self._push(self.requests[0].arrival, ARRIVAL, None)
+        self._push(self.counters.interval_ns, LOG, None)
+        heap = self._heap
+        while heap:
+            time, kind, _, payload = heapq.heappop(heap)
+            self.now = time
+            if kind == DONE:
+                inst = self.instances[payload]
+                batch = inst.in_flight
+                inst.in_flight = None
+                done = inst.scheduler.update(batch, time)
+                self.counters.on_batch_done(batch)
+                inst.completed.extend(done)
+                finished += len(done)
+                end_ns = time
+                dirty.add(payload)
+                if self.check:
+                    check_instance(inst)
+                if self.progress and iterations % 256 == 0:
+                    print(f"\r  {time / 1e9:10.3f} s simulated, {finished}/{total} requests "
+                          "finished", end="", file=sys.stderr, flush=True)
+            elif kind == ARRIVAL:
+                request = self.requests[next_arrival]
+                next_arrival += 1
+                index = self.router.route(request, self.candidates)
+                request.instance = index
+                self.instances[index].scheduler.add(request)
+                dirty.add(index)
+                if next_arrival < total:
+                    self._push(self.requests[next_arrival].arrival, ARRIVAL, None)
+            elif finished < total:
+                self.on_window(time, self.counters.close_window())
+                self._push(time + self.counters.interval_ns, LOG, None)
+            if dirty and (not heap or heap[0][0] > time):
+                for index in sorted(dirty):
+                    iterations += self._start_batch(self.instances[index], time)
+                dirty.clear()
+        if self.progress:
+            print(file=sys.stderr)
+        if finished != total:
+            raise RuntimeError(f"simulation stalled with {total - finished} unfinished requests")
+        if self.check:
+            check_final(self.requests)
+        return SimResult(end_ns, iterations, self.counters, self.instances, self.requests)
+
+    def _start_batch(self, inst: Instance, now: int) -> int:
+        if inst.in_flight is not None or not inst.scheduler.num_requests():
+            return 0
+        batch = inst.scheduler.schedule(now)
+        if batch is None:
+            return 0
+        inst.in_flight = batch
+        duration = inst.timer.iteration_ns(batch)
+        inst.busy_ns += duration
+        if batch.num_preempted:
+            self.log.info("Scheduler", f"preempted {batch.num_preempted} request(s) for KV space",
+                          node=inst.spec.node_id, inst=inst.index)
+        self._push(now + duration, DONE, inst.index)
+        return 1

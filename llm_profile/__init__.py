@@ -1,0 +1,1 @@
+"""Performance models: profiled latency tables, roofline from hardware specs, the profiler."""

@@ -1,0 +1,137 @@
+"""Parsers for the LLMServingSim profile files (layers.csv, prediction grids, attention.csv)."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from inference_serving.errors import InputError
+
+LAYERS_HEADER = ("layer_name", "input", "kv_cache", "tp_size", "latency(ns)")
+
+
+@dataclass(frozen=True, slots=True)
+class LayerCurve:
+    """Measured latency of one operator against token count (sorted, unique tokens)."""
+
+    tokens: np.ndarray
+    latency: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class Grid:
+    """A dense regular 2-D table: values[i, j] at (axis0[i], axis1[j])."""
+
+    axis0: np.ndarray
+    axis1: np.ndarray
+    values: np.ndarray
+
+
+def _bad(path: Path, what: str, fix: str = "regenerate or fix the profile file") -> InputError:
+    return InputError(what, str(path), fix)
+
+
+def read_layers(path: Path, tp: int) -> dict[str, LayerCurve]:
+    """Parse layers.csv into one curve per operator for TP degree `tp` (first duplicate wins)."""
+    if not path.is_file():
+        raise _bad(path, "missing profile table layers.csv",
+                   "profile this hardware/model/TP or pick another --perf-models root")
+    with path.open(newline="") as handle:
+        reader = csv.reader(handle)
+        header = tuple(next(reader, ()))
+        missing = [c for c in LAYERS_HEADER if c not in header]
+        if missing:
+            raise _bad(path, f"missing column(s) {', '.join(missing)}",
+                       f"the header must be {','.join(LAYERS_HEADER)}")
+        col = {name: header.index(name) for name in LAYERS_HEADER}
+        points: dict[str, dict[int, int]] = {}
+        for lineno, row in enumerate(reader, start=2):
+            if not row:
+                continue
+            try:
+                row_tp = int(row[col["tp_size"]])
+                tokens = int(row[col["input"]])
+                latency = int(float(row[col["latency(ns)"]]))
+            except (ValueError, IndexError):
+                raise _bad(path, f"non-numeric or missing value on line {lineno}") from None
+            if row_tp != tp:
+                continue
+            points.setdefault(row[col["layer_name"]], {}).setdefault(tokens, latency)
+    if not points:
+        raise _bad(path, f"no rows with tp_size {tp}", "use the tp<N> folder matching the "
+                   "instance's TP degree")
+    curves = {}
+    for name, by_tokens in points.items():
+        tokens = np.array(sorted(by_tokens), dtype=np.int64)
+        curves[name] = LayerCurve(tokens, np.array([by_tokens[t] for t in tokens],
+                                                   dtype=np.float64))
+    return curves
+
+
+def read_grid(path: Path, header: tuple[str, str, str]) -> Grid:
+    """Parse a prediction grid CSV (`a,b,prediction`, integer ns) into a dense 2-D table."""
+    text = path.read_text()
+    first, _, body = text.partition("\n")
+    if tuple(c.strip() for c in first.split(",")) != header:
+        raise _bad(path, f"unexpected header {first.strip()!r}",
+                   f"the header must be {','.join(header)}")
+    flat = np.fromstring(body.replace("\n", ","), dtype=np.float64, sep=",")
+    if flat.size == 0 or flat.size % 3 or np.isnan(flat).any():
+        raise _bad(path, "non-numeric or incomplete rows")
+    rows = flat.reshape(-1, 3)
+    axis0 = np.unique(rows[:, 0])
+    axis1 = np.unique(rows[:, 1])
+    values = np.full((axis0.size, axis1.size), np.nan)
+    values[np.searchsorted(axis0, rows[:, 0]), np.searchsorted(axis1, rows[:, 1])] = rows[:, 2]
+    if np.isnan(values).any():
+        raise _bad(path, "the grid has holes (not every axis combination is present)")
+    return Grid(axis0, axis1, values)
+
+
+@dataclass(frozen=True, slots=True)
+class RawAttention:
+    """Measured attention points from attention.csv, in ns per layer call.
+
+    Prefill points are (prior KV, chunk) for one request; decode points are (batch, mean
+    per-request context); the profiler's decode `kv_cache_size` is the total over the batch.
+    """
+
+    prefill: np.ndarray
+    decode: np.ndarray
+
+
+def read_raw_attention(path: Path) -> RawAttention:
+    """Parse attention.csv (GPU Vidur columns in ms, or TPU columns in ns)."""
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        fields = set(reader.fieldnames or ())
+        gpu = "time_stats.attn_prefill.median" in fields
+        needed = {"prefill_chunk_size", "kv_cache_size", "batch_size", "is_prefill"}
+        if not gpu:
+            needed.add("p50_ns")
+        if not needed <= fields:
+            raise _bad(path, f"missing column(s) {', '.join(sorted(needed - fields))}")
+        prefill, decode = [], []
+        for lineno, row in enumerate(reader, start=2):
+            try:
+                is_prefill = row["is_prefill"].strip().lower() == "true"
+                if gpu:
+                    key = "prefill" if is_prefill else "decode"
+                    ns = float(row[f"time_stats.attn_{key}.median"]) * 1e6
+                else:
+                    ns = float(row["p50_ns"])
+                batch = int(row["batch_size"])
+                kv = int(row["kv_cache_size"])
+                chunk = int(row["prefill_chunk_size"])
+            except (ValueError, TypeError):
+                raise _bad(path, f"non-numeric value on line {lineno}") from None
+            if is_prefill:
+                prefill.append((kv, chunk, ns))
+            else:
+                decode.append((batch, kv / batch, ns))
+    if not prefill or not decode:
+        raise _bad(path, "needs both prefill and decode rows")
+    return RawAttention(np.array(sorted(prefill)), np.array(sorted(decode)))

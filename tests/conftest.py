@@ -1,0 +1,13 @@
+"""Shared fixtures: paths to the repository and to the third-party data beside it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+needs_data = pytest.mark.skipif(
+    not DATA.is_dir(),
+    reason="../shared/data not found: third-party LLMServingSim data is not available")
