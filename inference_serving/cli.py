@@ -66,8 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start every request as already prefilled (decode only)")
     p.add_argument("--scheduler", default="vllm", choices=("vllm",),
                    help="scheduling family (vLLM v1 continuous batching)")
-    p.add_argument("--request-routing-policy", default="RR", choices=tuple(ROUTERS),
-                   help="how arriving requests pick an instance")
+    p.add_argument("--request-routing-policy", default="RR", choices=(*ROUTERS, "CUSTOM"),
+                   help="how arriving requests pick an instance (LOAD = least outstanding "
+                   "tokens; CUSTOM = --custom-router)")
+    p.add_argument("--custom-router", metavar="PKG.MOD:CLASS",
+                   help="router class for --request-routing-policy CUSTOM")
     p.add_argument("--network-backend", default="analytical", choices=("analytical",),
                    help="timing model of collectives")
     p.add_argument("--log-interval", type=float, default=0.5,
@@ -132,6 +135,7 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         prioritize_prefill=args.prioritize_prefill,
         gen_only=args.gen,
         request_routing_policy=args.request_routing_policy,
+        custom_router=args.custom_router,
         log_interval_s=args.log_interval,
         log_level=args.log_level,
         perf_models=resolve_user_path(args.perf_models),
@@ -148,6 +152,12 @@ def run(options: RunOptions) -> int:
     log = SimLogger(options.log_level)
     cluster = load_cluster_config(options.cluster_config)
     instances = build_instances(cluster, options, lambda msg: log.warning("PerfModel", msg))
+    for inst in instances:
+        log.info("Builder", f"{inst.model.name} on {inst.spec.npu_num}x {inst.spec.hardware} "
+                 f"(TP{inst.spec.tp}): {inst.timer.perf.name} latencies, weights "
+                 f"{inst.budget.weight_bytes / 2**20:.2f} MiB per NPU, {inst.kv.num_blocks} KV "
+                 f"blocks of {options.block_size} tokens", node=inst.spec.node_id,
+                 inst=inst.index)
     requests, unsorted = load_requests(options.dataset, options.num_req)
     if unsorted:
         log.warning("Dataset", f"{options.dataset} is not sorted by arrival_time_ns; sorted it "
@@ -158,10 +168,9 @@ def run(options: RunOptions) -> int:
     def on_window(time_ns: int, rates: tuple[float, float]) -> None:
         print(periodic_block(time_ns / 1e9, rates, instances, node_ids), flush=False)
 
-    sim = Simulator(instances, requests, make_router(options.request_routing_policy,
-                                                     options.seed),
+    router = make_router(options.request_routing_policy, options.seed, options.custom_router)
+    sim = Simulator(instances, requests, router,
                     interval_ns, log, on_window, options.check_invariants, options.progress)
-    log.now_ns = 0
     wall_start = time.perf_counter()
     result = sim.run()
     wall = time.perf_counter() - wall_start

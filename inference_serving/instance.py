@@ -32,6 +32,11 @@ class Instance:
         """Global instance id."""
         return self.spec.instance_id
 
+    def outstanding_tokens(self) -> int:
+        """Work left on this instance: uncomputed prompt tokens plus tokens still to generate."""
+        return sum(r.num_tokens - r.computed + r.output - r.generated
+                   for r in self.scheduler.requests())
+
     def memory_used_bytes(self) -> int:
         """Device memory in use on one NPU: weights + allocated KV blocks."""
         return self.budget.weight_bytes + self.kv.used_blocks * self.budget.block_bytes

@@ -16,8 +16,7 @@ def check_instance(inst: Instance) -> None:
     if not 0 <= kv.free_blocks <= kv.num_blocks:
         raise InvariantError(f"instance {inst.index}: free blocks {kv.free_blocks} outside "
                              f"[0, {kv.num_blocks}]")
-    sched = inst.scheduler
-    held = sum(r.blocks for r in sched.running) + sum(r.blocks for r in sched.waiting)
+    held = sum(r.blocks for r in inst.scheduler.requests())
     if held != kv.used_blocks:
         raise InvariantError(f"instance {inst.index}: requests hold {held} blocks, pool says "
                              f"{kv.used_blocks}")

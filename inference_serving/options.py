@@ -25,6 +25,7 @@ class RunOptions:
     prioritize_prefill: bool = False
     gen_only: bool = False
     request_routing_policy: str = "RR"
+    custom_router: str | None = None
     log_interval_s: float = 0.5
     log_level: str = "WARNING"
     perf_models: Path = Path("llm_profile/perf_models")

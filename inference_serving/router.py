@@ -1,19 +1,21 @@
-"""Request routers: pick the instance that serves an arriving request."""
+"""Request routers: pick the instance that serves a request when it arrives."""
 
 from __future__ import annotations
 
+import importlib
 import random
 from typing import Protocol
 
 from inference_serving.errors import InputError
+from inference_serving.instance import Instance
 from inference_serving.request import Request
 
 
 class Router(Protocol):
-    """Chooses an instance index among `candidates` for a request at its arrival."""
+    """Chooses one of `candidates` for `request` at its arrival time."""
 
-    def route(self, request: Request, candidates: list[int]) -> int:
-        """Return the chosen instance index (one of `candidates`)."""
+    def route(self, request: Request, candidates: list[Instance]) -> Instance:
+        """Return the chosen instance."""
         ...
 
 
@@ -23,7 +25,7 @@ class RoundRobinRouter:
     def __init__(self, seed: int) -> None:
         self.count = 0
 
-    def route(self, request: Request, candidates: list[int]) -> int:
+    def route(self, request: Request, candidates: list[Instance]) -> Instance:
         """Next candidate in turn."""
         choice = candidates[self.count % len(candidates)]
         self.count += 1
@@ -36,18 +38,54 @@ class RandomRouter:
     def __init__(self, seed: int) -> None:
         self.rng = random.Random(seed)
 
-    def route(self, request: Request, candidates: list[int]) -> int:
+    def route(self, request: Request, candidates: list[Instance]) -> Instance:
         """A seeded uniform pick."""
         return candidates[self.rng.randrange(len(candidates))]
 
 
-ROUTERS: dict[str, type] = {"RR": RoundRobinRouter, "RAND": RandomRouter}
+class LeastLoadRouter:
+    """The candidate with the least outstanding work (queued + running tokens); ties to the
+    lowest instance id."""
+
+    def __init__(self, seed: int) -> None:
+        pass
+
+    def route(self, request: Request, candidates: list[Instance]) -> Instance:
+        """Least outstanding tokens first."""
+        return min(candidates, key=lambda inst: (inst.outstanding_tokens(), inst.index))
 
 
-def make_router(name: str, seed: int) -> Router:
-    """Build the router registered under `name`."""
+ROUTERS: dict[str, type] = {"RR": RoundRobinRouter, "RAND": RandomRouter,
+                            "LOAD": LeastLoadRouter}
+
+
+def load_custom_router(spec: str, seed: int) -> Router:
+    """Instantiate `pkg.module:Class` (constructor takes the seed) as a router."""
+    module_name, _, class_name = spec.partition(":")
+    where = f"--custom-router {spec}"
+    if not module_name or not class_name:
+        raise InputError("expected the form package.module:Class", where, "fix the flag")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        raise InputError(f"cannot load the router ({exc})", where,
+                         "check the module is importable from the working directory") from None
+    router = cls(seed)
+    if not callable(getattr(router, "route", None)):
+        raise InputError(f"{class_name} has no route(request, candidates) method", where,
+                         "implement the Router interface of inference_serving/router.py")
+    return router
+
+
+def make_router(name: str, seed: int, custom: str | None = None) -> Router:
+    """Build the router registered under `name` (`CUSTOM` loads `custom`)."""
+    if name == "CUSTOM":
+        if not custom:
+            raise InputError("CUSTOM routing needs a router class", "--request-routing-policy",
+                             "pass --custom-router package.module:Class")
+        return load_custom_router(custom, seed)
     cls = ROUTERS.get(name)
     if cls is None:
         raise InputError(f"unknown request routing policy '{name}'", "--request-routing-policy",
-                         f"use one of {', '.join(ROUTERS)}")
+                         f"use one of {', '.join([*ROUTERS, 'CUSTOM'])}")
     return cls(seed)

@@ -47,7 +47,8 @@ class Simulator:
         self.on_window = on_window
         self.check = check_invariants
         self.progress = progress
-        self.candidates = [i.index for i in instances if i.spec.pd_type != "decode"]
+        self.debug = log.enabled("DEBUG")
+        self.candidates = [i for i in instances if i.spec.pd_type != "decode"]
         self._heap: list[tuple[int, int, int, object]] = []
         self._seq = 0
         self.now = 0
@@ -60,13 +61,12 @@ class Simulator:
         """Every request must fit in the KV pool of any instance it can be routed to."""
         for request in self.requests:
             tokens = request.prompt + request.output - 1
-            for index in self.candidates:
-                inst = self.instances[index]
+            for inst in self.candidates:
                 need = inst.kv.blocks_for(tokens)
                 if need > inst.kv.num_blocks:
                     raise InputError(
                         f"request {request.rid} needs {need} KV blocks ({tokens} tokens) but "
-                        f"instance {index} holds only {inst.kv.num_blocks}", "dataset",
+                        f"instance {inst.index} holds only {inst.kv.num_blocks}", "dataset",
                         "use more NPU memory, more NPUs or shorter requests")
 
     def run(self) -> SimResult:
@@ -102,10 +102,10 @@ class Simulator:
             elif kind == ARRIVAL:
                 request = self.requests[next_arrival]
                 next_arrival += 1
-                index = self.router.route(request, self.candidates)
-                request.instance = index
-                self.instances[index].scheduler.add(request)
-                dirty.add(index)
+                inst = self.router.route(request, self.candidates)
+                request.instance = inst.index
+                inst.scheduler.add(request)
+                dirty.add(inst.index)
                 if next_arrival < total:
                     self._push(self.requests[next_arrival].arrival, ARRIVAL, None)
             elif finished < total:
@@ -132,7 +132,15 @@ class Simulator:
         inst.in_flight = batch
         duration = inst.timer.iteration_ns(batch)
         inst.busy_ns += duration
+        if self.debug:
+            self.log.now_ns = now
+            decodes = sum(batch.decode)
+            self.log.debug("Scheduler", f"batch {batch.batch_id}: {len(batch.requests)} reqs "
+                           f"({decodes} decodes), {batch.total_tokens} tokens, {duration} ns, "
+                           f"{inst.kv.free_blocks} free KV blocks", node=inst.spec.node_id,
+                           inst=inst.index)
         if batch.num_preempted:
+            self.log.now_ns = now
             self.log.info("Scheduler", f"preempted {batch.num_preempted} request(s) for KV space",
                           node=inst.spec.node_id, inst=inst.index)
         self._push(now + duration, DONE, inst.index)

@@ -61,3 +61,7 @@ class Scheduler(Protocol):
     def num_requests(self) -> int:
         """Requests waiting or running on this instance."""
         ...
+
+    def requests(self) -> list[Request]:
+        """Every request waiting or running on this instance."""
+        ...

@@ -37,6 +37,10 @@ class VllmScheduler:
         """Requests waiting or running on this instance."""
         return len(self.waiting) + len(self.running)
 
+    def requests(self) -> list[Request]:
+        """Every request waiting or running on this instance."""
+        return [*self.running, *self.waiting]
+
     def _preempt_last(self) -> Request:
         victim = self.running.pop()
         self.kv.free(victim)
