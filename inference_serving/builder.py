@@ -13,11 +13,13 @@ from inference_serving.kv_cache import KVCacheManager
 from inference_serving.memory_model import kv_budget
 from inference_serving.model_config import ModelConfig, load_model_config
 from inference_serving.options import RunOptions
-from inference_serving.scheduler.base import SchedulerOptions
+from inference_serving.scheduler.base import Scheduler, SchedulerOptions
+from inference_serving.scheduler.legacy import LegacyScheduler
 from inference_serving.scheduler.vllm import VllmScheduler
 from llm_profile.factory import is_tpu, make_perf_model
 
 MIB = 1 << 20
+SCHEDULERS = ("vllm", "legacy")
 
 
 def _check_supported(spec: InstanceSpec, where: str) -> None:
@@ -47,6 +49,27 @@ def _allreduce(cluster: ClusterConfig, spec: InstanceSpec) -> Callable[[int], in
     return lambda nbytes: collective_ns("all_reduce", nbytes, dims, system)
 
 
+def _make_scheduler(options: RunOptions, model: ModelConfig, kv: KVCacheManager,
+                    block_bytes: int, spec: InstanceSpec, host_capacity: int,
+                    warn: Callable[[str], None]) -> Scheduler:
+    budget_tokens = min(options.max_num_batched_tokens or model.max_position_embeddings,
+                        model.max_position_embeddings)
+    legacy = options.scheduler == "legacy"
+    sched_options = SchedulerOptions(
+        max_num_batched_tokens=budget_tokens,
+        # Legacy: --max-batch 0 means unlimited; vllm: it defers to --max-num-seqs.
+        max_num_seqs=options.max_batch if legacy else options.max_batch or options.max_num_seqs,
+        block_size=options.block_size,
+        chunked_prefill=options.chunked_prefill and not legacy,
+        long_prefill_token_threshold=options.long_prefill_token_threshold,
+        prioritize_prefill=options.prioritize_prefill,
+        gen_only=options.gen_only,
+    )
+    if legacy:
+        return LegacyScheduler(sched_options, kv, block_bytes, spec.npu_num, host_capacity, warn)
+    return VllmScheduler(sched_options, kv)
+
+
 def build_instances(cluster: ClusterConfig, options: RunOptions,
                     warn: Callable[[str], None]) -> list[Instance]:
     """Load every instance's model, perf model and memory budget; fail early on bad input."""
@@ -74,18 +97,8 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
                                    spec.tp, options.fp_bytes, node.cpu_mem,
                                    _allreduce(cluster, spec), options.legacy_output_store)
             kv = KVCacheManager(budget.num_blocks, options.block_size)
-            budget_tokens = min(options.max_num_batched_tokens or model.max_position_embeddings,
-                                model.max_position_embeddings)
-            sched_options = SchedulerOptions(
-                max_num_batched_tokens=budget_tokens,
-                max_num_seqs=options.max_num_seqs,
-                block_size=options.block_size,
-                chunked_prefill=options.chunked_prefill,
-                long_prefill_token_threshold=options.long_prefill_token_threshold,
-                prioritize_prefill=options.prioritize_prefill,
-                gen_only=options.gen_only,
-            )
-            instances.append(Instance(spec=spec, model=model,
-                                      scheduler=VllmScheduler(sched_options, kv), kv=kv,
+            scheduler = _make_scheduler(options, model, kv, budget.block_bytes, spec,
+                                        node.cpu_mem.size_bytes, warn)
+            instances.append(Instance(spec=spec, model=model, scheduler=scheduler, kv=kv,
                                       budget=budget, timer=timer))
     return instances

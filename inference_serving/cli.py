@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from inference_serving.builder import build_instances
+from inference_serving.builder import SCHEDULERS, build_instances
 from inference_serving.cluster_config import load_cluster_config
 from inference_serving.dataset_reader import load_requests
 from inference_serving.errors import InputError
@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-json", help="machine-readable summary to write")
     p.add_argument("--num-req", type=int, default=100, help="requests to load (first N lines)")
     p.add_argument("--max-batch", type=int, default=0,
-                   help="max requests per iteration (0 = --max-num-seqs)")
+                   help="max requests per iteration (0 = --max-num-seqs for vllm, unlimited "
+                   "for legacy)")
     p.add_argument("--max-num-seqs", type=int, default=128,
                    help="max running requests per instance (vLLM max_num_seqs)")
     p.add_argument("--max-num-batched-tokens", type=int, default=2048,
@@ -64,8 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="while any prompt work exists, iterations carry prompt work only")
     p.add_argument("--gen", action="store_true",
                    help="start every request as already prefilled (decode only)")
-    p.add_argument("--scheduler", default="vllm", choices=("vllm",),
-                   help="scheduling family (vLLM v1 continuous batching)")
+    p.add_argument("--scheduler", default="vllm", choices=tuple(SCHEDULERS),
+                   help="vllm: vLLM-v1 continuous batching; legacy: the existing "
+                   "LLMServingSim scheduler (whole prompts, swap preemption)")
     p.add_argument("--request-routing-policy", default="RR", choices=(*ROUTERS, "CUSTOM"),
                    help="how arriving requests pick an instance (LOAD = least outstanding "
                    "tokens; CUSTOM = --custom-router)")
@@ -127,7 +129,9 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         metrics_json=Path(args.metrics_json) if args.metrics_json else None,
         num_req=args.num_req,
         max_num_batched_tokens=args.max_num_batched_tokens,
-        max_num_seqs=args.max_batch or args.max_num_seqs,
+        max_num_seqs=args.max_num_seqs,
+        max_batch=args.max_batch,
+        scheduler=args.scheduler,
         block_size=args.block_size,
         fp_bits=args.fp,
         chunked_prefill=args.chunked_prefill,
@@ -163,10 +167,10 @@ def run(options: RunOptions) -> int:
         log.warning("Dataset", f"{options.dataset} is not sorted by arrival_time_ns; sorted it "
                     "(request ids stay line indices)")
     interval_ns = max(1, round(options.log_interval_s * 1e9))
-    node_ids = {node.node_id: node.cpu_mem.size_bytes for node in cluster.nodes}
+    host_sizes = {node.node_id: node.cpu_mem.size_bytes for node in cluster.nodes}
 
     def on_window(time_ns: int, rates: tuple[float, float]) -> None:
-        print(periodic_block(time_ns / 1e9, rates, instances, node_ids), flush=False)
+        print(periodic_block(time_ns / 1e9, rates, instances, host_sizes), flush=False)
 
     router = make_router(options.request_routing_policy, options.seed, options.custom_router)
     sim = Simulator(instances, requests, router,

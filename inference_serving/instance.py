@@ -37,6 +37,10 @@ class Instance:
         return sum(r.num_tokens - r.computed + r.output - r.generated
                    for r in self.scheduler.requests())
 
+    def host_used_bytes(self) -> int:
+        """Host memory this instance holds (swapped-out KV, whole-instance bytes)."""
+        return self.scheduler.host_bytes
+
     def memory_used_bytes(self) -> int:
         """Device memory in use on one NPU: weights + allocated KV blocks."""
         return self.budget.weight_bytes + self.kv.used_blocks * self.budget.block_bytes

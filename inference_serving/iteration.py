@@ -104,5 +104,9 @@ class IterationTimer:
         store_bytes = (tokens * self.model.hidden_size * self.fp if self.legacy_output_store
                        else num_requests * OUTPUT_TOKEN_ID_BYTES)
         store = self.tp * memory_access_ns(self.host_mem, store_bytes)
+        if batch.swap_in_bytes or batch.swap_out_bytes:
+            # Swap traffic shares the host-memory FIFO with the input load; compute waits.
+            store += self.tp * (memory_access_ns(self.host_mem, batch.swap_in_bytes)
+                                + memory_access_ns(self.host_mem, batch.swap_out_bytes))
         return (self.token_cost_ns(tokens) + self.model.num_layers * attention
                 + self.perf.layer_ns("lm_head", num_requests) + store)

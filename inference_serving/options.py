@@ -18,6 +18,8 @@ class RunOptions:
     num_req: int = 100
     max_num_batched_tokens: int = 2048
     max_num_seqs: int = 128
+    max_batch: int = 0
+    scheduler: str = "vllm"
     block_size: int = 16
     fp_bits: int = 16
     chunked_prefill: bool = True

@@ -17,7 +17,8 @@ def _line(label: str, value: object) -> str:
 
 def periodic_block(time_s: float, rates: tuple[float, float], instances: list[Instance],
                    nodes: dict[int, int]) -> str:
-    """Status block for the window ending at `time_s` (formats.md §6.3)."""
+    """Status block for the window ending at `time_s` (formats.md §6.3); `nodes` maps node
+    ids to host-memory capacity in bytes."""
     label = f"[{time_s:.1f}s]"
     lines = [f"{label} Avg prompt throughput: {rates[0]:.1f} tokens/s, "
              f"Avg generation throughput: {rates[1]:.1f} tokens/s"]
@@ -30,9 +31,13 @@ def periodic_block(time_s: float, rates: tuple[float, float], instances: list[In
                     f"{used / MIB:.2f} MB ({used / cap * 100:.3f} % Used)")
     for node_id, host_size in nodes.items():
         on_node = [i for i in instances if i.spec.node_id == node_id]
-        line = f"Node[{node_id}]: Total CPU Memory Usage 0.00 MB, {0:.3f} % Used "
-        if host_size and len(on_node) > 1:
-            line += "(" + ", ".join(f"Instance[{i.index}]: 0.00 %" for i in on_node) + ")"
+        used = sum(i.host_used_bytes() for i in on_node)
+        line = (f"Node[{node_id}]: Total CPU Memory Usage {used / MIB:.2f} MB, "
+                f"{used / host_size * 100:.3f} % Used ")
+        if len(on_node) > 1:
+            shares = (i.host_used_bytes() / used * 100 if used else 0.0 for i in on_node)
+            line += "(" + ", ".join(f"Instance[{i.index}]: {share:.2f} %"
+                                    for i, share in zip(on_node, shares, strict=True)) + ")"
         tree.append(line)
     pad = " " * (len(label) + 2)
     for k, text in enumerate(tree):

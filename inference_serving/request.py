@@ -22,6 +22,7 @@ class Request:
     computed: int = 0
     generated: int = 0
     prefilled: bool = False
+    swapped: bool = False
     blocks: int = 0
     instance: int = -1
     first_scheduled: int = -1

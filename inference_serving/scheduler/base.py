@@ -21,6 +21,8 @@ class Batch:
     decode: list[bool]
     start: int = 0
     num_preempted: int = 0
+    swap_in_bytes: int = 0
+    swap_out_bytes: int = 0
     sampled: int = 0
     prompt_done: list[Request] = field(default_factory=list)
 
@@ -46,6 +48,8 @@ class SchedulerOptions:
 class Scheduler(Protocol):
     """Forms batches for one instance and applies their results."""
 
+    host_bytes: int  # host memory held by this instance's swapped-out KV
+
     def add(self, request: Request) -> None:
         """Queue an arrived request."""
         ...
@@ -65,3 +69,32 @@ class Scheduler(Protocol):
     def requests(self) -> list[Request]:
         """Every request waiting or running on this instance."""
         ...
+
+
+def advance_tokens(batch: Batch, now: int) -> list[Request]:
+    """Apply a completed iteration to its requests; return those that finished.
+
+    Each entry's computed tokens grow by its scheduled count; when that reaches the sequence
+    length, one token is sampled: the first token (TTFT) or an ITL sample. A partial prefill
+    chunk samples nothing.
+    """
+    finished: list[Request] = []
+    for request, count in zip(batch.requests, batch.tokens, strict=True):
+        request.computed += count
+        if request.computed < request.num_tokens:
+            continue
+        request.num_tokens += 1
+        request.generated += 1
+        batch.sampled += 1
+        if request.first_token < 0:
+            request.first_token = now
+            if not request.prefilled:
+                batch.prompt_done.append(request)
+            request.prefilled = True
+        else:
+            request.itl.append(now - request.last_token)
+        request.last_token = now
+        if request.generated >= request.output:
+            request.end = now
+            finished.append(request)
+    return finished

@@ -6,7 +6,7 @@ from collections import deque
 
 from inference_serving.kv_cache import KVCacheManager
 from inference_serving.request import Request
-from inference_serving.scheduler.base import Batch, SchedulerOptions
+from inference_serving.scheduler.base import Batch, SchedulerOptions, advance_tokens
 
 
 class VllmScheduler:
@@ -25,6 +25,7 @@ class VllmScheduler:
         self.running: list[Request] = []
         self.next_batch_id = 0
         self.num_preemptions = 0
+        self.host_bytes = 0  # recompute preemption never parks KV in host memory
 
     def add(self, request: Request) -> None:
         """Queue an arrived request (`--gen`: its prompt counts as already prefilled)."""
@@ -133,26 +134,9 @@ class VllmScheduler:
 
     def update(self, batch: Batch, now: int) -> list[Request]:
         """Advance computed tokens, sample tokens, and retire finished requests."""
-        finished: list[Request] = []
-        for request, count in zip(batch.requests, batch.tokens, strict=True):
-            request.computed += count
-            if request.computed < request.num_tokens:
-                continue  # a partial prefill chunk samples nothing
-            request.num_tokens += 1
-            request.generated += 1
-            batch.sampled += 1
-            if request.first_token < 0:
-                request.first_token = now
-                if not request.prefilled:
-                    batch.prompt_done.append(request)
-                request.prefilled = True
-            else:
-                request.itl.append(now - request.last_token)
-            request.last_token = now
-            if request.generated >= request.output:
-                request.end = now
-                self.kv.free(request)
-                finished.append(request)
+        finished = advance_tokens(batch, now)
         if finished:
+            for request in finished:
+                self.kv.free(request)
             self.running = [r for r in self.running if r.end < 0]
         return finished

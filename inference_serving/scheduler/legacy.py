@@ -1,0 +1,128 @@
+"""The existing LLMServingSim scheduler (serving.md §4.1), minus its listed defects.
+
+Whole prompts only; running decodes first (they sit at the head of the queue), then prompts
+FCFS while memory and the token budget last; swap preemption to host memory when blocks run out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from inference_serving.kv_cache import KVCacheManager
+from inference_serving.request import Request
+from inference_serving.scheduler.base import Batch, SchedulerOptions, advance_tokens
+
+
+class LegacyScheduler:
+    """One ordered queue of waiting prompts, idle running decodes and swapped decodes."""
+
+    def __init__(self, options: SchedulerOptions, kv: KVCacheManager, block_bytes: int,
+                 npu_num: int, host_capacity: int, warn: Callable[[str], None]) -> None:
+        self.options = options
+        self.kv = kv
+        self.block_bytes = block_bytes
+        self.npu_num = npu_num
+        self.host_capacity = host_capacity
+        self.host_bytes = 0
+        self.warn = warn
+        self.queue: list[Request] = []
+        self.in_flight: list[Request] = []
+        self.next_batch_id = 0
+        self.num_preemptions = 0
+
+    def add(self, request: Request) -> None:
+        """Queue an arrived request (`--gen`: its prompt counts as already prefilled)."""
+        if self.options.gen_only:
+            request.computed = request.prompt - 1
+            request.prefilled = True
+        self.queue.append(request)
+
+    def num_requests(self) -> int:
+        """Requests queued or in flight on this instance."""
+        return len(self.queue) + len(self.in_flight)
+
+    def requests(self) -> list[Request]:
+        """Every request queued or in flight on this instance."""
+        return [*self.in_flight, *self.queue]
+
+    def _extra_blocks(self, request: Request) -> int:
+        # Room for the sequence plus the token this iteration produces: (len // bs) + 1 blocks
+        # for a prompt or swapped-in request, +1 block for a decode when len % bs == 0.
+        return max(self.kv.blocks_for(request.num_tokens + 1) - request.blocks, 0)
+
+    def _fit(self, candidates: list[Request]) -> int:
+        free = self.kv.free_blocks
+        for n, request in enumerate(candidates):
+            free -= self._extra_blocks(request)
+            if free < 0:
+                return n
+        return len(candidates)
+
+    def _swap_out(self, victim: Request, batch: Batch) -> bool:
+        per_npu = victim.blocks * self.block_bytes
+        if self.host_bytes + per_npu * self.npu_num > self.host_capacity:
+            return False
+        self.host_bytes += per_npu * self.npu_num
+        batch.swap_out_bytes += per_npu
+        self.kv.free(victim)
+        victim.swapped = True
+        self.num_preemptions += 1
+        batch.num_preempted += 1
+        return True
+
+    def schedule(self, now: int) -> Batch | None:
+        """Form the next batch at `now` (serving.md §4.1 steps 1–8)."""
+        if not self.queue or self.in_flight:
+            return None
+        candidates = self.queue
+        limit = self.options.max_num_seqs
+        if self.options.prioritize_prefill and any(not r.prefilled for r in candidates):
+            candidates = [r for r in candidates if not r.prefilled]
+        candidates = candidates[:limit] if limit else list(candidates)
+        batch = Batch(self.next_batch_id, [], [], [], start=now)
+        n = self._fit(candidates)
+        while n == 0:
+            decodes = [r for r in candidates if r.prefilled and not r.swapped and r.blocks]
+            if not decodes or not self._swap_out(decodes[-1], batch):
+                return None
+            candidates = decodes[:-1]
+            n = self._fit(candidates)
+        chosen = candidates[:n]
+        budget = self.options.max_num_batched_tokens
+        cost = [1 if r.prefilled else r.num_tokens for r in chosen]
+        while len(chosen) > 1 and sum(cost) > budget:
+            chosen.pop()
+            cost.pop()
+        if cost[0] > budget:
+            self.warn(f"request {chosen[0].rid}: prompt of {cost[0]} tokens exceeds the "
+                      f"{budget}-token budget; running it alone")
+        picked = set(map(id, chosen))
+        self.queue = [r for r in self.queue if id(r) not in picked]
+        for request, tokens in zip(chosen, cost, strict=True):
+            if request.swapped:
+                request.swapped = False
+                bytes_per_npu = self.kv.blocks_for(request.num_tokens) * self.block_bytes
+                batch.swap_in_bytes += bytes_per_npu
+                self.host_bytes -= bytes_per_npu * self.npu_num
+            self.kv.allocate_slots(request, request.num_tokens + 1)
+            if request.first_scheduled < 0:
+                request.first_scheduled = now
+            batch.requests.append(request)
+            batch.tokens.append(tokens)
+            batch.decode.append(request.prefilled)
+        self.in_flight = chosen
+        self.next_batch_id += 1
+        return batch
+
+    def update(self, batch: Batch, now: int) -> list[Request]:
+        """Apply a completed batch; unfinished requests go back to the head of the queue."""
+        finished = advance_tokens(batch, now)
+        for request in finished:
+            self.kv.free(request)
+        pool = [r for r in batch.requests if r.end < 0]
+        self.in_flight = []
+        if self.options.prioritize_prefill:
+            self.queue = sorted(pool + self.queue, key=lambda r: (r.arrival, r.rid))
+        else:
+            self.queue = pool + self.queue
+        return finished
