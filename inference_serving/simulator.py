@@ -6,11 +6,10 @@ import heapq
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TextIO
 
 from inference_serving.errors import InputError
 from inference_serving.instance import Instance
-from inference_serving.invariants import check_instance, check_final
+from inference_serving.invariants import check_final, check_instance
 from inference_serving.metrics import TokenCounters
 from inference_serving.request import Request
 from inference_serving.router import Router
