@@ -1,0 +1,1 @@
+"""Request-trace generator and the small example traces shipped with the simulator."""
