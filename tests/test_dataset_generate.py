@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def test_token_ids_match_the_lengths():
 
 
 def test_bad_distribution_is_rejected():
-    with pytest.raises(Exception):
+    with pytest.raises(argparse.ArgumentTypeError):
         parse_dist("normal:5", False)
     with pytest.raises(SystemExit):
         main(["--out", "x.jsonl", "--num-req", "0", "--rate", "1"])
