@@ -23,9 +23,10 @@ def make_perf_model(root: Path, hardware: str, model: ModelConfig, tp: int, fp_b
     """Profiled tables from `<root>/<hardware>/<model>/tp<tp>/`, else a roofline model."""
     model_dir = root / hardware / model.name
     directory = model_dir / f"tp{tp}"
-    roofline = None
-    if hardware.lower() in (name.lower() for name in known_hardware()):
+    try:
         roofline = RooflinePerfModel(model, load_hardware(hardware), tp, fp_bits)
+    except InputError:
+        roofline = None
     if directory.is_dir():
         return ProfiledPerfModel(directory, tp, is_tpu(hardware), warn, roofline)
     if model_dir.is_dir():
