@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 
 
@@ -29,7 +30,8 @@ class Request:
     first_token: int = -1
     last_token: int = -1
     end: int = -1
-    itl: list[int] = field(default_factory=list)
+    # Compact int64 storage: a long trace holds millions of inter-token gaps.
+    itl: array = field(default_factory=lambda: array("q"))
 
     def __post_init__(self) -> None:
         self.num_tokens = self.prompt
