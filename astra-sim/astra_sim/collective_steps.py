@@ -1,0 +1,111 @@
+"""Step-level execution of a collective for participants that may start at different ticks.
+
+Collectives are not barriers (engine.md §3.5): each participant runs the algorithm's steps,
+sending as soon as it has the data and waiting only for the messages it needs. Per step a
+message costs its network time plus the endpoint delay; reduce steps add the local-reduction
+cost; each phase ends with one more endpoint delay. In lockstep this equals the closed forms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from astra_sim.collectives import _phases, _red
+from astra_sim.network import Network
+from astra_sim.system import SystemConfig
+from astra_sim.topology import coordinates
+
+# A step: (peer rule, message bytes, reduction ns after the step). Peer rules are
+# ("offset", (k, ...)) = send to positions pos + k, or ("xor", mask) = send to pos ^ mask.
+Step = tuple[tuple[str, object], int, int]
+
+
+def phase_steps(algorithm: str, op: str, p: int, size: int, system: SystemConfig) -> list[Step]:
+    """The steps of one phase on a group of `p` participants."""
+    nxt = ("offset", (1,))
+    if algorithm == "ring":
+        m = size // p
+        if op == "all_reduce":
+            return [(nxt, m, _red(m, system))] * (p - 1) + [(nxt, m, 0)] * (p - 1)
+        if op == "reduce_scatter":
+            return [(nxt, m, _red(m, system))] * (p - 1)
+        if op == "all_gather":
+            return [(nxt, size, 0)] * (p - 1)
+        return [(nxt, m, 0)] * (p * (p - 1) // 2)
+    if algorithm == "direct":
+        everyone = ("offset", tuple(range(1, p)))
+        if op == "all_gather":
+            return [(everyone, size, 0)]
+        if op == "all_to_all":
+            return [(everyone, size // p, 0)]
+        rs = [(everyone, size // p, _red(size // p, system))]
+        return rs if op == "reduce_scatter" else rs + [(everyone, size // p, 0)]
+    if algorithm == "halvingDoubling":
+        if p & (p - 1) or op == "all_to_all":
+            raise ValueError("halvingDoubling needs a power-of-two group and no all-to-all")
+        levels = p.bit_length() - 1
+        if op == "all_gather":
+            return [(("xor", 1 << k), size << k, 0) for k in range(levels)]
+        rs = [(("xor", p >> k), size >> k, _red(size >> k, system) if k >= 2 else 0)
+              for k in range(1, levels + 1)]
+        if op == "reduce_scatter":
+            return rs
+        return rs + [(("xor", p >> k), size >> k, 0) for k in range(levels, 0, -1)]
+    raise ValueError(f"{algorithm} is not supported by the step-level engine")
+
+
+def _peers(rule: tuple[str, object], pos: int, p: int) -> list[tuple[int, int]]:
+    kind, arg = rule
+    if kind == "xor":
+        return [(0, pos ^ arg)]
+    return [(k, (pos + k) % p) for k in arg]
+
+
+def run_phase(group: list[int], steps: list[Step], ready: dict[int, int], network: Network,
+              endpoint_delay: int) -> None:
+    """Advance `ready` (per-NPU time) through one phase on one group, in place."""
+    p = len(group)
+    for rule, nbytes, reduction in steps:
+        messages = sorted((ready[group[pos]], order, pos, peer)
+                          for pos in range(p) for order, peer in _peers(rule, pos, p))
+        arrived = [0] * p
+        for depart, _, pos, peer in messages:
+            arrival = network.deliver(group[pos], group[peer], nbytes, depart) + endpoint_delay
+            arrived[peer] = max(arrived[peer], arrival)
+        for pos in range(p):
+            npu = group[pos]
+            ready[npu] = max(ready[npu], arrived[pos]) + reduction
+    for npu in group:
+        ready[npu] += endpoint_delay
+
+
+def run_collective(kind: str, size: int, members: Sequence[int], issue: dict[int, int],
+                   network: Network, system: SystemConfig,
+                   involved: Sequence[bool] | None = None) -> dict[int, int]:
+    """Per-participant completion times of a collective issued at `issue[npu]`."""
+    dims = network.dims
+    algorithms = system.algorithms(kind)
+    usable = [(i, d, algorithms[i]) for i, d in enumerate(dims[:len(algorithms)])
+              if d.npus > 1 and (involved is None or (i < len(involved) and involved[i]))]
+    ready = dict(issue)
+    if not usable:
+        return ready
+    splits = system.preferred_dataset_splits
+    chunk = size // splits
+    if chunk < network.num_npus and kind != "all_gather":
+        chunk = network.num_npus
+    coords = {npu: coordinates(npu, dims) for npu in members}
+    index_of = {id(d): i for i, d, _ in usable}
+    phases = _phases(kind, chunk, [(d, a) for _, d, a in usable], system.collective_optimization)
+    for _ in range(-(-splits // system.active_chunks_per_dimension)):
+        for dim, algorithm, op, phase_size in phases:
+            axis = index_of[id(dim)]
+            groups: dict[tuple, list[int]] = {}
+            for npu in members:
+                c = coords[npu]
+                groups.setdefault(c[:axis] + c[axis + 1:], []).append(npu)
+            for group in groups.values():
+                group.sort(key=lambda n: coords[n][axis])
+                steps = phase_steps(algorithm, op, len(group), phase_size, system)
+                run_phase(group, steps, ready, network, system.endpoint_delay)
+    return ready

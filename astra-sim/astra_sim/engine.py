@@ -1,0 +1,427 @@
+"""Workload layer: dependency-driven replay of per-NPU Chakra graphs (engine.md §3).
+
+Issue rules: at most one GPU compute, one CPU compute and one communication node (collective
+or send) in flight per NPU; receives, memory and PIM nodes are exempt. Ready nodes are issued
+in the order they became ready, ties by node id. Collectives are matched across NPUs by group
+and sequence number and run step by step (closed form when all participants start together).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import defaultdict, deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from astra_sim.chakra_et import COLLECTIVE_TYPES, Node
+from astra_sim.collective_steps import run_collective
+from astra_sim.collectives import collective_ns
+from astra_sim.memory import REMOTE, MemorySystem
+from astra_sim.network import Network
+from astra_sim.system import SystemConfig
+from astra_sim.topology import Dimension, coordinates
+
+COLLECTIVE_KINDS = {COLLECTIVE_TYPES["ALL_REDUCE"]: "all_reduce",
+                    COLLECTIVE_TYPES["ALL_GATHER"]: "all_gather",
+                    COLLECTIVE_TYPES["REDUCE_SCATTER"]: "reduce_scatter",
+                    COLLECTIVE_TYPES["ALL_TO_ALL"]: "all_to_all"}
+BROADCAST = COLLECTIVE_TYPES["BROADCAST"]
+GPU, CPU, COMM = 0, 1, 2
+
+
+class GraphError(ValueError):
+    """The graphs cannot be replayed (cycle, dangling dependency, unknown collective...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """Everything that shapes timing: network, system layer, duration units, roofline."""
+
+    dims: tuple[Dimension, ...]
+    system: SystemConfig = SystemConfig()
+    aware: bool = False
+    duration_unit_ns: int = 1  # casys: ns in duration_micros; upstream: 1000
+    roofline: bool = False
+    peak_tflops: float = 0.0
+    comm_groups: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ReplayResult:
+    """Absolute finish tick and exposed communication (finish − compute) per NPU."""
+
+    finish_ns: dict[int, int]
+    exposed_comm_ns: dict[int, int]
+
+
+@dataclass(slots=True)
+class _NpuState:
+    nodes: dict[int, Node]
+    waiting_parents: dict[int, int]
+    children: dict[int, list[int]]
+    ready: list[tuple[int, int, int]] = field(default_factory=list)  # (ready time, seq, id)
+    busy: list[bool] = field(default_factory=lambda: [False, False, False])
+    remaining: int = 0
+    compute_ns: int = 0
+    finish: int = 0
+
+
+def _deps(node: Node) -> list[int]:
+    return list(dict.fromkeys([*node.data_deps, *node.ctrl_deps]))
+
+
+def validate_graph(npu: int, nodes: Sequence[Node]) -> None:
+    """Unique ids, dependencies present in the same graph, no cycles."""
+    ids = {}
+    for node in nodes:
+        if node.id in ids:
+            raise GraphError(f"NPU {npu}: duplicate node id {node.id}")
+        ids[node.id] = node
+    indegree = {nid: 0 for nid in ids}
+    children = defaultdict(list)
+    for node in nodes:
+        for dep in _deps(node):
+            if dep not in ids:
+                raise GraphError(f"NPU {npu}: node {node.id} ({node.name}) depends on missing "
+                                 f"node {dep}")
+            indegree[node.id] += 1
+            children[dep].append(node.id)
+    queue = deque(nid for nid, deg in indegree.items() if deg == 0)
+    seen = 0
+    while queue:
+        nid = queue.popleft()
+        seen += 1
+        for child in children[nid]:
+            indegree[child] -= 1
+            if indegree[child] == 0:
+                queue.append(child)
+    if seen != len(ids):
+        raise GraphError(f"NPU {npu}: the graph has a dependency cycle")
+
+
+class Engine:
+    """Replays per-NPU graphs on one clock; network and memory state persist across calls."""
+
+    def __init__(self, config: EngineConfig, memory: MemorySystem | None = None) -> None:
+        self.config = config
+        self.network = Network(config.dims, config.aware)
+        self.memory = memory if memory is not None else MemorySystem()
+        self.member_cache: dict[tuple, tuple] = {}
+
+    def replay(self, graphs: Mapping[int, Sequence[Node]], start: int = 0,
+               fast: bool = True) -> ReplayResult:
+        """Run every NPU's graph from `start`; return per-NPU finish times.
+
+        With `fast`, NPUs whose graphs are identical (the same list, or equal node by node)
+        and touch no shared resource run in lockstep: one NPU is replayed with closed-form
+        collectives and its times hold for all (engine.md §11).
+        """
+        if fast and self._lockstep(graphs):
+            first = next(iter(graphs))
+            chain = self._chain_ns(first, graphs[first])
+            if chain is not None:
+                total, compute = chain
+                return ReplayResult({n: start + total for n in graphs},
+                                    {n: total - compute for n in graphs})
+            solo = _Replay(self, {first: graphs[first]}, start, solo=True).execute()
+            return ReplayResult({n: solo.finish_ns[first] for n in graphs},
+                                {n: solo.exposed_comm_ns[first] for n in graphs})
+        return _Replay(self, graphs, start).execute()
+
+    def _chain_ns(self, npu: int, nodes: Sequence[Node]) -> tuple[int, int] | None:
+        """(total, GPU compute) of a graph that is a single dependency chain, else None."""
+        previous = None
+        total = compute = 0
+        probe = _Replay(self, {}, 0, solo=True)
+        for node in nodes:
+            deps = _deps(node)
+            if deps != ([] if previous is None else [previous]):
+                return None
+            previous = node.id
+            if node.type == "COMP_NODE":
+                duration = probe.compute_ns(node)
+                total += duration
+                if not node.attr("is_cpu_op", False):
+                    compute += duration
+            elif node.type == "COMM_COLL_NODE":
+                kind = COLLECTIVE_KINDS.get(int(node.attr("comm_type", 0) or 0))
+                if kind is None:
+                    return None
+                involved = _Replay.members_of(self, npu, node)[1]
+                total += collective_ns(kind, int(node.attr("comm_size", 0) or 0),
+                                       self.config.dims, self.config.system, involved)
+            elif node.type in ("MEM_LOAD_NODE", "MEM_STORE_NODE"):
+                total = probe.memory_done(npu, node, total)
+        return total, compute
+
+    def _lockstep(self, graphs: Mapping[int, Sequence[Node]]) -> bool:
+        if self.config.aware or not graphs:
+            return False
+        lists = list(graphs.values())
+        first = lists[0]
+        if any(g is not first and g != first for g in lists[1:]):
+            return False
+        npus = tuple(sorted(graphs))
+        queued = {loc for loc, tier in self.memory.tiers.items() if tier.queued}
+        for node in first:
+            if node.type in ("COMM_SEND_NODE", "COMM_RECV_NODE", "PIM_COMP_NODE"):
+                return False
+            if node.type in ("MEM_LOAD_NODE", "MEM_STORE_NODE") and \
+                    int(node.attr("tensor_loc", REMOTE) or REMOTE) in queued:
+                return False
+            if node.type == "COMM_COLL_NODE":
+                members = _Replay.members_of(self, npus[0], node)[0]
+                if members != npus:
+                    return False
+        return True
+
+
+class _Replay:
+    """One replay: event heap, per-NPU issue state, pending collectives and messages."""
+
+    def __init__(self, engine: Engine, graphs: Mapping[int, Sequence[Node]], start: int,
+                 solo: bool = False) -> None:
+        self.engine = engine
+        self.solo = solo
+        self.cfg = engine.config
+        self.start = start
+        self.heap: list[tuple[int, int, tuple]] = []
+        self.seq = 0
+        self.npus: dict[int, _NpuState] = {}
+        for npu, nodes in graphs.items():
+            if not 0 <= npu < self.engine.network.num_npus:
+                raise GraphError(f"graph for NPU {npu} but the network has "
+                                 f"{self.engine.network.num_npus} NPUs")
+            validate_graph(npu, nodes)
+            state = _NpuState({n.id: n for n in nodes}, {}, defaultdict(list),
+                              remaining=len(nodes), finish=start)
+            for node in nodes:
+                deps = _deps(node)
+                state.waiting_parents[node.id] = len(deps)
+                for dep in deps:
+                    state.children[dep].append(node.id)
+            self.npus[npu] = state
+        self.coll_seq: dict[tuple[int, tuple], int] = defaultdict(int)
+        self.pending_coll: dict[tuple, dict[int, tuple[int, int]]] = {}
+        self.messages: dict[tuple, deque[int]] = defaultdict(deque)
+        self.posted_recvs: dict[tuple, deque[tuple[int, int]]] = defaultdict(deque)
+
+    # --- event plumbing -------------------------------------------------------------------
+    def push(self, time: int, event: tuple) -> None:
+        self.seq += 1
+        heapq.heappush(self.heap, (time, self.seq, event))
+
+    def mark_ready(self, npu: int, node_id: int, time: int) -> None:
+        state = self.npus[npu]
+        self.seq += 1
+        heapq.heappush(state.ready, (time, node_id, self.seq))
+
+    def execute(self) -> ReplayResult:
+        for npu, state in self.npus.items():
+            for nid, count in state.waiting_parents.items():
+                if count == 0:
+                    self.mark_ready(npu, nid, self.start)
+            self.issue(npu, self.start)
+        while self.heap:
+            time, _, event = heapq.heappop(self.heap)
+            kind = event[0]
+            if kind == "done":
+                self.complete(event[1], event[2], time, event[3])
+            elif kind == "arrive":
+                self.arrive(event[1], time)
+        stuck = [npu for npu, s in self.npus.items() if s.remaining]
+        if stuck:
+            raise GraphError(f"replay stalled: NPU(s) {stuck} have unfinished nodes (unmatched "
+                             "send/receive or a collective some participant never issues)")
+        return ReplayResult({n: s.finish for n, s in self.npus.items()},
+                            {n: s.finish - self.start - s.compute_ns
+                             for n, s in self.npus.items()})
+
+    # --- issuing ------------------------------------------------------------------------------
+    def issue(self, npu: int, now: int) -> None:
+        state = self.npus[npu]
+        blocked = []
+        while state.ready:
+            entry = heapq.heappop(state.ready)
+            node = state.nodes[entry[1]]
+            resource = self.resource(node)
+            if resource is not None and state.busy[resource]:
+                blocked.append(entry)
+                continue
+            self.start_node(npu, node, resource, now)
+        for entry in blocked:
+            heapq.heappush(state.ready, entry)
+
+    def resource(self, node: Node) -> int | None:
+        if node.type == "COMP_NODE":
+            return CPU if node.attr("is_cpu_op", False) else GPU
+        if node.type in ("COMM_COLL_NODE", "COMM_SEND_NODE"):
+            return COMM
+        return None
+
+    def start_node(self, npu: int, node: Node, resource: int | None, now: int) -> None:
+        state = self.npus[npu]
+        if resource is not None:
+            state.busy[resource] = True
+        kind = node.type
+        if kind == "COMP_NODE":
+            duration = self.compute_ns(node)
+            if resource == GPU:
+                state.compute_ns += duration
+            self.push(now + duration, ("done", npu, node.id, resource))
+        elif kind in ("MEM_LOAD_NODE", "MEM_STORE_NODE", "PIM_COMP_NODE"):
+            self.push(self.memory_done(npu, node, now), ("done", npu, node.id, None))
+        elif kind == "COMM_SEND_NODE":
+            self.send(npu, node, now)
+        elif kind == "COMM_RECV_NODE":
+            self.post_recv(npu, node, now)
+        elif kind == "COMM_COLL_NODE":
+            self.collective(npu, node, now)
+        else:  # METADATA / INVALID: no timing
+            self.push(now, ("done", npu, node.id, resource))
+
+    def compute_ns(self, node: Node) -> int:
+        cfg = self.cfg
+        num_ops = int(node.attr("num_ops", 0) or 0)
+        if cfg.roofline and not node.attr("is_cpu_op", False):
+            size = int(node.attr("tensor_size", 0) or 0)
+            if size == 0:
+                return 0
+            intensity = num_ops / size
+            perf = min(cfg.system.local_mem_bw * 1e9 * intensity, cfg.peak_tflops * 1e12)
+            return int(num_ops / perf * 1e9) if perf else 0
+        if cfg.duration_unit_ns == 1:
+            return node.duration_micros  # casys: ns; 0 duration and 0 ops is skipped
+        return max(node.duration_micros * cfg.duration_unit_ns, 1)
+
+    def memory_done(self, npu: int, node: Node, now: int) -> int:
+        size = int(node.attr("tensor_size", 0) or 0)
+        loc = int(node.attr("tensor_loc", REMOTE) or REMOTE)
+        device = int(node.attr("tensor_device", 0) or 0)
+        try:
+            if node.type == "PIM_COMP_NODE":
+                channel = int(node.attr("tensor_channel", 0) or 0)
+                return self.engine.memory.access(npu, now, size, loc, device, channel,
+                                                 extra_ns=node.duration_micros)
+            return self.engine.memory.access(npu, now, size, loc, device)
+        except ValueError as exc:
+            raise GraphError(f"NPU {npu} node {node.id} ({node.name}): {exc}") from None
+
+    # --- point to point ------------------------------------------------------------------------
+    def _p2p_key(self, node: Node) -> tuple:
+        return (int(node.attr("comm_src", 0) or 0), int(node.attr("comm_dst", 0) or 0),
+                int(node.attr("comm_tag", 0) or 0), int(node.attr("comm_size", 0) or 0))
+
+    def send(self, npu: int, node: Node, now: int) -> None:
+        key = self._p2p_key(node)
+        if key[0] != npu:
+            raise GraphError(f"NPU {npu} node {node.id}: send with comm_src {key[0]}")
+        arrival = self.engine.network.deliver(key[0], key[1], key[3], now)
+        self.push(arrival, ("done", npu, node.id, COMM))
+        self.push(arrival, ("arrive", key))
+
+    def arrive(self, key: tuple, time: int) -> None:
+        waiting = self.posted_recvs[key]
+        if waiting:
+            npu, node_id = waiting.popleft()
+            self.push(time, ("done", npu, node_id, None))
+        else:
+            self.messages[key].append(time)
+
+    def post_recv(self, npu: int, node: Node, now: int) -> None:
+        key = self._p2p_key(node)
+        if key[1] != npu:
+            raise GraphError(f"NPU {npu} node {node.id}: receive with comm_dst {key[1]}")
+        if self.messages[key]:
+            arrived = self.messages[key].popleft()
+            self.push(max(now, arrived), ("done", npu, node.id, None))
+        else:
+            self.posted_recvs[key].append((npu, node.id))
+
+    # --- collectives ---------------------------------------------------------------------------
+    @staticmethod
+    def members_of(engine: Engine, npu: int, node: Node
+                   ) -> tuple[tuple[int, ...], tuple[bool, ...] | None]:
+        """Participants of a collective issued on `npu`, and the dimensions it involves."""
+        key = (npu, str(node.attr("pg_name", "") or ""), tuple(node.attr("involved_dim") or ()))
+        cached = engine.member_cache.get(key)
+        if cached is None:
+            cached = _Replay._find_members(engine, npu, node)
+            engine.member_cache[key] = cached
+        return cached
+
+    @staticmethod
+    def _find_members(engine: Engine, npu: int, node: Node
+                      ) -> tuple[tuple[int, ...], tuple[bool, ...] | None]:
+        dims = engine.config.dims
+        group = str(node.attr("pg_name", "") or "")
+        if group not in ("", "0") and group in engine.config.comm_groups:
+            members = tuple(sorted(engine.config.comm_groups[group]))
+            coords = [coordinates(m, dims) for m in members]
+            involved = tuple(len({c[i] for c in coords}) > 1 for i in range(len(dims)))
+            return members, involved
+        involved = node.attr("involved_dim")
+        involved = tuple(bool(v) for v in involved) if involved else None
+        mine = coordinates(npu, dims)
+        members = []
+        for other in range(engine.network.num_npus):
+            theirs = coordinates(other, dims)
+            if all(a == b or (involved is None or (i < len(involved) and involved[i]))
+                   for i, (a, b) in enumerate(zip(mine, theirs, strict=True))):
+                members.append(other)
+        return tuple(members), involved
+
+    def members(self, npu: int, node: Node) -> tuple[tuple[int, ...], tuple[bool, ...] | None]:
+        return self.members_of(self.engine, npu, node)
+
+    def collective(self, npu: int, node: Node, now: int) -> None:
+        comm_type = int(node.attr("comm_type", 0) or 0)
+        size = int(node.attr("comm_size", 0) or 0)
+        if comm_type == BROADCAST:
+            self.push(now + node.duration_micros, ("done", npu, node.id, COMM))
+            return
+        kind = COLLECTIVE_KINDS.get(comm_type)
+        if kind is None:
+            raise GraphError(f"NPU {npu} node {node.id}: unsupported collective type "
+                             f"{comm_type}")
+        members, involved = self.members(npu, node)
+        if self.solo:
+            duration = collective_ns(kind, size, self.cfg.dims, self.cfg.system, involved)
+            self.push(now + duration, ("done", npu, node.id, COMM))
+            return
+        seq_key = (npu, (kind, members))
+        index = self.coll_seq[seq_key]
+        self.coll_seq[seq_key] += 1
+        key = (kind, members, index)
+        pending = self.pending_coll.setdefault(key, {})
+        pending[npu] = (now, node.id)
+        if len(pending) < len(members):
+            return
+        del self.pending_coll[key]
+        issue = {m: t for m, (t, _) in pending.items()}
+        cfg = self.cfg
+        if not cfg.aware and len(set(issue.values())) == 1:
+            # Lockstep: every participant finishes at the closed-form time.
+            duration = collective_ns(kind, size, cfg.dims, cfg.system, involved)
+            finish = {m: now + duration for m in members}
+        else:
+            try:
+                finish = run_collective(kind, size, members, issue, self.engine.network,
+                                        cfg.system, involved)
+            except ValueError as exc:
+                raise GraphError(f"collective {kind} on NPUs {members}: {exc}") from None
+        for m, (_, node_id) in pending.items():
+            self.push(max(finish[m], now), ("done", m, node_id, COMM))
+
+    # --- completion -----------------------------------------------------------------------------
+    def complete(self, npu: int, node_id: int, time: int, resource: int | None) -> None:
+        state = self.npus[npu]
+        if resource is not None:
+            state.busy[resource] = False
+        state.remaining -= 1
+        state.finish = max(state.finish, time)
+        for child in state.children.get(node_id, ()):
+            state.waiting_parents[child] -= 1
+            if state.waiting_parents[child] == 0:
+                self.mark_ready(npu, child, time)
+        self.issue(npu, time)
