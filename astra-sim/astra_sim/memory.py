@@ -84,7 +84,8 @@ class MemorySystem:
     def _upstream(cls, raw: dict, num_npus: int) -> MemorySystem:
         kind = raw["memory-type"]
         if kind not in UPSTREAM_TYPES:
-            raise ValueError(f"unknown memory-type {kind!r}; use one of {', '.join(UPSTREAM_TYPES)}")
+            raise ValueError(f"unknown memory-type {kind!r}; use one of "
+                             f"{', '.join(UPSTREAM_TYPES)}")
         if kind == "NO_MEMORY_EXPANSION":
             return cls()
         latency = _number(raw, "remote-mem-latency")
@@ -102,8 +103,8 @@ def _number(raw: dict, key: str, positive: bool = False) -> float:
     value = raw.get(key)
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or \
             (positive and value == 0):
-        raise ValueError(f"memory key {key!r} must be a {'positive' if positive else 'non-negative'}"
-                         f" number, got {value!r}")
+        bound = "positive" if positive else "non-negative"
+        raise ValueError(f"memory key {key!r} must be a {bound} number, got {value!r}")
     return float(value)
 
 
