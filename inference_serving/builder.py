@@ -40,13 +40,14 @@ def _check_tp(model: ModelConfig, tp: int, where: str) -> None:
                              where, "choose npu_num / npu_group that divides it")
 
 
-def _allreduce(cluster: ClusterConfig, spec: InstanceSpec) -> Callable[[int], int]:
+def _allreduce(cluster: ClusterConfig, spec: InstanceSpec,
+               aware: bool) -> Callable[[int], int]:
     """Ring all-reduce over the instance's TP group on the cluster's NPU links."""
     if spec.tp == 1:
         return lambda nbytes: 0
     dims = (Dimension("FullyConnected", spec.tp, cluster.link_bw_gbps, cluster.link_latency_ns),)
     system = SystemConfig(local_mem_bw=spec.npu_mem.bw_bytes_per_ns)
-    return lambda nbytes: collective_ns("all_reduce", nbytes, dims, system)
+    return lambda nbytes: collective_ns("all_reduce", nbytes, dims, system, aware=aware)
 
 
 def _make_scheduler(options: RunOptions, model: ModelConfig, kv: KVCacheManager,
@@ -95,7 +96,8 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
                                    options.fp_bits, warn)
             timer = IterationTimer(model, perf, dense_template(is_tpu(spec.hardware), spec.tp),
                                    spec.tp, options.fp_bytes, node.cpu_mem,
-                                   _allreduce(cluster, spec), options.legacy_output_store)
+                                   _allreduce(cluster, spec, options.network_aware),
+                                   options.legacy_output_store)
             kv = KVCacheManager(budget.num_blocks, options.block_size)
             scheduler = _make_scheduler(options, model, kv, budget.block_bytes, spec,
                                         node.cpu_mem.size_bytes, warn)

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from inference_serving.builder import SCHEDULERS, build_instances
+from inference_serving.chakra_graph import ChakraExporter
 from inference_serving.cluster_config import load_cluster_config
 from inference_serving.dataset_reader import load_requests
 from inference_serving.errors import InputError
@@ -73,8 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "tokens; CUSTOM = --custom-router)")
     p.add_argument("--custom-router", metavar="PKG.MOD:CLASS",
                    help="router class for --request-routing-policy CUSTOM")
-    p.add_argument("--network-backend", default="analytical", choices=("analytical",),
-                   help="timing model of collectives")
+    p.add_argument("--network-backend", default="analytical",
+                   choices=("analytical", "analytical-aware"),
+                   help="collective timing: ASTRA-Sim's congestion-unaware or -aware analytical "
+                   "model")
+    p.add_argument("--export-chakra", metavar="DIR",
+                   help="write every iteration's Chakra graphs and ASTRA-Sim inputs under DIR")
+    p.add_argument("--chakra-dialect", choices=("casys", "upstream"), default="casys",
+                   help="ET dialect for --export-chakra (casys keeps ns durations)")
     p.add_argument("--log-interval", type=float, default=0.5,
                    help="simulated seconds between status blocks")
     p.add_argument("--log-level", default="WARNING", choices=tuple(LEVELS),
@@ -147,6 +154,9 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         seed=args.seed,
         legacy_output_store=args.compat_output_store,
         check_invariants=args.check_invariants,
+        network_aware=args.network_backend == "analytical-aware",
+        export_chakra=Path(args.export_chakra) if args.export_chakra else None,
+        chakra_dialect=args.chakra_dialect,
         progress=not args.no_progress and sys.stderr.isatty(),
     )
 
@@ -173,8 +183,12 @@ def run(options: RunOptions) -> int:
         print(periodic_block(time_ns / 1e9, rates, instances, host_sizes), flush=False)
 
     router = make_router(options.request_routing_policy, options.seed, options.custom_router)
-    sim = Simulator(instances, requests, router,
-                    interval_ns, log, on_window, options.check_invariants, options.progress)
+    exporter = None
+    if options.export_chakra is not None:
+        exporter = ChakraExporter(cluster, options.export_chakra, options.chakra_dialect)
+    sim = Simulator(instances, requests, router, interval_ns, log, on_window,
+                    options.check_invariants, options.progress,
+                    exporter.write if exporter is not None else None)
     wall_start = time.perf_counter()
     result = sim.run()
     wall = time.perf_counter() - wall_start

@@ -35,6 +35,9 @@ class RunOptions:
     seed: int = 42
     legacy_output_store: bool = False
     check_invariants: bool = False
+    network_aware: bool = False
+    export_chakra: Path | None = None
+    chakra_dialect: str = "casys"
     progress: bool = False
 
     @property

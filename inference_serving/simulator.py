@@ -13,6 +13,7 @@ from inference_serving.invariants import check_final, check_instance
 from inference_serving.metrics import TokenCounters
 from inference_serving.request import Request
 from inference_serving.router import Router
+from inference_serving.scheduler.base import Batch
 from inference_serving.sim_log import SimLogger
 
 # Event kinds double as tie-break priorities: at one instant, completions are applied before
@@ -37,7 +38,8 @@ class Simulator:
     def __init__(self, instances: list[Instance], requests: list[Request], router: Router,
                  interval_ns: int, log: SimLogger,
                  on_window: Callable[[int, tuple[float, float]], None],
-                 check_invariants: bool = False, progress: bool = False) -> None:
+                 check_invariants: bool = False, progress: bool = False,
+                 on_batch: Callable[[Instance, Batch], None] | None = None) -> None:
         self.instances = instances
         self.requests = requests
         self.router = router
@@ -46,6 +48,7 @@ class Simulator:
         self.on_window = on_window
         self.check = check_invariants
         self.progress = progress
+        self.on_batch = on_batch
         self.debug = log.enabled("DEBUG")
         self.candidates = [i for i in instances if i.spec.pd_type != "decode"]
         self._heap: list[tuple[int, int, int, object]] = []
@@ -130,6 +133,8 @@ class Simulator:
             return 0
         inst.in_flight = batch
         duration = inst.timer.iteration_ns(batch)
+        if self.on_batch is not None:
+            self.on_batch(inst, batch)
         inst.busy_ns += duration
         if self.debug:
             self.log.now_ns = now
