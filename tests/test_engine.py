@@ -168,3 +168,16 @@ def test_fast_path_equals_full_replay_on_random_graphs(seed):
                   dims=dims, fast=False)
     assert fast.finish_ns == full.finish_ns
     assert fast.exposed_comm_ns == full.exposed_comm_ns
+
+
+def test_double_binary_tree_all_reduce_hand_derived():
+    # p = 4, 1 MiB: each tree carries 512 KiB: net = floor(500 + 524288 / 53.687) = 10,265,
+    # message = net + ep = 10,275, reduction = 3 * floor(524288 / 1600) = 981.
+    # Tree A (root 0; 1 and 2 under 0; 3 under 1): node 1 sums at 10,275 + 981 = 11,256;
+    # root: child 1 arrives 21,531 (+981), child 2 at 10,275 (+981) -> 23,493; broadcast:
+    # 1 and 2 at 33,768, 3 at 44,043. Tree B is rotated by one (root 1, leaf 0): 0 gets its
+    # half at 44,043, 2 and 3 at 33,768. Finish = latest half + ep.
+    dbt = SystemConfig(local_mem_bw=1600, all_reduce=("doubleBinaryTree",))
+    dims = (Dimension("FullyConnected", 4, 50, 500),)
+    result = replay({n: [allreduce(1, MIB)] for n in range(4)}, dims=dims, system=dbt)
+    assert result.finish_ns == {0: 44053, 1: 33778, 2: 33778, 3: 44053}

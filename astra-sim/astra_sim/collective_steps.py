@@ -79,6 +79,48 @@ def run_phase(group: list[int], steps: list[Step], ready: dict[int, int], networ
         ready[npu] += endpoint_delay
 
 
+def _tree_parent(pos: int, shift: int, p: int) -> int | None:
+    """Parent position in a heap-shaped binary tree whose labels are rotated by `shift`."""
+    label = (pos - shift) % p
+    return None if label == 0 else ((label - 1) // 2 + shift) % p
+
+
+def run_double_binary_tree(group: list[int], size: int, ready: dict[int, int],
+                           network: Network, system: SystemConfig) -> None:
+    """All-reduce over two binary trees, each carrying half the data (experimental).
+
+    Per tree: every node waits for its children's partial sums (message + endpoint delay,
+    then one local reduction per child), sends its sum to its parent; the root then
+    broadcasts down. The trees are rotated by one position so interior nodes differ. There
+    are no golden values for this algorithm (engine.md §4.5); it is event-driven because NPUs
+    finish at different times.
+    """
+    p, ep = len(group), system.endpoint_delay
+    half = size // 2
+    start = {pos: ready[group[pos]] for pos in range(p)}
+    finish = dict(start)
+    for shift in (0, 1):
+        parent = {pos: _tree_parent(pos, shift, p) for pos in range(p)}
+        children = {pos: [c for c in range(p) if parent[c] == pos] for pos in range(p)}
+        order = sorted(range(p), key=lambda q: -((q - shift) % p))  # leaves first
+        up = dict(start)
+        for pos in order:
+            for child in children[pos]:
+                arrival = network.deliver(group[child], group[pos], half, up[child]) + ep
+                up[pos] = max(up[pos], arrival) + _red(half, system)
+        down = {}
+        for pos in reversed(order):
+            if parent[pos] is None:
+                down[pos] = up[pos]
+            else:
+                down[pos] = network.deliver(group[parent[pos]], group[pos], half,
+                                            down[parent[pos]]) + ep
+        for pos in range(p):
+            finish[pos] = max(finish[pos], down[pos])
+    for pos in range(p):
+        ready[group[pos]] = finish[pos] + ep
+
+
 def run_collective(kind: str, size: int, members: Sequence[int], issue: dict[int, int],
                    network: Network, system: SystemConfig,
                    involved: Sequence[bool] | None = None) -> dict[int, int]:
@@ -106,6 +148,11 @@ def run_collective(kind: str, size: int, members: Sequence[int], issue: dict[int
                 groups.setdefault(c[:axis] + c[axis + 1:], []).append(npu)
             for group in groups.values():
                 group.sort(key=lambda n: coords[n][axis])
+                if algorithm == "doubleBinaryTree":
+                    if op != "all_reduce":
+                        raise ValueError("doubleBinaryTree implements all-reduce only")
+                    run_double_binary_tree(group, phase_size, ready, network, system)
+                    continue
                 steps = phase_steps(algorithm, op, len(group), phase_size, system)
                 run_phase(group, steps, ready, network, system.endpoint_delay)
     return ready

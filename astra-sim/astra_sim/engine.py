@@ -170,6 +170,10 @@ class Engine:
                     int(node.attr("tensor_loc", REMOTE) or REMOTE) in queued:
                 return False
             if node.type == "COMM_COLL_NODE":
+                kind = COLLECTIVE_KINDS.get(int(node.attr("comm_type", 0) or 0))
+                # Double-Binary-Tree has no closed form: ranks finish at different times.
+                if kind is None or "doubleBinaryTree" in self.config.system.algorithms(kind):
+                    return False
                 members = _Replay.members_of(self, npus[0], node)[0]
                 if members != npus:
                     return False
@@ -400,7 +404,8 @@ class _Replay:
         del self.pending_coll[key]
         issue = {m: t for m, (t, _) in pending.items()}
         cfg = self.cfg
-        if not cfg.aware and len(set(issue.values())) == 1:
+        closed_form = "doubleBinaryTree" not in cfg.system.algorithms(kind)
+        if closed_form and not cfg.aware and len(set(issue.values())) == 1:
             # Lockstep: every participant finishes at the closed-form time.
             duration = collective_ns(kind, size, cfg.dims, cfg.system, involved)
             finish = {m: now + duration for m in members}
