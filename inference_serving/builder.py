@@ -7,6 +7,7 @@ from collections.abc import Callable
 from astra_sim import Dimension, SystemConfig, collective_ns
 from inference_serving.cluster_config import ClusterConfig, InstanceSpec
 from inference_serving.errors import InputError
+from inference_serving.external_backend import ExternalIterationTimer
 from inference_serving.instance import Instance
 from inference_serving.iteration import IterationTimer, dense_template
 from inference_serving.kv_cache import KVCacheManager
@@ -94,10 +95,13 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
                     where, "use more NPUs (npu_num), a larger npu_mem.mem_size or a smaller --fp")
             perf = make_perf_model(options.perf_models, spec.hardware, model, spec.tp,
                                    options.fp_bits, warn)
-            timer = IterationTimer(model, perf, dense_template(is_tpu(spec.hardware), spec.tp),
+            timer_cls = ExternalIterationTimer if options.astra_sim_bin else IterationTimer
+            timer = timer_cls(model, perf, dense_template(is_tpu(spec.hardware), spec.tp),
                                    spec.tp, options.fp_bytes, node.cpu_mem,
                                    _allreduce(cluster, spec, options.network_aware),
                                    options.legacy_output_store)
+            if options.astra_sim_bin:
+                timer.attach(cluster, spec, options.astra_sim_bin)
             kv = KVCacheManager(budget.num_blocks, options.block_size)
             scheduler = _make_scheduler(options, model, kv, budget.block_bytes, spec,
                                         node.cpu_mem.size_bytes, warn)

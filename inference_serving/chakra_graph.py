@@ -15,9 +15,9 @@ from astra_sim.chakra_et import COLLECTIVE_TYPES, Attr, Node
 from astra_sim.engine import EngineConfig
 from astra_sim.export import export
 from astra_sim.memory import REMOTE, MemorySystem, Tier
-from inference_serving.cluster_config import ClusterConfig
+from inference_serving.cluster_config import ClusterConfig, InstanceSpec
 from inference_serving.instance import Instance
-from inference_serving.iteration import ALLREDUCE, ATTENTION
+from inference_serving.iteration import ALLREDUCE, ATTENTION, IterationTimer
 from inference_serving.scheduler.base import Batch
 
 
@@ -27,9 +27,8 @@ def _memory_node(nid: int, name: str, kind: str, nbytes: int, deps: list[int]) -
                        Attr("tensor_device", "uint32", 0)])
 
 
-def iteration_graph(inst: Instance, batch: Batch) -> list[Node]:
+def iteration_graph(timer: IterationTimer, batch: Batch) -> list[Node]:
     """One TP rank's graph for `batch` (every rank of a dense instance runs the same graph)."""
-    timer = inst.timer
     tokens, requests = batch.total_tokens, len(batch.requests)
     nodes: list[Node] = []
     loads = [("input_load", "MEM_LOAD_NODE", timer.input_bytes(tokens)),
@@ -42,7 +41,7 @@ def iteration_graph(inst: Instance, batch: Batch) -> list[Node]:
     attention = timer.perf.attention_ns(timer.attention_batch(batch))
     template = timer.template
     sequence = [(op, -1) for op in template.pre_ops]
-    sequence += [(op, layer) for layer in range(inst.model.num_layers)
+    sequence += [(op, layer) for layer in range(timer.model.num_layers)
                  for op in template.block_ops]
     sequence += [(op, -1) for op in template.post_ops]
     for op, layer in sequence:
@@ -63,10 +62,9 @@ def iteration_graph(inst: Instance, batch: Batch) -> list[Node]:
     return nodes
 
 
-def instance_engine(cluster: ClusterConfig, inst: Instance,
+def instance_engine(cluster: ClusterConfig, spec: InstanceSpec,
                     aware: bool = False) -> tuple[EngineConfig, MemorySystem]:
     """Engine settings for one instance replayed alone: its TP group and its node's memory."""
-    spec = inst.spec
     dims = (Dimension("FullyConnected", spec.tp, cluster.link_bw_gbps,
                       cluster.link_latency_ns),)
     host = cluster.nodes[spec.node_id].cpu_mem
@@ -88,8 +86,8 @@ class ChakraExporter:
 
     def write(self, inst: Instance, batch: Batch) -> Path:
         """Export one batch; returns its workload prefix."""
-        graph = iteration_graph(inst, batch)
-        config, memory = instance_engine(self.cluster, inst)
+        graph = iteration_graph(inst.timer, batch)
+        config, memory = instance_engine(self.cluster, inst.spec)
         target = self.directory / f"instance{inst.index}_batch{batch.batch_id}"
         self.written += 1
         return export(target, {rank: graph for rank in range(inst.spec.tp)}, config, memory,

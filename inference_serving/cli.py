@@ -75,9 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--custom-router", metavar="PKG.MOD:CLASS",
                    help="router class for --request-routing-policy CUSTOM")
     p.add_argument("--network-backend", default="analytical",
-                   choices=("analytical", "analytical-aware"),
+                   choices=("analytical", "analytical-aware", "external"),
                    help="collective timing: ASTRA-Sim's congestion-unaware or -aware analytical "
-                   "model")
+                   "model, or an external ASTRA-Sim binary (--astra-sim-bin)")
+    p.add_argument("--astra-sim-bin", metavar="PATH",
+                   help="ASTRA-Sim analytical binary run once per distinct iteration "
+                   "(upstream dialect) with --network-backend external")
     p.add_argument("--export-chakra", metavar="DIR",
                    help="write every iteration's Chakra graphs and ASTRA-Sim inputs under DIR")
     p.add_argument("--chakra-dialect", choices=("casys", "upstream"), default="casys",
@@ -104,6 +107,13 @@ def _positive(value: float, flag: str, allow_zero: bool = False) -> None:
         bound = ">= 0" if allow_zero else "> 0"
         raise InputError(f"{flag} must be {bound}, got {value}", "command line",
                          f"pass a value {bound}")
+
+
+def _external_binary(args: argparse.Namespace) -> Path | None:
+    if (args.network_backend == "external") != bool(args.astra_sim_bin):
+        raise InputError("--network-backend external and --astra-sim-bin go together",
+                         "command line", "pass both or neither")
+    return Path(args.astra_sim_bin) if args.astra_sim_bin else None
 
 
 def options_from_args(args: argparse.Namespace) -> RunOptions:
@@ -155,6 +165,7 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         legacy_output_store=args.compat_output_store,
         check_invariants=args.check_invariants,
         network_aware=args.network_backend == "analytical-aware",
+        astra_sim_bin=_external_binary(args),
         export_chakra=Path(args.export_chakra) if args.export_chakra else None,
         chakra_dialect=args.chakra_dialect,
         progress=not args.no_progress and sys.stderr.isatty(),

@@ -36,6 +36,7 @@ class RunOptions:
     legacy_output_store: bool = False
     check_invariants: bool = False
     network_aware: bool = False
+    astra_sim_bin: Path | None = None
     export_chakra: Path | None = None
     chakra_dialect: str = "casys"
     progress: bool = False

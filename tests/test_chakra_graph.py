@@ -39,8 +39,8 @@ def test_replayed_graph_matches_the_closed_form(config, tolerance_ns):
     cluster, inst = instance(config)
     batch = a_batch(inst)
     closed = inst.timer.iteration_ns(batch)
-    engine_config, memory = instance_engine(cluster, inst)
-    graph = iteration_graph(inst, batch)
+    engine_config, memory = instance_engine(cluster, inst.spec)
+    graph = iteration_graph(inst.timer, batch)
     result = Engine(engine_config, memory).replay({r: graph for r in range(inst.spec.tp)})
     # TP ranks queue their input loads on one host-memory FIFO; the closed form releases them
     # together after the last load, the replay lets each start early: a few ns apart at most.
@@ -59,8 +59,8 @@ def test_export_then_python_m_astra_sim(tmp_path):
                            "--memory", str(prefix.parent / "memory.json"), "--dialect", "casys"],
                           capture_output=True, text=True, cwd=REPO, timeout=60)
     assert done.returncode == 0, done.stderr
-    engine_config, memory = instance_engine(cluster, inst)
-    graph = iteration_graph(inst, batch)
+    engine_config, memory = instance_engine(cluster, inst.spec)
+    graph = iteration_graph(inst.timer, batch)
     expected = Engine(engine_config, memory).replay({0: graph, 1: graph})
     assert done.stdout.splitlines()[0].startswith(
         f"sys[0] finished, {expected.finish_ns[0]} cycles")
