@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from astra_sim import Dimension, SystemConfig, collective_ns
+from astra_sim.ns3_backend import INSTALL_HINT, Ns3Unavailable, ns3_collective_ns
 from inference_serving.cluster_config import ClusterConfig, InstanceSpec
 from inference_serving.errors import InputError
 from inference_serving.external_backend import ExternalIterationTimer
@@ -42,12 +43,20 @@ def _check_tp(model: ModelConfig, tp: int, where: str) -> None:
 
 
 def _allreduce(cluster: ClusterConfig, spec: InstanceSpec,
-               aware: bool) -> Callable[[int], int]:
+               backend: str) -> Callable[[int], int]:
     """Ring all-reduce over the instance's TP group on the cluster's NPU links."""
     if spec.tp == 1:
         return lambda nbytes: 0
     dims = (Dimension("FullyConnected", spec.tp, cluster.link_bw_gbps, cluster.link_latency_ns),)
     system = SystemConfig(local_mem_bw=spec.npu_mem.bw_bytes_per_ns)
+    if backend == "ns3":
+        try:
+            ns3_collective_ns("all_reduce", 1 << 20, dims, system)  # load ns-3 once, up front
+        except Ns3Unavailable as exc:
+            raise InputError("the ns3 network backend is not installed", "--network-backend "
+                             "ns3", INSTALL_HINT) from exc
+        return lambda nbytes: ns3_collective_ns("all_reduce", nbytes, dims, system)
+    aware = backend == "analytical-aware"
     return lambda nbytes: collective_ns("all_reduce", nbytes, dims, system, aware=aware)
 
 
@@ -98,7 +107,7 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
             timer_cls = ExternalIterationTimer if options.astra_sim_bin else IterationTimer
             timer = timer_cls(model, perf, dense_template(is_tpu(spec.hardware), spec.tp),
                                    spec.tp, options.fp_bytes, node.cpu_mem,
-                                   _allreduce(cluster, spec, options.network_aware),
+                                   _allreduce(cluster, spec, options.network_backend),
                                    options.legacy_output_store)
             if options.astra_sim_bin:
                 timer.attach(cluster, spec, options.astra_sim_bin)

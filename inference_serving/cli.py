@@ -75,9 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--custom-router", metavar="PKG.MOD:CLASS",
                    help="router class for --request-routing-policy CUSTOM")
     p.add_argument("--network-backend", default="analytical",
-                   choices=("analytical", "analytical-aware", "external"),
+                   choices=("analytical", "analytical-aware", "ns3", "external"),
                    help="collective timing: ASTRA-Sim's congestion-unaware or -aware analytical "
-                   "model, or an external ASTRA-Sim binary (--astra-sim-bin)")
+                   "model, packet-level ns-3 (extra [ns3]), or an external ASTRA-Sim binary "
+                   "(--astra-sim-bin)")
     p.add_argument("--astra-sim-bin", metavar="PATH",
                    help="ASTRA-Sim analytical binary run once per distinct iteration "
                    "(upstream dialect) with --network-backend external")
@@ -164,7 +165,7 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         seed=args.seed,
         legacy_output_store=args.compat_output_store,
         check_invariants=args.check_invariants,
-        network_aware=args.network_backend == "analytical-aware",
+        network_backend=args.network_backend,
         astra_sim_bin=_external_binary(args),
         export_chakra=Path(args.export_chakra) if args.export_chakra else None,
         chakra_dialect=args.chakra_dialect,

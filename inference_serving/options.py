@@ -35,7 +35,7 @@ class RunOptions:
     seed: int = 42
     legacy_output_store: bool = False
     check_invariants: bool = False
-    network_aware: bool = False
+    network_backend: str = "analytical"
     astra_sim_bin: Path | None = None
     export_chakra: Path | None = None
     chakra_dialect: str = "casys"

@@ -1,4 +1,4 @@
-"""Network dimensions and the congestion-unaware message time (engine.md §5)."""
+"""Network dimensions, NPU coordinates and the congestion-unaware message time (engine.md §5)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ TOPOLOGIES = ("Ring", "FullyConnected", "Switch")
 
 @dataclass(frozen=True, slots=True)
 class Dimension:
-    """One network dimension: its topology, NPU count, bandwidth ("GB/s", GiB-based) and
-    per-hop latency (ns)."""
+    """One network dimension: topology, NPU count, bandwidth ("GB/s", GiB-based), latency (ns)."""
 
     topology: str
     npus: int
@@ -22,34 +21,40 @@ class Dimension:
     def __post_init__(self) -> None:
         if self.topology not in TOPOLOGIES:
             raise ValueError(f"unknown topology {self.topology!r}; use one of "
-                             f"{', '.join(TOPOLOGIES)}")
-        if self.npus < 1:
-            raise ValueError(f"npus_count must be >= 1, got {self.npus}")
-        if self.bandwidth_gbps <= 0:
-            raise ValueError(f"bandwidth must be > 0, got {self.bandwidth_gbps}")
-        if self.latency_ns < 0:
-            raise ValueError(f"latency must be >= 0, got {self.latency_ns}")
+                             f"{', '.join(TOPOLOGIES)} (case-sensitive)")
+        if isinstance(self.npus, bool) or not isinstance(self.npus, int) or self.npus < 1:
+            raise ValueError(f"npus_count must be an integer >= 1, got {self.npus!r}")
+        # `not x > 0` also rejects NaN.
+        if not self.bandwidth_gbps > 0 or math.isinf(self.bandwidth_gbps):
+            raise ValueError(f"bandwidth must be a finite number > 0 GB/s, got "
+                             f"{self.bandwidth_gbps!r}")
+        if not self.latency_ns >= 0 or math.isinf(self.latency_ns):
+            raise ValueError(f"latency must be a finite number >= 0 ns, got {self.latency_ns!r}")
 
     @property
     def bytes_per_ns(self) -> float:
-        """Bandwidth in bytes/ns; ASTRA-Sim converts network GB/s with 2^30."""
+        """Bandwidth in bytes/ns; ASTRA-Sim converts network "GB/s" with 2^30, not 10^9."""
         return self.bandwidth_gbps * (1 << 30) / 1e9
 
-    def hops(self, distance: int) -> int:
-        """Hops between two coordinates `distance` apart in this dimension."""
+    def hops(self, src_coord: int, dst_coord: int = 0) -> int:
+        """Hops between two coordinates of this dimension (called with one argument: a distance)."""
         if self.topology == "Switch":
             return 2
         if self.topology == "FullyConnected":
             return 1
-        d = abs(distance) % self.npus
-        return min(d, self.npus - d)
+        d = (dst_coord - src_coord) % self.npus
+        return min(d, self.npus - d)  # bidirectional ring: the shorter way round
 
     def net_ns(self, nbytes: int, hops: int) -> int:
-        """Unaware message time: floor(hops × latency + bytes / B), truncated once."""
+        """Unaware message time floor(hops × latency + bytes / B), truncated once."""
         return math.floor(hops * self.latency_ns + nbytes / self.bytes_per_ns)
 
+    def busy_ns(self, nbytes: int) -> int:
+        """How long one aware link is occupied by a message: floor(bytes / B)."""
+        return math.floor(nbytes / self.bytes_per_ns)
+
     def link_ns(self, nbytes: int) -> int:
-        """One store-and-forward link traversal: floor(latency + bytes / B)."""
+        """One aware store-and-forward link traversal: floor(latency + bytes / B)."""
         return math.floor(self.latency_ns + nbytes / self.bytes_per_ns)
 
 
@@ -63,9 +68,11 @@ def coordinates(npu: int, dims: Sequence[Dimension]) -> tuple[int, ...]:
 
 
 def npu_id(coords: Sequence[int], dims: Sequence[Dimension]) -> int:
-    """NPU id of a coordinate tuple."""
+    """NPU id of a coordinate tuple: x0 + n0·x1 + n0·n1·x2 + …"""
     npu, stride = 0, 1
     for x, dim in zip(coords, dims, strict=True):
+        if not 0 <= x < dim.npus:
+            raise ValueError(f"coordinate {x} outside 0..{dim.npus - 1}")
         npu += x * stride
         stride *= dim.npus
     return npu
