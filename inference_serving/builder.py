@@ -104,12 +104,13 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
                     where, "use more NPUs (npu_num), a larger npu_mem.mem_size or a smaller --fp")
             perf = make_perf_model(options.perf_models, spec.hardware, model, spec.tp,
                                    options.fp_bits, warn)
-            timer_cls = ExternalIterationTimer if options.astra_sim_bin else IterationTimer
+            one_shot = options.astra_sim_bin and options.astra_sim_dialect == "upstream"
+            timer_cls = ExternalIterationTimer if one_shot else IterationTimer
             timer = timer_cls(model, perf, dense_template(is_tpu(spec.hardware), spec.tp),
                                    spec.tp, options.fp_bytes, node.cpu_mem,
                                    _allreduce(cluster, spec, options.network_backend),
                                    options.legacy_output_store)
-            if options.astra_sim_bin:
+            if one_shot:
                 timer.attach(cluster, spec, options.astra_sim_bin)
             kv = KVCacheManager(budget.num_blocks, options.block_size)
             scheduler = _make_scheduler(options, model, kv, budget.block_bytes, spec,

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from inference_serving.builder import SCHEDULERS, build_instances
+from inference_serving.casys_driver import CasysSimulator
 from inference_serving.chakra_graph import ChakraExporter
 from inference_serving.cluster_config import load_cluster_config
 from inference_serving.dataset_reader import load_requests
@@ -80,8 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "model, packet-level ns-3 (extra [ns3]), or an external ASTRA-Sim binary "
                    "(--astra-sim-bin)")
     p.add_argument("--astra-sim-bin", metavar="PATH",
-                   help="ASTRA-Sim analytical binary run once per distinct iteration "
-                   "(upstream dialect) with --network-backend external")
+                   help="ASTRA-Sim analytical binary for --network-backend external")
+    p.add_argument("--astra-sim-dialect", choices=("casys", "upstream"), default="casys",
+                   help="casys: drive LLMServingSim's fork over stdin/stdout (it owns the "
+                   "clock); upstream: run the public binary once per distinct iteration")
     p.add_argument("--export-chakra", metavar="DIR",
                    help="write every iteration's Chakra graphs and ASTRA-Sim inputs under DIR")
     p.add_argument("--chakra-dialect", choices=("casys", "upstream"), default="casys",
@@ -114,6 +117,9 @@ def _external_binary(args: argparse.Namespace) -> Path | None:
     if (args.network_backend == "external") != bool(args.astra_sim_bin):
         raise InputError("--network-backend external and --astra-sim-bin go together",
                          "command line", "pass both or neither")
+    if args.astra_sim_bin and not Path(args.astra_sim_bin).is_file():
+        raise InputError("ASTRA-Sim binary not found", f"--astra-sim-bin {args.astra_sim_bin}",
+                         "pass the path of your AnalyticalAstra build")
     return Path(args.astra_sim_bin) if args.astra_sim_bin else None
 
 
@@ -167,6 +173,7 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         check_invariants=args.check_invariants,
         network_backend=args.network_backend,
         astra_sim_bin=_external_binary(args),
+        astra_sim_dialect=args.astra_sim_dialect,
         export_chakra=Path(args.export_chakra) if args.export_chakra else None,
         chakra_dialect=args.chakra_dialect,
         progress=not args.no_progress and sys.stderr.isatty(),
@@ -198,9 +205,13 @@ def run(options: RunOptions) -> int:
     exporter = None
     if options.export_chakra is not None:
         exporter = ChakraExporter(cluster, options.export_chakra, options.chakra_dialect)
-    sim = Simulator(instances, requests, router, interval_ns, log, on_window,
-                    options.check_invariants, options.progress,
-                    exporter.write if exporter is not None else None)
+    sim_args = (instances, requests, router, interval_ns, log, on_window,
+                options.check_invariants, options.progress,
+                exporter.write if exporter is not None else None)
+    if options.astra_sim_bin and options.astra_sim_dialect == "casys":
+        sim = CasysSimulator(*sim_args, cluster=cluster, binary=options.astra_sim_bin)
+    else:
+        sim = Simulator(*sim_args)
     wall_start = time.perf_counter()
     result = sim.run()
     wall = time.perf_counter() - wall_start

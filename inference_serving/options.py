@@ -37,6 +37,7 @@ class RunOptions:
     check_invariants: bool = False
     network_backend: str = "analytical"
     astra_sim_bin: Path | None = None
+    astra_sim_dialect: str = "casys"
     export_chakra: Path | None = None
     chakra_dialect: str = "casys"
     progress: bool = False

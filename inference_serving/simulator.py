@@ -87,27 +87,14 @@ class Simulator:
             time, kind, _, payload = heapq.heappop(heap)
             self.now = time
             if kind == DONE:
-                inst = self.instances[payload]
-                batch = inst.in_flight
-                inst.in_flight = None
-                done = inst.scheduler.update(batch, time)
-                self.counters.on_batch_done(batch)
-                inst.completed.extend(done)
-                finished += len(done)
+                finished += self.complete(self.instances[payload], time)
                 end_ns = time
                 dirty.add(payload)
-                if self.check:
-                    check_instance(inst)
                 if self.progress and iterations % 256 == 0:
-                    print(f"\r  {time / 1e9:10.3f} s simulated, {finished}/{total} requests "
-                          "finished", end="", file=sys.stderr, flush=True)
+                    self.show_progress(time, finished)
             elif kind == ARRIVAL:
-                request = self.requests[next_arrival]
+                dirty.add(self.arrive(self.requests[next_arrival]))
                 next_arrival += 1
-                inst = self.router.route(request, self.candidates)
-                request.instance = inst.index
-                inst.scheduler.add(request)
-                dirty.add(inst.index)
                 if next_arrival < total:
                     self._push(self.requests[next_arrival].arrival, ARRIVAL, None)
             elif finished < total:
@@ -124,6 +111,29 @@ class Simulator:
         if self.check:
             check_final(self.requests)
         return SimResult(end_ns, iterations, self.counters, self.instances, self.requests)
+
+    def complete(self, inst: Instance, time: int) -> int:
+        """Apply the instance's finished batch at `time`; return how many requests finished."""
+        batch = inst.in_flight
+        inst.in_flight = None
+        done = inst.scheduler.update(batch, time)
+        self.counters.on_batch_done(batch)
+        inst.completed.extend(done)
+        if self.check:
+            check_instance(inst)
+        return len(done)
+
+    def arrive(self, request: Request) -> int:
+        """Route an arrived request; return the chosen instance's index."""
+        inst = self.router.route(request, self.candidates)
+        request.instance = inst.index
+        inst.scheduler.add(request)
+        return inst.index
+
+    def show_progress(self, time: int, finished: int) -> None:
+        """One progress line on stderr (only drawn on a terminal)."""
+        print(f"\r  {time / 1e9:10.3f} s simulated, {finished}/{len(self.requests)} requests "
+              "finished", end="", file=sys.stderr, flush=True)
 
     def _start_batch(self, inst: Instance, now: int) -> int:
         if inst.in_flight is not None or not inst.scheduler.num_requests():

@@ -31,7 +31,7 @@ def test_external_binary_times_match_the_in_process_engine(tmp_path):
     ours, theirs = tmp_path / "ours.csv", tmp_path / "theirs.csv"
     assert run_main([*common, "--output", str(ours)]).returncode == 0
     done = run_main([*common, "--output", str(theirs), "--network-backend", "external",
-                     "--astra-sim-bin", str(binary)])
+                     "--astra-sim-bin", str(binary), "--astra-sim-dialect", "upstream"])
     assert done.returncode == 0, done.stderr
     with ours.open() as a, theirs.open() as b:
         end_ours = [int(r["end_time"]) for r in csv.DictReader(a)]
@@ -56,5 +56,5 @@ def test_binary_failure_is_reported(tmp_path):
     binary.chmod(0o755)
     done = subprocess.run([sys.executable, "main.py", "--dataset", "dataset/example_trace.jsonl",
                            "--network-backend", "external", "--astra-sim-bin", str(binary),
-                           "--no-progress"], cwd=REPO, capture_output=True, text=True)
+                           "--astra-sim-dialect", "upstream", "--no-progress"], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 2 and "failed" in done.stderr

@@ -1,12 +1,16 @@
-"""Closed-form collective and point-to-point times (engine.md §4, §6).
+"""Closed-form collective and point-to-point times (engine.md §4, §5.4, §6).
 
 Valid when every participant issues the collective at the same tick (lockstep); the engine
-falls back to step-level replay otherwise. Integer truncation happens per message and per
-reduction, as in ASTRA-Sim, so the golden values are reproduced exactly.
+replays the algorithm's steps otherwise. Integer truncation happens per message and per
+reduction, as in ASTRA-Sim, so the golden values of §6.4 are reproduced exactly.
+
+Congestion-aware cases without a rule of their own in the spec (Direct and Halving-Doubling
+on a Ring topology) are timed by a per-link FIFO simulation of one step's messages.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Sequence
 from functools import lru_cache
@@ -15,6 +19,7 @@ from astra_sim.system import SystemConfig
 from astra_sim.topology import Dimension, coordinates, total_npus
 
 KINDS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all")
+_SWITCH = -1  # device id of the switch in aware routes
 
 
 def _red(nbytes: int, system: SystemConfig) -> int:
@@ -22,75 +27,126 @@ def _red(nbytes: int, system: SystemConfig) -> int:
     return 3 * math.floor(nbytes / system.local_mem_bw)
 
 
-def _neighbour_ns(dim: Dimension, nbytes: int, hops: int, aware: bool) -> int:
-    """One message between two NPUs of a dimension."""
+def _message_ns(dim: Dimension, nbytes: int, hops: int, aware: bool) -> int:
+    """A message that shares no link with another one: unaware formula or store-and-forward."""
     if aware:
-        if dim.topology == "Switch":
-            return 2 * dim.link_ns(nbytes)  # NPU -> switch -> NPU, store and forward
         return hops * dim.link_ns(nbytes)
     return dim.net_ns(nbytes, hops)
 
 
-def _direct_ns(dim: Dimension, nbytes: int, aware: bool) -> int:
-    """One Direct step: every NPU sends `nbytes` to each of its p - 1 peers at once."""
+def _route(dim: Dimension, src: int, dst: int) -> list[tuple[int, int]]:
+    """Directed links a message crosses in the aware model (§5.4)."""
+    if dim.topology == "FullyConnected":
+        return [(src, dst)]
+    if dim.topology == "Switch":
+        return [(src, _SWITCH), (_SWITCH, dst)]
     p = dim.npus
-    if aware and dim.topology == "Switch":
-        # The single uplink serialises the p - 1 messages; downlinks never queue.
-        per_link = math.floor(nbytes / dim.bytes_per_ns)
-        return (p - 2) * per_link + 2 * dim.link_ns(nbytes)
+    # The shorter way round; a tie (p/2 away) goes forward, as the engine's network does.
+    step = 1 if (dst - src) % p <= p // 2 else -1
+    links, node = [], src
+    while node != dst:
+        links.append((node, (node + step) % p))
+        node = (node + step) % p
+    return links
+
+
+@lru_cache(maxsize=1024)
+def _fifo_ns(dim: Dimension, nbytes: int, pairs: tuple[tuple[int, int], ...]) -> int:
+    """Aware time of one step whose (src, dst) messages all leave at t = 0, in list order.
+
+    Every link is a FIFO, busy floor(m/B) per message, handing the message to the next
+    device floor(latency + m/B) after it started; the step ends at the last delivery.
+    """
+    busy, hop = dim.busy_ns(nbytes), dim.link_ns(nbytes)
+    routes = [_route(dim, src, dst) for src, dst in pairs]
+    # Popping arrivals in time order serves each link first come, first served;
+    # simultaneous arrivals go in injection order.
+    arrivals = [(0, i, 0) for i in range(len(routes))]
+    free: dict[tuple[int, int], int] = {}
+    end = 0
+    while arrivals:
+        t, i, h = heapq.heappop(arrivals)
+        link = routes[i][h]
+        start = max(t, free.get(link, 0))
+        free[link] = start + busy
+        if h + 1 < len(routes[i]):
+            heapq.heappush(arrivals, (start + hop, i, h + 1))
+        else:
+            end = max(end, start + hop)
+    return end
+
+
+def _direct_pairs(p: int) -> tuple[tuple[int, int], ...]:
+    """Direct step messages; each NPU sends to its peers in offset order (+1, +2, …)."""
+    return tuple((src, (src + k) % p) for k in range(1, p) for src in range(p))
+
+
+def _direct_ns(dim: Dimension, nbytes: int, aware: bool) -> int:
+    """One Direct step: every NPU sends `nbytes` to each of its p − 1 peers at once."""
+    p = dim.npus
+    if not aware or dim.topology == "FullyConnected":
+        # The farthest peer is p // 2 ring hops away; aware FullyConnected links are private.
+        return _message_ns(dim, nbytes, dim.hops(p // 2), aware)
+    if dim.topology == "Switch":
+        # §5.4: the uplink serialises the p − 1 messages; downlinks never queue.
+        return (p - 2) * dim.busy_ns(nbytes) + 2 * dim.link_ns(nbytes)
+    return _fifo_ns(dim, nbytes, _direct_pairs(p))
+
+
+def _exchange_ns(dim: Dimension, nbytes: int, distance: int, aware: bool) -> int:
+    """One Halving-Doubling step: every NPU swaps `nbytes` with the NPU `distance` XOR away."""
     if aware and dim.topology == "Ring":
-        raise ValueError("Direct on a congestion-aware Ring shares links between peers; "
-                         "use the congestion-unaware model or the ring algorithm")
-    return max(dim.net_ns(nbytes, dim.hops(d)) for d in range(1, p))
+        p = dim.npus
+        return _fifo_ns(dim, nbytes, tuple((src, src ^ distance) for src in range(p)))
+    # Each NPU sends and receives exactly one message: no shared Switch or FC link.
+    return _message_ns(dim, nbytes, dim.hops(distance), aware)
 
 
 def _ring_phase(op: str, dim: Dimension, size: int, ep: int, system: SystemConfig,
                 aware: bool) -> int:
-    p = dim.npus
-    step = _neighbour_ns(dim, size // p, dim.hops(1), aware) + ep
-    if op == "all_reduce":
-        return 2 * (p - 1) * step + (p - 1) * _red(size // p, system) + ep
-    if op == "reduce_scatter":
-        return (p - 1) * step + (p - 1) * _red(size // p, system) + ep
+    """Ring algorithm on one dimension; every message goes to the next coordinate."""
+    p, m = dim.npus, size // dim.npus
     if op == "all_gather":
-        return (p - 1) * (_neighbour_ns(dim, size, dim.hops(1), aware) + ep) + ep
-    return p * (p - 1) // 2 * step + ep
+        return (p - 1) * (_message_ns(dim, size, dim.hops(1), aware) + ep) + ep
+    # Neighbour messages never share a link, so aware only changes the per-message time.
+    step = _message_ns(dim, m, dim.hops(1), aware) + ep
+    if op == "all_to_all":
+        return p * (p - 1) // 2 * step + ep
+    reduce_scatter = (p - 1) * step + (p - 1) * _red(m, system) + ep
+    return reduce_scatter if op == "reduce_scatter" else reduce_scatter + (p - 1) * step
 
 
 def _direct_phase(op: str, dim: Dimension, size: int, ep: int, system: SystemConfig,
                   aware: bool) -> int:
-    p = dim.npus
+    """Direct (and directN) algorithm on one dimension."""
     if op == "all_gather":
         return ep + _direct_ns(dim, size, aware) + ep
-    a2a = ep + _direct_ns(dim, size // p, aware) + ep
+    m = size // dim.npus
+    all_to_all = ep + _direct_ns(dim, m, aware) + ep
     if op == "all_to_all":
-        return a2a
-    rs = a2a + _red(size // p, system)
+        return all_to_all
+    reduce_scatter = all_to_all + _red(m, system)
     if op == "reduce_scatter":
-        return rs
-    return rs + _direct_ns(dim, size // p, aware) + ep
+        return reduce_scatter
+    return reduce_scatter + _direct_ns(dim, m, aware) + ep
 
 
 def _hd_phase(op: str, dim: Dimension, size: int, ep: int, system: SystemConfig,
               aware: bool) -> int:
+    """Halving-Doubling algorithm on one dimension (power-of-two NPU count only)."""
     p = dim.npus
-    steps = p.bit_length() - 1
     if p & (p - 1):
-        raise ValueError(f"halvingDoubling needs a power-of-two NPU count, got {p}")
+        raise ValueError(f"halvingDoubling needs a power-of-two NPU count per dimension, "
+                         f"got {p}")
     if op == "all_to_all":
-        raise ValueError("halvingDoubling does not implement all-to-all")
-    if aware and dim.topology == "Ring":
-        raise ValueError("halvingDoubling on a congestion-aware Ring shares links; use the "
-                         "congestion-unaware model or the ring algorithm")
-
-    def msg(nbytes: int, distance: int) -> int:
-        return _neighbour_ns(dim, nbytes, dim.hops(distance), aware) + ep
-
+        raise ValueError("halvingDoubling does not implement all-to-all (ASTRA-Sim aborts)")
+    levels = p.bit_length() - 1
     if op == "all_gather":
-        return sum(msg(size << k, 1 << k) for k in range(steps)) + ep
-    halves = sum(msg(size >> k, p >> k) for k in range(1, steps + 1))
-    rs = halves + ep + sum(_red(size >> k, system) for k in range(2, steps + 1))
-    return rs if op == "reduce_scatter" else rs + halves
+        return sum(_exchange_ns(dim, size << k, 1 << k, aware) + ep for k in range(levels)) + ep
+    halves = sum(_exchange_ns(dim, size >> k, p >> k, aware) + ep
+                 for k in range(1, levels + 1))
+    reduce_scatter = halves + ep + sum(_red(size >> k, system) for k in range(2, levels + 1))
+    return reduce_scatter if op == "reduce_scatter" else reduce_scatter + halves
 
 
 _PHASES = {"ring": _ring_phase, "direct": _direct_phase, "halvingDoubling": _hd_phase}
@@ -129,14 +185,18 @@ def _phases(kind: str, size: int, dims: list[tuple[Dimension, str]],
 @lru_cache(maxsize=65536)
 def _collective(kind: str, size: int, dims: tuple[Dimension, ...], system: SystemConfig,
                 involved: tuple[bool, ...] | None, aware: bool) -> int:
+    if kind not in KINDS:
+        raise ValueError(f"unknown collective {kind!r}; use one of {', '.join(KINDS)}")
+    if size < 0:
+        raise ValueError(f"collective size must be >= 0 bytes, got {size}")
+    if aware and len(dims) > 1:
+        raise ValueError("the congestion-aware model accepts only 1-D topologies")
     algorithms = system.algorithms(kind)
     # An implementation list shorter than the network limits the dimensions used.
     usable = [(d, algorithms[i]) for i, d in enumerate(dims[:len(algorithms)])
               if d.npus > 1 and (involved is None or (i < len(involved) and involved[i]))]
     if not usable:
         return 0
-    if aware and len(dims) > 1:
-        raise ValueError("the congestion-aware model accepts only 1-D topologies")
     splits = system.preferred_dataset_splits
     chunk = size // splits
     nodes = total_npus(dims)
@@ -147,36 +207,34 @@ def _collective(kind: str, size: int, dims: tuple[Dimension, ...], system: Syste
                                                   system.collective_optimization):
         phase = _PHASES.get(algorithm)
         if phase is None:
-            raise ValueError(f"{algorithm} has no closed form; the event-driven replay "
+            raise ValueError(f"{algorithm} has no closed form; the engine's step-level replay "
                              "times it")
         one_chunk += phase(op, dim, phase_size, system.endpoint_delay, system, aware)
+    # Unaware chunks never contend, so `a` concurrent chunks take the time of one.
     return -(-splits // system.active_chunks_per_dimension) * one_chunk
 
 
 def collective_ns(kind: str, size: int, dims: Sequence[Dimension], system: SystemConfig,
                   involved: Sequence[bool] | None = None, aware: bool = False) -> int:
     """Lockstep time (ns) of one collective of `size` bytes (`comm_size` semantics, §4.1)."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown collective {kind!r}; use one of {', '.join(KINDS)}")
-    if size < 0:
-        raise ValueError(f"collective size must be >= 0, got {size}")
-    return _collective(kind, size, tuple(dims), system,
+    return _collective(kind, size, dims if type(dims) is tuple else tuple(dims), system,
                        None if involved is None else tuple(involved), aware)
 
 
 @lru_cache(maxsize=65536)
 def _send(size: int, dims: tuple[Dimension, ...], src: int, dst: int, aware: bool) -> int:
-    a, b = coordinates(src, dims), coordinates(dst, dims)
-    for dim, x, y in zip(dims, a, b, strict=True):
+    n = total_npus(dims)
+    if not (0 <= src < n and 0 <= dst < n):
+        raise ValueError(f"NPU ids {src} -> {dst} outside 0..{n - 1}")
+    if aware and len(dims) > 1:
+        raise ValueError("the congestion-aware model accepts only 1-D topologies")
+    for dim, x, y in zip(dims, coordinates(src, dims), coordinates(dst, dims), strict=True):
         if x != y:
-            return _neighbour_ns(dim, size, dim.hops(y - x), aware)
+            return _message_ns(dim, size, dim.hops(x, y), aware)
     return 0
 
 
 def send_ns(size: int, dims: Sequence[Dimension], src: int, dst: int,
             aware: bool = False) -> int:
-    """Point-to-point message time: routed in the lowest dimension whose coordinates differ."""
-    n = total_npus(dims)
-    if not (0 <= src < n and 0 <= dst < n):
-        raise ValueError(f"NPU ids {src} -> {dst} outside 0..{n - 1}")
-    return _send(size, tuple(dims), src, dst, aware)
+    """Point-to-point message time, routed in the lowest dimension whose coordinates differ."""
+    return _send(size, dims if type(dims) is tuple else tuple(dims), src, dst, aware)

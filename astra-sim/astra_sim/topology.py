@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from numbers import Integral
 
 TOPOLOGIES = ("Ring", "FullyConnected", "Switch")
 
@@ -22,7 +23,7 @@ class Dimension:
         if self.topology not in TOPOLOGIES:
             raise ValueError(f"unknown topology {self.topology!r}; use one of "
                              f"{', '.join(TOPOLOGIES)} (case-sensitive)")
-        if isinstance(self.npus, bool) or not isinstance(self.npus, int) or self.npus < 1:
+        if isinstance(self.npus, bool) or not isinstance(self.npus, Integral) or self.npus < 1:
             raise ValueError(f"npus_count must be an integer >= 1, got {self.npus!r}")
         # `not x > 0` also rejects NaN.
         if not self.bandwidth_gbps > 0 or math.isinf(self.bandwidth_gbps):
