@@ -17,8 +17,8 @@ from pathlib import Path
 from astra_sim import Dimension
 from astra_sim.casys_protocol import CasysProcess
 from astra_sim.chakra_et import CASYS_NUMBERING, Attr, GlobalMetadata, Node, write_et
-from astra_sim.export import _node_for, system_json
 from astra_sim.engine import EngineConfig
+from astra_sim.export import _node_for, system_json
 from astra_sim.network import network_yml
 from astra_sim.system import SystemConfig
 from inference_serving.chakra_graph import iteration_graph
