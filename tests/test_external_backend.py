@@ -56,5 +56,6 @@ def test_binary_failure_is_reported(tmp_path):
     binary.chmod(0o755)
     done = subprocess.run([sys.executable, "main.py", "--dataset", "dataset/example_trace.jsonl",
                            "--network-backend", "external", "--astra-sim-bin", str(binary),
-                           "--astra-sim-dialect", "upstream", "--no-progress"], cwd=REPO, capture_output=True, text=True)
+                           "--astra-sim-dialect", "upstream", "--no-progress"],
+                          cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 2 and "failed" in done.stderr
