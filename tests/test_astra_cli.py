@@ -100,7 +100,8 @@ def write_case(tmp_path, network="topology: [ FullyConnected ]\nnpus_count: [ 4 
 
 
 @pytest.mark.parametrize("case", ["bad_topology", "unequal_lists", "bad_system_json",
-                                  "bad_algorithm", "cycle", "dangling", "missing_file"])
+                                  "bad_algorithm", "bad_memory", "cycle", "dangling",
+                                  "missing_file"])
 def test_bad_inputs_give_one_error_line(tmp_path, case):
     if case == "bad_topology":
         args = write_case(tmp_path, network="topology: [ Torus ]\nnpus_count: [ 4 ]\n"
@@ -112,6 +113,9 @@ def test_bad_inputs_give_one_error_line(tmp_path, case):
         args = write_case(tmp_path, system="{oops")
     elif case == "bad_algorithm":
         args = write_case(tmp_path, system=json.dumps({"all-reduce-implementation": ["magic"]}))
+    elif case == "bad_memory":
+        args = write_case(tmp_path)
+        (tmp_path / "memory.json").write_text(json.dumps({"memory-type": "HOLOGRAPHIC"}))
     elif case == "cycle":
         nodes = {n: [comp(1, 5, [2]), comp(2, 5, [1])] for n in range(4)}
         args = write_case(tmp_path, nodes=nodes)
