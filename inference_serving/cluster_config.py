@@ -35,6 +35,10 @@ class InstanceSpec:
     pd_type: str | None
     first_npu: int
     mem_util: float = 1.0
+    # Extension: per-instance scheduler overrides (None = the command-line value).
+    max_num_batched_tokens: int | None = None
+    max_num_seqs: int | None = None
+    block_size: int | None = None
 
     @property
     def tp(self) -> int:
@@ -54,6 +58,7 @@ class NodeSpec:
     node_id: int
     cpu_mem: MemorySpec
     instances: tuple[InstanceSpec, ...]
+    num_npus: int | None = None  # extension: physical NPUs of the node, checked if given
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +69,15 @@ class ClusterConfig:
     link_bw_gbps: float
     link_latency_ns: float
     nodes: tuple[NodeSpec, ...]
+    # Extension: links between nodes (default: the same as link_bw / link_latency).
+    inter_node_bw_gbps: float | None = None
+    inter_node_latency_ns: float | None = None
+
+    def link(self, node_a: int, node_b: int) -> tuple[float, float]:
+        """(bandwidth GB/s, latency ns) of the link between NPUs on two nodes."""
+        if node_a != node_b and self.inter_node_bw_gbps is not None:
+            return self.inter_node_bw_gbps, self.inter_node_latency_ns or 0.0
+        return self.link_bw_gbps, self.link_latency_ns
 
     @property
     def instances(self) -> tuple[InstanceSpec, ...]:
@@ -148,10 +162,16 @@ def _parse_instance(rd: _Reader, raw: Any, where: str, instance_id: int, node_id
         if mem_util > 1.0:
             raise rd.fail(f"mem_util must be in (0, 1], got {mem_util}", f"{where}npu_mem.mem_util",
                           "use a fraction such as 0.9")
+    overrides = {}
+    for key, aliases in (("max_num_batched_tokens", ()), ("max_num_seqs", ("max_batch",)),
+                         ("block_size", ())):
+        for name in (key, *aliases):
+            if name in raw:
+                overrides[key] = rd.integer(raw, name, where)
     return InstanceSpec(instance_id=instance_id, node_id=node_id, model_name=model,
                         hardware=hardware, npu_mem=npu_mem, npu_num=npu_num,
                         npu_group=npu_group, pd_type=pd_type, first_npu=first_npu,
-                        mem_util=mem_util)
+                        mem_util=mem_util, **overrides)
 
 
 def cluster_from_dict(raw: Any, path: str) -> ClusterConfig:
@@ -189,9 +209,27 @@ def cluster_from_dict(raw: Any, path: str) -> ClusterConfig:
             instance_id += 1
             # A prefill instance also owns paired receiver NPUs (formats.md §1.8).
             next_npu += spec.npu_num * (2 if spec.pd_type == "prefill" else 1)
-        nodes.append(NodeSpec(node_id=node_id, cpu_mem=cpu_mem, instances=tuple(instances)))
+        num_npus = rd.integer(node, "num_npus", where) if "num_npus" in node else None
+        if num_npus is not None:
+            used = sum(i.npu_num for i in instances)
+            if used > num_npus:
+                raise rd.fail(f"the node's instances use {used} NPUs but it has {num_npus}",
+                              f"{where}num_npus", "use fewer or smaller instances")
+        nodes.append(NodeSpec(node_id=node_id, cpu_mem=cpu_mem, instances=tuple(instances),
+                              num_npus=num_npus))
+    roles = {i.pd_type for n in nodes for i in n.instances}
+    if ("prefill" in roles) != ("decode" in roles):
+        missing = "decode" if "prefill" in roles else "prefill"
+        raise rd.fail(f"prefill/decode disaggregation needs a {missing} instance", "nodes",
+                      f"add an instance with \"pd_type\": \"{missing}\" or use null")
+    inter_bw = inter_lat = None
+    if "inter_node_link_bw" in raw:
+        inter_bw = rd.number(raw, "inter_node_link_bw", "", strict=True)
+        inter_lat = rd.number(raw, "inter_node_link_latency", "") \
+            if "inter_node_link_latency" in raw else link_latency
     return ClusterConfig(path=path, link_bw_gbps=link_bw, link_latency_ns=link_latency,
-                         nodes=tuple(nodes))
+                         nodes=tuple(nodes), inter_node_bw_gbps=inter_bw,
+                         inter_node_latency_ns=inter_lat)
 
 
 def load_cluster_config(path: Path) -> ClusterConfig:

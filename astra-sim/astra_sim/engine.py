@@ -404,8 +404,13 @@ class _Replay:
         del self.pending_coll[key]
         issue = {m: t for m, (t, _) in pending.items()}
         cfg = self.cfg
-        closed_form = "doubleBinaryTree" not in cfg.system.algorithms(kind)
-        if closed_form and not cfg.aware and len(set(issue.values())) == 1:
+        algorithms = cfg.system.algorithms(kind)
+        closed_form = "doubleBinaryTree" not in algorithms
+        # On an aware Ring, Direct and Halving-Doubling messages share multi-hop routes; the
+        # closed form serves them first come, first served, the step replay books whole routes.
+        multi_hop = cfg.aware and any(d.topology == "Ring" and a != "ring"
+                                      for d, a in zip(cfg.dims, algorithms, strict=False))
+        if closed_form and (not cfg.aware or multi_hop) and len(set(issue.values())) == 1:
             # Lockstep: every participant finishes at the closed-form time.
             duration = collective_ns(kind, size, cfg.dims, cfg.system, involved)
             finish = {m: now + duration for m in members}
