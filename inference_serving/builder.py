@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from astra_sim import Dimension, SystemConfig, collective_ns
+from astra_sim import Dimension, SystemConfig, collective_ns, send_ns
 from astra_sim.ns3_backend import INSTALL_HINT, Ns3Unavailable, ns3_collective_ns
 from inference_serving.cluster_config import ClusterConfig, InstanceSpec
 from inference_serving.errors import InputError
 from inference_serving.external_backend import ExternalIterationTimer
 from inference_serving.instance import Instance
-from inference_serving.iteration import IterationTimer, dense_template
+from inference_serving.iteration import DisaggregationRole, IterationTimer, dense_template
 from inference_serving.kv_cache import KVCacheManager
 from inference_serving.memory_model import kv_budget
 from inference_serving.model_config import ModelConfig, load_model_config
@@ -25,9 +25,6 @@ SCHEDULERS = ("vllm", "legacy")
 
 
 def _check_supported(spec: InstanceSpec, where: str) -> None:
-    if spec.pd_type is not None:
-        raise InputError(f"pd_type '{spec.pd_type}' (prefill/decode disaggregation) is not "
-                         "available in this version", where, "use \"pd_type\": null")
     if spec.npu_group > 1:
         raise InputError(f"npu_group {spec.npu_group} (pipeline parallelism) is not available "
                          "in this version", where, "use \"npu_group\": 1")
@@ -63,22 +60,38 @@ def _allreduce(cluster: ClusterConfig, spec: InstanceSpec,
 def _make_scheduler(options: RunOptions, model: ModelConfig, kv: KVCacheManager,
                     block_bytes: int, spec: InstanceSpec, host_capacity: int,
                     warn: Callable[[str], None]) -> Scheduler:
-    budget_tokens = min(options.max_num_batched_tokens or model.max_position_embeddings,
-                        model.max_position_embeddings)
+    tokens = spec.max_num_batched_tokens or options.max_num_batched_tokens
+    budget_tokens = min(tokens or model.max_position_embeddings, model.max_position_embeddings)
     legacy = options.scheduler == "legacy"
+    # Legacy: --max-batch 0 means unlimited; vllm: it defers to --max-num-seqs.
+    seqs = options.max_batch if legacy else options.max_batch or options.max_num_seqs
     sched_options = SchedulerOptions(
         max_num_batched_tokens=budget_tokens,
-        # Legacy: --max-batch 0 means unlimited; vllm: it defers to --max-num-seqs.
-        max_num_seqs=options.max_batch if legacy else options.max_batch or options.max_num_seqs,
-        block_size=options.block_size,
+        max_num_seqs=spec.max_num_seqs or seqs,
+        block_size=kv.block_size,
         chunked_prefill=options.chunked_prefill and not legacy,
         long_prefill_token_threshold=options.long_prefill_token_threshold,
         prioritize_prefill=options.prioritize_prefill,
-        gen_only=options.gen_only,
+        gen_only=options.gen_only and spec.pd_type != "decode",
+        handoff_after_prefill=spec.pd_type == "prefill",
     )
     if legacy:
         return LegacyScheduler(sched_options, kv, block_bytes, spec.npu_num, host_capacity, warn)
     return VllmScheduler(sched_options, kv)
+
+
+def _disaggregation(cluster: ClusterConfig, spec: InstanceSpec) -> DisaggregationRole | None:
+    """P/D role of an instance; prefill sends go over the intra-node link when a decode
+    instance shares the node, else over the inter-node link."""
+    if spec.pd_type is None:
+        return None
+    if spec.pd_type == "decode":
+        return DisaggregationRole("decode")
+    decode_nodes = {i.node_id for i in cluster.instances if i.pd_type == "decode"}
+    peer_node = spec.node_id if spec.node_id in decode_nodes else min(decode_nodes)
+    bw, latency = cluster.link(spec.node_id, peer_node)
+    dims = (Dimension("FullyConnected", 2, bw, latency),)
+    return DisaggregationRole("prefill", lambda nbytes: send_ns(nbytes, dims, 0, 1))
 
 
 def build_instances(cluster: ClusterConfig, options: RunOptions,
@@ -95,7 +108,8 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
                 model = load_model_config(spec.model_name, options.model_configs)
                 models[spec.model_name] = model
             _check_tp(model, spec.tp, where)
-            budget = kv_budget(model, spec.tp, spec.pp, options.fp_bytes, options.block_size,
+            block_size = spec.block_size or options.block_size
+            budget = kv_budget(model, spec.tp, spec.pp, options.fp_bytes, block_size,
                                spec.npu_mem.size_bytes, spec.mem_util)
             if budget.num_blocks < 1:
                 raise InputError(
@@ -109,10 +123,10 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
             timer = timer_cls(model, perf, dense_template(is_tpu(spec.hardware), spec.tp),
                                    spec.tp, options.fp_bytes, node.cpu_mem,
                                    _allreduce(cluster, spec, options.network_backend),
-                                   options.legacy_output_store)
+                                   options.legacy_output_store, _disaggregation(cluster, spec))
             if one_shot:
                 timer.attach(cluster, spec, options.astra_sim_bin)
-            kv = KVCacheManager(budget.num_blocks, options.block_size)
+            kv = KVCacheManager(budget.num_blocks, block_size)
             scheduler = _make_scheduler(options, model, kv, budget.block_bytes, spec,
                                         node.cpu_mem.size_bytes, warn)
             instances.append(Instance(spec=spec, model=model, scheduler=scheduler, kv=kv,

@@ -24,6 +24,7 @@ class Instance:
     budget: KvBudget
     timer: IterationTimer
     in_flight: Batch | None = None
+    last_batch: Batch | None = None
     completed: list[Request] = field(default_factory=list)
     busy_ns: int = 0
 

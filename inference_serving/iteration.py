@@ -22,6 +22,28 @@ OUTPUT_TOKEN_ID_BYTES = 4
 
 
 @dataclass(frozen=True, slots=True)
+class DisaggregationRole:
+    """What P/D adds to an instance's iterations (serving.md §6.7, §9).
+
+    A prefill instance sends each layer's K and V to the decode side after `v_proj` (sends
+    share the rank's communication slot with all-reduces and overlap compute) and the sampled
+    token ids at the end; `send_ns` times a transfer of so many bytes. The fitted overheads
+    apply only when TP > 1: +`prefill_oproj_ns` per `o_proj` of a prefill iteration,
+    +`decode_oproj_ns` per decode request per `o_proj` on a decode instance.
+    """
+
+    role: str
+    send_ns: Callable[[int], int] = lambda nbytes: 0
+    prefill_oproj_ns: int = 700_000
+    decode_oproj_ns: int = 700
+
+
+def kv_transfer_bytes(model: ModelConfig, tokens: int, tp: int, fp: int) -> int:
+    """K and V of `tokens` tokens for one layer on one TP rank: 2 · tokens · (kvd/tp) · fp."""
+    return 2 * tokens * (model.kv_dim // tp) * fp
+
+
+@dataclass(frozen=True, slots=True)
 class OpTemplate:
     """Operator names of one iteration; `block_ops` repeats per layer and may contain the
     markers `attn` (attention over the batch) and `ALLREDUCE` (TP all-reduce)."""
@@ -61,7 +83,8 @@ class IterationTimer:
 
     def __init__(self, model: ModelConfig, perf: PerfModel, template: OpTemplate, tp: int,
                  fp: int, host_mem: MemorySpec,
-                 allreduce_ns: Callable[[int], int], legacy_output_store: bool = False) -> None:
+                 allreduce_ns: Callable[[int], int], legacy_output_store: bool = False,
+                 disaggregation: DisaggregationRole | None = None) -> None:
         if model.is_moe:
             raise InputError(f"model '{model.name}' is a mixture of experts", "model_name",
                              "MoE serving is not available in this version; use a dense model")
@@ -73,6 +96,7 @@ class IterationTimer:
         self.host_mem = host_mem
         self.allreduce_ns = allreduce_ns
         self.legacy_output_store = legacy_output_store
+        self.pd = disaggregation
         self._token_cost: dict[int, int] = {}
         for op in (*template.pre_ops, *template.compute_block_ops, *template.post_ops):
             perf.layer_ns(op, 1)  # fail fast on a table without this operator
@@ -128,11 +152,57 @@ class IterationTimer:
 
     def iteration_ns(self, batch: Batch) -> int:
         """Latency of one iteration of `batch` (integer ns)."""
+        if self.pd is not None and self.pd.role == "prefill":
+            return self._prefill_iteration_ns(batch)
+        latency = self._colocated_ns(batch)
+        if self.pd is not None and self.tp > 1:
+            latency += self.model.num_layers * self.pd.decode_oproj_ns * sum(batch.decode)
+        return latency
+
+    def _swap_ns(self, batch: Batch) -> int:
+        """Swap traffic of all ranks; it shares the host-memory FIFO and compute waits for it."""
+        if not (batch.swap_in_bytes or batch.swap_out_bytes):
+            return 0
+        return self.tp * (memory_access_ns(self.host_mem, batch.swap_in_bytes)
+                          + memory_access_ns(self.host_mem, batch.swap_out_bytes))
+
+    def _store_ns(self, batch: Batch) -> int:
+        return self.tp * memory_access_ns(self.host_mem, self.store_bytes(batch))
+
+    def _prefill_iteration_ns(self, batch: Batch) -> int:
+        """Layer-by-layer: KV sends after v_proj share the comm slot with the all-reduces."""
+        pd, perf = self.pd, self.perf
+        tokens, requests = batch.total_tokens, len(batch.requests)
+        prompt_tokens = sum(n for n, d in zip(batch.tokens, batch.decode, strict=True) if not d)
+        layer_send = pd.send_ns(kv_transfer_bytes(self.model, prompt_tokens, self.tp, self.fp))
+        attention = perf.attention_ns(self.attention_batch(batch))
+        allreduce = self.allreduce_ns(self.allreduce_bytes(tokens))
+        oproj_extra = pd.prefill_oproj_ns if self.tp > 1 else 0
+        load = self.tp * memory_access_ns(self.host_mem, self.input_bytes(tokens))
+        t = load + self._swap_ns(batch) + sum(perf.layer_ns(op, tokens)
+                                              for op in self.template.pre_ops)
+        comm_free = t
+        block = [(op, 0 if op in (ATTENTION, ALLREDUCE) else perf.layer_ns(op, tokens))
+                 for op in self.template.block_ops]
+        for _ in range(self.model.num_layers):
+            for op, duration in block:
+                if op == ALLREDUCE:
+                    t = max(t, comm_free) + allreduce
+                    comm_free = t
+                    continue
+                t += attention if op == ATTENTION else duration
+                if op == "o_proj":
+                    t += oproj_extra
+                elif op == "v_proj":
+                    comm_free = max(t, comm_free) + layer_send
+        for op in self.template.post_ops:
+            t += self.op_ns(op, tokens, requests)
+        # The decode side only needs the sampled token ids (4 bytes per request).
+        comm_free = max(t, comm_free) + pd.send_ns(requests * OUTPUT_TOKEN_ID_BYTES)
+        return max(t + self._store_ns(batch), comm_free)
+
+    def _colocated_ns(self, batch: Batch) -> int:
         attention = self.perf.attention_ns(self.attention_batch(batch))
-        memory = self.tp * (memory_access_ns(self.host_mem, self.store_bytes(batch)))
-        if batch.swap_in_bytes or batch.swap_out_bytes:
-            # Swap traffic shares the host-memory FIFO with the input load; compute waits.
-            memory += self.tp * (memory_access_ns(self.host_mem, batch.swap_in_bytes)
-                                 + memory_access_ns(self.host_mem, batch.swap_out_bytes))
         return (self.token_cost_ns(batch.total_tokens) + self.model.num_layers * attention
-                + self.perf.layer_ns("lm_head", len(batch.requests)) + memory)
+                + self.perf.layer_ns("lm_head", len(batch.requests)) + self._store_ns(batch)
+                + self._swap_ns(batch))

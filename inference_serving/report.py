@@ -72,8 +72,8 @@ def _clock(seconds: float) -> str:
 
 def summary_numbers(result: SimResult) -> dict:
     """The summary's figures, also used for --metrics-json."""
-    served = [r for inst in result.instances if inst.spec.pd_type != "prefill"
-              for r in inst.completed]
+    # Under P/D a one-token request completes on its prefill instance; it still counts.
+    served = [r for inst in result.instances for r in inst.completed]
     seconds = result.end_ns / 1e9 if result.end_ns else 1.0
     c = result.counters
     numbers = {

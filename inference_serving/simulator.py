@@ -51,6 +51,10 @@ class Simulator:
         self.on_batch = on_batch
         self.debug = log.enabled("DEBUG")
         self.candidates = [i for i in instances if i.spec.pd_type != "decode"]
+        self.decoders = [i for i in instances if i.spec.pd_type == "decode"]
+        # P/D hand-off routes with the same policy; round robin keeps its own counter, the
+        # random policy continues the single seeded stream (serving.md §3).
+        self.decode_router = router if not hasattr(router, "count") else type(router)(0)
         self._heap: list[tuple[int, int, int, object]] = []
         self._seq = 0
         self.now = 0
@@ -63,7 +67,7 @@ class Simulator:
         """Every request must fit in the KV pool of any instance it can be routed to."""
         for request in self.requests:
             tokens = request.prompt + request.output - 1
-            for inst in self.candidates:
+            for inst in (*self.candidates, *self.decoders):
                 need = inst.kv.blocks_for(tokens)
                 if need > inst.kv.num_blocks:
                     raise InputError(
@@ -90,6 +94,7 @@ class Simulator:
                 finished += self.complete(self.instances[payload], time)
                 end_ns = time
                 dirty.add(payload)
+                dirty.update(self.pass_on(self.instances[payload]))
                 if self.progress and iterations % 256 == 0:
                     self.show_progress(time, finished)
             elif kind == ARRIVAL:
@@ -116,12 +121,25 @@ class Simulator:
         """Apply the instance's finished batch at `time`; return how many requests finished."""
         batch = inst.in_flight
         inst.in_flight = None
+        inst.last_batch = batch
         done = inst.scheduler.update(batch, time)
         self.counters.on_batch_done(batch)
         inst.completed.extend(done)
         if self.check:
             check_instance(inst)
         return len(done)
+
+    def pass_on(self, inst: Instance) -> list[int]:
+        """P/D: requests whose prompt finished on `inst` go to decode instances (their KV
+        transfer is part of the finished iteration); return the receiving instances."""
+        leaving = inst.last_batch.handoff if inst.last_batch is not None else []
+        targets = []
+        for request in leaving:
+            target = self.decode_router.route(request, self.decoders)
+            request.instance = target.index
+            target.scheduler.add(request)
+            targets.append(target.index)
+        return targets
 
     def arrive(self, request: Request) -> int:
         """Route an arrived request; return the chosen instance's index."""

@@ -66,6 +66,17 @@ def case_tp_not_dividing_heads(tmp):
     return ["--cluster-config", str(config_with(tmp, npu_num=3))], "does not divide"
 
 
+def case_instance_larger_than_its_node(tmp):
+    cfg = json.loads(json.dumps(SINGLE))
+    cfg["nodes"][0]["num_npus"] = 2
+    cfg["nodes"][0]["instances"][0]["npu_num"] = 4
+    return ["--cluster-config", str(write_json(tmp / "c.json", cfg))], "num_npus"
+
+
+def case_prefill_without_decode(tmp):
+    return ["--cluster-config", str(config_with(tmp, pd_type="prefill"))], "decode instance"
+
+
 def case_unknown_model(tmp):
     return ["--cluster-config", str(config_with(tmp, model_name="acme/Nope-1B"))], "unknown model"
 

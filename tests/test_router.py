@@ -76,3 +76,16 @@ def test_custom_router_is_loaded_from_a_dotted_path():
 def test_bad_router_choices_are_input_errors(name, custom):
     with pytest.raises(InputError):
         make_router(name, 0, custom)
+
+
+def test_shipped_custom_router_example_runs(tmp_path):
+    from tests.test_cli_errors import run_main
+
+    out = tmp_path / "out.csv"
+    done = run_main(["--dataset", "dataset/example_trace.jsonl", "--cluster-config",
+                     "cluster_config/single_node_multi_instance.json",
+                     "--request-routing-policy", "CUSTOM", "--custom-router",
+                     "examples.custom_router:ShortestQueue", "--output", str(out)])
+    assert done.returncode == 0, done.stderr
+    ids = [line.split(",")[0] for line in out.read_text().splitlines()[1:]]
+    assert Counter(ids) == {"0": 5, "1": 5}

@@ -25,6 +25,7 @@ class Batch:
     swap_out_bytes: int = 0
     sampled: int = 0
     prompt_done: list[Request] = field(default_factory=list)
+    handoff: list[Request] = field(default_factory=list)
 
     @property
     def total_tokens(self) -> int:
@@ -43,6 +44,7 @@ class SchedulerOptions:
     long_prefill_token_threshold: int = 0
     prioritize_prefill: bool = False
     gen_only: bool = False
+    handoff_after_prefill: bool = False  # a P/D prefill instance passes requests on
 
 
 class Scheduler(Protocol):
@@ -98,3 +100,10 @@ def advance_tokens(batch: Batch, now: int) -> list[Request]:
             request.end = now
             finished.append(request)
     return finished
+
+
+def hand_off(batch: Batch) -> list[Request]:
+    """On a P/D prefill instance: the requests whose prompt just completed and that still
+    have tokens to generate leave for a decode instance (collected in `batch.handoff`)."""
+    batch.handoff = [r for r in batch.prompt_done if r.end < 0]
+    return batch.handoff

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from inference_serving.kv_cache import KVCacheManager
 from inference_serving.request import Request
-from inference_serving.scheduler.base import Batch, SchedulerOptions, advance_tokens
+from inference_serving.scheduler.base import Batch, SchedulerOptions, advance_tokens, hand_off
 
 
 class LegacyScheduler:
@@ -117,9 +117,11 @@ class LegacyScheduler:
     def update(self, batch: Batch, now: int) -> list[Request]:
         """Apply a completed batch; unfinished requests go back to the head of the queue."""
         finished = advance_tokens(batch, now)
-        for request in finished:
+        leaving = hand_off(batch) if self.options.handoff_after_prefill else []
+        for request in (*finished, *leaving):
             self.kv.free(request)
-        pool = [r for r in batch.requests if r.end < 0]
+        gone = set(map(id, leaving))
+        pool = [r for r in batch.requests if r.end < 0 and id(r) not in gone]
         self.in_flight = []
         if self.options.prioritize_prefill:
             self.queue = sorted(pool + self.queue, key=lambda r: (r.arrival, r.rid))

@@ -6,7 +6,7 @@ from collections import deque
 
 from inference_serving.kv_cache import KVCacheManager
 from inference_serving.request import Request
-from inference_serving.scheduler.base import Batch, SchedulerOptions, advance_tokens
+from inference_serving.scheduler.base import Batch, SchedulerOptions, advance_tokens, hand_off
 
 
 class VllmScheduler:
@@ -135,8 +135,10 @@ class VllmScheduler:
     def update(self, batch: Batch, now: int) -> list[Request]:
         """Advance computed tokens, sample tokens, and retire finished requests."""
         finished = advance_tokens(batch, now)
-        if finished:
-            for request in finished:
+        leaving = hand_off(batch) if self.options.handoff_after_prefill else []
+        if finished or leaving:
+            for request in (*finished, *leaving):
                 self.kv.free(request)
-            self.running = [r for r in self.running if r.end < 0]
+            gone = set(map(id, leaving))
+            self.running = [r for r in self.running if r.end < 0 and id(r) not in gone]
         return finished
