@@ -24,10 +24,13 @@ MIB = 1 << 20
 SCHEDULERS = ("vllm", "legacy")
 
 
-def _check_supported(spec: InstanceSpec, where: str) -> None:
-    if spec.npu_group > 1:
-        raise InputError(f"npu_group {spec.npu_group} (pipeline parallelism) is not available "
-                         "in this version", where, "use \"npu_group\": 1")
+def _check_supported(spec: InstanceSpec, model: ModelConfig, where: str) -> None:
+    if spec.pp > model.num_layers:
+        raise InputError(f"{spec.pp} pipeline stages for {model.num_layers} transformer blocks",
+                         where, "use at most one stage per block (npu_group)")
+    if spec.pp > 1 and spec.pd_type == "prefill":
+        raise InputError("a pipeline-parallel P/D prefill instance is not available in this "
+                         "version", where, "use \"npu_group\": 1 for prefill instances")
 
 
 def _check_tp(model: ModelConfig, tp: int, where: str) -> None:
@@ -74,10 +77,17 @@ def _make_scheduler(options: RunOptions, model: ModelConfig, kv: KVCacheManager,
         prioritize_prefill=options.prioritize_prefill,
         gen_only=options.gen_only and spec.pd_type != "decode",
         handoff_after_prefill=spec.pd_type == "prefill",
+        pipelined=spec.pp > 1,
     )
     if legacy:
         return LegacyScheduler(sched_options, kv, block_bytes, spec.npu_num, host_capacity, warn)
     return VllmScheduler(sched_options, kv)
+
+
+def _p2p(cluster: ClusterConfig, spec: InstanceSpec) -> Callable[[int], int]:
+    """One message between NPUs of the instance's node (pipeline stage to stage)."""
+    dims = (Dimension("FullyConnected", 2, cluster.link_bw_gbps, cluster.link_latency_ns),)
+    return lambda nbytes: send_ns(nbytes, dims, 0, 1)
 
 
 def _disaggregation(cluster: ClusterConfig, spec: InstanceSpec) -> DisaggregationRole | None:
@@ -102,11 +112,11 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
     for node in cluster.nodes:
         for spec in node.instances:
             where = f"instance {spec.instance_id} (node {node.node_id}) in {cluster.path}"
-            _check_supported(spec, where)
             model = models.get(spec.model_name)
             if model is None:
                 model = load_model_config(spec.model_name, options.model_configs)
                 models[spec.model_name] = model
+            _check_supported(spec, model, where)
             _check_tp(model, spec.tp, where)
             block_size = spec.block_size or options.block_size
             budget = kv_budget(model, spec.tp, spec.pp, options.fp_bytes, block_size,
@@ -123,7 +133,8 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
             timer = timer_cls(model, perf, dense_template(is_tpu(spec.hardware), spec.tp),
                                    spec.tp, options.fp_bytes, node.cpu_mem,
                                    _allreduce(cluster, spec, options.network_backend),
-                                   options.legacy_output_store, _disaggregation(cluster, spec))
+                                   options.legacy_output_store, _disaggregation(cluster, spec),
+                                   spec.pp, _p2p(cluster, spec))
             if one_shot:
                 timer.attach(cluster, spec, options.astra_sim_bin)
             kv = KVCacheManager(budget.num_blocks, block_size)

@@ -82,7 +82,7 @@ class CasysSimulator(Simulator):
         return paths
 
     def _write_batch(self, folder: Path, inst: Instance) -> Path:
-        batch = inst.in_flight
+        batch = inst.in_flight[0]
         involved = [True] + [False] * (len(self.dims) - 1)
         nodes = []
         for node in iteration_graph(inst.timer, batch):
@@ -127,13 +127,13 @@ class CasysSimulator(Simulator):
                     break
                 inst = starts.get(poll.npu) or ends[poll.npu]
                 now = max(now, poll.cycles)
-                if inst.in_flight is not None and poll.iteration == loads[poll.npu]:
+                if inst.in_flight and poll.iteration == loads[poll.npu]:
                     reported[inst.index].add(poll.npu)
                     if len(reported[inst.index]) == (2 if inst.spec.npu_num > 1 else 1):
                         while next_log < poll.cycles and finished < total:
                             self.on_window(next_log, self.counters.close_window())
                             next_log += self.counters.interval_ns
-                        finished += self.complete(inst, poll.cycles)
+                        finished += self.complete(inst, inst.in_flight[0], poll.cycles)
                         end_ns = max(end_ns, poll.cycles)
                         reported[inst.index] = set()
                 if finished == total:
@@ -146,11 +146,11 @@ class CasysSimulator(Simulator):
                 if poll.npu in waiting_end:
                     reply = str(waiting_end.pop(poll.npu))
                     loads[poll.npu] += 1
-                elif poll.npu in starts and inst.in_flight is None and \
+                elif poll.npu in starts and not inst.in_flight and \
                         inst.scheduler.num_requests():
                     batch = inst.scheduler.schedule(now)
                     if batch is not None:
-                        inst.in_flight = batch
+                        inst.in_flight.append(batch)
                         iterations += 1
                         prefix = self._write_batch(folder, inst)
                         reply = str(prefix)

@@ -15,7 +15,7 @@ from inference_serving.scheduler.base import Batch, Scheduler
 
 @dataclass(slots=True)
 class Instance:
-    """Runtime state of one instance (at most one batch in flight: one pipeline stage)."""
+    """Runtime state of one instance: up to `pp` batches in flight, one per pipeline stage."""
 
     spec: InstanceSpec
     model: ModelConfig
@@ -23,10 +23,26 @@ class Instance:
     kv: KVCacheManager
     budget: KvBudget
     timer: IterationTimer
-    in_flight: Batch | None = None
-    last_batch: Batch | None = None
+    in_flight: list[Batch] = field(default_factory=list)
     completed: list[Request] = field(default_factory=list)
     busy_ns: int = 0
+    stage_free: list[int] = field(default_factory=lambda: [0])
+
+    def pipeline(self, batch: Batch, now: int) -> tuple[int, int]:
+        """Run `batch` through the pipeline stages from `now`: (first stage end, last end).
+
+        Stage s starts when the previous stage's output has arrived and stage s is free.
+        """
+        stages = self.timer.stage_ns(batch)
+        if len(self.stage_free) != len(stages):
+            self.stage_free = [0] * len(stages)
+        send = self.timer.stage_send_ns(batch)
+        t = now
+        for s, duration in enumerate(stages):
+            start = max(t + (send if s else 0), self.stage_free[s])
+            t = start + duration
+            self.stage_free[s] = t
+        return self.stage_free[0], t
 
     @property
     def index(self) -> int:

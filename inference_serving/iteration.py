@@ -84,7 +84,8 @@ class IterationTimer:
     def __init__(self, model: ModelConfig, perf: PerfModel, template: OpTemplate, tp: int,
                  fp: int, host_mem: MemorySpec,
                  allreduce_ns: Callable[[int], int], legacy_output_store: bool = False,
-                 disaggregation: DisaggregationRole | None = None) -> None:
+                 disaggregation: DisaggregationRole | None = None, pp: int = 1,
+                 p2p_ns: Callable[[int], int] = lambda nbytes: 0) -> None:
         if model.is_moe:
             raise InputError(f"model '{model.name}' is a mixture of experts", "model_name",
                              "MoE serving is not available in this version; use a dense model")
@@ -97,6 +98,12 @@ class IterationTimer:
         self.allreduce_ns = allreduce_ns
         self.legacy_output_store = legacy_output_store
         self.pd = disaggregation
+        self.pp = pp
+        self.p2p_ns = p2p_ns
+        layers, stages = model.num_layers, pp
+        # Whole transformer blocks per stage; the remainder goes to the stages before the last.
+        self.stage_layers = [layers // stages + (1 if s < layers % stages else 0)
+                             for s in range(stages)]
         self._token_cost: dict[int, int] = {}
         for op in (*template.pre_ops, *template.compute_block_ops, *template.post_ops):
             perf.layer_ns(op, 1)  # fail fast on a table without this operator
@@ -158,6 +165,28 @@ class IterationTimer:
         if self.pd is not None and self.tp > 1:
             latency += self.model.num_layers * self.pd.decode_oproj_ns * sum(batch.decode)
         return latency
+
+    def stage_ns(self, batch: Batch) -> list[int]:
+        """Busy time of each pipeline stage for `batch` (one entry without pipelining)."""
+        if self.pp == 1:
+            return [self.iteration_ns(batch)]
+        tokens, requests = batch.total_tokens, len(batch.requests)
+        perf, t = self.perf, self.template
+        layer = (sum(perf.layer_ns(op, tokens) for op in t.compute_block_ops)
+                 + t.allreduces_per_block * self.allreduce_ns(self.allreduce_bytes(tokens))
+                 + perf.attention_ns(self.attention_batch(batch)))
+        if self.pd is not None and self.tp > 1:
+            layer += self.pd.decode_oproj_ns * sum(batch.decode)
+        stages = [n * layer for n in self.stage_layers]
+        stages[0] += (self.tp * memory_access_ns(self.host_mem, self.input_bytes(tokens))
+                      + self._swap_ns(batch) + sum(perf.layer_ns(op, tokens) for op in t.pre_ops))
+        stages[-1] += (sum(self.op_ns(op, tokens, requests) for op in t.post_ops)
+                       + self._store_ns(batch))
+        return stages
+
+    def stage_send_ns(self, batch: Batch) -> int:
+        """Activation transfer between consecutive stages: the hidden state of every token."""
+        return self.p2p_ns(batch.total_tokens * self.model.hidden_size * self.fp)
 
     def _swap_ns(self, batch: Batch) -> int:
         """Swap traffic of all ranks; it shares the host-memory FIFO and compute waits for it."""

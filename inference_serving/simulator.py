@@ -16,9 +16,10 @@ from inference_serving.router import Router
 from inference_serving.scheduler.base import Batch
 from inference_serving.sim_log import SimLogger
 
-# Event kinds double as tie-break priorities: at one instant, completions are applied before
-# arrivals, and both before the log tick that reports the window ending at that instant.
-DONE, ARRIVAL, LOG = 0, 1, 2
+# Event kinds double as tie-break priorities: at one instant, completions (and a pipeline's
+# first stage freeing up) are applied before arrivals, and all before the log tick that
+# reports the window ending at that instant.
+DONE, STAGE_FREE, ARRIVAL, LOG = 0, 1, 2, 3
 
 
 @dataclass(slots=True)
@@ -91,12 +92,15 @@ class Simulator:
             time, kind, _, payload = heapq.heappop(heap)
             self.now = time
             if kind == DONE:
-                finished += self.complete(self.instances[payload], time)
+                inst, batch = payload
+                finished += self.complete(inst, batch, time)
                 end_ns = time
-                dirty.add(payload)
-                dirty.update(self.pass_on(self.instances[payload]))
+                dirty.add(inst.index)
+                dirty.update(self.pass_on(batch))
                 if self.progress and iterations % 256 == 0:
                     self.show_progress(time, finished)
+            elif kind == STAGE_FREE:
+                dirty.add(payload)
             elif kind == ARRIVAL:
                 dirty.add(self.arrive(self.requests[next_arrival]))
                 next_arrival += 1
@@ -117,11 +121,9 @@ class Simulator:
             check_final(self.requests)
         return SimResult(end_ns, iterations, self.counters, self.instances, self.requests)
 
-    def complete(self, inst: Instance, time: int) -> int:
-        """Apply the instance's finished batch at `time`; return how many requests finished."""
-        batch = inst.in_flight
-        inst.in_flight = None
-        inst.last_batch = batch
+    def complete(self, inst: Instance, batch: Batch, time: int) -> int:
+        """Apply a finished batch of `inst` at `time`; return how many requests finished."""
+        inst.in_flight.remove(batch)
         done = inst.scheduler.update(batch, time)
         self.counters.on_batch_done(batch)
         inst.completed.extend(done)
@@ -129,12 +131,11 @@ class Simulator:
             check_instance(inst)
         return len(done)
 
-    def pass_on(self, inst: Instance) -> list[int]:
-        """P/D: requests whose prompt finished on `inst` go to decode instances (their KV
+    def pass_on(self, batch: Batch) -> list[int]:
+        """P/D: requests whose prompt finished in `batch` go to decode instances (their KV
         transfer is part of the finished iteration); return the receiving instances."""
-        leaving = inst.last_batch.handoff if inst.last_batch is not None else []
         targets = []
-        for request in leaving:
+        for request in batch.handoff:
             target = self.decode_router.route(request, self.decoders)
             request.instance = target.index
             target.scheduler.add(request)
@@ -154,13 +155,16 @@ class Simulator:
               "finished", end="", file=sys.stderr, flush=True)
 
     def _start_batch(self, inst: Instance, now: int) -> int:
-        if inst.in_flight is not None or not inst.scheduler.num_requests():
+        # Up to pp batches in flight; a new one enters when the first stage is free.
+        if len(inst.in_flight) >= inst.spec.pp or inst.stage_free[0] > now or \
+                not inst.scheduler.num_requests():
             return 0
         batch = inst.scheduler.schedule(now)
         if batch is None:
             return 0
-        inst.in_flight = batch
-        duration = inst.timer.iteration_ns(batch)
+        inst.in_flight.append(batch)
+        first_stage_end, end = inst.pipeline(batch, now)
+        duration = end - now
         if self.on_batch is not None:
             self.on_batch(inst, batch)
         inst.busy_ns += duration
@@ -175,5 +179,7 @@ class Simulator:
             self.log.now_ns = now
             self.log.info("Scheduler", f"preempted {batch.num_preempted} request(s) for KV space",
                           node=inst.spec.node_id, inst=inst.index)
-        self._push(now + duration, DONE, inst.index)
+        self._push(end, DONE, (inst, batch))
+        if inst.spec.pp > 1:
+            self._push(first_stage_end, STAGE_FREE, inst.index)
         return 1

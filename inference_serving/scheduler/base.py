@@ -45,6 +45,7 @@ class SchedulerOptions:
     prioritize_prefill: bool = False
     gen_only: bool = False
     handoff_after_prefill: bool = False  # a P/D prefill instance passes requests on
+    pipelined: bool = False  # several batches in flight: a request joins one at a time
 
 
 class Scheduler(Protocol):

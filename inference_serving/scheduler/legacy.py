@@ -72,7 +72,7 @@ class LegacyScheduler:
 
     def schedule(self, now: int) -> Batch | None:
         """Form the next batch at `now` (serving.md §4.1 steps 1–8)."""
-        if not self.queue or self.in_flight:
+        if not self.queue:
             return None
         candidates = self.queue
         limit = self.options.max_num_seqs
@@ -110,7 +110,7 @@ class LegacyScheduler:
             batch.requests.append(request)
             batch.tokens.append(tokens)
             batch.decode.append(request.prefilled)
-        self.in_flight = chosen
+        self.in_flight += chosen
         self.next_batch_id += 1
         return batch
 
@@ -122,7 +122,8 @@ class LegacyScheduler:
             self.kv.free(request)
         gone = set(map(id, leaving))
         pool = [r for r in batch.requests if r.end < 0 and id(r) not in gone]
-        self.in_flight = []
+        done_ids = set(map(id, batch.requests))
+        self.in_flight = [r for r in self.in_flight if id(r) not in done_ids]
         if self.options.prioritize_prefill:
             self.queue = sorted(pool + self.queue, key=lambda r: (r.arrival, r.rid))
         else:

@@ -26,6 +26,7 @@ class VllmScheduler:
         self.next_batch_id = 0
         self.num_preemptions = 0
         self.host_bytes = 0  # recompute preemption never parks KV in host memory
+        self.in_flight: set[int] = set()  # ids of requests in a batch still in the pipeline
 
     def add(self, request: Request) -> None:
         """Queue an arrived request (`--gen`: its prompt counts as already prefilled)."""
@@ -42,13 +43,21 @@ class VllmScheduler:
         """Every request waiting or running on this instance."""
         return [*self.running, *self.waiting]
 
-    def _preempt_last(self) -> Request:
-        victim = self.running.pop()
+    def _preempt_last(self, chosen: list[Request]) -> tuple[Request, int] | None:
+        """Preempt the most recently admitted running request that is neither in an in-flight
+        batch nor already chosen for this one; return it and its former position."""
+        taken = set(map(id, chosen)) | self.in_flight
+        for position in range(len(self.running) - 1, -1, -1):
+            if id(self.running[position]) not in taken:
+                break
+        else:
+            return None
+        victim = self.running.pop(position)
         self.kv.free(victim)
         victim.computed = 0
         self.waiting.appendleft(victim)
         self.num_preemptions += 1
-        return victim
+        return victim, position
 
     def schedule(self, now: int) -> Batch | None:
         """Form the next batch at `now` (serving.md §4.3)."""
@@ -63,8 +72,12 @@ class VllmScheduler:
         prefill_only = self.options.prioritize_prefill and self._has_prompt_work()
         running = self.running
         index = 0
+        in_flight = self.in_flight
         while index < len(running) and budget > 0:
             request = running[index]
+            if in_flight and id(request) in in_flight:
+                index += 1  # already in a pipeline stage: not schedulable twice
+                continue
             remaining = request.num_tokens - request.computed
             is_decode = remaining == 1 and request.prefilled
             if is_decode:
@@ -81,10 +94,15 @@ class VllmScheduler:
                     continue
             count = min(remaining, threshold, budget) if threshold > 0 else min(remaining, budget)
             while not kv.allocate_slots(request, request.computed + count):
-                victim = self._preempt_last()
+                preemption = self._preempt_last(chosen)
+                if preemption is None:
+                    break
+                victim, position = preemption
                 preempted += 1
                 if victim is request:
                     break
+                if position < index:
+                    index -= 1  # a skipped request before us left the list: keep our place
             else:
                 chosen.append(request)
                 tokens.append(count)
@@ -100,6 +118,8 @@ class VllmScheduler:
         batch = Batch(self.next_batch_id, chosen, tokens, decode, start=now,
                       num_preempted=preempted)
         self.next_batch_id += 1
+        if self.options.pipelined:
+            in_flight.update(map(id, chosen))
         return batch
 
     def _has_prompt_work(self) -> bool:
@@ -134,6 +154,8 @@ class VllmScheduler:
 
     def update(self, batch: Batch, now: int) -> list[Request]:
         """Advance computed tokens, sample tokens, and retire finished requests."""
+        if self.in_flight:
+            self.in_flight.difference_update(map(id, batch.requests))
         finished = advance_tokens(batch, now)
         leaving = hand_off(batch) if self.options.handoff_after_prefill else []
         if finished or leaving:

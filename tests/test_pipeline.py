@@ -1,0 +1,88 @@
+"""Pipeline parallelism: stage cuts on block boundaries, the pipeline bubble, end-to-end runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from inference_serving.cluster_config import MemorySpec
+from inference_serving.instance import Instance
+from inference_serving.iteration import IterationTimer, dense_template
+from inference_serving.model_config import ModelConfig
+from inference_serving.request import Request
+from inference_serving.scheduler.base import Batch
+from tests.test_cli_errors import run_main
+from tests.test_disaggregation import ConstantPerf
+
+NO_COST_MEMORY = MemorySpec(1 << 30, 1e12, 0)
+
+
+def timer(layers: int, pp: int, send: int = 0) -> IterationTimer:
+    model = ModelConfig("m", 256, layers, 4, 2, 512, 1000, 4096)
+    return IterationTimer(model, ConstantPerf(), dense_template(False, 1), 1, 2, NO_COST_MEMORY,
+                          lambda nbytes: 0, pp=pp, p2p_ns=lambda nbytes: send)
+
+
+@pytest.mark.parametrize("layers,pp,cut", [(32, 1, [32]), (32, 2, [16, 16]),
+                                           (32, 3, [11, 11, 10]), (80, 4, [20] * 4),
+                                           (10, 4, [3, 3, 2, 2])])
+def test_stages_are_cut_on_block_boundaries(layers, pp, cut):
+    assert timer(layers, pp).stage_layers == cut
+
+
+def test_stage_times_put_embedding_first_and_lm_head_last():
+    # Each block: 11 operators × 1,000 ns + 3,000 ns attention = 14,000 ns.
+    stages = timer(8, 2).stage_ns(Batch(0, [Request(0, 0, 4, 2)], [4], [False]))
+    assert stages == [1000 + 4 * 14_000, 4 * 14_000 + 2000]
+
+
+class FixedStages:
+    def __init__(self, stages: list[int], send: int) -> None:
+        self.stages, self.send = stages, send
+
+    def stage_ns(self, batch):
+        return self.stages
+
+    def stage_send_ns(self, batch):
+        return self.send
+
+
+@pytest.mark.parametrize("pp", [2, 4])
+def test_pipeline_bubble_matches_the_formula(pp):
+    d, send, k = 10_000, 500, 6
+    inst = Instance.__new__(Instance)
+    inst.stage_free = [0] * pp
+    inst.timer = FixedStages([d] * pp, send)
+    ends, now = [], 0
+    for _ in range(k):
+        first_free, end = inst.pipeline(None, now)
+        ends.append(end)
+        now = first_free  # the next batch enters when stage 0 frees up
+    # Batch j finishes at fill time pp·d + (pp−1)·send plus j stage times.
+    assert ends == [pp * d + (pp - 1) * send + j * d for j in range(k)]
+    busy = k * d
+    bubble = (ends[-1] - busy) / ends[-1]
+    assert bubble == pytest.approx(((pp - 1) * d + (pp - 1) * send) / ends[-1])
+
+
+@pytest.mark.parametrize("config", ["single_node_pp2_instance.json",
+                                    "single_node_tp2_pp2_instance.json"])
+def test_pipeline_runs_keep_every_invariant(tmp_path, config):
+    out = tmp_path / "out.csv"
+    done = run_main(["--cluster-config", f"cluster_config/{config}", "--dataset",
+                     "dataset/example_sharegpt_req100_rate10.jsonl", "--num-req", "40",
+                     "--check-invariants", "--output", str(out)])
+    assert done.returncode == 0, done.stderr
+    assert len(out.read_text().splitlines()) == 41
+
+
+def test_more_stages_than_blocks_is_an_error(tmp_path):
+    import json
+
+    from tests.test_cli_errors import SINGLE
+
+    cfg = json.loads(json.dumps(SINGLE))
+    cfg["nodes"][0]["instances"][0].update(npu_num=64, npu_group=64)
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(cfg))
+    done = run_main(["--cluster-config", str(path), "--dataset", "dataset/example_trace.jsonl"])
+    assert done.returncode == 2 and "pipeline stages" in done.stderr
