@@ -48,6 +48,13 @@ def _cases(tmp: Path) -> list[Case]:
     cases.append(Case("generated 10,000 req, rate 20/s, A6000 Llama-3.1-8B, roofline", 10_000, (
         "--cluster-config", "cluster_config/single_node_single_instance.json",
         "--dataset", str(trace), "--num-req", "10000"), 5.0))
+    busy = tmp / "generated_10k_rate40.jsonl"
+    subprocess.run([sys.executable, "-m", "dataset.generate", "--out", str(busy),
+                    "--num-req", "10000", "--rate", "40", "--no-token-ids", "--seed", "3"],
+                   cwd=REPO, check=True)
+    cases.append(Case("4 nodes, 16 H100 instances (4 prefill + 12 decode), 10,000 req", 10_000, (
+        "--cluster-config", "cluster_config/four_node_16_instance_pd.json",
+        "--dataset", str(busy), "--num-req", "10000"), 20.0))
     return cases
 
 
@@ -80,10 +87,10 @@ def main() -> int:
                 peaks.append(peak)
             best = min(walls)
             rows.append((case.label, best, case.requests / best, max(peaks), case.target_s))
-    print(f"{'case':<64} {'wall s':>7} {'req/s':>8} {'peak MiB':>9} {'target s':>8}")
+    print(f"{'case':<66} {'wall s':>7} {'req/s':>8} {'peak MiB':>9} {'target s':>8}")
     for label, wall, rate, peak, target in rows:
         flag = "" if wall <= target else "  (over target)"
-        print(f"{label:<64} {wall:7.2f} {rate:8.0f} {peak:9.1f} {target:8.1f}{flag}")
+        print(f"{label:<66} {wall:7.2f} {rate:8.0f} {peak:9.1f} {target:8.1f}{flag}")
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores; peak = the process's max "
           "RSS; best of --repeat runs")
     return 0

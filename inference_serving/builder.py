@@ -97,11 +97,11 @@ def _disaggregation(cluster: ClusterConfig, spec: InstanceSpec) -> Disaggregatio
         return None
     if spec.pd_type == "decode":
         return DisaggregationRole("decode")
-    decode_nodes = {i.node_id for i in cluster.instances if i.pd_type == "decode"}
-    peer_node = spec.node_id if spec.node_id in decode_nodes else min(decode_nodes)
-    bw, latency = cluster.link(spec.node_id, peer_node)
+    decoders = [i for i in cluster.instances if i.pd_type == "decode"]
+    peer = next((i for i in decoders if i.node_id == spec.node_id), decoders[0])
+    bw, latency = cluster.link(spec.node_id, peer.node_id)
     dims = (Dimension("FullyConnected", 2, bw, latency),)
-    return DisaggregationRole("prefill", lambda nbytes: send_ns(nbytes, dims, 0, 1))
+    return DisaggregationRole("prefill", lambda nbytes: send_ns(nbytes, dims, 0, 1), peer.tp)
 
 
 def build_instances(cluster: ClusterConfig, options: RunOptions,

@@ -34,13 +34,18 @@ class DisaggregationRole:
 
     role: str
     send_ns: Callable[[int], int] = lambda nbytes: 0
+    receiver_tp: int | None = None
     prefill_oproj_ns: int = 700_000
     decode_oproj_ns: int = 700
 
 
-def kv_transfer_bytes(model: ModelConfig, tokens: int, tp: int, fp: int) -> int:
-    """K and V of `tokens` tokens for one layer on one TP rank: 2 · tokens · (kvd/tp) · fp."""
-    return 2 * tokens * (model.kv_dim // tp) * fp
+def kv_transfer_bytes(model: ModelConfig, tokens: int, tp: int, fp: int,
+                      receiver_tp: int | None = None) -> int:
+    """Bytes of one prefill→decode message for one layer: K and V of `tokens` tokens,
+    2 · tokens · kvd · fp, split over max(sender TP, receiver TP) parallel rank-to-rank links
+    (a sender rank's heads go to several receivers, or several senders feed one receiver)."""
+    ways = max(tp, receiver_tp or tp)
+    return 2 * tokens * (model.kv_dim // ways) * fp
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +208,8 @@ class IterationTimer:
         pd, perf = self.pd, self.perf
         tokens, requests = batch.total_tokens, len(batch.requests)
         prompt_tokens = sum(n for n, d in zip(batch.tokens, batch.decode, strict=True) if not d)
-        layer_send = pd.send_ns(kv_transfer_bytes(self.model, prompt_tokens, self.tp, self.fp))
+        layer_send = pd.send_ns(kv_transfer_bytes(self.model, prompt_tokens, self.tp, self.fp,
+                                                  pd.receiver_tp))
         attention = perf.attention_ns(self.attention_batch(batch))
         allreduce = self.allreduce_ns(self.allreduce_bytes(tokens))
         oproj_extra = pd.prefill_oproj_ns if self.tp > 1 else 0

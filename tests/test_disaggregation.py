@@ -29,6 +29,10 @@ def test_kv_transfer_bytes_worked_numbers():
     assert 32 * kv_transfer_bytes(LLAMA8B, 100, 1, 2) == 100 * 131_072
     # Llama-3.1-70B at TP4: each rank sends a quarter of the 8 KV heads.
     assert kv_transfer_bytes(LLAMA70B, 100, 4, 2) == 2 * 100 * 256 * 2
+    # TP2 prefill to TP4 decode: each sender rank splits its half over two receivers.
+    assert kv_transfer_bytes(LLAMA70B, 100, 2, 2, receiver_tp=4) == 2 * 100 * 256 * 2
+    # TP4 prefill to TP1 decode: four rank-to-rank messages of a quarter each.
+    assert kv_transfer_bytes(LLAMA8B, 100, 4, 2, receiver_tp=1) == 2 * 100 * 256 * 2
 
 
 class ConstantPerf:

@@ -86,3 +86,29 @@ def test_more_stages_than_blocks_is_an_error(tmp_path):
     path.write_text(json.dumps(cfg))
     done = run_main(["--cluster-config", str(path), "--dataset", "dataset/example_trace.jsonl"])
     assert done.returncode == 2 and "pipeline stages" in done.stderr
+
+
+def test_per_instance_overrides_and_multi_node_conservation(tmp_path):
+    import csv
+    import json
+
+    from tests.conftest import REPO
+
+    cfg = json.loads((REPO / "cluster_config/dual_node_multi_instance.json").read_text())
+    cfg["nodes"][1]["instances"][0].update(max_num_seqs=1, block_size=32,
+                                           max_num_batched_tokens=64)
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(cfg))
+    out = tmp_path / "out.csv"
+    done = run_main(["--cluster-config", str(path), "--dataset",
+                     "dataset/example_sharegpt_req100_rate10.jsonl", "--num-req", "40",
+                     "--check-invariants", "--output", str(out), "--log-level", "DEBUG"])
+    assert done.returncode == 0, done.stderr
+    with out.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted(int(r["request id"]) for r in rows) == list(range(40))
+    for r in rows:  # round robin over four instances, each request finished where routed
+        assert int(r["instance id"]) == int(r["request id"]) % 4
+    debug = [line for line in done.stderr.splitlines() if "inst=2]" in line and "batch" in line]
+    assert debug and all(" 1 reqs " in line for line in debug)
+    assert all(int(line.split(" tokens,")[0].rsplit(" ", 1)[1]) <= 64 for line in debug)
