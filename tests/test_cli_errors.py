@@ -77,6 +77,11 @@ def case_prefill_without_decode(tmp):
     return ["--cluster-config", str(config_with(tmp, pd_type="prefill"))], "decode instance"
 
 
+def case_export_with_pipeline_instance(tmp):
+    return ["--cluster-config", str(config_with(tmp, npu_num=2, npu_group=2)),
+            "--export-chakra", str(tmp / "chakra")], "pipeline-parallel"
+
+
 def case_unknown_model(tmp):
     return ["--cluster-config", str(config_with(tmp, model_name="acme/Nope-1B"))], "unknown model"
 
