@@ -9,8 +9,8 @@ from inference_serving.model_config import ModelConfig
 
 def block_weight_bytes(model: ModelConfig, tp: int, fp: int) -> int:
     """Bytes of one transformer block's weights on one TP rank."""
-    h, kvd = model.hidden_size, model.kv_dim
-    attn = h * (h // tp) * fp + 2 * h * (kvd // tp) * fp + (h // tp) * h * fp
+    h, kvd, qd = model.hidden_size, model.kv_dim, model.q_dim
+    attn = h * (qd // tp) * fp + 2 * h * (kvd // tp) * fp + (qd // tp) * h * fp
     if model.is_moe:
         experts = model.num_experts
         ffn = h * experts * fp + 3 * h * model.intermediate_size * fp * (experts // tp)

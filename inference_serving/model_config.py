@@ -24,6 +24,7 @@ class ModelConfig:
     num_experts: int = 0
     experts_per_token: int = 1
     model_type: str = ""
+    explicit_head_dim: int = 0  # HF `head_dim` when it is not hidden / heads (Qwen3)
 
     @property
     def is_moe(self) -> bool:
@@ -32,13 +33,18 @@ class ModelConfig:
 
     @property
     def head_dim(self) -> int:
-        """Width of one attention head."""
-        return self.hidden_size // self.num_heads
+        """Width of one attention head (h / heads unless the config states `head_dim`)."""
+        return self.explicit_head_dim or self.hidden_size // self.num_heads
+
+    @property
+    def q_dim(self) -> int:
+        """Width of the Q projection (= h for Llama and Mixtral)."""
+        return self.num_heads * self.head_dim
 
     @property
     def kv_dim(self) -> int:
-        """Width of the K (or V) projection: h / (heads / kv_heads)."""
-        return self.hidden_size // (self.num_heads // self.num_kv_heads)
+        """Width of the K (or V) projection: kv_heads × head_dim = h / (heads / kv_heads)."""
+        return self.num_kv_heads * self.head_dim
 
 
 def _require_int(raw: dict, key: str, where: str, aliases: tuple[str, ...] = ()) -> int:
@@ -60,24 +66,31 @@ def model_from_dict(name: str, raw: dict, where: str) -> ModelConfig:
     kv_heads = _require_int(raw, "num_key_value_heads", where) if "num_key_value_heads" in raw \
         else heads
     hidden = _require_int(raw, "hidden_size", where)
-    if hidden % heads or heads % kv_heads:
+    if (hidden % heads and not raw.get("head_dim")) or heads % kv_heads:
         raise InputError(f"hidden_size {hidden}, heads {heads} and kv heads {kv_heads} do not "
                          "divide evenly", where, "fix the model config")
-    experts = _require_int(raw, "num_local_experts", where) if "num_local_experts" in raw else 0
+    # Mixtral/PhiMoE name the expert count num_local_experts, Qwen-MoE num_experts, and Qwen
+    # gives the per-expert width as moe_intermediate_size.
+    expert_key = next((k for k in ("num_local_experts", "num_experts") if k in raw), None)
+    experts = _require_int(raw, expert_key, where) if expert_key else 0
     per_tok = _require_int(raw, "num_experts_per_tok", where) if experts and \
         "num_experts_per_tok" in raw else 1
+    ffn_keys = ("moe_intermediate_size", "intermediate_size") if experts else \
+        ("intermediate_size",)
+    ffn_key = next((k for k in ffn_keys if k in raw), "intermediate_size")
     return ModelConfig(
         name=name,
         hidden_size=hidden,
         num_layers=_require_int(raw, "num_hidden_layers", where),
         num_heads=heads,
         num_kv_heads=kv_heads,
-        intermediate_size=_require_int(raw, "intermediate_size", where, ("ffn_dim",)),
+        intermediate_size=_require_int(raw, ffn_key, where, ("ffn_dim",)),
         vocab_size=_require_int(raw, "vocab_size", where),
         max_position_embeddings=_require_int(raw, "max_position_embeddings", where),
         num_experts=experts,
         experts_per_token=per_tok,
         model_type=str(raw.get("model_type", "")),
+        explicit_head_dim=_require_int(raw, "head_dim", where) if raw.get("head_dim") else 0,
     )
 
 

@@ -60,11 +60,11 @@ class RooflinePerfModel(PerfModel):
         self.bytes_per_ns = hw.mem_bytes_per_ns
         self._cache: dict[tuple[str, int], int] = {}
         m = model
-        h, kvd, ffn, tp = m.hidden_size, m.kv_dim, m.intermediate_size, tp
+        h, kvd, ffn, qd = m.hidden_size, m.kv_dim, m.intermediate_size, m.q_dim
         # (K, N) of every matrix multiply on one TP rank; expert rows are whole experts.
         self.gemms = {
-            "q_proj": (h, h // tp), "k_proj": (h, kvd // tp), "v_proj": (h, kvd // tp),
-            "o_proj": (h // tp, h), "gate_proj": (h, ffn // tp), "up_proj": (h, ffn // tp),
+            "q_proj": (h, qd // tp), "k_proj": (h, kvd // tp), "v_proj": (h, kvd // tp),
+            "o_proj": (qd // tp, h), "gate_proj": (h, ffn // tp), "up_proj": (h, ffn // tp),
             "down_proj": (ffn // tp, h), "lm_head": (h, m.vocab_size // tp),
             "gate": (h, max(m.num_experts, 1)), "expert.w1": (h, ffn), "expert.w3": (h, ffn),
             "expert.w2": (ffn, h),
@@ -95,7 +95,7 @@ class RooflinePerfModel(PerfModel):
         if layer in NORMS:
             return self._roof(0, (2 * t * h + h) * fp, 1, e.norm_memory, e.norm_overhead_ns)
         if layer == "rope":
-            nbytes = 2 * t * (h + m.kv_dim) // tp * fp
+            nbytes = 2 * t * (m.q_dim + m.kv_dim) // tp * fp
             return self._roof(0, nbytes, 1, e.rope_memory, e.rope_overhead_ns)
         if layer == "act_fn":
             nbytes = 3 * t * m.intermediate_size // tp * fp
@@ -111,7 +111,7 @@ class RooflinePerfModel(PerfModel):
         m, fp, e = self.model, self.fp, self.eff
         heads = m.num_heads // self.tp
         kv_width = 2 * m.kv_dim // self.tp  # K and V values per token on this rank
-        q_width = 2 * m.hidden_size // self.tp  # queries in, outputs back
+        q_width = 2 * m.q_dim // self.tp  # queries in, outputs back
         total = 0
         if batch.prefill_q:
             flops = bytes_ = 0.0

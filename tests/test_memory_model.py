@@ -60,3 +60,19 @@ def test_pipeline_stage_weights_use_the_heaviest_stage():
     block = (one - 2 * 128256 * 4096 * 2 - 4096 * 2) // 32
     # ceil(32 / 3) = 11 blocks on the first stage, plus embedding, final norm and lm_head.
     assert three == one - (32 - 11) * block
+
+
+@pytest.mark.parametrize("name,params_billion", [("Qwen/Qwen3-32B", 32.8),
+                                                 ("Qwen/Qwen3-30B-A3B", 30.5),
+                                                 ("meta-llama/Llama-3.3-70B-Instruct", 70.6)])
+def test_hf_configs_with_explicit_head_dim_and_qwen_moe_keys(name, params_billion):
+    from pathlib import Path
+
+    from inference_serving.model_config import load_model_config
+
+    model = load_model_config(name, Path(__file__).resolve().parents[1] / "model_config")
+    # Weights at 2 bytes per parameter match the published parameter counts within 1 %.
+    assert weight_bytes_per_npu(model, 1, 1, 2) / 2 / 1e9 == pytest.approx(params_billion,
+                                                                          rel=0.01)
+    if name.startswith("Qwen"):
+        assert model.head_dim == 128 and model.q_dim == model.num_heads * 128
