@@ -7,6 +7,7 @@ from pathlib import Path
 
 from inference_serving.errors import InputError
 from inference_serving.model_config import ModelConfig
+from llm_profile.calibrate import load_calibration
 from llm_profile.hardware_catalog import known_hardware, load_hardware
 from llm_profile.perf_model import PerfModel
 from llm_profile.profiled import ProfiledPerfModel
@@ -24,9 +25,11 @@ def make_perf_model(root: Path, hardware: str, model: ModelConfig, tp: int, fp_b
     model_dir = root / hardware / model.name
     directory = model_dir / f"tp{tp}"
     try:
-        roofline = RooflinePerfModel(model, load_hardware(hardware), tp, fp_bits)
+        spec = load_hardware(hardware)
     except InputError:
         roofline = None
+    else:
+        roofline = RooflinePerfModel(model, spec, tp, fp_bits, load_calibration(spec.name))
     if directory.is_dir():
         return ProfiledPerfModel(directory, tp, is_tpu(hardware), warn, roofline)
     if model_dir.is_dir():

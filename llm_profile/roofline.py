@@ -2,9 +2,10 @@
 
 time = max(FLOPs / (peak × compute efficiency), bytes / (bandwidth × memory efficiency))
        + a fixed per-operator overhead (kernel launches of an eager serving stack).
-The efficiencies and overheads are per operator class; their defaults were read off the measured
-RTX A6000 and H100 profiles of LLMServingSim, and a catalogue file may override them under
-`efficiency`.
+With a calibration table (`llm_profile/calibration/*.json`, fitted by `llm_profile.calibrate`
+against measured profiles) the efficiency of every non-attention operator follows the table;
+without one, per-class constants read off the RTX A6000 and H100 profiles apply (a catalogue
+file may override them under `efficiency`). Attention always uses the constants.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 
 from inference_serving.model_config import ModelConfig
+from llm_profile.calibrate import OP_CLASS, predict_ns, weight_log2, work
 from llm_profile.hardware_catalog import HardwareSpec
 from llm_profile.perf_model import AttentionBatch, PerfModel
 
@@ -50,8 +52,10 @@ class RooflinePerfModel(PerfModel):
 
     name = "roofline"
 
-    def __init__(self, model: ModelConfig, hw: HardwareSpec, tp: int, fp_bits: int = 16) -> None:
+    def __init__(self, model: ModelConfig, hw: HardwareSpec, tp: int, fp_bits: int = 16,
+                 calibration: dict | None = None) -> None:
         self.model = model
+        self.calibration = calibration
         self.hw = hw
         self.tp = tp
         self.fp = fp_bits // 8
@@ -86,6 +90,11 @@ class RooflinePerfModel(PerfModel):
         return cached
 
     def _layer(self, layer: str, t: int) -> int:
+        if self.calibration is not None and layer in OP_CLASS:
+            flops, nbytes = work(self.model, layer, t, self.tp, self.fp)
+            ideal = max(flops / self.flops_per_ns, nbytes / self.bytes_per_ns)
+            weight = weight_log2(self.model, layer, self.tp)
+            return max(1, int(predict_ns(self.calibration, layer, t, weight, ideal, nbytes)))
         e, fp, m, tp = self.eff, self.fp, self.model, self.tp
         h = m.hidden_size
         if layer in self.gemms:
