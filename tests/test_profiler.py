@@ -1,0 +1,73 @@
+"""The PyTorch profiler on the CPU: a tiny model end to end, then the simulator uses its tables."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+
+import pytest
+
+from llm_profile.profile import parse_tokens
+from tests.conftest import REPO
+from tests.test_cli_errors import run_main
+
+needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
+                                 reason="PyTorch is not installed (pip install -e '.[profile]')")
+TINY = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 256,
+        "max_position_embeddings": 4096}
+
+
+def test_token_lists():
+    assert parse_tokens("pow2") == [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048]
+    assert parse_tokens("all")[-1] == 2048 and len(parse_tokens("all")) == 2048
+    assert parse_tokens("1-3,8") == [1, 2, 3, 8]
+
+
+@needs_torch
+def test_tiny_cpu_profile_feeds_the_simulator(tmp_path):
+    from llm_profile.profile import main
+
+    configs = tmp_path / "configs"
+    (configs / "test").mkdir(parents=True)
+    (configs / "test/tiny.json").write_text(json.dumps(TINY))
+    out = tmp_path / "perf"
+    assert main(["--model", "test/tiny", "--hardware", "CPU-test", "--tp", "1,2",
+                 "--tokens", "1-64", "--prefill-chunks", "32,64", "--kv-lengths", "0,64",
+                 "--batch-sizes", "1,2", "--model-configs", str(configs), "--out", str(out),
+                 "--repeats", "2", "--warmup", "1"]) == 0
+    for tp in (1, 2):
+        with (out / f"CPU-test/test/tiny/tp{tp}/layers.csv").open() as handle:
+            rows = list(csv.DictReader(handle))
+        names = {r["layer_name"] for r in rows}
+        assert {"embedding", "q_proj", "k_proj", "v_proj", "rope", "attn", "o_proj",
+                "gate_proj", "up_proj", "act_fn", "down_proj", "lm_head"} <= names
+        assert all(int(r["latency(ns)"]) > 0 and r["tp_size"] == str(tp) for r in rows)
+        assert len(rows) == len(names) * 64
+    cluster = json.loads((REPO / "cluster_config/single_node_tp2_instance.json").read_text())
+    instance = cluster["nodes"][0]["instances"][0]
+    instance.update(model_name="test/tiny", hardware="CPU-test")
+    instance["npu_mem"]["mem_size"] = 1
+    path = tmp_path / "cluster.json"
+    path.write_text(json.dumps(cluster))
+    done = run_main(["--cluster-config", str(path), "--dataset", "dataset/example_trace.jsonl",
+                     "--perf-models", str(out), "--model-configs", str(configs),
+                     "--check-invariants", "--num-req", "3"])
+    assert done.returncode == 0, done.stderr
+    assert "Total requests:" in done.stdout
+
+
+def test_missing_torch_or_bad_tp_is_one_error_line(tmp_path):
+    configs = tmp_path / "configs"
+    (configs / "test").mkdir(parents=True)
+    (configs / "test/tiny.json").write_text(json.dumps(TINY))
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "llm_profile.profile", "--model", "test/tiny",
+                           "--hardware", "X", "--tp", "3", "--model-configs", str(configs),
+                           "--out", str(tmp_path / "out"), "--tokens", "1"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.startswith("error: ")
+    assert not (tmp_path / "out").exists()
