@@ -127,7 +127,7 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
                     f"per NPU leave no room for KV in {spec.npu_mem.size_bytes / MIB:.0f} MiB",
                     where, "use more NPUs (npu_num), a larger npu_mem.mem_size or a smaller --fp")
             perf = make_perf_model(options.perf_models, spec.hardware, model, spec.tp,
-                                   options.fp_bits, warn)
+                                   options.fp_bits, warn, options.attn_prediction)
             one_shot = options.astra_sim_bin and options.astra_sim_dialect == "upstream"
             timer_cls = ExternalIterationTimer if one_shot else IterationTimer
             timer = timer_cls(model, perf, dense_template(is_tpu(spec.hardware), spec.tp),

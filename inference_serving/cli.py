@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-configs", default=str(MODEL_CONFIG_DIR),
                    help="model config root laid out <org>/<model>.json")
     p.add_argument("--seed", type=int, default=42, help="seed of every random policy")
+    p.add_argument("--enable-attn-prediction", action="store_true",
+                   help="train a random-forest attention model on each profile's "
+                   "attention.csv at start-up instead of reading prediction grids")
     p.add_argument("--compat-output-store", action="store_true",
                    help="size the output store as the hidden state (existing simulator)")
     p.add_argument("--check-invariants", action="store_true",
@@ -171,6 +174,7 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         seed=args.seed,
         legacy_output_store=args.compat_output_store,
         check_invariants=args.check_invariants,
+        attn_prediction=args.enable_attn_prediction,
         network_backend=args.network_backend,
         astra_sim_bin=_external_binary(args),
         astra_sim_dialect=args.astra_sim_dialect,

@@ -35,6 +35,7 @@ class RunOptions:
     seed: int = 42
     legacy_output_store: bool = False
     check_invariants: bool = False
+    attn_prediction: bool = False
     network_backend: str = "analytical"
     astra_sim_bin: Path | None = None
     astra_sim_dialect: str = "casys"

@@ -20,7 +20,7 @@ def is_tpu(hardware: str) -> bool:
 
 
 def make_perf_model(root: Path, hardware: str, model: ModelConfig, tp: int, fp_bits: int,
-                    warn: Callable[[str], None]) -> PerfModel:
+                    warn: Callable[[str], None], live_prediction: bool = False) -> PerfModel:
     """Profiled tables from `<root>/<hardware>/<model>/tp<tp>/`, else a roofline model."""
     model_dir = root / hardware / model.name
     directory = model_dir / f"tp{tp}"
@@ -31,7 +31,8 @@ def make_perf_model(root: Path, hardware: str, model: ModelConfig, tp: int, fp_b
     else:
         roofline = RooflinePerfModel(model, spec, tp, fp_bits, load_calibration(spec.name))
     if directory.is_dir():
-        return ProfiledPerfModel(directory, tp, is_tpu(hardware), warn, roofline)
+        return ProfiledPerfModel(directory, tp, is_tpu(hardware), warn, roofline,
+                                 live_prediction)
     if model_dir.is_dir():
         have = sorted(p.name for p in model_dir.iterdir() if p.name.startswith("tp"))
         raise InputError(f"no profile for TP degree {tp}", f"{directory} is missing (have: "

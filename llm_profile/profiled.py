@@ -65,7 +65,8 @@ class ProfiledPerfModel(PerfModel):
     name = "profiled"
 
     def __init__(self, directory: Path, tp: int, tpu: bool, warn: Callable[[str], None],
-                 attention_fallback: PerfModel | None = None) -> None:
+                 attention_fallback: PerfModel | None = None, live_prediction: bool = False
+                 ) -> None:
         self.directory = directory
         self.tpu = tpu
         self._warn = warn
@@ -78,10 +79,20 @@ class ProfiledPerfModel(PerfModel):
         self.decode_grid: Grid | None = None
         self.raw: RawAttention | None = None
         self._fallback = attention_fallback
+        self.predictor = None
         pred = directory / "predictions"
         prefill_csv = pred / "attn_prefill_predictions.csv"
         decode_csv = pred / "attn_decode_predictions.csv"
-        if prefill_csv.is_file() and decode_csv.is_file():
+        if live_prediction:
+            if not (directory / "attention.csv").is_file():
+                raise InputError("--enable-attn-prediction needs attention.csv",
+                                 str(directory), "profile attention or drop the flag")
+            from llm_profile.attention_predictor import AttentionPredictor
+
+            self.predictor = AttentionPredictor.train(
+                read_raw_attention(directory / "attention.csv"))
+            self.attention_source = "live random-forest predictor"
+        elif prefill_csv.is_file() and decode_csv.is_file():
             self.prefill_grid = read_grid(prefill_csv, PREFILL_HEADER)
             self.decode_grid = read_grid(decode_csv, DECODE_HEADER)
             self.attention_source = "prediction grids"
@@ -140,7 +151,8 @@ class ProfiledPerfModel(PerfModel):
 
     def attention_ns(self, batch: AttentionBatch) -> int:
         """Per-layer attention over the batch: prefill part + decode part (serving.md §6.5)."""
-        if self._fallback is not None and self.prefill_grid is None and self.raw is None:
+        if self._fallback is not None and self.prefill_grid is None and self.raw is None \
+                and self.predictor is None:
             return self._fallback.attention_ns(batch)
         kv_p = c_p = n_d = kv_d = 0
         if batch.prefill_q:
@@ -159,7 +171,12 @@ class ProfiledPerfModel(PerfModel):
 
     def _attention_lookup(self, kv_p: int, c_p: int, n_d: int, kv_d: int) -> int:
         total = 0.0
-        if self.prefill_grid is not None and self.decode_grid is not None:
+        if self.predictor is not None:  # memoized by the caller: one call per distinct key
+            if c_p:
+                total += float(self.predictor.prefill_ns(np.array([kv_p]), np.array([c_p]))[0])
+            if n_d:
+                total += float(self.predictor.decode_ns(np.array([n_d]), np.array([kv_d]))[0])
+        elif self.prefill_grid is not None and self.decode_grid is not None:
             if c_p:
                 total += self._grid(self.prefill_grid, kv_p, c_p, "prefill")
             if n_d:
