@@ -79,22 +79,22 @@ class AttentionPredictor:
         return np.exp(self.decode.predict(_decode_features(batch, context)))
 
 
+def _csv(header: str, *columns: np.ndarray) -> str:
+    out = io.StringIO()
+    out.write(header + "\n")
+    np.savetxt(out, np.column_stack(columns), fmt="%d", delimiter=",")
+    return out.getvalue()
+
+
 def grids(predictor: AttentionPredictor, max_len: int) -> tuple[str, str]:
     """The two prediction CSVs (integer ns) in the LLMServingSim layout."""
-    chunks = np.arange(32, max_len + 1, 32)
-    kv, chunk = np.meshgrid(KV_GRID, chunks, indexing="ij")
-    prefill = np.rint(predictor.prefill_ns(kv.ravel(), chunk.ravel())).astype(np.int64)
-    out = io.StringIO()
-    out.write("kv_cache_size,prefill_chunk_size,prediction\n")
-    np.savetxt(out, np.column_stack([kv.ravel(), chunk.ravel(), prefill]), fmt="%d",
-               delimiter=",")
-    batch, context = np.meshgrid(BATCH_GRID, KV_GRID, indexing="ij")
-    decode = np.rint(predictor.decode_ns(batch.ravel(), context.ravel())).astype(np.int64)
-    out2 = io.StringIO()
-    out2.write("batch_size,kv_cache_size,prediction\n")
-    np.savetxt(out2, np.column_stack([batch.ravel(), context.ravel(), decode]), fmt="%d",
-               delimiter=",")
-    return out.getvalue(), out2.getvalue()
+    kv, chunk = (a.ravel() for a in np.meshgrid(KV_GRID, np.arange(32, max_len + 1, 32),
+                                                  indexing="ij"))
+    batch, context = (a.ravel() for a in np.meshgrid(BATCH_GRID, KV_GRID, indexing="ij"))
+    prefill = np.rint(predictor.prefill_ns(kv, chunk)).astype(np.int64)
+    decode = np.rint(predictor.decode_ns(batch, context)).astype(np.int64)
+    return (_csv("kv_cache_size,prefill_chunk_size,prediction", kv, chunk, prefill),
+            _csv("batch_size,kv_cache_size,prediction", batch, context, decode))
 
 
 def main(argv: list[str] | None = None) -> int:
