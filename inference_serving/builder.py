@@ -8,9 +8,15 @@ from astra_sim import Dimension, SystemConfig, collective_ns, send_ns
 from astra_sim.ns3_backend import INSTALL_HINT, Ns3Unavailable, ns3_collective_ns
 from inference_serving.cluster_config import ClusterConfig, InstanceSpec
 from inference_serving.errors import InputError
+from inference_serving.expert_router import expert_router
 from inference_serving.external_backend import ExternalIterationTimer
 from inference_serving.instance import Instance
-from inference_serving.iteration import DisaggregationRole, IterationTimer, dense_template
+from inference_serving.iteration import (
+    DisaggregationRole,
+    IterationTimer,
+    dense_template,
+    moe_template,
+)
 from inference_serving.kv_cache import KVCacheManager
 from inference_serving.memory_model import kv_budget
 from inference_serving.model_config import ModelConfig, load_model_config
@@ -42,11 +48,11 @@ def _check_tp(model: ModelConfig, tp: int, where: str) -> None:
                              where, "choose npu_num / npu_group that divides it")
 
 
-def _allreduce(cluster: ClusterConfig, spec: InstanceSpec,
-               backend: str) -> Callable[[int], int]:
-    """Ring all-reduce over the instance's TP group on the cluster's NPU links."""
+def _collectives(cluster: ClusterConfig, spec: InstanceSpec,
+                 backend: str) -> Callable[[str, int], int]:
+    """Collectives (ring algorithms) over the instance's TP group on the cluster's links."""
     if spec.tp == 1:
-        return lambda nbytes: 0
+        return lambda kind, nbytes: 0
     dims = (Dimension("FullyConnected", spec.tp, cluster.link_bw_gbps, cluster.link_latency_ns),)
     system = SystemConfig(local_mem_bw=spec.npu_mem.bw_bytes_per_ns)
     if backend == "ns3":
@@ -55,9 +61,9 @@ def _allreduce(cluster: ClusterConfig, spec: InstanceSpec,
         except Ns3Unavailable as exc:
             raise InputError("the ns3 network backend is not installed", "--network-backend "
                              "ns3", INSTALL_HINT) from exc
-        return lambda nbytes: ns3_collective_ns("all_reduce", nbytes, dims, system)
+        return lambda kind, nbytes: ns3_collective_ns(kind, nbytes, dims, system)
     aware = backend == "analytical-aware"
-    return lambda nbytes: collective_ns("all_reduce", nbytes, dims, system, aware=aware)
+    return lambda kind, nbytes: collective_ns(kind, nbytes, dims, system, aware=aware)
 
 
 def _make_scheduler(options: RunOptions, model: ModelConfig, kv: KVCacheManager,
@@ -130,11 +136,15 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
                                    options.fp_bits, warn, options.attn_prediction)
             one_shot = options.astra_sim_bin and options.astra_sim_dialect == "upstream"
             timer_cls = ExternalIterationTimer if one_shot else IterationTimer
-            timer = timer_cls(model, perf, dense_template(is_tpu(spec.hardware), spec.tp),
+            tpu = is_tpu(spec.hardware)
+            template = moe_template(tpu, spec.tp, options.moe_combine_alltoall) \
+                if model.is_moe else dense_template(tpu, spec.tp)
+            timer = timer_cls(model, perf, template,
                                    spec.tp, options.fp_bytes, node.cpu_mem,
-                                   _allreduce(cluster, spec, options.network_backend),
+                                   _collectives(cluster, spec, options.network_backend),
                                    options.legacy_output_store, _disaggregation(cluster, spec),
-                                   spec.pp, _p2p(cluster, spec))
+                                   spec.pp, _p2p(cluster, spec),
+                                   expert_router(options.expert_routing_policy), options.seed)
             if one_shot:
                 timer.attach(cluster, spec, options.astra_sim_bin)
             kv = KVCacheManager(budget.num_blocks, block_size)

@@ -17,7 +17,7 @@ from astra_sim.export import export
 from astra_sim.memory import REMOTE, MemorySystem, Tier
 from inference_serving.cluster_config import ClusterConfig, InstanceSpec
 from inference_serving.instance import Instance
-from inference_serving.iteration import ALLREDUCE, ATTENTION, IterationTimer
+from inference_serving.iteration import ALLREDUCE, ALLTOALL, ATTENTION, EXPERTS, IterationTimer
 from inference_serving.scheduler.base import Batch
 
 
@@ -39,6 +39,7 @@ def iteration_graph(timer: IterationTimer, batch: Batch) -> list[Node]:
             nodes.append(_memory_node(len(nodes) + 1, name, kind, nbytes, []))
     previous = [n.id for n in nodes]
     attention = timer.perf.attention_ns(timer.attention_batch(batch))
+    experts = timer.experts_ns(tokens) // timer.model.num_layers
     template = timer.template
     sequence = [(op, -1) for op in template.pre_ops]
     sequence += [(op, layer) for layer in range(timer.model.num_layers)
@@ -47,13 +48,17 @@ def iteration_graph(timer: IterationTimer, batch: Batch) -> list[Node]:
     for op, layer in sequence:
         nid = len(nodes) + 1
         name = op if layer < 0 else f"layer{layer}.{op}"
-        if op == ALLREDUCE:
+        if op in (ALLREDUCE, ALLTOALL):
+            kind = "ALL_REDUCE" if op == ALLREDUCE else "ALL_TO_ALL"
             nodes.append(Node(nid, name, "COMM_COLL_NODE", data_deps=previous, attrs=[
-                Attr("comm_type", "int64", COLLECTIVE_TYPES["ALL_REDUCE"]),
+                Attr("comm_type", "int64", COLLECTIVE_TYPES[kind]),
                 Attr("comm_size", "int64", timer.allreduce_bytes(tokens)),
                 Attr("involved_dim", "bool", [True], is_list=True)]))
         else:
-            duration = attention if op == ATTENTION else timer.op_ns(op, tokens, requests)
+            # Expert rows: every rank is charged the slowest rank's time, as the closed form
+            # does (the next collective synchronises the ranks).
+            duration = attention if op == ATTENTION else experts if op == EXPERTS else \
+                timer.op_ns(op, tokens, requests)
             nodes.append(Node(nid, name, "COMP_NODE", data_deps=previous,
                               duration_micros=duration))
         previous = [nid]

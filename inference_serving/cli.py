@@ -13,6 +13,7 @@ from inference_serving.chakra_graph import ChakraExporter
 from inference_serving.cluster_config import load_cluster_config
 from inference_serving.dataset_reader import load_requests
 from inference_serving.errors import InputError
+from inference_serving.expert_router import EXPERT_ROUTERS
 from inference_serving.options import RunOptions
 from inference_serving.outputs import metrics_json, request_csv, throughput_csv, write_atomic
 from inference_serving.paths import (
@@ -73,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--request-routing-policy", default="RR", choices=(*ROUTERS, "CUSTOM"),
                    help="how arriving requests pick an instance (LOAD = least outstanding "
                    "tokens; CUSTOM = --custom-router)")
+    p.add_argument("--expert-routing-policy", default="FAST", choices=tuple(EXPERT_ROUTERS),
+                   help="MoE token-to-expert routing: RR, RAND (per layer) or FAST (one draw "
+                   "reused by every layer); seeded by --seed")
+    p.add_argument("--no-moe-combine-alltoall", dest="moe_combine", action="store_false",
+                   help="do not time the all-to-all that gathers expert outputs (TP > 1)")
     p.add_argument("--custom-router", metavar="PKG.MOD:CLASS",
                    help="router class for --request-routing-policy CUSTOM")
     p.add_argument("--network-backend", default="analytical",
@@ -167,6 +173,8 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         gen_only=args.gen,
         request_routing_policy=args.request_routing_policy,
         custom_router=args.custom_router,
+        expert_routing_policy=args.expert_routing_policy,
+        moe_combine_alltoall=args.moe_combine,
         log_interval_s=args.log_interval,
         log_level=args.log_level,
         perf_models=resolve_user_path(args.perf_models),

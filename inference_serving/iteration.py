@@ -17,7 +17,12 @@ from inference_serving.scheduler.base import Batch
 from llm_profile.perf_model import AttentionBatch, PerfModel
 
 ALLREDUCE = "ALLREDUCE"
+ALLTOALL = "ALLTOALL"
+EXPERTS = "EXPERTS"
 ATTENTION = "attn"
+MARKERS = (ATTENTION, ALLREDUCE, ALLTOALL, EXPERTS)
+COLLECTIVE_KIND = {ALLREDUCE: "all_reduce", ALLTOALL: "all_to_all"}
+EXPERT_ROWS = ("expert.w1", "expert.w2", "expert.w3")
 OUTPUT_TOKEN_ID_BYTES = 4
 
 
@@ -51,7 +56,8 @@ def kv_transfer_bytes(model: ModelConfig, tokens: int, tp: int, fp: int,
 @dataclass(frozen=True, slots=True)
 class OpTemplate:
     """Operator names of one iteration; `block_ops` repeats per layer and may contain the
-    markers `attn` (attention over the batch) and `ALLREDUCE` (TP all-reduce)."""
+    markers `attn` (attention over the batch), `ALLREDUCE` / `ALLTOALL` (TP collectives of
+    the hidden state) and `EXPERTS` (the MoE expert rows of every rank)."""
 
     pre_ops: tuple[str, ...]
     block_ops: tuple[str, ...]
@@ -60,12 +66,17 @@ class OpTemplate:
     @property
     def compute_block_ops(self) -> tuple[str, ...]:
         """Block operators priced by token count (everything but the markers)."""
-        return tuple(op for op in self.block_ops if op not in (ATTENTION, ALLREDUCE))
+        return tuple(op for op in self.block_ops if op not in MARKERS)
 
     @property
-    def allreduces_per_block(self) -> int:
-        """TP all-reduces in one block."""
-        return self.block_ops.count(ALLREDUCE)
+    def collectives(self) -> tuple[str, ...]:
+        """The collective markers of one block."""
+        return tuple(op for op in self.block_ops if op in COLLECTIVE_KIND)
+
+    @property
+    def has_experts(self) -> bool:
+        """True for a mixture-of-experts block."""
+        return EXPERTS in self.block_ops
 
 
 def dense_template(tpu: bool, tp: int) -> OpTemplate:
@@ -74,6 +85,18 @@ def dense_template(tpu: bool, tp: int) -> OpTemplate:
     block = ("input_layernorm", "q_proj", "k_proj", "v_proj", *(() if tpu else ("rope",)),
              ATTENTION, "o_proj", *reduce, "post_layernorm", "gate_proj", "up_proj", "act_fn",
              "down_proj", *reduce)
+    return OpTemplate(pre_ops=("embedding",), block_ops=block,
+                      post_ops=("final_layernorm", "lm_head"))
+
+
+def moe_template(tpu: bool, tp: int, combine_alltoall: bool = True) -> OpTemplate:
+    """MoE block (serving.md §6.2, §7): router `gate`, token dispatch, expert rows, combine."""
+    reduce = (ALLREDUCE,) if tp > 1 else ()
+    dispatch = (ALLTOALL,) if tp > 1 else ()
+    combine = (ALLTOALL,) if tp > 1 and combine_alltoall else ()
+    block = ("input_layernorm", "q_proj", "k_proj", "v_proj", *(() if tpu else ("rope",)),
+             ATTENTION, "o_proj", *reduce, "post_layernorm", "gate", *dispatch, EXPERTS,
+             *combine)
     return OpTemplate(pre_ops=("embedding",), block_ops=block,
                       post_ops=("final_layernorm", "lm_head"))
 
@@ -88,19 +111,23 @@ class IterationTimer:
 
     def __init__(self, model: ModelConfig, perf: PerfModel, template: OpTemplate, tp: int,
                  fp: int, host_mem: MemorySpec,
-                 allreduce_ns: Callable[[int], int], legacy_output_store: bool = False,
+                 collective_ns: Callable[[str, int], int], legacy_output_store: bool = False,
                  disaggregation: DisaggregationRole | None = None, pp: int = 1,
-                 p2p_ns: Callable[[int], int] = lambda nbytes: 0) -> None:
-        if model.is_moe:
+                 p2p_ns: Callable[[int], int] = lambda nbytes: 0,
+                 expert_routing: Callable[..., list] | None = None, seed: int = 42) -> None:
+        if template.has_experts and expert_routing is None:
             raise InputError(f"model '{model.name}' is a mixture of experts", "model_name",
-                             "MoE serving is not available in this version; use a dense model")
+                             "pass an expert routing policy")
         self.model = model
+        self.expert_routing = expert_routing
+        self.seed = seed
+        self._experts: dict[int, int] = {}
         self.perf = perf
         self.template = template
         self.tp = tp
         self.fp = fp
         self.host_mem = host_mem
-        self.allreduce_ns = allreduce_ns
+        self.collective_ns = collective_ns
         self.legacy_output_store = legacy_output_store
         self.pd = disaggregation
         self.pp = pp
@@ -110,7 +137,9 @@ class IterationTimer:
         self.stage_layers = [layers // stages + (1 if s < layers % stages else 0)
                              for s in range(stages)]
         self._token_cost: dict[int, int] = {}
-        for op in (*template.pre_ops, *template.compute_block_ops, *template.post_ops):
+        needed = (*template.pre_ops, *template.compute_block_ops, *template.post_ops,
+                  *(EXPERT_ROWS if template.has_experts else ()))
+        for op in needed:
             perf.layer_ns(op, 1)  # fail fast on a table without this operator
 
     def op_ns(self, op: str, tokens: int, requests: int) -> int:
@@ -118,8 +147,43 @@ class IterationTimer:
         return self.perf.layer_ns(op, requests if op == "lm_head" else tokens)
 
     def allreduce_bytes(self, tokens: int) -> int:
-        """Size of each TP all-reduce: the hidden state of every token."""
+        """Size of each TP collective: the hidden state of every token."""
         return tokens * self.model.hidden_size * self.fp
+
+    def block_collectives_ns(self, tokens: int) -> int:
+        """All TP collectives of one block."""
+        nbytes = self.allreduce_bytes(tokens)
+        return sum(self.collective_ns(COLLECTIVE_KIND[op], nbytes)
+                   for op in self.template.collectives)
+
+    def experts_ns(self, tokens: int) -> int:
+        """Expert rows of all layers (memoized by token count: routing depends only on it).
+
+        Expert e lives on rank e mod tp; a rank runs its experts' w1, w3 and w2 rows in turn
+        (an expert with no token still costs one token), and a layer waits for the slowest
+        rank."""
+        if not self.template.has_experts:
+            return 0
+        cached = self._experts.get(tokens)
+        if cached is not None:
+            return cached
+        m = self.model
+        per_layer = self.expert_routing(tokens, m.num_experts, m.experts_per_token,
+                                        m.num_layers, self.seed)
+        row_cost: dict[int, int] = {}
+        total = 0
+        for counts in per_layer:
+            ranks = [0] * self.tp
+            for expert, n in enumerate(counts.tolist()):
+                n = max(n, 1)
+                cost = row_cost.get(n)
+                if cost is None:
+                    cost = sum(self.perf.layer_ns(row, n) for row in EXPERT_ROWS)
+                    row_cost[n] = cost
+                ranks[expert % self.tp] += cost
+            total += max(ranks)
+        self._experts[tokens] = total
+        return total
 
     def input_bytes(self, tokens: int) -> int:
         """Input load of one rank from host memory."""
@@ -138,11 +202,11 @@ class IterationTimer:
             return cached
         perf, t = self.perf, self.template
         block = sum(perf.layer_ns(op, tokens) for op in t.compute_block_ops)
-        block += t.allreduces_per_block * self.allreduce_ns(self.allreduce_bytes(tokens))
+        block += self.block_collectives_ns(tokens)
         # Every rank loads its input from the node's host-memory FIFO, one after another.
         load = self.tp * memory_access_ns(self.host_mem, self.input_bytes(tokens))
         cost = (load + sum(perf.layer_ns(op, tokens) for op in t.pre_ops)
-                + self.model.num_layers * block
+                + self.model.num_layers * block + self.experts_ns(tokens)
                 + sum(perf.layer_ns(op, tokens) for op in t.post_ops if op != "lm_head"))
         self._token_cost[tokens] = cost
         return cost
@@ -178,8 +242,9 @@ class IterationTimer:
         tokens, requests = batch.total_tokens, len(batch.requests)
         perf, t = self.perf, self.template
         layer = (sum(perf.layer_ns(op, tokens) for op in t.compute_block_ops)
-                 + t.allreduces_per_block * self.allreduce_ns(self.allreduce_bytes(tokens))
-                 + perf.attention_ns(self.attention_batch(batch)))
+                 + self.block_collectives_ns(tokens)
+                 + perf.attention_ns(self.attention_batch(batch))
+                 + self.experts_ns(tokens) // self.model.num_layers)
         if self.pd is not None and self.tp > 1:
             layer += self.pd.decode_oproj_ns * sum(batch.decode)
         stages = [n * layer for n in self.stage_layers]
@@ -211,21 +276,23 @@ class IterationTimer:
         layer_send = pd.send_ns(kv_transfer_bytes(self.model, prompt_tokens, self.tp, self.fp,
                                                   pd.receiver_tp))
         attention = perf.attention_ns(self.attention_batch(batch))
-        allreduce = self.allreduce_ns(self.allreduce_bytes(tokens))
+        collective = {op: self.collective_ns(kind, self.allreduce_bytes(tokens))
+                      for op, kind in COLLECTIVE_KIND.items()}
+        experts = self.experts_ns(tokens) // self.model.num_layers
         oproj_extra = pd.prefill_oproj_ns if self.tp > 1 else 0
         load = self.tp * memory_access_ns(self.host_mem, self.input_bytes(tokens))
         t = load + self._swap_ns(batch) + sum(perf.layer_ns(op, tokens)
                                               for op in self.template.pre_ops)
         comm_free = t
-        block = [(op, 0 if op in (ATTENTION, ALLREDUCE) else perf.layer_ns(op, tokens))
+        block = [(op, 0 if op in MARKERS else perf.layer_ns(op, tokens))
                  for op in self.template.block_ops]
         for _ in range(self.model.num_layers):
             for op, duration in block:
-                if op == ALLREDUCE:
-                    t = max(t, comm_free) + allreduce
+                if op in collective:
+                    t = max(t, comm_free) + collective[op]
                     comm_free = t
                     continue
-                t += attention if op == ATTENTION else duration
+                t += attention if op == ATTENTION else experts if op == EXPERTS else duration
                 if op == "o_proj":
                     t += oproj_extra
                 elif op == "v_proj":

@@ -27,6 +27,8 @@ class RunOptions:
     prioritize_prefill: bool = False
     gen_only: bool = False
     request_routing_policy: str = "RR"
+    expert_routing_policy: str = "FAST"
+    moe_combine_alltoall: bool = True
     custom_router: str | None = None
     log_interval_s: float = 0.5
     log_level: str = "WARNING"

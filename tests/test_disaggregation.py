@@ -67,7 +67,7 @@ def prefill_batch(prompt: int) -> Batch:
 def test_prefill_iteration_overlaps_kv_sends_with_compute(send, expected):
     role = DisaggregationRole("prefill", lambda nbytes: send)
     timer = IterationTimer(TINY, ConstantPerf(), dense_template(False, 1), 1, 2, NO_COST_MEMORY,
-                           lambda nbytes: 0, disaggregation=role)
+                           lambda kind, nbytes: 0, disaggregation=role)
     assert timer.iteration_ns(prefill_batch(64)) == expected
 
 
@@ -78,9 +78,9 @@ def test_decode_overhead_applies_only_with_tensor_parallelism():
     batch = Batch(0, [decode], [1], [True])
     for tp, extra in ((1, 0), (2, 2 * 700)):
         plain = IterationTimer(TINY, ConstantPerf(), dense_template(False, tp), tp, 2,
-                               NO_COST_MEMORY, lambda nbytes: 0)
+                               NO_COST_MEMORY, lambda kind, nbytes: 0)
         pd = IterationTimer(TINY, ConstantPerf(), dense_template(False, tp), tp, 2,
-                            NO_COST_MEMORY, lambda nbytes: 0, disaggregation=role)
+                            NO_COST_MEMORY, lambda kind, nbytes: 0, disaggregation=role)
         assert pd.iteration_ns(batch) - plain.iteration_ns(batch) == extra
 
 

@@ -19,7 +19,7 @@ NO_COST_MEMORY = MemorySpec(1 << 30, 1e12, 0)
 def timer(layers: int, pp: int, send: int = 0) -> IterationTimer:
     model = ModelConfig("m", 256, layers, 4, 2, 512, 1000, 4096)
     return IterationTimer(model, ConstantPerf(), dense_template(False, 1), 1, 2, NO_COST_MEMORY,
-                          lambda nbytes: 0, pp=pp, p2p_ns=lambda nbytes: send)
+                          lambda kind, nbytes: 0, pp=pp, p2p_ns=lambda nbytes: send)
 
 
 @pytest.mark.parametrize("layers,pp,cut", [(32, 1, [32]), (32, 2, [16, 16]),
