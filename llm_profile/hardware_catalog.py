@@ -10,7 +10,8 @@ from pathlib import Path
 from inference_serving.errors import InputError
 
 CATALOGUE_DIR = Path(__file__).resolve().parent / "hardware"
-_DTYPE_BY_BITS = {32: ("fp32",), 16: ("fp16", "bf16"), 8: ("fp8", "int8"), 4: ("fp4", "fp8")}
+_DTYPES_BY_BITS = {32: ("fp32",), 16: ("fp16", "bf16"), 8: ("fp8",), 4: ("fp4",)}
+_NUMBERS = ("mem_capacity_gb", "mem_bw_gbps", "interconnect_gbps", "tdp_w", "idle_w")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,13 +32,16 @@ class HardwareSpec:
     notes: str = ""
 
     def peak_flops_per_ns(self, bits: int) -> float:
-        """Dense peak FLOP per ns for elements of `bits` bits (falls back to the next wider)."""
-        for width in (bits, 16, 32):
-            for dtype in _DTYPE_BY_BITS.get(width, ()):
+        """Dense peak FLOP per ns for `bits`-bit floats (32, 16, 8, 4)."""
+        # A device without tensor cores for 8/4-bit floats (Ampere, TPU v6e) runs such weights
+        # through weight-only kernels that dequantise to 16 bits, so the 16-bit rate applies;
+        # int8 TOPS are a different (integer W8A8) path and are not used for it.
+        for width in (bits, 16):
+            for dtype in _DTYPES_BY_BITS.get(width, ()):
                 if dtype in self.peak_tflops:
                     return self.peak_tflops[dtype] * 1e3
-        raise InputError(f"no peak FLOP/s for {bits}-bit elements", f"hardware {self.name}",
-                         "add it to the catalogue file")
+        raise InputError(f"no peak FLOP/s for {bits}-bit floats", f"hardware {self.name}",
+                         "add fp16/bf16 (and fp32) to peak_tflops in its catalogue file")
 
     @property
     def mem_bytes_per_ns(self) -> float:
@@ -46,14 +50,26 @@ class HardwareSpec:
 
 
 def _load(path: Path) -> HardwareSpec:
-    raw = json.loads(path.read_text())
-    return HardwareSpec(
-        name=raw["name"], vendor=raw["vendor"], peak_tflops=dict(raw["peak_tflops"]),
-        mem_capacity_gb=float(raw["mem_capacity_gb"]), mem_bw_gbps=float(raw["mem_bw_gbps"]),
-        interconnect_gbps=float(raw["interconnect_gbps"]), tdp_w=float(raw["tdp_w"]),
-        idle_w=float(raw["idle_w"]), sources=tuple(raw["sources"]),
-        aliases=tuple(raw.get("aliases", ())), efficiency=dict(raw.get("efficiency", {})),
-        notes=raw.get("notes", ""))
+    try:
+        raw = json.loads(path.read_text())
+        numbers = {key: float(raw[key]) for key in _NUMBERS}
+        peaks = {dtype: float(value) for dtype, value in raw["peak_tflops"].items()}
+        spec = HardwareSpec(
+            name=str(raw["name"]), vendor=str(raw["vendor"]), peak_tflops=peaks,
+            sources=tuple(raw["sources"]), aliases=tuple(raw.get("aliases", ())),
+            efficiency={k: float(v) for k, v in raw.get("efficiency", {}).items()},
+            notes=str(raw.get("notes", "")), **numbers)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"malformed JSON ({exc.msg} at line {exc.lineno})", str(path),
+                         "fix the catalogue file") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InputError(f"bad or missing entry ({exc})", str(path),
+                         "give name, vendor, peak_tflops, sources and the numeric keys "
+                         f"{', '.join(_NUMBERS)}") from None
+    if min(numbers.values()) <= 0 or min(peaks.values(), default=0) <= 0 or not spec.sources:
+        raise InputError("numbers must be positive and sources non-empty", str(path),
+                         "fix the catalogue file")
+    return spec
 
 
 @lru_cache(maxsize=1)
@@ -67,7 +83,7 @@ def _catalogue() -> dict[str, HardwareSpec]:
 
 
 def known_hardware() -> list[str]:
-    """Catalogue names (without aliases)."""
+    """Catalogue names (without aliases), sorted."""
     return sorted({spec.name for spec in _catalogue().values()})
 
 

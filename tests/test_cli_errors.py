@@ -103,6 +103,14 @@ def case_perf_file_missing_column(tmp):
     return ["--perf-models", str(tmp / "perf")], "missing column"
 
 
+def case_perf_file_non_numeric_latency(tmp):
+    tp1 = tmp / "perf/A6000/meta-llama/Llama-3.1-8B/tp1"
+    tp1.mkdir(parents=True)
+    (tp1 / "layers.csv").write_text("layer_name,input,kv_cache,tp_size,latency(ns)\n"
+                                    "q_proj,1,0,1,fast\n")
+    return ["--perf-models", str(tmp / "perf")], "layers.csv"
+
+
 def case_model_too_big(tmp):
     mem = {"mem_size": 8, "mem_bw": 768, "mem_latency": 0}
     return ["--cluster-config", str(config_with(tmp, npu_mem=mem))], "does not fit"
