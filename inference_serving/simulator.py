@@ -12,7 +12,7 @@ from inference_serving.instance import Instance
 from inference_serving.invariants import check_final, check_instance
 from inference_serving.metrics import TokenCounters
 from inference_serving.request import Request
-from inference_serving.router import Router
+from inference_serving.router import RoundRobinRouter, Router
 from inference_serving.scheduler.base import Batch
 from inference_serving.sim_log import SimLogger
 
@@ -55,7 +55,8 @@ class Simulator:
         self.decoders = [i for i in instances if i.spec.pd_type == "decode"]
         # P/D hand-off routes with the same policy; round robin keeps its own counter, the
         # random policy continues the single seeded stream (serving.md §3).
-        self.decode_router = router if not hasattr(router, "count") else type(router)(0)
+        self.decode_router = RoundRobinRouter(0) if isinstance(router, RoundRobinRouter) \
+            else router
         self._heap: list[tuple[int, int, int, object]] = []
         self._seq = 0
         self.now = 0
