@@ -18,7 +18,7 @@ from astra_sim import Dimension
 from astra_sim.casys_protocol import CasysProcess
 from astra_sim.chakra_et import CASYS_NUMBERING, Attr, GlobalMetadata, Node, write_et
 from astra_sim.engine import EngineConfig
-from astra_sim.export import _node_for, system_json
+from astra_sim.export import node_for_dialect, system_json
 from astra_sim.network import network_yml
 from astra_sim.system import SystemConfig
 from inference_serving.chakra_graph import iteration_graph
@@ -94,7 +94,7 @@ class CasysSimulator(Simulator):
                     a = Attr("tensor_device", "uint32", inst.spec.node_id)
                 attrs.append(a)
             node.attrs = attrs
-            nodes.append(_node_for(node, "casys"))
+            nodes.append(node_for_dialect(node, "casys"))
         target = folder / f"instance{inst.index}_batch{batch.batch_id}"
         target.mkdir()
         for npu in range(inst.spec.first_npu, inst.spec.first_npu + inst.spec.npu_num):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from astra_sim.collectives import _phases, _red
+from astra_sim.collectives import collective_phases, reduction_ns
 from astra_sim.network import Network
 from astra_sim.system import SystemConfig
 from astra_sim.topology import coordinates
@@ -26,9 +26,9 @@ def phase_steps(algorithm: str, op: str, p: int, size: int, system: SystemConfig
     if algorithm == "ring":
         m = size // p
         if op == "all_reduce":
-            return [(nxt, m, _red(m, system))] * (p - 1) + [(nxt, m, 0)] * (p - 1)
+            return [(nxt, m, reduction_ns(m, system))] * (p - 1) + [(nxt, m, 0)] * (p - 1)
         if op == "reduce_scatter":
-            return [(nxt, m, _red(m, system))] * (p - 1)
+            return [(nxt, m, reduction_ns(m, system))] * (p - 1)
         if op == "all_gather":
             return [(nxt, size, 0)] * (p - 1)
         return [(nxt, m, 0)] * (p * (p - 1) // 2)
@@ -38,7 +38,7 @@ def phase_steps(algorithm: str, op: str, p: int, size: int, system: SystemConfig
             return [(everyone, size, 0)]
         if op == "all_to_all":
             return [(everyone, size // p, 0)]
-        rs = [(everyone, size // p, _red(size // p, system))]
+        rs = [(everyone, size // p, reduction_ns(size // p, system))]
         return rs if op == "reduce_scatter" else rs + [(everyone, size // p, 0)]
     if algorithm == "halvingDoubling":
         if p & (p - 1) or op == "all_to_all":
@@ -46,7 +46,7 @@ def phase_steps(algorithm: str, op: str, p: int, size: int, system: SystemConfig
         levels = p.bit_length() - 1
         if op == "all_gather":
             return [(("xor", 1 << k), size << k, 0) for k in range(levels)]
-        rs = [(("xor", p >> k), size >> k, _red(size >> k, system) if k >= 2 else 0)
+        rs = [(("xor", p >> k), size >> k, reduction_ns(size >> k, system) if k >= 2 else 0)
               for k in range(1, levels + 1)]
         if op == "reduce_scatter":
             return rs
@@ -54,7 +54,8 @@ def phase_steps(algorithm: str, op: str, p: int, size: int, system: SystemConfig
     raise ValueError(f"{algorithm} is not supported by the step-level engine")
 
 
-def _peers(rule: tuple[str, object], pos: int, p: int) -> list[tuple[int, int]]:
+def step_peers(rule: tuple[str, object], pos: int, p: int) -> list[tuple[int, int]]:
+    """(send order, peer position) pairs of position `pos` in one step."""
     kind, arg = rule
     if kind == "xor":
         return [(0, pos ^ arg)]
@@ -67,7 +68,7 @@ def run_phase(group: list[int], steps: list[Step], ready: dict[int, int], networ
     p = len(group)
     for rule, nbytes, reduction in steps:
         messages = sorted((ready[group[pos]], order, pos, peer)
-                          for pos in range(p) for order, peer in _peers(rule, pos, p))
+                          for pos in range(p) for order, peer in step_peers(rule, pos, p))
         arrived = [0] * p
         for depart, _, pos, peer in messages:
             arrival = network.deliver(group[pos], group[peer], nbytes, depart) + endpoint_delay
@@ -107,7 +108,7 @@ def run_double_binary_tree(group: list[int], size: int, ready: dict[int, int],
         for pos in order:
             for child in children[pos]:
                 arrival = network.deliver(group[child], group[pos], half, up[child]) + ep
-                up[pos] = max(up[pos], arrival) + _red(half, system)
+                up[pos] = max(up[pos], arrival) + reduction_ns(half, system)
         down = {}
         for pos in reversed(order):
             if parent[pos] is None:
@@ -138,7 +139,8 @@ def run_collective(kind: str, size: int, members: Sequence[int], issue: dict[int
         chunk = network.num_npus
     coords = {npu: coordinates(npu, dims) for npu in members}
     index_of = {id(d): i for i, d, _ in usable}
-    phases = _phases(kind, chunk, [(d, a) for _, d, a in usable], system.collective_optimization)
+    phases = collective_phases(kind, chunk, [(d, a) for _, d, a in usable],
+                               system.collective_optimization)
     for _ in range(-(-splits // system.active_chunks_per_dimension)):
         for dim, algorithm, op, phase_size in phases:
             axis = index_of[id(dim)]

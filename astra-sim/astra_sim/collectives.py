@@ -22,7 +22,7 @@ KINDS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all")
 _SWITCH = -1  # device id of the switch in aware routes
 
 
-def _red(nbytes: int, system: SystemConfig) -> int:
+def reduction_ns(nbytes: int, system: SystemConfig) -> int:
     """Local reduction of a received message: one write and two reads at local-mem-bw."""
     return 3 * math.floor(nbytes / system.local_mem_bw)
 
@@ -112,7 +112,7 @@ def _ring_phase(op: str, dim: Dimension, size: int, ep: int, system: SystemConfi
     step = _message_ns(dim, m, dim.hops(1), aware) + ep
     if op == "all_to_all":
         return p * (p - 1) // 2 * step + ep
-    reduce_scatter = (p - 1) * step + (p - 1) * _red(m, system) + ep
+    reduce_scatter = (p - 1) * step + (p - 1) * reduction_ns(m, system) + ep
     return reduce_scatter if op == "reduce_scatter" else reduce_scatter + (p - 1) * step
 
 
@@ -125,7 +125,7 @@ def _direct_phase(op: str, dim: Dimension, size: int, ep: int, system: SystemCon
     all_to_all = ep + _direct_ns(dim, m, aware) + ep
     if op == "all_to_all":
         return all_to_all
-    reduce_scatter = all_to_all + _red(m, system)
+    reduce_scatter = all_to_all + reduction_ns(m, system)
     if op == "reduce_scatter":
         return reduce_scatter
     return reduce_scatter + _direct_ns(dim, m, aware) + ep
@@ -145,15 +145,16 @@ def _hd_phase(op: str, dim: Dimension, size: int, ep: int, system: SystemConfig,
         return sum(_exchange_ns(dim, size << k, 1 << k, aware) + ep for k in range(levels)) + ep
     halves = sum(_exchange_ns(dim, size >> k, p >> k, aware) + ep
                  for k in range(1, levels + 1))
-    reduce_scatter = halves + ep + sum(_red(size >> k, system) for k in range(2, levels + 1))
+    reduce_scatter = halves + ep + sum(reduction_ns(size >> k, system)
+                                       for k in range(2, levels + 1))
     return reduce_scatter if op == "reduce_scatter" else reduce_scatter + halves
 
 
 _PHASES = {"ring": _ring_phase, "direct": _direct_phase, "halvingDoubling": _hd_phase}
 
 
-def _phases(kind: str, size: int, dims: list[tuple[Dimension, str]],
-            optimization: str) -> list[tuple[Dimension, str, str, int]]:
+def collective_phases(kind: str, size: int, dims: list[tuple[Dimension, str]],
+                      optimization: str) -> list[tuple[Dimension, str, str, int]]:
     """(dimension, algorithm, phase op, phase size) in execution order (engine.md §4.2)."""
     if kind == "all_reduce" and optimization == "baseline":
         return [(d, a, "all_reduce", size) for d, a in dims]
@@ -203,7 +204,7 @@ def _collective(kind: str, size: int, dims: tuple[Dimension, ...], system: Syste
     if chunk < nodes and kind != "all_gather":
         chunk = nodes  # tiny collectives are rounded up to one byte per NPU of the system
     one_chunk = 0
-    for dim, algorithm, op, phase_size in _phases(kind, chunk, usable,
+    for dim, algorithm, op, phase_size in collective_phases(kind, chunk, usable,
                                                   system.collective_optimization):
         phase = _PHASES.get(algorithm)
         if phase is None:

@@ -29,7 +29,9 @@ P2P_ATTRS = ("comm_src", "comm_dst", "comm_tag")
 CASYS_MEMORY_ATTRS = ("tensor_loc", "tensor_device", "tensor_channel")
 
 
-def _node_for(node: Node, dialect: str) -> Node:
+def node_for_dialect(node: Node, dialect: str) -> Node:
+    """A copy of `node` with the dialect's duration unit, attribute types and all deps as data
+    deps."""
     attrs = []
     for a in node.attrs:
         if a.name in P2P_ATTRS:
@@ -105,7 +107,8 @@ def export(directory: Path, graphs: Mapping[int, Sequence[Node]], config: Engine
     else:
         meta = GlobalMetadata()
     for npu, nodes in graphs.items():
-        write_et(directory / f"{prefix}.{npu}.et", meta, [_node_for(n, dialect) for n in nodes],
+        write_et(directory / f"{prefix}.{npu}.et", meta,
+                 [node_for_dialect(n, dialect) for n in nodes],
                  numbering)
     (directory / "network.yml").write_text(network_yml(config.dims))
     (directory / "system.json").write_text(json.dumps(system_json(config), indent=2) + "\n")

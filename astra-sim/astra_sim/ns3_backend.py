@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import lru_cache
 
-from astra_sim.collective_steps import _peers, phase_steps
-from astra_sim.collectives import _phases
+from astra_sim.collective_steps import phase_steps, step_peers
+from astra_sim.collectives import collective_phases
 from astra_sim.system import SystemConfig
 from astra_sim.topology import Dimension
 
@@ -114,11 +114,11 @@ def ns3_collective_ns(kind: str, size: int, dims: tuple[Dimension, ...],
     chunk = max(size // system.preferred_dataset_splits,
                 0 if kind == "all_gather" else 1)
     total = 0
-    for dim, algorithm, op, phase_size in _phases(kind, chunk, usable,
+    for dim, algorithm, op, phase_size in collective_phases(kind, chunk, usable,
                                                   system.collective_optimization):
         for rule, nbytes, reduction in phase_steps(algorithm, op, dim.npus, phase_size, system):
             messages = tuple((pos, peer, nbytes) for pos in range(dim.npus)
-                             for _, peer in _peers(rule, pos, dim.npus))
+                             for _, peer in step_peers(rule, pos, dim.npus))
             total += simulate_messages(dim, messages) + system.endpoint_delay + reduction
         total += system.endpoint_delay
     chunks = -(-system.preferred_dataset_splits // system.active_chunks_per_dimension)
