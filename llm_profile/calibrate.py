@@ -52,6 +52,7 @@ class Sample:
     ideal_ns: float
     measured_ns: int
     nbytes: float
+    family: str = ""
 
 
 def gemm_shape(model: ModelConfig, op: str, tp: int) -> tuple[int, int]:
@@ -109,7 +110,7 @@ def load_samples(root: Path, hardware: str, fp_bits: int = 16) -> list[Sample]:
                 flops, nbytes = work(model, op, tokens, tp, fp_bits // 8)
                 ideal = max(flops / flops_per_ns, nbytes / bytes_per_ns)
                 samples.append(Sample(name, tp, op, tokens, weight_log2(model, op, tp), ideal,
-                                      int(row["latency(ns)"]), nbytes))
+                                      int(row["latency(ns)"]), nbytes, model.model_type))
     return samples
 
 
@@ -136,25 +137,35 @@ def fit(samples: list[Sample]) -> dict:
     # Memory-bound element-wise operators: a fixed launch cost plus bytes at an effective
     # bandwidth, fitted by least squares on relative error (fits across models far better
     # than a roofline fraction, which is ill-defined when the fixed cost dominates).
-    linear = {}
-    for cls in ("norm", "rope", "act", "embedding"):
-        picked = [s for s in samples if OP_CLASS[s.op] == cls]
-        if len(picked) >= 2:
-            x = np.array([s.nbytes for s in picked])
-            y = np.array([s.measured_ns for s in picked], dtype=float)
-            slope, fixed = np.polyfit(x, y, 1, w=1 / y)
-            # Six significant digits keep the committed tables stable across BLAS builds.
-            linear[cls] = [float(f"{max(fixed, 0.0):.6g}"), float(f"{max(slope, 0.0):.6g}")]
+    def lines(picked_samples: list[Sample]) -> dict[str, list[float]]:
+        out = {}
+        for cls in ("norm", "rope", "act", "embedding"):
+            picked = [s for s in picked_samples if OP_CLASS[s.op] == cls]
+            if len(picked) >= 2:
+                x = np.array([s.nbytes for s in picked])
+                y = np.array([s.measured_ns for s in picked], dtype=float)
+                slope, fixed = np.polyfit(x, y, 1, w=1 / y)
+                # Six significant digits keep the committed tables stable across BLAS builds.
+                out[cls] = [float(f"{max(fixed, 0.0):.6g}"), float(f"{max(slope, 0.0):.6g}")]
+        return out
+
+    # Element-wise kernels differ by model family (RMSNorm in Llama is several unfused
+    # kernels, PhiMoE's LayerNorm one fused kernel): lines per family, pooled as a fallback.
+    families = sorted({s.family for s in samples if s.family})
     return {"token_log2_grid": TOKEN_GRID,
             "classes": {k: v for k, v in classes.items() if v},
             "gemm_by_weight_log2": {k: v for k, v in gemm.items() if v},
-            "linear_ns": linear}
+            "linear_ns": lines(samples),
+            "linear_ns_by_family": {f: lines([s for s in samples if s.family == f])
+                                    for f in families}}
 
 
 def predict_ns(calibration: dict, op: str, tokens: int, weight: int, ideal_ns: float,
-               nbytes: float) -> float:
-    """Calibrated latency of one operator call."""
-    line = calibration.get("linear_ns", {}).get(OP_CLASS[op])
+               nbytes: float, family: str = "") -> float:
+    """Calibrated latency of one operator call (element-wise lines of the model's family when
+    that family was profiled on this hardware)."""
+    line = calibration.get("linear_ns_by_family", {}).get(family, {}).get(OP_CLASS[op]) \
+        or calibration.get("linear_ns", {}).get(OP_CLASS[op])
     if line is not None:
         return line[0] + line[1] * nbytes
     return ideal_ns / ratio(calibration, op, tokens, weight)
@@ -179,8 +190,8 @@ def leave_one_model_out(samples: list[Sample]) -> list[tuple[str, str, float, fl
         if not train:
             continue
         cal = fit(train)
-        predicted = [predict_ns(cal, s.op, s.tokens, s.weight_log2, s.ideal_ns, s.nbytes)
-                     for s in test]
+        predicted = [predict_ns(cal, s.op, s.tokens, s.weight_log2, s.ideal_ns, s.nbytes,
+                                s.family) for s in test]
         errors = [abs(p / s.measured_ns - 1) for p, s in zip(predicted, test, strict=True)]
         for cls in CLASSES:
             picked = [e for e, s in zip(errors, test, strict=True) if OP_CLASS[s.op] == cls]

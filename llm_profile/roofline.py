@@ -98,7 +98,8 @@ class RooflinePerfModel(PerfModel):
         if self.calibration is not None:
             ideal = max(flops / self.flops_per_ns, nbytes / self.bytes_per_ns)
             weight = weight_log2(self.model, layer, self.tp)
-            return max(1, int(predict_ns(self.calibration, layer, t, weight, ideal, nbytes)))
+            return max(1, int(predict_ns(self.calibration, layer, t, weight, ideal, nbytes,
+                                         self.model.model_type)))
         e = self.eff
         if cls == "gemm":
             # GEMM kernels cover the token (M) dimension in tiles: up to one tile the library
