@@ -52,7 +52,7 @@ def iteration_graph(timer: IterationTimer, batch: Batch) -> list[Node]:
             kind = "ALL_REDUCE" if op == ALLREDUCE else "ALL_TO_ALL"
             nodes.append(Node(nid, name, "COMM_COLL_NODE", data_deps=previous, attrs=[
                 Attr("comm_type", "int64", COLLECTIVE_TYPES[kind]),
-                Attr("comm_size", "int64", timer.allreduce_bytes(tokens)),
+                Attr("comm_size", "int64", timer.collective_bytes(tokens)),
                 Attr("involved_dim", "bool", [True], is_list=True)]))
         else:
             # Expert rows: every rank is charged the slowest rank's time, as the closed form

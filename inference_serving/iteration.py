@@ -146,13 +146,13 @@ class IterationTimer:
         """One operator's latency; lm_head runs once per request (serving.md §6.1)."""
         return self.perf.layer_ns(op, requests if op == "lm_head" else tokens)
 
-    def allreduce_bytes(self, tokens: int) -> int:
+    def collective_bytes(self, tokens: int) -> int:
         """Size of each TP collective: the hidden state of every token."""
         return tokens * self.model.hidden_size * self.fp
 
     def block_collectives_ns(self, tokens: int) -> int:
         """All TP collectives of one block."""
-        nbytes = self.allreduce_bytes(tokens)
+        nbytes = self.collective_bytes(tokens)
         return sum(self.collective_ns(COLLECTIVE_KIND[op], nbytes)
                    for op in self.template.collectives)
 
@@ -276,7 +276,7 @@ class IterationTimer:
         layer_send = pd.send_ns(kv_transfer_bytes(self.model, prompt_tokens, self.tp, self.fp,
                                                   pd.receiver_tp))
         attention = perf.attention_ns(self.attention_batch(batch))
-        collective = {op: self.collective_ns(kind, self.allreduce_bytes(tokens))
+        collective = {op: self.collective_ns(kind, self.collective_bytes(tokens))
                       for op, kind in COLLECTIVE_KIND.items()}
         experts = self.experts_ns(tokens) // self.model.num_layers
         oproj_extra = pd.prefill_oproj_ns if self.tp > 1 else 0
