@@ -25,7 +25,7 @@ from inference_serving.paths import (
 from inference_serving.report import final_summary, periodic_block, summary_numbers
 from inference_serving.router import ROUTERS, make_router
 from inference_serving.sim_log import LEVELS, SimLogger
-from inference_serving.simulator import Simulator
+from inference_serving.simulator import IDLE_POLL_NS, Simulator
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -107,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--enable-attn-prediction", action="store_true",
                    help="train a random-forest attention model on each profile's "
                    "attention.csv at start-up instead of reading prediction grids")
+    p.add_argument("--compat", choices=("artifact",),
+                   help="reproduce the existing simulator's timing quirks: arrivals on an idle "
+                   "cluster seen only at 1 ms polling steps (first poll at min(first arrival, "
+                   "log interval)), hidden-state-sized output store, routing-time instance id "
+                   "in the CSV under P/D")
     p.add_argument("--compat-output-store", action="store_true",
                    help="size the output store as the hidden state (existing simulator)")
     p.add_argument("--check-invariants", action="store_true",
@@ -180,7 +185,8 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         perf_models=resolve_user_path(args.perf_models),
         model_configs=resolve_user_path(args.model_configs),
         seed=args.seed,
-        legacy_output_store=args.compat_output_store,
+        legacy_output_store=args.compat_output_store or args.compat == "artifact",
+        compat_artifact=args.compat == "artifact",
         check_invariants=args.check_invariants,
         attn_prediction=args.enable_attn_prediction,
         network_backend=args.network_backend,
@@ -224,7 +230,8 @@ def run(options: RunOptions) -> int:
         exporter = ChakraExporter(cluster, options.export_chakra, options.chakra_dialect)
     sim_args = (instances, requests, router, interval_ns, log, on_window,
                 options.check_invariants, options.progress,
-                exporter.write if exporter is not None else None)
+                exporter.write if exporter is not None else None,
+                IDLE_POLL_NS if options.compat_artifact else 0)
     if options.astra_sim_bin and options.astra_sim_dialect == "casys":
         sim = CasysSimulator(*sim_args, cluster=cluster, binary=options.astra_sim_bin)
     else:
@@ -236,6 +243,9 @@ def run(options: RunOptions) -> int:
                         str(options.output) if options.output else None))
     if options.output is not None:
         rows = [(r, inst.model.name) for inst in instances for r in inst.completed]
+        if options.compat_artifact:  # the existing tool writes the routing-time instance
+            for request, _ in rows:
+                request.instance = request.routed_instance
         write_atomic(options.output, request_csv(rows))
     if options.throughput_output is not None:
         write_atomic(options.throughput_output,

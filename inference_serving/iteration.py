@@ -299,8 +299,11 @@ class IterationTimer:
                     comm_free = max(t, comm_free) + layer_send
         for op in self.template.post_ops:
             t += self.op_ns(op, tokens, requests)
-        # The decode side only needs the sampled token ids (4 bytes per request).
-        comm_free = max(t, comm_free) + pd.send_ns(requests * OUTPUT_TOKEN_ID_BYTES)
+        # The decode side only needs the sampled token ids (4 bytes per request); the existing
+        # simulator sends the whole lm_head output (kept with the legacy output store).
+        final = tokens * (self.model.vocab_size // self.tp) * self.fp \
+            if self.legacy_output_store else requests * OUTPUT_TOKEN_ID_BYTES
+        comm_free = max(t, comm_free) + pd.send_ns(final)
         return max(t + self._store_ns(batch), comm_free)
 
     def _colocated_ns(self, batch: Batch) -> int:

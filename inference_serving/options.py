@@ -37,6 +37,7 @@ class RunOptions:
     seed: int = 42
     legacy_output_store: bool = False
     check_invariants: bool = False
+    compat_artifact: bool = False
     attn_prediction: bool = False
     network_backend: str = "analytical"
     astra_sim_bin: Path | None = None

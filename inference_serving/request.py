@@ -26,6 +26,7 @@ class Request:
     swapped: bool = False
     blocks: int = 0
     instance: int = -1
+    routed_instance: int = -1
     first_scheduled: int = -1
     first_token: int = -1
     last_token: int = -1

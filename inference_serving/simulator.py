@@ -16,10 +16,11 @@ from inference_serving.router import RoundRobinRouter, Router
 from inference_serving.scheduler.base import Batch
 from inference_serving.sim_log import SimLogger
 
-# Event kinds double as tie-break priorities: at one instant, completions (and a pipeline's
-# first stage freeing up) are applied before arrivals, and all before the log tick that
-# reports the window ending at that instant.
-DONE, STAGE_FREE, ARRIVAL, LOG = 0, 1, 2, 3
+# Event kinds double as tie-break priorities: at one instant, completions and wake-ups (a
+# pipeline's first stage freeing, a compatibility poll) come before arrivals, and all before
+# the log tick that reports the window ending at that instant.
+DONE, WAKE, ARRIVAL, LOG = 0, 1, 2, 3
+IDLE_POLL_NS = 1_000_000  # the existing simulator's clock step while the cluster is idle
 
 
 @dataclass(slots=True)
@@ -40,7 +41,8 @@ class Simulator:
                  interval_ns: int, log: SimLogger,
                  on_window: Callable[[int, tuple[float, float]], None],
                  check_invariants: bool = False, progress: bool = False,
-                 on_batch: Callable[[Instance, Batch], None] | None = None) -> None:
+                 on_batch: Callable[[Instance, Batch], None] | None = None,
+                 idle_poll_ns: int = 0) -> None:
         self.instances = instances
         self.requests = requests
         self.router = router
@@ -50,6 +52,10 @@ class Simulator:
         self.check = check_invariants
         self.progress = progress
         self.on_batch = on_batch
+        # Compatibility: on an idle cluster the existing simulator sees arrivals only at poll
+        # instants, every idle_poll_ns after the last event (serving.md §1).
+        self.idle_poll_ns = idle_poll_ns
+        self.idle_since = 0
         self.debug = log.enabled("DEBUG")
         self.candidates = [i for i in instances if i.spec.pd_type != "decode"]
         self.decoders = [i for i in instances if i.spec.pd_type == "decode"]
@@ -88,6 +94,8 @@ class Simulator:
         dirty: set[int] = set()
         self._push(self.requests[0].arrival, ARRIVAL, None)
         self._push(self.counters.interval_ns, LOG, None)
+        # The existing simulator's first poll: min(first arrival (at least 1 ns), log interval).
+        self.idle_since = min(max(self.requests[0].arrival, 1), self.counters.interval_ns)
         heap = self._heap
         while heap:
             time, kind, _, payload = heapq.heappop(heap)
@@ -96,14 +104,20 @@ class Simulator:
                 inst, batch = payload
                 finished += self.complete(inst, batch, time)
                 end_ns = time
+                self.idle_since = time
                 dirty.add(inst.index)
                 dirty.update(self.pass_on(batch))
                 if self.progress and iterations % 256 == 0:
                     self.show_progress(time, finished)
-            elif kind == STAGE_FREE:
+            elif kind == WAKE:
                 dirty.add(payload)
             elif kind == ARRIVAL:
-                dirty.add(self.arrive(self.requests[next_arrival]))
+                index = self.arrive(self.requests[next_arrival])
+                poll = self._poll_instant(time)
+                if poll > time:
+                    self._push(poll, WAKE, index)
+                else:
+                    dirty.add(index)
                 next_arrival += 1
                 if next_arrival < total:
                     self._push(self.requests[next_arrival].arrival, ARRIVAL, None)
@@ -121,6 +135,16 @@ class Simulator:
         if self.check:
             check_final(self.requests)
         return SimResult(end_ns, iterations, self.counters, self.instances, self.requests)
+
+    def _poll_instant(self, time: int) -> int:
+        """When an arrival at `time` is noticed: at once, or (compatibility, idle cluster) at
+        the next 1 ms poll step after the last event."""
+        if not self.idle_poll_ns or any(i.in_flight for i in self.instances):
+            return time
+        if time <= self.idle_since:
+            return self.idle_since
+        steps = -(-(time - self.idle_since) // self.idle_poll_ns)
+        return self.idle_since + steps * self.idle_poll_ns
 
     def complete(self, inst: Instance, batch: Batch, time: int) -> int:
         """Apply a finished batch of `inst` at `time`; return how many requests finished."""
@@ -146,7 +170,7 @@ class Simulator:
     def arrive(self, request: Request) -> int:
         """Route an arrived request; return the chosen instance's index."""
         inst = self.router.route(request, self.candidates)
-        request.instance = inst.index
+        request.instance = request.routed_instance = inst.index
         inst.scheduler.add(request)
         return inst.index
 
@@ -182,5 +206,5 @@ class Simulator:
                           node=inst.spec.node_id, inst=inst.index)
         self._push(end, DONE, (inst, batch))
         if inst.spec.pp > 1:
-            self._push(first_stage_end, STAGE_FREE, inst.index)
+            self._push(first_stage_end, WAKE, inst.index)
         return 1
