@@ -75,3 +75,20 @@ def test_cli_export_writes_one_directory_per_batch(tmp_path):
     batches = sorted(p.name for p in out.iterdir())
     assert batches and all(b.startswith("instance0_batch") for b in batches)
     assert (out / batches[0] / "llm.0.et").is_file()
+
+
+@pytest.mark.parametrize("config", ["single_node_pp2_instance.json",
+                                    "single_node_tp2_pp2_instance.json"])
+def test_pipeline_stage_graphs_replay_to_one_pass_through_the_pipeline(config):
+    from inference_serving.chakra_graph import stage_graphs
+
+    cluster, inst = instance(config)
+    batch = a_batch(inst)
+    graphs = stage_graphs(inst.timer, batch, inst.spec.tp)
+    assert sorted(graphs) == list(range(inst.spec.npu_num))
+    engine_config, memory = instance_engine(cluster, inst.spec)
+    result = Engine(engine_config, memory).replay(graphs)
+    # A lone batch: stage times plus one activation send per stage boundary.
+    expected = sum(inst.timer.stage_ns(batch)) + \
+        (inst.spec.pp - 1) * inst.timer.stage_send_ns(batch)
+    assert abs(max(result.finish_ns.values()) - expected) <= 100

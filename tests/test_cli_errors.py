@@ -77,9 +77,12 @@ def case_prefill_without_decode(tmp):
     return ["--cluster-config", str(config_with(tmp, pd_type="prefill"))], "decode instance"
 
 
-def case_export_with_pipeline_instance(tmp):
+def case_external_backend_with_pipeline_instance(tmp):
+    binary = tmp / "astra"
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
     return ["--cluster-config", str(config_with(tmp, npu_num=2, npu_group=2)),
-            "--export-chakra", str(tmp / "chakra")], "pipeline-parallel"
+            "--network-backend", "external", "--astra-sim-bin", str(binary)], "pipeline-parallel"
 
 
 def case_unknown_model(tmp):
