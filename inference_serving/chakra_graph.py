@@ -149,12 +149,10 @@ class ChakraExporter:
         self.cluster = cluster
         self.directory = directory
         self.dialect = dialect
-        self.written = 0
 
     def write(self, inst: Instance, batch: Batch) -> Path:
         """Export one batch; returns its workload prefix."""
         graphs = stage_graphs(inst.timer, batch, inst.spec.tp)
         config, memory = instance_engine(self.cluster, inst.spec)
         target = self.directory / f"instance{inst.index}_batch{batch.batch_id}"
-        self.written += 1
         return export(target, graphs, config, memory, self.dialect)

@@ -210,7 +210,8 @@ def run(options: RunOptions) -> int:
                          "use npu_group 1 or the analytical backend")
     for inst in instances:
         log.info("Builder", f"{inst.model.name} on {inst.spec.npu_num}x {inst.spec.hardware} "
-                 f"(TP{inst.spec.tp}): {inst.timer.perf.name} latencies, weights "
+                 f"(TP{inst.spec.tp}): {inst.timer.perf.name} latencies (attention: "
+                 f"{inst.timer.perf.attention_source}), weights "
                  f"{inst.budget.weight_bytes / 2**20:.2f} MiB per NPU, {inst.kv.num_blocks} KV "
                  f"blocks of {options.block_size} tokens", node=inst.spec.node_id,
                  inst=inst.index)

@@ -25,7 +25,6 @@ class Instance:
     timer: IterationTimer
     in_flight: list[Batch] = field(default_factory=list)
     completed: list[Request] = field(default_factory=list)
-    busy_ns: int = 0
     stage_free: list[int] = field(default_factory=lambda: [0])
 
     def pipeline(self, batch: Batch, now: int) -> tuple[int, int]:

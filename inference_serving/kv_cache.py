@@ -33,14 +33,6 @@ class KVCacheManager:
         request.blocks += needed
         return True
 
-    def allocate_blocks(self, request: Request, count: int) -> bool:
-        """Give `request` `count` more blocks; False (and no change) if the pool is short."""
-        if count > self.free_blocks:
-            return False
-        self.free_blocks -= count
-        request.blocks += count
-        return True
-
     def free(self, request: Request) -> None:
         """Return all of `request`'s blocks to the pool."""
         self.free_blocks += request.blocks

@@ -39,7 +39,6 @@ class KvBudget:
     weight_bytes: int
     block_bytes: int
     num_blocks: int
-    capacity_bytes: int
 
 
 def kv_budget(model: ModelConfig, tp: int, pp: int, fp: int, block_size: int,
@@ -49,4 +48,4 @@ def kv_budget(model: ModelConfig, tp: int, pp: int, fp: int, block_size: int,
     npu_num = tp * pp
     block_bytes = kv_bytes_per_token(model, fp) * block_size // npu_num
     free = int(mem_size * mem_util) - weights
-    return KvBudget(weights, block_bytes, max(free, 0) // block_bytes, mem_size)
+    return KvBudget(weights, block_bytes, max(free, 0) // block_bytes)

@@ -65,7 +65,6 @@ class Simulator:
             else router
         self._heap: list[tuple[int, int, int, object]] = []
         self._seq = 0
-        self.now = 0
 
     def _push(self, time: int, kind: int, payload: object) -> None:
         self._seq += 1
@@ -99,7 +98,6 @@ class Simulator:
         heap = self._heap
         while heap:
             time, kind, _, payload = heapq.heappop(heap)
-            self.now = time
             if kind == DONE:
                 inst, batch = payload
                 finished += self.complete(inst, batch, time)
@@ -192,7 +190,6 @@ class Simulator:
         duration = end - now
         if self.on_batch is not None:
             self.on_batch(inst, batch)
-        inst.busy_ns += duration
         if self.debug:
             self.log.now_ns = now
             decodes = sum(batch.decode)

@@ -24,6 +24,7 @@ class PerfModel(Protocol):
     """Latency source for one instance's operators (integer ns for one transformer block)."""
 
     name: str
+    attention_source: str  # where attention latencies come from, for the start-up log
 
     def layer_ns(self, layer: str, tokens: int) -> int:
         """Latency of one call of operator `layer` over `tokens` tokens (one block)."""

@@ -107,10 +107,6 @@ class ProfiledPerfModel(PerfModel):
             raise InputError("no attention data", str(directory),
                              "add predictions/*.csv or attention.csv")
 
-    def has_layer(self, layer: str) -> bool:
-        """True when layers.csv has rows for `layer`."""
-        return layer in self.curves
-
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
             self._warned.add(key)

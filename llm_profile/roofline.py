@@ -56,6 +56,7 @@ class RooflinePerfModel(PerfModel):
     """Analytical latencies for one model on one device at a TP degree."""
 
     name = "roofline"
+    attention_source = "roofline"
 
     def __init__(self, model: ModelConfig, hw: HardwareSpec, tp: int, fp_bits: int = 16,
                  calibration: dict | None = None) -> None:

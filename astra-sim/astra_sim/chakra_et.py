@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # Node types as the engine names them; the numbering is a dialect (engine.md §2.4).
-NODE_TYPES = ("INVALID_NODE", "METADATA_NODE", "MEM_LOAD_NODE", "MEM_STORE_NODE",
-              "PIM_COMP_NODE", "COMP_NODE", "COMM_SEND_NODE", "COMM_RECV_NODE", "COMM_COLL_NODE")
 UPSTREAM_NUMBERING = {"INVALID_NODE": 0, "METADATA_NODE": 1, "MEM_LOAD_NODE": 2,
                       "MEM_STORE_NODE": 3, "COMP_NODE": 4, "COMM_SEND_NODE": 5,
                       "COMM_RECV_NODE": 6, "COMM_COLL_NODE": 7}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-LOCAL, REMOTE, CXL, STORAGE = 1, 2, 3, 4
+LOCAL, REMOTE, CXL = 1, 2, 3  # tensor_loc values (4, storage, is not modelled)
 TIER_NAMES = {LOCAL: "local_mem", REMOTE: "remote_mem", CXL: "cxl_mem"}
 UPSTREAM_TYPES = ("NO_MEMORY_EXPANSION", "PER_NODE_MEMORY_EXPANSION",
                   "PER_NPU_MEMORY_EXPANSION", "MEMORY_POOL")

@@ -11,7 +11,6 @@ This is TCP over Ethernet-like links, not ASTRA-Sim's RDMA ns-3 backend.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from functools import lru_cache
 
 from astra_sim.collective_steps import phase_steps, step_peers
@@ -124,10 +123,3 @@ def ns3_collective_ns(kind: str, size: int, dims: tuple[Dimension, ...],
     chunks = -(-system.preferred_dataset_splits // system.active_chunks_per_dimension)
     return chunks * total
 
-
-def ns3_send_ns(size: int, dims: Sequence[Dimension], src: int, dst: int) -> int:
-    """Point-to-point time of one message inside one dimension (simulated)."""
-    for dim in dims:
-        if dim.npus > 1:
-            return simulate_messages(dim, ((src % dim.npus, dst % dim.npus, size),))
-    return 0

@@ -19,7 +19,6 @@ class Batch:
     requests: list[Request]
     tokens: list[int]
     decode: list[bool]
-    start: int = 0
     num_preempted: int = 0
     swap_in_bytes: int = 0
     swap_out_bytes: int = 0

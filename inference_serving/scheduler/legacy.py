@@ -79,7 +79,7 @@ class LegacyScheduler:
         if self.options.prioritize_prefill and any(not r.prefilled for r in candidates):
             candidates = [r for r in candidates if not r.prefilled]
         candidates = candidates[:limit] if limit else list(candidates)
-        batch = Batch(self.next_batch_id, [], [], [], start=now)
+        batch = Batch(self.next_batch_id, [], [], [])
         n = self._fit(candidates)
         while n == 0:
             decodes = [r for r in candidates if r.prefilled and not r.swapped and r.blocks]

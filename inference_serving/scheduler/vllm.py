@@ -115,8 +115,7 @@ class VllmScheduler:
             self._admit(budget, chosen, tokens, decode, now)
         if not chosen:
             return None
-        batch = Batch(self.next_batch_id, chosen, tokens, decode, start=now,
-                      num_preempted=preempted)
+        batch = Batch(self.next_batch_id, chosen, tokens, decode, num_preempted=preempted)
         self.next_batch_id += 1
         if self.options.pipelined:
             in_flight.update(map(id, chosen))
