@@ -23,21 +23,34 @@ from pathlib import Path
 import numpy as np
 
 from inference_serving.errors import InputError
+from inference_serving.iteration import dense_template, moe_template
 from inference_serving.model_config import ModelConfig, load_model_config
 from inference_serving.paths import MODEL_CONFIG_DIR
 from llm_profile.hardware_catalog import load_hardware
+from llm_profile.op_recipes import elements, recipe
 
 CALIBRATION_DIR = Path(__file__).resolve().parent / "calibration"
 CLASSES = {
     "gemm": ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
-             "lm_head", "gate", "expert.w1", "expert.w2", "expert.w3"),
+             "lm_head", "expert.w1", "expert.w2", "expert.w3"),
+    "router": ("gate",),
     "norm": ("input_layernorm", "post_layernorm", "final_layernorm"),
     "rope": ("rope",),
     "act": ("act_fn",),
     "embedding": ("embedding",),
 }
 OP_CLASS = {op: cls for cls, ops in CLASSES.items() for op in ops}
+ELEMENTWISE = ("router", "norm", "rope", "act", "embedding")
 TOKEN_GRID = list(range(12))  # log2 tokens: 1 … 2048
+
+
+@dataclass(frozen=True, slots=True)
+class OpWork:
+    """FLOPs, bytes and kernel launches of one operator call on one TP rank."""
+
+    flops: float
+    nbytes: float
+    launches: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +64,7 @@ class Sample:
     weight_log2: int
     ideal_ns: float
     measured_ns: int
-    nbytes: float
+    launches: int
     family: str = ""
 
 
@@ -65,20 +78,16 @@ def gemm_shape(model: ModelConfig, op: str, tp: int) -> tuple[int, int]:
             "expert.w3": (h, ffn), "expert.w2": (ffn, h)}[op]
 
 
-def work(model: ModelConfig, op: str, tokens: int, tp: int, fp: int) -> tuple[float, float]:
-    """(FLOPs, bytes) of one operator call on one TP rank."""
-    t, h = tokens, model.hidden_size
+def work(model: ModelConfig, op: str, tokens: int, tp: int, fp: int) -> OpWork:
+    """FLOPs, bytes and launches of one operator call on one TP rank (see `op_recipes`)."""
     cls = OP_CLASS[op]
     if cls == "gemm":
         k, n = gemm_shape(model, op, tp)
-        return 2.0 * t * k * n, float((k * n + t * k + t * n) * fp)
-    if cls == "norm":
-        return 0.0, float((2 * t * h + h) * fp)
-    if cls == "rope":
-        return 0.0, float(2 * t * (model.q_dim + model.kv_dim) // tp * fp)
-    if cls == "act":
-        return 0.0, float(3 * t * model.intermediate_size // tp * fp)
-    return 0.0, float(2 * t * h * fp)
+        return OpWork(2.0 * tokens * k * n, float((k * n + tokens * k + tokens * n) * fp), 1)
+    rec = recipe(model, cls, fp)
+    flops = 2.0 * tokens * model.hidden_size * max(model.num_experts, 1) \
+        if cls == "router" else 0.0
+    return OpWork(flops, elements(model, cls, tokens, tp) * rec.bytes_per_element, rec.launches)
 
 
 def weight_log2(model: ModelConfig, op: str, tp: int) -> int:
@@ -107,23 +116,57 @@ def load_samples(root: Path, hardware: str, fp_bits: int = 16) -> list[Sample]:
                 if op not in OP_CLASS or int(row["tp_size"]) != tp:
                     continue
                 tokens = int(row["input"])
-                flops, nbytes = work(model, op, tokens, tp, fp_bits // 8)
-                ideal = max(flops / flops_per_ns, nbytes / bytes_per_ns)
+                w = work(model, op, tokens, tp, fp_bits // 8)
+                ideal = max(w.flops / flops_per_ns, w.nbytes / bytes_per_ns)
                 samples.append(Sample(name, tp, op, tokens, weight_log2(model, op, tp), ideal,
-                                      int(row["latency(ns)"]), nbytes, model.model_type))
+                                      int(row["latency(ns)"]), w.launches, model.model_type))
     return samples
 
 
-def fit(samples: list[Sample]) -> dict:
-    """Median roofline fraction per (class, log2 tokens) and per (weight size, log2 tokens)."""
+def load_all_samples(root: Path) -> dict[str, list[Sample]]:
+    """Samples of every profiled GPU under `root`, by hardware folder name."""
+    by_hardware = {}
+    for folder in sorted(d for d in root.iterdir() if d.is_dir()):
+        if folder.name.lower().startswith("tpu"):
+            continue  # fused TPU kernels do not map onto the GPU operator classes
+        samples = load_samples(root, folder.name)
+        if samples:
+            by_hardware[folder.name] = samples
+    return by_hardware
+
+
+def _line(picked: list[Sample]) -> list[float] | None:
+    """[ns per launch, measured / ideal] minimising relative error, both non-negative."""
+    if len(picked) < 2:
+        return None
+    y = np.array([s.measured_ns for s in picked], dtype=float)
+    a = np.array([[s.launches, s.ideal_ns] for s in picked]) / y[:, None]
+    coef = np.linalg.lstsq(a, np.ones(len(y)), rcond=None)[0]
+    if coef.min() < 0:  # keep the better one-term fit
+        keep = int(np.argmax(coef))
+        coef = np.zeros(2)
+        coef[keep] = a[:, keep].sum() / (a[:, keep] ** 2).sum()
+    # Six significant digits keep the committed tables stable across BLAS builds.
+    return [float(f"{c:.6g}") for c in coef]
+
+
+def fit(samples: list[Sample], fallback: dict | None = None) -> dict:
+    """Calibration table of one hardware; classes it never saw come from `fallback`.
+
+    Matrix multiplies: median roofline fraction per log2(tokens), pooled and per log2 of the
+    weight-matrix size. Element-wise operators (and the MoE router): a cost per kernel launch
+    plus the roofline memory time over an effective efficiency, pooled over families through
+    `op_recipes` and also per family (used when the model's family was profiled here).
+    """
     by_class: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     by_gemm: dict[int, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for s in samples:
+        if OP_CLASS[s.op] != "gemm":
+            continue
         grid = round(math.log2(s.tokens))
         ratio = s.ideal_ns / s.measured_ns
-        by_class[OP_CLASS[s.op]][grid].append(ratio)
-        if OP_CLASS[s.op] == "gemm":
-            by_gemm[s.weight_log2][grid].append(ratio)
+        by_class["gemm"][grid].append(ratio)
+        by_gemm[s.weight_log2][grid].append(ratio)
 
     def table(cells: dict[int, list[float]]) -> list[float] | None:
         known = {g: float(np.median(v)) for g, v in cells.items()}
@@ -132,77 +175,95 @@ def fit(samples: list[Sample]) -> dict:
         xs = sorted(known)
         return [round(float(np.interp(g, xs, [known[x] for x in xs])), 6) for g in TOKEN_GRID]
 
-    classes = {cls: table(cells) for cls, cells in sorted(by_class.items())}
-    gemm = {str(w): table(cells) for w, cells in sorted(by_gemm.items())}
-    # Memory-bound element-wise operators: a fixed launch cost plus bytes at an effective
-    # bandwidth, fitted by least squares on relative error (fits across models far better
-    # than a roofline fraction, which is ill-defined when the fixed cost dominates).
-    def lines(picked_samples: list[Sample]) -> dict[str, list[float]]:
-        out = {}
-        for cls in ("norm", "rope", "act", "embedding"):
-            picked = [s for s in picked_samples if OP_CLASS[s.op] == cls]
-            if len(picked) >= 2:
-                x = np.array([s.nbytes for s in picked])
-                y = np.array([s.measured_ns for s in picked], dtype=float)
-                slope, fixed = np.polyfit(x, y, 1, w=1 / y)
-                # Six significant digits keep the committed tables stable across BLAS builds.
-                out[cls] = [float(f"{max(fixed, 0.0):.6g}"), float(f"{max(slope, 0.0):.6g}")]
-        return out
+    def lines(picked: list[Sample]) -> dict[str, list[float]]:
+        fitted = {cls: _line([s for s in picked if OP_CLASS[s.op] == cls])
+                  for cls in ELEMENTWISE}
+        return {cls: line for cls, line in fitted.items() if line is not None}
 
-    # Element-wise kernels differ by model family (RMSNorm in Llama is several unfused
-    # kernels, PhiMoE's LayerNorm one fused kernel): lines per family, pooled as a fallback.
+    fallback = fallback or {}
     families = sorted({s.family for s in samples if s.family})
     return {"token_log2_grid": TOKEN_GRID,
-            "classes": {k: v for k, v in classes.items() if v},
-            "gemm_by_weight_log2": {k: v for k, v in gemm.items() if v},
-            "linear_ns": lines(samples),
-            "linear_ns_by_family": {f: lines([s for s in samples if s.family == f])
-                                    for f in families}}
+            "classes": {k: v for k, v in {"gemm": table(by_class["gemm"])}.items() if v}
+            or fallback.get("classes", {}),
+            "gemm_by_weight_log2": {str(w): t for w, cells in sorted(by_gemm.items())
+                                    if (t := table(cells))},
+            "elementwise": fallback.get("elementwise", {}) | lines(samples),
+            "elementwise_by_family": {f: lines([s for s in samples if s.family == f])
+                                      for f in families}}
 
 
 def predict_ns(calibration: dict, op: str, tokens: int, weight: int, ideal_ns: float,
-               nbytes: float, family: str = "") -> float:
+               launches: int, family: str = "") -> float:
     """Calibrated latency of one operator call (element-wise lines of the model's family when
     that family was profiled on this hardware)."""
-    line = calibration.get("linear_ns_by_family", {}).get(family, {}).get(OP_CLASS[op]) \
-        or calibration.get("linear_ns", {}).get(OP_CLASS[op])
-    if line is not None:
-        return line[0] + line[1] * nbytes
-    return ideal_ns / ratio(calibration, op, tokens, weight)
+    cls = OP_CLASS[op]
+    if cls in ELEMENTWISE:
+        line = calibration["elementwise_by_family"].get(family, {}).get(cls) \
+            or calibration["elementwise"][cls]
+        return line[0] * launches + line[1] * ideal_ns
+    return ideal_ns / ratio(calibration, tokens, weight)
 
 
-def ratio(calibration: dict, op: str, tokens: int, weight: int) -> float:
-    """Achieved roofline fraction for an operator call, interpolated in log2(tokens)."""
+def ratio(calibration: dict, tokens: int, weight: int) -> float:
+    """Achieved roofline fraction of a matrix multiply, interpolated in log2(tokens) and
+    between the nearest profiled weight sizes."""
     grid = calibration["token_log2_grid"]
     x = math.log2(max(tokens, 1))
-    row = calibration["gemm_by_weight_log2"].get(str(weight)) if OP_CLASS[op] == "gemm" else None
-    if row is None:
-        row = calibration["classes"][OP_CLASS[op]]
-    return max(float(np.interp(x, grid, row)), 1e-6)
+    rows = {int(w): row for w, row in calibration["gemm_by_weight_log2"].items()}
+    if not rows:
+        return max(float(np.interp(x, grid, calibration["classes"]["gemm"])), 1e-6)
+    sizes = sorted(rows)
+    at = [float(np.interp(x, grid, rows[w])) for w in sizes]
+    return max(float(np.interp(weight, sizes, at)), 1e-6)
 
 
-def leave_one_model_out(samples: list[Sample]) -> list[tuple[str, str, float, float]]:
-    """(held-out model, op class, median per-layer error, median block-sum error) rows."""
+def iteration_ops(model: ModelConfig, tp: int, tokens: int) -> list[tuple[str, int, int]]:
+    """(operator, tokens, calls) of one iteration over `tokens` tokens on one rank, without
+    attention: embedding, L blocks, experts under even routing, final norm and lm_head."""
+    template = (moe_template if model.is_moe else dense_template)(False, tp)
+    calls = [(op, tokens, 1) for op in template.pre_ops + template.post_ops]
+    calls += [(op, tokens, model.num_layers) for op in template.compute_block_ops]
+    if model.is_moe:
+        routed = max(1, round(tokens * model.experts_per_token / model.num_experts))
+        per_rank = math.ceil(model.num_experts / tp)
+        calls += [(row, routed, model.num_layers * per_rank)
+                  for row in ("expert.w1", "expert.w2", "expert.w3")]
+    return calls
+
+
+def leave_one_model_out(samples: list[Sample], pooled: list[Sample] | None = None
+                        ) -> list[tuple[str, str, float, float]]:
+    """(held-out model, op class, median per-layer error, median iteration error) rows.
+
+    The held-out model is absent from the fit and from its fallback (`pooled`: samples of
+    other hardware, for operator classes this hardware saw only in the held-out model)."""
     rows = []
     for held in sorted({s.model for s in samples}):
         train = [s for s in samples if s.model != held]
         test = [s for s in samples if s.model == held]
         if not train:
             continue
-        cal = fit(train)
-        predicted = [predict_ns(cal, s.op, s.tokens, s.weight_log2, s.ideal_ns, s.nbytes,
-                                s.family) for s in test]
-        errors = [abs(p / s.measured_ns - 1) for p, s in zip(predicted, test, strict=True)]
+        others = [s for s in pooled or () if s.model != held]
+        cal = fit(train, fit(others) if others else None)
+        predicted = {(s.tp, s.op, s.tokens): predict_ns(cal, s.op, s.tokens, s.weight_log2,
+                                                         s.ideal_ns, s.launches, s.family)
+                     for s in test}
+        measured = {(s.tp, s.op, s.tokens): s.measured_ns for s in test}
+        errors = {key: abs(predicted[key] / measured[key] - 1) for key in measured}
         for cls in CLASSES:
-            picked = [e for e, s in zip(errors, test, strict=True) if OP_CLASS[s.op] == cls]
+            picked = [e for key, e in errors.items() if OP_CLASS[key[1]] == cls]
             if picked:
                 rows.append((held, cls, float(np.median(picked)), float("nan")))
-        sums: dict[tuple[int, int], list[float]] = defaultdict(lambda: [0.0, 0.0])
-        for p, s in zip(predicted, test, strict=True):
-            sums[(s.tp, s.tokens)][0] += p
-            sums[(s.tp, s.tokens)][1] += s.measured_ns
-        block = float(np.median([abs(a / b - 1) for a, b in sums.values()]))
-        rows.append((held, "all", float(np.median(errors)), block))
+        model = load_model_config(held, MODEL_CONFIG_DIR)
+        iteration = []
+        for tp, tokens in sorted({(s.tp, s.tokens) for s in test}):
+            keys = [((tp, op, t), n) for op, t, n in iteration_ops(model, tp, tokens)]
+            if all(key in measured for key, _ in keys):
+                guess = sum(predicted[key] * n for key, n in keys)
+                truth = sum(measured[key] * n for key, n in keys)
+                iteration.append(abs(guess / truth - 1))
+        rows.append((held, "all", float(np.median(list(errors.values()))),
+                     float(np.median(iteration)) if iteration else float("nan")))
     return rows
 
 
@@ -223,23 +284,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=CALIBRATION_DIR)
     p.add_argument("--report", action="store_true")
     args = p.parse_args(argv)
-    pooled = []
+    by_hardware = load_all_samples(args.perf_models)
+    pooled = [s for samples in by_hardware.values() for s in samples]
+    generic = fit(pooled)
     args.out.mkdir(parents=True, exist_ok=True)
-    for folder in sorted(d for d in args.perf_models.iterdir() if d.is_dir()):
-        if folder.name.lower().startswith("tpu"):
-            continue  # fused TPU kernels do not map onto the GPU operator classes
-        samples = load_samples(args.perf_models, folder.name)
-        if not samples:
-            continue
-        pooled += samples
-        cal = fit(samples)
-        (args.out / f"{folder.name}.json").write_text(json.dumps(cal, indent=1) + "\n")
+    (args.out / "generic.json").write_text(json.dumps(generic, indent=1) + "\n")
+    for hardware, samples in by_hardware.items():
+        cal = fit(samples, generic)
+        (args.out / f"{hardware}.json").write_text(json.dumps(cal, indent=1) + "\n")
         if args.report:
-            print(f"{folder.name}: leave-one-model-out median |error|")
-            for held, cls, layer, block in leave_one_model_out(samples):
-                extra = "" if math.isnan(block) else f"   block sum {block:6.3f}"
+            print(f"{hardware}: leave-one-model-out median |error|")
+            for held, cls, layer, whole in leave_one_model_out(samples, pooled):
+                extra = "" if math.isnan(whole) else f"   iteration {whole:6.3f}"
                 print(f"  {held:35} {cls:10} per layer {layer:6.3f}{extra}")
-    (args.out / "generic.json").write_text(json.dumps(fit(pooled), indent=1) + "\n")
     return 0
 
 

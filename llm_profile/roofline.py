@@ -1,7 +1,7 @@
 """Roofline PerfModel: operator latency from FLOPs, bytes and a hardware spec sheet.
 
 time = max(FLOPs / (peak × compute efficiency), bytes / (bandwidth × memory efficiency))
-       + a fixed per-operator overhead (kernel launches of an eager serving stack).
+       + a fixed overhead (per kernel launch of an eager serving stack, see `op_recipes`).
 With a calibration table (`llm_profile/calibration/*.json`, fitted by `llm_profile.calibrate`
 against measured profiles) the efficiency of every non-attention operator follows the table;
 without one, the per-class constants below apply (read off the RTX A6000 and H100 profiles; a
@@ -22,20 +22,22 @@ from llm_profile.perf_model import AttentionBatch, PerfModel
 
 @dataclass(frozen=True, slots=True)
 class Efficiency:
-    """Achieved fraction of peak, fixed overhead (ns) per operator class, and GEMM tile rows."""
+    """Achieved fraction of peak and fixed overhead (ns; per launch for element-wise classes,
+    per call for GEMMs and the MoE router) per operator class, and GEMM tile rows."""
 
     gemm_compute: float = 0.72
     gemm_memory: float = 0.93
     gemm_overhead_ns: float = 3000.0
     gemm_tile: float = 128.0
-    norm_memory: float = 0.09
-    norm_overhead_ns: float = 16000.0
-    rope_memory: float = 0.12
-    rope_overhead_ns: float = 24000.0
-    act_memory: float = 0.55
-    act_overhead_ns: float = 4000.0
-    embedding_memory: float = 0.44
-    embedding_overhead_ns: float = 2500.0
+    router_overhead_ns: float = 50000.0
+    norm_memory: float = 0.83
+    norm_overhead_ns: float = 2000.0
+    rope_memory: float = 0.75
+    rope_overhead_ns: float = 3000.0
+    act_memory: float = 1.0
+    act_overhead_ns: float = 900.0
+    embedding_memory: float = 0.41
+    embedding_overhead_ns: float = 4700.0
     attn_compute: float = 0.45
     attn_memory: float = 0.85
     attn_overhead_ns: float = 8000.0
@@ -95,11 +97,11 @@ class RooflinePerfModel(PerfModel):
         cls = OP_CLASS.get(layer)
         if cls is None:
             raise KeyError(f"the roofline model has no operator '{layer}'")
-        flops, nbytes = work(self.model, layer, t, self.tp, self.fp)
+        w = work(self.model, layer, t, self.tp, self.fp)
         if self.calibration is not None:
-            ideal = max(flops / self.flops_per_ns, nbytes / self.bytes_per_ns)
+            ideal = max(w.flops / self.flops_per_ns, w.nbytes / self.bytes_per_ns)
             weight = weight_log2(self.model, layer, self.tp)
-            return max(1, int(predict_ns(self.calibration, layer, t, weight, ideal, nbytes,
+            return max(1, int(predict_ns(self.calibration, layer, t, weight, ideal, w.launches,
                                          self.model.model_type)))
         e = self.eff
         if cls == "gemm":
@@ -108,10 +110,13 @@ class RooflinePerfModel(PerfModel):
             # measured profiles step up at 129, 257, 385 … tokens).
             tile = e.gemm_tile
             padded = t if t <= tile else math.ceil(t / tile) * tile
-            return self._roof(flops * padded / t, nbytes, e.gemm_compute, e.gemm_memory,
+            return self._roof(w.flops * padded / t, w.nbytes, e.gemm_compute, e.gemm_memory,
                               e.gemm_overhead_ns)
+        if cls == "router":
+            return self._roof(w.flops, w.nbytes, e.gemm_compute, e.gemm_memory,
+                              e.router_overhead_ns)
         memory_eff, overhead = self._memory_bound[cls]
-        return self._roof(0.0, nbytes, 1.0, memory_eff, overhead)
+        return self._roof(0.0, w.nbytes, 1.0, memory_eff, overhead * w.launches)
 
     def attention_ns(self, batch: AttentionBatch) -> int:
         """Prefill part (compute-heavy) plus decode part (KV reads), one layer, one rank."""

@@ -6,7 +6,12 @@ import json
 
 import pytest
 
-from llm_profile.calibrate import CALIBRATION_DIR, fit, leave_one_model_out, load_samples
+from llm_profile.calibrate import (
+    CALIBRATION_DIR,
+    fit,
+    leave_one_model_out,
+    load_all_samples,
+)
 from llm_profile.factory import make_perf_model
 from llm_profile.hardware_catalog import load_hardware
 from llm_profile.roofline import RooflinePerfModel
@@ -14,23 +19,30 @@ from tests.conftest import DATA, needs_data
 from tests.test_memory_model import LLAMA8B
 
 
-@needs_data
-@pytest.mark.parametrize("hardware", ["A6000", "H100", "RTX3090"])
-def test_committed_tables_are_what_the_fit_produces(hardware):
-    committed = json.loads((CALIBRATION_DIR / f"{hardware}.json").read_text())
-    fitted = json.loads(json.dumps(fit(load_samples(DATA / "perf_models", hardware))))
-    assert fitted == committed
+@pytest.fixture(scope="module")
+def samples():
+    return load_all_samples(DATA / "perf_models")
 
 
 @needs_data
-@pytest.mark.parametrize("hardware,held_out", [
-    ("H100", "meta-llama/Llama-3.1-70B"), ("H100", "meta-llama/Llama-3.1-8B"),
-    ("H100", "mistralai/Mixtral-8x7B-v0.1"), ("A6000", "meta-llama/Llama-3.1-8B")])
-def test_leave_one_model_out_error(hardware, held_out):
-    rows = leave_one_model_out(load_samples(DATA / "perf_models", hardware))
-    layer, block = next((layer, block) for held, cls, layer, block in rows
-                        if held == held_out and cls == "all")
-    assert layer <= 0.15 and block <= 0.10
+def test_committed_tables_are_what_the_fit_produces(samples):
+    generic = json.loads(json.dumps(fit([s for rows in samples.values() for s in rows])))
+    assert generic == json.loads((CALIBRATION_DIR / "generic.json").read_text())
+    for hardware in ("A6000", "H100", "RTX3090"):
+        committed = json.loads((CALIBRATION_DIR / f"{hardware}.json").read_text())
+        assert json.loads(json.dumps(fit(samples[hardware], generic))) == committed
+
+
+@needs_data
+@pytest.mark.parametrize("hardware", ["H100", "A6000"])
+def test_leave_one_model_out_error(samples, hardware):
+    """The issue's bar: median per-layer error <= 15 %, whole iteration <= 10 %, every model."""
+    pooled = [s for rows in samples.values() for s in rows]
+    rows = leave_one_model_out(samples[hardware], pooled)
+    overall = {held: (layer, whole) for held, cls, layer, whole in rows if cls == "all"}
+    assert len(overall) == {"H100": 3, "A6000": 2}[hardware]
+    for held, (layer, whole) in overall.items():
+        assert layer <= 0.15 and whole <= 0.10, held
 
 
 def test_uncalibrated_hardware_uses_the_generic_table(tmp_path):

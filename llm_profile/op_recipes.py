@@ -1,0 +1,67 @@
+"""How an eager PyTorch serving stack runs each memory-bound operator: launches and bytes.
+
+The measured profiles time Hugging Face-style eager modules, where one "layer" row can be
+several CUDA kernels. Counting those kernels and the bytes each one moves, per model family,
+lets a calibration fitted on one family predict another: Llama's RMSNorm upcasts to fp32 and
+runs eight kernels (36 bytes per element at 16 bits), PhiMoE's LayerNorm is one fused kernel
+(4 bytes per element), so the same effective bandwidth and per-launch cost serve both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from inference_serving.model_config import ModelConfig
+
+# Families whose decoder uses torch's fused LayerNorm; everything else (Llama, Mistral,
+# Mixtral, Qwen2/3 and their MoE variants) uses the unfused fp32 RMSNorm of transformers.
+LAYERNORM_FAMILIES = frozenset({"phimoe", "phi", "gpt2", "opt", "gpt_neox"})
+
+
+@dataclass(frozen=True, slots=True)
+class Recipe:
+    """Kernel launches of one operator call and bytes moved per element of its tensor."""
+
+    launches: int
+    bytes_per_element: float
+
+
+def norm_recipe(model: ModelConfig, fp: int) -> Recipe:
+    """RMSNorm: to fp32, pow, mean, add, rsqrt, mul, back to fp, × weight; or one LayerNorm."""
+    if model.model_type in LAYERNORM_FAMILIES:
+        return Recipe(1, 2 * fp)
+    # fp→fp32 (fp+4), pow (8), mean (4), × rsqrt (8), fp32→fp (4+fp), × weight (2fp).
+    return Recipe(8, 28 + 4 * fp)
+
+
+def recipe(model: ModelConfig, cls: str, fp: int) -> Recipe:
+    """Recipe of an element-wise operator class (`norm`, `rope`, `act`, `embedding`, `router`)."""
+    if cls == "norm":
+        return norm_recipe(model, fp)
+    if cls == "rope":
+        # q·cos, −half, cat, rotated·sin, add (2 + 1 + 2 + 2 + 3 passes), for q and for k.
+        return Recipe(10, 10 * fp)
+    if cls == "act":
+        return Recipe(2, 5 * fp)  # SiLU (read, write) then × up (two reads, one write)
+    if cls == "embedding":
+        return Recipe(1, 2 * fp)  # gather: read a row, write it
+    if cls == "router":
+        # The router's GEMM plus its top-k bookkeeping (softmax, top-k, renormalise, masks):
+        # one call's fixed cost is fitted as a whole, its bytes are the GEMM's.
+        return Recipe(1, float(fp))
+    raise KeyError(cls)
+
+
+def elements(model: ModelConfig, cls: str, tokens: int, tp: int) -> int:
+    """Elements of the tensor an element-wise operator streams on one TP rank."""
+    if cls in ("norm", "embedding"):
+        return tokens * model.hidden_size
+    if cls == "rope":
+        return tokens * (model.q_dim + model.kv_dim) // tp
+    if cls == "act":
+        width = model.intermediate_size if model.is_moe else model.intermediate_size // tp
+        return tokens * width
+    if cls == "router":
+        experts = max(model.num_experts, 1)
+        return tokens * model.hidden_size + model.hidden_size * experts + tokens * experts
+    raise KeyError(cls)
