@@ -1,10 +1,12 @@
 """Fit roofline efficiency tables to measured profiles; report leave-one-model-out errors.
 
-For every operator class the achieved fraction of the pure roofline time,
-r = max(FLOPs / peak, bytes / bandwidth) / measured, is tabulated against log2(tokens) (and,
-for matrix multiplies, also against log2 of the weight-matrix size); medians per cell. The
-tables are written to `llm_profile/calibration/<hardware>.json`, plus `generic.json` pooled
-over all profiled GPUs for hardware nobody has profiled.
+Matrix multiplies: the achieved fraction of the pure roofline time,
+r = max(FLOPs / peak, bytes / bandwidth) / measured, tabulated against log2(tokens) and log2
+of the weight-matrix size (medians per cell). Element-wise operators and the MoE router: a
+cost per kernel launch plus the roofline memory time over an efficiency, with launches and
+bytes from `op_recipes`. The tables are written to `llm_profile/calibration/<hardware>.json`,
+plus `generic.json` pooled over all profiled GPUs for hardware nobody has profiled (and for
+operator classes a hardware's profiles lack).
 
     python -m llm_profile.calibrate --perf-models ../shared/data/perf_models [--report]
 """
@@ -158,15 +160,13 @@ def fit(samples: list[Sample], fallback: dict | None = None) -> dict:
     plus the roofline memory time over an effective efficiency, pooled over families through
     `op_recipes` and also per family (used when the model's family was profiled here).
     """
-    by_class: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
-    by_gemm: dict[int, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    pooled: dict[int, list[float]] = defaultdict(list)
+    by_weight: dict[int, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for s in samples:
-        if OP_CLASS[s.op] != "gemm":
-            continue
-        grid = round(math.log2(s.tokens))
-        ratio = s.ideal_ns / s.measured_ns
-        by_class["gemm"][grid].append(ratio)
-        by_gemm[s.weight_log2][grid].append(ratio)
+        if OP_CLASS[s.op] == "gemm":
+            grid, ratio_ = round(math.log2(s.tokens)), s.ideal_ns / s.measured_ns
+            pooled[grid].append(ratio_)
+            by_weight[s.weight_log2][grid].append(ratio_)
 
     def table(cells: dict[int, list[float]]) -> list[float] | None:
         known = {g: float(np.median(v)) for g, v in cells.items()}
@@ -181,12 +181,12 @@ def fit(samples: list[Sample], fallback: dict | None = None) -> dict:
         return {cls: line for cls, line in fitted.items() if line is not None}
 
     fallback = fallback or {}
+    gemm = table(pooled)
+    weights = {str(w): t for w, cells in sorted(by_weight.items()) if (t := table(cells))}
     families = sorted({s.family for s in samples if s.family})
     return {"token_log2_grid": TOKEN_GRID,
-            "classes": {k: v for k, v in {"gemm": table(by_class["gemm"])}.items() if v}
-            or fallback.get("classes", {}),
-            "gemm_by_weight_log2": {str(w): t for w, cells in sorted(by_gemm.items())
-                                    if (t := table(cells))},
+            "classes": {"gemm": gemm} if gemm else fallback.get("classes", {}),
+            "gemm_by_weight_log2": weights or fallback.get("gemm_by_weight_log2", {}),
             "elementwise": fallback.get("elementwise", {}) | lines(samples),
             "elementwise_by_family": {f: lines([s for s in samples if s.family == f])
                                       for f in families}}
