@@ -6,11 +6,16 @@ import json
 
 import pytest
 
+from inference_serving.model_config import ModelConfig
 from llm_profile.calibrate import (
     CALIBRATION_DIR,
+    OpWork,
     fit,
+    iteration_ops,
     leave_one_model_out,
     load_all_samples,
+    predict_ns,
+    work,
 )
 from llm_profile.factory import make_perf_model
 from llm_profile.hardware_catalog import load_hardware
@@ -51,3 +56,48 @@ def test_uncalibrated_hardware_uses_the_generic_table(tmp_path):
     plain = RooflinePerfModel(LLAMA8B, load_hardware("B200"), 1)
     # Both models stay in the same order of magnitude for a large GEMM.
     assert 0.3 < perf.layer_ns("gate_proj", 2048) / plain.layer_ns("gate_proj", 2048) < 3
+
+
+PHI = ModelConfig("microsoft/Phi-mini-MoE-instruct", 4096, 32, 32, 8, 960, 32064, 4096,
+                  num_experts=16, experts_per_token=2, model_type="phimoe")
+
+
+def test_recipes_count_the_eager_kernels_and_their_bytes():
+    # Llama RMSNorm at 16 bits: 8 kernels, (2+4) + 8 + 4 + 8 + (4+2) + 4 = 36 B per element.
+    assert work(LLAMA8B, "input_layernorm", 2048, 1, 2) == OpWork(0.0, 2048 * 4096 * 36, 8)
+    # PhiMoE LayerNorm: one fused kernel reading and writing each element once.
+    assert work(PHI, "input_layernorm", 2048, 1, 2) == OpWork(0.0, 2048 * 4096 * 4, 1)
+    # Rope on q and k of one TP2 rank: (4096 + 1024) / 2 columns, 10 passes of 2 bytes.
+    assert work(LLAMA8B, "rope", 16, 2, 2) == OpWork(0.0, 16 * 2560 * 20, 10)
+    # SiLU then × up over the rank's FFN slice; experts keep their whole width under TP.
+    assert work(LLAMA8B, "act_fn", 8, 2, 2) == OpWork(0.0, 8 * 7168 * 10, 2)
+    assert work(PHI, "act_fn", 8, 2, 2) == OpWork(0.0, 8 * 960 * 10, 2)
+    # Router: the 4096 × 16 GEMM's FLOPs and bytes, one call.
+    assert work(PHI, "gate", 4, 1, 2) == OpWork(2.0 * 4 * 4096 * 16,
+                                                 (4 * 4096 + 4096 * 16 + 4 * 16) * 2, 1)
+
+
+def test_prediction_worked_numbers():
+    calibration = {"token_log2_grid": [0, 11],
+                   "classes": {"gemm": [0.5, 0.5]},
+                   "gemm_by_weight_log2": {"20": [0.2, 0.4], "24": [0.6, 0.8]},
+                   "elementwise": {"norm": [1500.0, 1.25]},
+                   "elementwise_by_family": {"llama": {"norm": [2000.0, 1.0]}}}
+    # Element-wise: launches × ns per launch + inverse efficiency × roofline memory time.
+    assert predict_ns(calibration, "input_layernorm", 64, 0, 10_000.0, 8) == 1500 * 8 + 12_500
+    assert predict_ns(calibration, "input_layernorm", 64, 0, 10_000.0, 8, "llama") == 26_000
+    # GEMM: weight size 2^22 sits halfway between the 2^20 and 2^24 rows; at 2^5.5 tokens
+    # (half of the log2 grid) those rows give 0.3 and 0.7, so the fraction is 0.5.
+    assert predict_ns(calibration, "q_proj", round(2 ** 5.5), 22, 1000.0, 1) == \
+        pytest.approx(1000.0 / 0.5, rel=1e-2)
+    # Outside the profiled weight sizes the nearest row applies.
+    assert predict_ns(calibration, "q_proj", 2048, 30, 800.0, 1) == pytest.approx(1000.0)
+
+
+def test_iteration_counts_blocks_experts_and_head_once():
+    calls = {op: (t, n) for op, t, n in iteration_ops(PHI, 2, 256)}
+    assert calls["embedding"] == calls["lm_head"] == calls["final_layernorm"] == (256, 1)
+    assert calls["q_proj"] == calls["gate"] == (256, 32)
+    # 256 tokens × 2 of 16 experts = 32 tokens per expert; 8 experts per TP2 rank.
+    assert calls["expert.w1"] == calls["expert.w2"] == (32, 32 * 8)
+    assert "act_fn" not in calls and "attn" not in calls
