@@ -25,6 +25,7 @@ from inference_serving.errors import InputError
 from inference_serving.model_config import ModelConfig, load_model_config
 from inference_serving.outputs import write_atomic
 from inference_serving.paths import MODEL_CONFIG_DIR, PERF_MODELS_DIR
+from llm_profile.op_recipes import LAYERNORM_FAMILIES
 
 try:
     import torch
@@ -76,7 +77,21 @@ class _Timer:
 
 
 def _rms_norm(x, weight):
-    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * weight
+    # As transformers runs it (the kernels op_recipes counts): statistics in fp32.
+    h = x.to(torch.float32)
+    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + 1e-6)
+    return weight * h.to(x.dtype)
+
+
+def _layer_norm(x, weight):
+    return F.layer_norm(x, weight.shape, weight, weight)
+
+
+def _route(x, gate, top_k):
+    """MoE router: logits, softmax in fp32, top-k, renormalised weights (as in Mixtral)."""
+    probs = torch.softmax(F.linear(x, gate).to(torch.float32), dim=-1)
+    weights, experts = torch.topk(probs, top_k, dim=-1)
+    return (weights / weights.sum(-1, keepdim=True)).to(x.dtype), experts
 
 
 def _rope(q, k, cos, sin):
@@ -100,6 +115,7 @@ def layer_timings(model: ModelConfig, tp: int, tokens: list[int], device: str, d
     vocab = model.vocab_size // tp
     embed = weight(vocab, h)
     norm = torch.ones(h, device=device, dtype=dtype)
+    norm_fn = _layer_norm if model.model_type in LAYERNORM_FAMILIES else _rms_norm
     ops: dict[str, Callable] = {}
     w = {"q_proj": weight(qd, h), "k_proj": weight(kvd, h), "v_proj": weight(kvd, h),
          "o_proj": weight(h, qd), "lm_head": weight(vocab, h)}
@@ -122,9 +138,9 @@ def layer_timings(model: ModelConfig, tp: int, tokens: list[int], device: str, d
         ffn_width = model.intermediate_size if model.is_moe else model.intermediate_size // tp
         gate_out, up_out = weight(t, ffn_width), weight(t, ffn_width)
         ops = {"embedding": lambda ids=ids: F.embedding(ids, embed),
-               "input_layernorm": lambda x=x: _rms_norm(x, norm),
-               "post_layernorm": lambda x=x: _rms_norm(x, norm),
-               "final_layernorm": lambda x=x: _rms_norm(x, norm),
+               "input_layernorm": lambda x=x: norm_fn(x, norm),
+               "post_layernorm": lambda x=x: norm_fn(x, norm),
+               "final_layernorm": lambda x=x: norm_fn(x, norm),
                "rope": lambda q=q, k=k, c=cos, s=sin: _rope(q, k, c, s),
                "attn": lambda q=q, k=k: F.scaled_dot_product_attention(
                    q, k.repeat_interleave(heads // kv_heads, 1),
@@ -134,6 +150,8 @@ def layer_timings(model: ModelConfig, tp: int, tokens: list[int], device: str, d
             source = gate_out if name in ("down_proj", "expert.w2") else \
                 weight(t, qd) if name == "o_proj" else x
             ops[name] = lambda m=matrix, s=source: F.linear(s, m)
+        if model.is_moe:
+            ops["gate"] = lambda x=x: _route(x, w["gate"], model.experts_per_token)
         with torch.inference_mode():
             for name, fn in ops.items():
                 rows.append((name, t, int(statistics.median(timer(fn)))))

@@ -17,6 +17,13 @@ needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
 TINY = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
         "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 256,
         "max_position_embeddings": 4096}
+# A PhiMoE-style tiny model: LayerNorm instead of RMSNorm, a router and expert rows.
+TINY_MOE = TINY | {"model_type": "phimoe", "num_local_experts": 4, "num_experts_per_tok": 2}
+DENSE_ROWS = {"embedding", "input_layernorm", "q_proj", "k_proj", "v_proj", "rope", "attn",
+              "o_proj", "post_layernorm", "gate_proj", "up_proj", "act_fn", "down_proj",
+              "final_layernorm", "lm_head"}
+MOE_ROWS = DENSE_ROWS - {"gate_proj", "up_proj", "down_proj"} | {
+    "gate", "expert.w1", "expert.w2", "expert.w3"}
 
 
 def test_token_lists():
@@ -26,12 +33,14 @@ def test_token_lists():
 
 
 @needs_torch
-def test_tiny_cpu_profile_feeds_the_simulator(tmp_path):
+@pytest.mark.parametrize("config,expected", [(TINY, DENSE_ROWS), (TINY_MOE, MOE_ROWS)],
+                         ids=["dense", "moe"])
+def test_tiny_cpu_profile_feeds_the_simulator(tmp_path, config, expected):
     from llm_profile.profile import main
 
     configs = tmp_path / "configs"
     (configs / "test").mkdir(parents=True)
-    (configs / "test/tiny.json").write_text(json.dumps(TINY))
+    (configs / "test/tiny.json").write_text(json.dumps(config))
     out = tmp_path / "perf"
     assert main(["--model", "test/tiny", "--hardware", "CPU-test", "--tp", "1,2",
                  "--tokens", "1-64", "--prefill-chunks", "32,64", "--kv-lengths", "0,64",
@@ -41,8 +50,7 @@ def test_tiny_cpu_profile_feeds_the_simulator(tmp_path):
         with (out / f"CPU-test/test/tiny/tp{tp}/layers.csv").open() as handle:
             rows = list(csv.DictReader(handle))
         names = {r["layer_name"] for r in rows}
-        assert {"embedding", "q_proj", "k_proj", "v_proj", "rope", "attn", "o_proj",
-                "gate_proj", "up_proj", "act_fn", "down_proj", "lm_head"} <= names
+        assert names == expected
         assert all(int(r["latency(ns)"]) > 0 and r["tp_size"] == str(tp) for r in rows)
         assert len(rows) == len(names) * 64
     cluster = json.loads((REPO / "cluster_config/single_node_tp2_instance.json").read_text())
