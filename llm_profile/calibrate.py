@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from inference_serving.errors import InputError
-from inference_serving.iteration import dense_template, moe_template
+from inference_serving.iteration import EXPERT_ROWS, dense_template, moe_template
 from inference_serving.model_config import ModelConfig, load_model_config
 from inference_serving.paths import MODEL_CONFIG_DIR
 from llm_profile.hardware_catalog import load_hardware
@@ -164,9 +164,9 @@ def fit(samples: list[Sample], fallback: dict | None = None) -> dict:
     by_weight: dict[int, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for s in samples:
         if OP_CLASS[s.op] == "gemm":
-            grid, ratio_ = round(math.log2(s.tokens)), s.ideal_ns / s.measured_ns
-            pooled[grid].append(ratio_)
-            by_weight[s.weight_log2][grid].append(ratio_)
+            grid, fraction = round(math.log2(s.tokens)), s.ideal_ns / s.measured_ns
+            pooled[grid].append(fraction)
+            by_weight[s.weight_log2][grid].append(fraction)
 
     def table(cells: dict[int, list[float]]) -> list[float] | None:
         known = {g: float(np.median(v)) for g, v in cells.items()}
@@ -226,8 +226,7 @@ def iteration_ops(model: ModelConfig, tp: int, tokens: int) -> list[tuple[str, i
     if model.is_moe:
         routed = max(1, round(tokens * model.experts_per_token / model.num_experts))
         per_rank = math.ceil(model.num_experts / tp)
-        calls += [(row, routed, model.num_layers * per_rank)
-                  for row in ("expert.w1", "expert.w2", "expert.w3")]
+        calls += [(row, routed, model.num_layers * per_rank) for row in EXPERT_ROWS]
     return calls
 
 
@@ -245,10 +244,14 @@ def leave_one_model_out(samples: list[Sample], pooled: list[Sample] | None = Non
             continue
         others = [s for s in pooled or () if s.model != held]
         cal = fit(train, fit(others) if others else None)
-        predicted = {(s.tp, s.op, s.tokens): predict_ns(cal, s.op, s.tokens, s.weight_log2,
-                                                         s.ideal_ns, s.launches, s.family)
-                     for s in test}
-        measured = {(s.tp, s.op, s.tokens): s.measured_ns for s in test}
+        measured: dict[tuple[int, str, int], int] = {}
+        predicted: dict[tuple[int, str, int], float] = {}
+        for s in test:  # a duplicate key keeps its first row, as the simulator does
+            key = (s.tp, s.op, s.tokens)
+            if key not in measured:
+                measured[key] = s.measured_ns
+                predicted[key] = predict_ns(cal, s.op, s.tokens, s.weight_log2, s.ideal_ns,
+                                            s.launches, s.family)
         errors = {key: abs(predicted[key] / measured[key] - 1) for key in measured}
         for cls in CLASSES:
             picked = [e for key, e in errors.items() if OP_CLASS[key[1]] == cls]
