@@ -137,8 +137,9 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
             one_shot = options.astra_sim_bin and options.astra_sim_dialect == "upstream"
             timer_cls = ExternalIterationTimer if one_shot else IterationTimer
             tpu = is_tpu(spec.hardware)
-            template = moe_template(tpu, spec.tp, options.moe_combine_alltoall) \
-                if model.is_moe else dense_template(tpu, spec.tp)
+            template = moe_template(tpu, spec.tp, options.moe_combine_alltoall,
+                                    model.qk_norm) \
+                if model.is_moe else dense_template(tpu, spec.tp, model.qk_norm)
             timer = timer_cls(model, perf, template,
                                    spec.tp, options.fp_bytes, node.cpu_mem,
                                    _collectives(cluster, spec, options.network_backend),

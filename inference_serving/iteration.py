@@ -79,24 +79,30 @@ class OpTemplate:
         return EXPERTS in self.block_ops
 
 
-def dense_template(tpu: bool, tp: int) -> OpTemplate:
-    """Llama-style block (serving.md §6.2); TPU profiles fold rope into attention."""
+def _projections(tpu: bool, qk_norm: bool) -> tuple[str, ...]:
+    """Q/K/V projections, the per-head q/k norm of Qwen3-style models, then rope (which TPU
+    profiles fold into attention)."""
+    return ("q_proj", "k_proj", "v_proj", *(("qk_norm",) if qk_norm else ()),
+            *(() if tpu else ("rope",)))
+
+
+def dense_template(tpu: bool, tp: int, qk_norm: bool = False) -> OpTemplate:
+    """Llama-style block (serving.md §6.2)."""
     reduce = (ALLREDUCE,) if tp > 1 else ()
-    block = ("input_layernorm", "q_proj", "k_proj", "v_proj", *(() if tpu else ("rope",)),
-             ATTENTION, "o_proj", *reduce, "post_layernorm", "gate_proj", "up_proj", "act_fn",
-             "down_proj", *reduce)
+    block = ("input_layernorm", *_projections(tpu, qk_norm), ATTENTION, "o_proj", *reduce,
+             "post_layernorm", "gate_proj", "up_proj", "act_fn", "down_proj", *reduce)
     return OpTemplate(pre_ops=("embedding",), block_ops=block,
                       post_ops=("final_layernorm", "lm_head"))
 
 
-def moe_template(tpu: bool, tp: int, combine_alltoall: bool = True) -> OpTemplate:
+def moe_template(tpu: bool, tp: int, combine_alltoall: bool = True,
+                 qk_norm: bool = False) -> OpTemplate:
     """MoE block (serving.md §6.2, §7): router `gate`, token dispatch, expert rows, combine."""
     reduce = (ALLREDUCE,) if tp > 1 else ()
     dispatch = (ALLTOALL,) if tp > 1 else ()
     combine = (ALLTOALL,) if tp > 1 and combine_alltoall else ()
-    block = ("input_layernorm", "q_proj", "k_proj", "v_proj", *(() if tpu else ("rope",)),
-             ATTENTION, "o_proj", *reduce, "post_layernorm", "gate", *dispatch, EXPERTS,
-             *combine)
+    block = ("input_layernorm", *_projections(tpu, qk_norm), ATTENTION, "o_proj", *reduce,
+             "post_layernorm", "gate", *dispatch, EXPERTS, *combine)
     return OpTemplate(pre_ops=("embedding",), block_ops=block,
                       post_ops=("final_layernorm", "lm_head"))
 

@@ -8,6 +8,10 @@ from pathlib import Path
 
 from inference_serving.errors import InputError
 
+# Families whose attention normalises each query and key head (RMSNorm over head_dim) before
+# rope: Qwen3's q_norm / k_norm.
+QK_NORM_FAMILIES = frozenset({"qwen3", "qwen3_moe"})
+
 
 @dataclass(frozen=True, slots=True)
 class ModelConfig:
@@ -25,6 +29,11 @@ class ModelConfig:
     experts_per_token: int = 1
     model_type: str = ""
     explicit_head_dim: int = 0  # HF `head_dim` when it is not hidden / heads (Qwen3)
+
+    @property
+    def qk_norm(self) -> bool:
+        """True when attention normalises every query and key head (Qwen3)."""
+        return self.model_type in QK_NORM_FAMILIES
 
     @property
     def is_moe(self) -> bool:

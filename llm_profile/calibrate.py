@@ -36,7 +36,7 @@ CLASSES = {
     "gemm": ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
              "lm_head", "expert.w1", "expert.w2", "expert.w3"),
     "router": ("gate",),
-    "norm": ("input_layernorm", "post_layernorm", "final_layernorm"),
+    "norm": ("input_layernorm", "post_layernorm", "final_layernorm", "qk_norm"),
     "rope": ("rope",),
     "act": ("act_fn",),
     "embedding": ("embedding",),
@@ -86,10 +86,10 @@ def work(model: ModelConfig, op: str, tokens: int, tp: int, fp: int) -> OpWork:
     if cls == "gemm":
         k, n = gemm_shape(model, op, tp)
         return OpWork(2.0 * tokens * k * n, float((k * n + tokens * k + tokens * n) * fp), 1)
-    rec = recipe(model, cls, fp)
+    rec = recipe(model, op, fp)
     flops = 2.0 * tokens * model.hidden_size * max(model.num_experts, 1) \
         if cls == "router" else 0.0
-    return OpWork(flops, elements(model, cls, tokens, tp) * rec.bytes_per_element, rec.launches)
+    return OpWork(flops, elements(model, op, tokens, tp) * rec.bytes_per_element, rec.launches)
 
 
 def weight_log2(model: ModelConfig, op: str, tp: int) -> int:
@@ -220,7 +220,8 @@ def ratio(calibration: dict, tokens: int, weight: int) -> float:
 def iteration_ops(model: ModelConfig, tp: int, tokens: int) -> list[tuple[str, int, int]]:
     """(operator, tokens, calls) of one iteration over `tokens` tokens on one rank, without
     attention: embedding, L blocks, experts under even routing, final norm and lm_head."""
-    template = (moe_template if model.is_moe else dense_template)(False, tp)
+    template = moe_template(False, tp, qk_norm=model.qk_norm) if model.is_moe \
+        else dense_template(False, tp, model.qk_norm)
     calls = [(op, tokens, 1) for op in template.pre_ops + template.post_ops]
     calls += [(op, tokens, model.num_layers) for op in template.compute_block_ops]
     if model.is_moe:

@@ -5,6 +5,8 @@ several CUDA kernels. Counting those kernels and the bytes each one moves, per m
 lets a calibration fitted on one family predict another: Llama's RMSNorm upcasts to fp32 and
 runs eight kernels (36 bytes per element at 16 bits), PhiMoE's LayerNorm is one fused kernel
 (4 bytes per element), so the same effective bandwidth and per-launch cost serve both.
+Qwen3's per-head q/k norms (`qk_norm`, not in the existing tool's layer list) are two more
+RMSNorms over the query and key heads.
 """
 
 from __future__ import annotations
@@ -34,34 +36,41 @@ def norm_recipe(model: ModelConfig, fp: int) -> Recipe:
     return Recipe(8, 28 + 4 * fp)
 
 
-def recipe(model: ModelConfig, cls: str, fp: int) -> Recipe:
-    """Recipe of an element-wise operator class (`norm`, `rope`, `act`, `embedding`, `router`)."""
-    if cls == "norm":
+NORMS = ("input_layernorm", "post_layernorm", "final_layernorm")
+
+
+def recipe(model: ModelConfig, op: str, fp: int) -> Recipe:
+    """Recipe of a memory-bound operator (norms, `qk_norm`, `rope`, `act_fn`, `embedding`,
+    the MoE router `gate`)."""
+    if op in NORMS:
         return norm_recipe(model, fp)
-    if cls == "rope":
+    if op == "qk_norm":  # one RMSNorm over the query heads, one over the key heads
+        norm = norm_recipe(model, fp)
+        return Recipe(2 * norm.launches, norm.bytes_per_element)
+    if op == "rope":
         # q·cos, −half, cat, rotated·sin, add (2 + 1 + 2 + 2 + 3 passes), for q and for k.
         return Recipe(10, 10 * fp)
-    if cls == "act":
+    if op == "act_fn":
         return Recipe(2, 5 * fp)  # SiLU (read, write) then × up (two reads, one write)
-    if cls == "embedding":
+    if op == "embedding":
         return Recipe(1, 2 * fp)  # gather: read a row, write it
-    if cls == "router":
+    if op == "gate":
         # The router's GEMM plus its top-k bookkeeping (softmax, top-k, renormalise, masks):
         # one call's fixed cost is fitted as a whole, its bytes are the GEMM's.
         return Recipe(1, float(fp))
-    raise KeyError(cls)
+    raise KeyError(op)
 
 
-def elements(model: ModelConfig, cls: str, tokens: int, tp: int) -> int:
-    """Elements of the tensor an element-wise operator streams on one TP rank."""
-    if cls in ("norm", "embedding"):
+def elements(model: ModelConfig, op: str, tokens: int, tp: int) -> int:
+    """Elements of the tensor a memory-bound operator streams on one TP rank."""
+    if op in NORMS or op == "embedding":
         return tokens * model.hidden_size
-    if cls == "rope":
+    if op in ("rope", "qk_norm"):
         return tokens * (model.q_dim + model.kv_dim) // tp
-    if cls == "act":
+    if op == "act_fn":
         width = model.intermediate_size if model.is_moe else model.intermediate_size // tp
         return tokens * width
-    if cls == "router":
+    if op == "gate":
         experts = max(model.num_experts, 1)
         return tokens * model.hidden_size + model.hidden_size * experts + tokens * experts
-    raise KeyError(cls)
+    raise KeyError(op)

@@ -116,6 +116,7 @@ def layer_timings(model: ModelConfig, tp: int, tokens: list[int], device: str, d
     embed = weight(vocab, h)
     norm = torch.ones(h, device=device, dtype=dtype)
     norm_fn = _layer_norm if model.model_type in LAYERNORM_FAMILIES else _rms_norm
+    head_norm = torch.ones(hd, device=device, dtype=dtype)
     ops: dict[str, Callable] = {}
     w = {"q_proj": weight(qd, h), "k_proj": weight(kvd, h), "v_proj": weight(kvd, h),
          "o_proj": weight(h, qd), "lm_head": weight(vocab, h)}
@@ -152,6 +153,8 @@ def layer_timings(model: ModelConfig, tp: int, tokens: list[int], device: str, d
             ops[name] = lambda m=matrix, s=source: F.linear(s, m)
         if model.is_moe:
             ops["gate"] = lambda x=x: _route(x, w["gate"], model.experts_per_token)
+        if model.qk_norm:
+            ops["qk_norm"] = lambda q=q, k=k: (norm_fn(q, head_norm), norm_fn(k, head_norm))
         with torch.inference_mode():
             for name, fn in ops.items():
                 rows.append((name, t, int(statistics.median(timer(fn)))))

@@ -21,6 +21,9 @@ from llm_profile.profile_tables import (
 
 PREFILL_HEADER = ("kv_cache_size", "prefill_chunk_size", "prediction")
 DECODE_HEADER = ("batch_size", "kv_cache_size", "prediction")
+# Operators outside the existing tool's layer list: a table without them (every table the
+# existing profiler wrote) has them priced by the fallback model instead of failing.
+OPTIONAL_OPS = frozenset({"qk_norm"})
 
 
 def _round_up(value: int, step: int) -> int:
@@ -60,12 +63,14 @@ class ProfiledPerfModel(PerfModel):
     GPU lookups are exact where measured, interpolated between measured token counts and
     extrapolated past them (with one warning per operator). TPU tables follow the existing
     simulator: nearest measured token count, and 1 ns for operators without rows.
+    `fallback` (the roofline) prices attention when no attention table exists and the
+    optional operators a table lacks.
     """
 
     name = "profiled"
 
     def __init__(self, directory: Path, tp: int, tpu: bool, warn: Callable[[str], None],
-                 attention_fallback: PerfModel | None = None, live_prediction: bool = False
+                 fallback: PerfModel | None = None, live_prediction: bool = False
                  ) -> None:
         self.directory = directory
         self.tpu = tpu
@@ -78,7 +83,7 @@ class ProfiledPerfModel(PerfModel):
         self.prefill_grid: Grid | None = None
         self.decode_grid: Grid | None = None
         self.raw: RawAttention | None = None
-        self._fallback = attention_fallback
+        self._fallback = fallback
         self.predictor = None
         pred = directory / "predictions"
         prefill_csv = pred / "attn_prefill_predictions.csv"
@@ -99,10 +104,10 @@ class ProfiledPerfModel(PerfModel):
         elif (directory / "attention.csv").is_file():
             self.raw = read_raw_attention(directory / "attention.csv")
             self.attention_source = "attention.csv"
-        elif attention_fallback is not None:
-            self.attention_source = f"{attention_fallback.name} (no attention table)"
+        elif fallback is not None:
+            self.attention_source = f"{fallback.name} (no attention table)"
             warn(f"no attention table in {directory}: attention latency comes from the "
-                 f"{attention_fallback.name} model")
+                 f"{fallback.name} model")
         else:
             raise InputError("no attention data", str(directory),
                              "add predictions/*.csv or attention.csv")
@@ -127,6 +132,10 @@ class ProfiledPerfModel(PerfModel):
         if curve is None:
             if self.tpu:
                 return 1
+            if layer in OPTIONAL_OPS and self._fallback is not None:
+                self._warn_once(layer, f"{layer}: no rows in {self.directory / 'layers.csv'}; "
+                                f"priced by the {self._fallback.name} model")
+                return self._fallback.layer_ns(layer, tokens)
             raise InputError(f"layers.csv has no rows for operator '{layer}'",
                              str(self.directory / "layers.csv"),
                              "profile that operator or use a complete table")

@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from astra_sim.chakra_et import CASYS_NUMBERING, read_et
+from inference_serving.model_config import load_model_config
+from inference_serving.paths import MODEL_CONFIG_DIR
 from tests.conftest import DATA, REPO, needs_data
-from tests.test_cli_errors import run_main
+from tests.test_cli_errors import run_main, write_trace
 
 EXAMPLE = "dataset/example_sharegpt_req100_rate10.jsonl"
 DEFAULT = ["--dataset", EXAMPLE, "--log-interval", "1.0"]
@@ -127,6 +130,27 @@ def test_tp2_and_two_instances_run(tmp_path):
     assert [r["instance id"] for r in rows] == sorted(r["instance id"] for r in rows)
     assert {int(r["request id"]) % 2 for r in rows if r["instance id"] == "1"} == {1}
     assert "Instance [1]" in stdout
+
+
+@pytest.mark.parametrize("name", ["Qwen/Qwen3-32B", "Qwen/Qwen3-30B-A3B"])
+def test_qwen3_runs_on_the_roofline_with_its_qk_norms(tmp_path, name):
+    cluster = json.loads((REPO / "cluster_config/single_node_tp2_instance.json").read_text())
+    instance = cluster["nodes"][0]["instances"][0]
+    instance.update(model_name=name, hardware="H100")
+    instance["npu_mem"].update(mem_size=80, mem_bw=3350)
+    path = tmp_path / "cluster.json"
+    path.write_text(json.dumps(cluster))
+    trace = write_trace(tmp_path / "t.jsonl", [json.dumps(
+        {"input_toks": 40 + i, "output_toks": 3, "arrival_time_ns": i * 1000}) for i in range(4)])
+    out, chakra = tmp_path / "out.csv", tmp_path / "chakra"
+    run_ok(["--cluster-config", str(path), "--dataset", str(trace), "--output", str(out),
+            "--check-invariants", "--export-chakra", str(chakra)])
+    assert len(read_rows(out)) == 4
+    first = sorted(chakra.iterdir())[0]
+    names = [node.name for node in read_et(first / "llm.0.et", CASYS_NUMBERING)[1]]
+    # One per-head q/k norm per layer, between the projections and rope.
+    layers = load_model_config(name, MODEL_CONFIG_DIR).num_layers
+    assert sum("qk_norm" in n for n in names) == layers
 
 
 REFERENCE = DATA / "reference_sim/examples/sharegpt_req100_rate10_llama_A6000_single.csv"

@@ -113,3 +113,29 @@ def test_gpu_table_interpolates_between_measured_points(tmp_path):
     assert perf.attention_ns(AttentionBatch((), (), (60, 68))) == 11
     # One 40-token prefill on 0 prior KV -> chunk key 64, kv key 0 -> 20.
     assert perf.attention_ns(AttentionBatch((40,), (0,), ())) == 20
+
+
+def test_optional_operator_missing_from_the_table_is_priced_by_the_fallback(tmp_path):
+    from inference_serving.model_config import load_model_config
+    from inference_serving.paths import MODEL_CONFIG_DIR
+    from llm_profile.hardware_catalog import load_hardware
+    from llm_profile.roofline import RooflinePerfModel
+
+    (tmp_path / "layers.csv").write_text("layer_name,input,kv_cache,tp_size,latency(ns)\n"
+                                         "q_proj,1,0,1,100\nq_proj,8,0,1,200\n")
+    (tmp_path / "attention.csv").write_text(
+        "prefill_chunk_size,kv_cache_size,batch_size,is_prefill,p50_ns\n"
+        "32,0,1,True,10\n0,64,1,False,5\n")
+    qwen = load_model_config("Qwen/Qwen3-32B", MODEL_CONFIG_DIR)
+    roofline = RooflinePerfModel(qwen, load_hardware("H100"), 1)
+    warnings: list[str] = []
+    perf = ProfiledPerfModel(tmp_path, 1, False, warnings.append, roofline)
+    assert perf.layer_ns("qk_norm", 8) == roofline.layer_ns("qk_norm", 8) > 0
+    perf.layer_ns("qk_norm", 4)
+    assert len(warnings) == 1 and "qk_norm" in warnings[0] and "roofline" in warnings[0]
+    # Operators of the existing layer list stay mandatory.
+    with pytest.raises(InputError, match="no rows for operator 'rope'"):
+        perf.layer_ns("rope", 8)
+    # Without a fallback the optional operator is an error naming the file too.
+    with pytest.raises(InputError, match="layers.csv"):
+        ProfiledPerfModel(tmp_path, 1, False, warnings.append).layer_ns("qk_norm", 8)

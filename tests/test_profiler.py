@@ -22,6 +22,8 @@ TINY_MOE = TINY | {"model_type": "phimoe", "num_local_experts": 4, "num_experts_
 DENSE_ROWS = {"embedding", "input_layernorm", "q_proj", "k_proj", "v_proj", "rope", "attn",
               "o_proj", "post_layernorm", "gate_proj", "up_proj", "act_fn", "down_proj",
               "final_layernorm", "lm_head"}
+# A Qwen3-style tiny model: explicit head_dim (q width 128 ≠ hidden 64) and per-head q/k norms.
+TINY_QWEN3 = TINY | {"model_type": "qwen3", "head_dim": 32}
 MOE_ROWS = DENSE_ROWS - {"gate_proj", "up_proj", "down_proj"} | {
     "gate", "expert.w1", "expert.w2", "expert.w3"}
 
@@ -33,8 +35,9 @@ def test_token_lists():
 
 
 @needs_torch
-@pytest.mark.parametrize("config,expected", [(TINY, DENSE_ROWS), (TINY_MOE, MOE_ROWS)],
-                         ids=["dense", "moe"])
+@pytest.mark.parametrize("config,expected", [
+    (TINY, DENSE_ROWS), (TINY_MOE, MOE_ROWS), (TINY_QWEN3, DENSE_ROWS | {"qk_norm"})],
+    ids=["dense", "moe", "qk-norm"])
 def test_tiny_cpu_profile_feeds_the_simulator(tmp_path, config, expected):
     from llm_profile.profile import main
 

@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 from inference_serving.errors import InputError
-from inference_serving.model_config import ModelConfig
+from inference_serving.iteration import dense_template
+from inference_serving.model_config import ModelConfig, load_model_config
+from inference_serving.paths import MODEL_CONFIG_DIR
 from llm_profile.hardware_catalog import CATALOGUE_DIR, known_hardware, load_hardware
 from llm_profile.perf_model import AttentionBatch
 from llm_profile.roofline import RooflinePerfModel
@@ -57,6 +59,18 @@ def test_compute_and_memory_bound_switch():
     compute = [2 * t * 16_777_216 / 111_456 + 3000 for t in (168, 169)]
     assert untiled.layer_ns("q_proj", 168) == int(memory[0]) > int(compute[0])
     assert untiled.layer_ns("q_proj", 169) == int(compute[1]) > int(memory[1])
+
+
+def test_qwen3_prices_its_per_head_qk_norms():
+    qwen = load_model_config("Qwen/Qwen3-32B", MODEL_CONFIG_DIR)
+    assert qwen.qk_norm and not LLAMA8B.qk_norm
+    block = dense_template(False, 2, qwen.qk_norm).block_ops
+    assert block[1:6] == ("q_proj", "k_proj", "v_proj", "qk_norm", "rope")
+    assert "qk_norm" not in dense_template(False, 2).block_ops
+    # 64 query + 8 key heads of 128 on TP2: 4,608 values per token, RMSNorm's 36 B each and
+    # 8 launches, twice: 16 · 4608 · 36 B / (768 × 0.83) B/ns = 4,163 ns, + 16 × 2,000 ns.
+    perf = RooflinePerfModel(qwen, A6000, tp=2)
+    assert perf.layer_ns("qk_norm", 16) == 4_163 + 32_000
 
 
 def test_tensor_parallelism_halves_sharded_ops_but_not_experts():
