@@ -231,43 +231,67 @@ def iteration_ops(model: ModelConfig, tp: int, tokens: int) -> list[tuple[str, i
     return calls
 
 
+def model_errors(cal: dict, test: list[Sample]) -> list[tuple[str, str, float, float]]:
+    """(model, op class, median per-layer error, median iteration error) rows of one
+    calibration predicting the samples of one model; class "all" carries the iteration error."""
+    measured: dict[tuple[int, str, int], int] = {}
+    predicted: dict[tuple[int, str, int], float] = {}
+    for s in test:  # a duplicate key keeps its first row, as the simulator does
+        key = (s.tp, s.op, s.tokens)
+        if key not in measured:
+            measured[key] = s.measured_ns
+            predicted[key] = predict_ns(cal, s.op, s.tokens, s.weight_log2, s.ideal_ns,
+                                        s.launches, s.family)
+    name = test[0].model
+    errors = {key: abs(predicted[key] / measured[key] - 1) for key in measured}
+    rows = []
+    for cls in CLASSES:
+        picked = [e for key, e in errors.items() if OP_CLASS[key[1]] == cls]
+        if picked:
+            rows.append((name, cls, float(np.median(picked)), float("nan")))
+    model = load_model_config(name, MODEL_CONFIG_DIR)
+    iteration = []
+    for tp, tokens in sorted({(s.tp, s.tokens) for s in test}):
+        keys = [((tp, op, t), n) for op, t, n in iteration_ops(model, tp, tokens)]
+        if all(key in measured for key, _ in keys):
+            guess = sum(predicted[key] * n for key, n in keys)
+            truth = sum(measured[key] * n for key, n in keys)
+            iteration.append(abs(guess / truth - 1))
+    rows.append((name, "all", float(np.median(list(errors.values()))),
+                 float(np.median(iteration)) if iteration else float("nan")))
+    return rows
+
+
 def leave_one_model_out(samples: list[Sample], pooled: list[Sample] | None = None
                         ) -> list[tuple[str, str, float, float]]:
-    """(held-out model, op class, median per-layer error, median iteration error) rows.
+    """`model_errors` rows of each model predicted by a fit without it.
 
     The held-out model is absent from the fit and from its fallback (`pooled`: samples of
     other hardware, for operator classes this hardware saw only in the held-out model)."""
     rows = []
     for held in sorted({s.model for s in samples}):
         train = [s for s in samples if s.model != held]
-        test = [s for s in samples if s.model == held]
         if not train:
             continue
         others = [s for s in pooled or () if s.model != held]
         cal = fit(train, fit(others) if others else None)
-        measured: dict[tuple[int, str, int], int] = {}
-        predicted: dict[tuple[int, str, int], float] = {}
-        for s in test:  # a duplicate key keeps its first row, as the simulator does
-            key = (s.tp, s.op, s.tokens)
-            if key not in measured:
-                measured[key] = s.measured_ns
-                predicted[key] = predict_ns(cal, s.op, s.tokens, s.weight_log2, s.ideal_ns,
-                                            s.launches, s.family)
-        errors = {key: abs(predicted[key] / measured[key] - 1) for key in measured}
-        for cls in CLASSES:
-            picked = [e for key, e in errors.items() if OP_CLASS[key[1]] == cls]
-            if picked:
-                rows.append((held, cls, float(np.median(picked)), float("nan")))
-        model = load_model_config(held, MODEL_CONFIG_DIR)
-        iteration = []
-        for tp, tokens in sorted({(s.tp, s.tokens) for s in test}):
-            keys = [((tp, op, t), n) for op, t, n in iteration_ops(model, tp, tokens)]
-            if all(key in measured for key, _ in keys):
-                guess = sum(predicted[key] * n for key, n in keys)
-                truth = sum(measured[key] * n for key, n in keys)
-                iteration.append(abs(guess / truth - 1))
-        rows.append((held, "all", float(np.median(list(errors.values()))),
-                     float(np.median(iteration)) if iteration else float("nan")))
+        rows += model_errors(cal, [s for s in samples if s.model == held])
+    return rows
+
+
+def leave_one_hardware_out(by_hardware: dict[str, list[Sample]]
+                           ) -> list[tuple[str, str, str, float, float]]:
+    """(hardware, *model_errors row) of each GPU predicted by the pooled fit of the others:
+    the error to expect on hardware nobody has profiled (the `generic.json` path)."""
+    rows = []
+    for hardware, samples in by_hardware.items():
+        others = [s for name, rows_ in by_hardware.items() if name != hardware for s in rows_]
+        if not others:
+            continue
+        cal = fit(others)
+        for model in sorted({s.model for s in samples}):
+            rows += [(hardware, *row) for row in
+                     model_errors(cal, [s for s in samples if s.model == model])]
     return rows
 
 
@@ -278,6 +302,11 @@ def load_calibration(hardware: str) -> dict | None:
         if path.is_file():
             return json.loads(path.read_text())
     return None
+
+
+def _report_line(model: str, cls: str, layer: float, whole: float) -> str:
+    extra = "" if math.isnan(whole) else f"   iteration {whole:6.3f}"
+    return f"  {model:35} {cls:10} per layer {layer:6.3f}{extra}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -298,9 +327,12 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / f"{hardware}.json").write_text(json.dumps(cal, indent=1) + "\n")
         if args.report:
             print(f"{hardware}: leave-one-model-out median |error|")
-            for held, cls, layer, whole in leave_one_model_out(samples, pooled):
-                extra = "" if math.isnan(whole) else f"   iteration {whole:6.3f}"
-                print(f"  {held:35} {cls:10} per layer {layer:6.3f}{extra}")
+            for row in leave_one_model_out(samples, pooled):
+                print(_report_line(*row))
+    if args.report:
+        print("leave-one-hardware-out (pooled fit of the other GPUs) median |error|")
+        for hardware, *row in leave_one_hardware_out(by_hardware):
+            print(f"  {hardware:8}" + _report_line(*row))
     return 0
 
 
