@@ -14,11 +14,11 @@ operator classes a hardware's profiles lack).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,9 +27,11 @@ import numpy as np
 from inference_serving.errors import InputError
 from inference_serving.iteration import EXPERT_ROWS, dense_template, moe_template
 from inference_serving.model_config import ModelConfig, load_model_config
+from inference_serving.outputs import write_atomic
 from inference_serving.paths import MODEL_CONFIG_DIR
-from llm_profile.hardware_catalog import load_hardware
+from llm_profile.hardware_catalog import is_known, load_hardware
 from llm_profile.op_recipes import elements, recipe
+from llm_profile.profile_tables import read_layers
 
 CALIBRATION_DIR = Path(__file__).resolve().parent / "calibration"
 CLASSES = {
@@ -67,7 +69,12 @@ class Sample:
     ideal_ns: float
     measured_ns: int
     launches: int
-    family: str = ""
+    config: ModelConfig
+
+    @property
+    def family(self) -> str:
+        """The model's `model_type` (selects per-family element-wise lines)."""
+        return self.config.model_type
 
 
 def gemm_shape(model: ModelConfig, op: str, tp: int) -> tuple[int, int]:
@@ -100,8 +107,11 @@ def weight_log2(model: ModelConfig, op: str, tp: int) -> int:
     return round(math.log2(k * n))
 
 
-def load_samples(root: Path, hardware: str, fp_bits: int = 16) -> list[Sample]:
-    """Every usable layers.csv row of one hardware folder."""
+def load_samples(root: Path, hardware: str, fp_bits: int = 16,
+                 configs: Path = MODEL_CONFIG_DIR,
+                 note: Callable[[str], None] = lambda msg: None) -> list[Sample]:
+    """Every layers.csv row of one hardware folder (first of a duplicate key); `note` hears of
+    models skipped for want of a config."""
     hw = load_hardware(hardware)
     flops_per_ns, bytes_per_ns = hw.peak_flops_per_ns(fp_bits), hw.mem_bytes_per_ns
     samples = []
@@ -109,29 +119,38 @@ def load_samples(root: Path, hardware: str, fp_bits: int = 16) -> list[Sample]:
         name = f"{path.parts[-4]}/{path.parts[-3]}"
         tp = int(path.parts[-2][2:])
         try:
-            model = load_model_config(name, MODEL_CONFIG_DIR)
-        except InputError:
+            model = load_model_config(name, configs)
+        except InputError as exc:
+            note(f"skipped {path}: {exc.what}")
             continue
-        with path.open() as handle:
-            for row in csv.DictReader(handle):
-                op = row["layer_name"]
-                if op not in OP_CLASS or int(row["tp_size"]) != tp:
-                    continue
-                tokens = int(row["input"])
+        for op, curve in read_layers(path, tp).items():
+            if op not in OP_CLASS:
+                continue
+            for tokens, latency in zip(curve.tokens.tolist(), curve.latency.tolist(),
+                                       strict=True):
                 w = work(model, op, tokens, tp, fp_bits // 8)
                 ideal = max(w.flops / flops_per_ns, w.nbytes / bytes_per_ns)
                 samples.append(Sample(name, tp, op, tokens, weight_log2(model, op, tp), ideal,
-                                      int(row["latency(ns)"]), w.launches, model.model_type))
+                                      int(latency), w.launches, model))
     return samples
 
 
-def load_all_samples(root: Path) -> dict[str, list[Sample]]:
-    """Samples of every profiled GPU under `root`, by hardware folder name."""
+def load_all_samples(root: Path, configs: Path = MODEL_CONFIG_DIR,
+                     note: Callable[[str], None] = lambda msg: None) -> dict[str, list[Sample]]:
+    """Samples of every profiled GPU under `root`, by hardware folder name; `note` hears of
+    what cannot be calibrated."""
+    if not root.is_dir():
+        raise InputError("profile root not found", str(root),
+                         "pass the folder holding <hardware>/<org>/<model>/tp<N>/")
     by_hardware = {}
     for folder in sorted(d for d in root.iterdir() if d.is_dir()):
         if folder.name.lower().startswith("tpu"):
             continue  # fused TPU kernels do not map onto the GPU operator classes
-        samples = load_samples(root, folder.name)
+        if not is_known(folder.name):
+            note(f"skipped {folder}: not in the hardware catalogue (no peak FLOP/s or "
+                 "bandwidth to calibrate against)")
+            continue
+        samples = load_samples(root, folder.name, configs=configs, note=note)
         if samples:
             by_hardware[folder.name] = samples
     return by_hardware
@@ -234,22 +253,17 @@ def iteration_ops(model: ModelConfig, tp: int, tokens: int) -> list[tuple[str, i
 def model_errors(cal: dict, test: list[Sample]) -> list[tuple[str, str, float, float]]:
     """(model, op class, median per-layer error, median iteration error) rows of one
     calibration predicting the samples of one model; class "all" carries the iteration error."""
-    measured: dict[tuple[int, str, int], int] = {}
-    predicted: dict[tuple[int, str, int], float] = {}
-    for s in test:  # a duplicate key keeps its first row, as the simulator does
-        key = (s.tp, s.op, s.tokens)
-        if key not in measured:
-            measured[key] = s.measured_ns
-            predicted[key] = predict_ns(cal, s.op, s.tokens, s.weight_log2, s.ideal_ns,
-                                        s.launches, s.family)
-    name = test[0].model
+    measured = {(s.tp, s.op, s.tokens): s.measured_ns for s in test}
+    predicted = {(s.tp, s.op, s.tokens): predict_ns(cal, s.op, s.tokens, s.weight_log2,
+                                                     s.ideal_ns, s.launches, s.family)
+                 for s in test}
+    name, model = test[0].model, test[0].config
     errors = {key: abs(predicted[key] / measured[key] - 1) for key in measured}
     rows = []
     for cls in CLASSES:
         picked = [e for key, e in errors.items() if OP_CLASS[key[1]] == cls]
         if picked:
             rows.append((name, cls, float(np.median(picked)), float("nan")))
-    model = load_model_config(name, MODEL_CONFIG_DIR)
     iteration = []
     for tp, tokens in sorted({(s.tp, s.tokens) for s in test}):
         keys = [((tp, op, t), n) for op, t, n in iteration_ops(model, tp, tokens)]
@@ -315,16 +329,25 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--perf-models", required=True, type=Path)
     p.add_argument("--out", type=Path, default=CALIBRATION_DIR)
+    p.add_argument("--model-configs", type=Path, default=MODEL_CONFIG_DIR)
     p.add_argument("--report", action="store_true")
     args = p.parse_args(argv)
-    by_hardware = load_all_samples(args.perf_models)
+    try:
+        by_hardware = load_all_samples(args.perf_models, args.model_configs,
+                                       lambda msg: print(f"note: {msg}", file=sys.stderr))
+        if not by_hardware:
+            raise InputError("no calibratable profiles", str(args.perf_models),
+                             "point --perf-models at <hardware>/<org>/<model>/tp<N>/layers.csv "
+                             "of catalogue hardware and known model configs")
+    except InputError as exc:
+        print(exc.line(), file=sys.stderr)
+        return 2
     pooled = [s for samples in by_hardware.values() for s in samples]
     generic = fit(pooled)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "generic.json").write_text(json.dumps(generic, indent=1) + "\n")
+    write_atomic(args.out / "generic.json", json.dumps(generic, indent=1) + "\n")
     for hardware, samples in by_hardware.items():
         cal = fit(samples, generic)
-        (args.out / f"{hardware}.json").write_text(json.dumps(cal, indent=1) + "\n")
+        write_atomic(args.out / f"{hardware}.json", json.dumps(cal, indent=1) + "\n")
         if args.report:
             print(f"{hardware}: leave-one-model-out median |error|")
             for row in leave_one_model_out(samples, pooled):

@@ -87,6 +87,11 @@ def known_hardware() -> list[str]:
     return sorted({spec.name for spec in _catalogue().values()})
 
 
+def is_known(name: str) -> bool:
+    """True when `name` is a catalogue name or alias (case-insensitive)."""
+    return name.lower() in _catalogue()
+
+
 def load_hardware(name: str) -> HardwareSpec:
     """Look a device up by name or alias, case-insensitively."""
     spec = _catalogue().get(name.lower())

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -21,7 +23,7 @@ from llm_profile.calibrate import (
 from llm_profile.factory import make_perf_model
 from llm_profile.hardware_catalog import load_hardware
 from llm_profile.roofline import RooflinePerfModel
-from tests.conftest import DATA, needs_data
+from tests.conftest import DATA, REPO, needs_data
 from tests.test_memory_model import LLAMA8B
 
 
@@ -111,3 +113,26 @@ def test_leave_one_hardware_out_error_is_what_the_readme_states(samples):
                in leave_one_hardware_out(samples) if cls == "all"}
     assert len(overall) == 7
     assert max(overall.values()) <= 0.20
+
+
+def _calibrate(args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "llm_profile.calibrate", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("layout,message", [
+    (None, "profile root not found"),
+    ({"CPU-2core/meta-llama/Llama-3.1-8B/tp1/layers.csv": "layer_name\n"},
+     "no calibratable profiles"),
+    ({"A6000/meta-llama/Llama-3.1-8B/tp1/layers.csv":
+      "layer_name,input,kv_cache,tp_size,latency(ns)\nq_proj,1,0,1,slow\n"}, "line 2")])
+def test_calibrate_bad_input_is_one_error_line_and_writes_nothing(tmp_path, layout, message):
+    root = tmp_path / "profiles"
+    for rel, text in (layout or {}).items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    done = _calibrate(["--perf-models", str(root), "--out", str(tmp_path / "out")])
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if not line.startswith("note: ")]
+    assert len(errors) == 1 and errors[0].startswith("error: ") and message in errors[0]
+    assert not (tmp_path / "out").exists()
