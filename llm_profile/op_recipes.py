@@ -18,6 +18,7 @@ from inference_serving.model_config import ModelConfig
 # Families whose decoder uses torch's fused LayerNorm; everything else (Llama, Mistral,
 # Mixtral, Qwen2/3 and their MoE variants) uses the unfused fp32 RMSNorm of transformers.
 LAYERNORM_FAMILIES = frozenset({"phimoe", "phi", "gpt2", "opt", "gpt_neox"})
+NORMS = ("input_layernorm", "post_layernorm", "final_layernorm")
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +29,7 @@ class Recipe:
     bytes_per_element: float
 
 
-def norm_recipe(model: ModelConfig, fp: int) -> Recipe:
+def _norm_recipe(model: ModelConfig, fp: int) -> Recipe:
     """RMSNorm: to fp32, pow, mean, add, rsqrt, mul, back to fp, × weight; or one LayerNorm."""
     if model.model_type in LAYERNORM_FAMILIES:
         return Recipe(1, 2 * fp)
@@ -36,16 +37,13 @@ def norm_recipe(model: ModelConfig, fp: int) -> Recipe:
     return Recipe(8, 28 + 4 * fp)
 
 
-NORMS = ("input_layernorm", "post_layernorm", "final_layernorm")
-
-
 def recipe(model: ModelConfig, op: str, fp: int) -> Recipe:
     """Recipe of a memory-bound operator (norms, `qk_norm`, `rope`, `act_fn`, `embedding`,
     the MoE router `gate`)."""
     if op in NORMS:
-        return norm_recipe(model, fp)
+        return _norm_recipe(model, fp)
     if op == "qk_norm":  # one RMSNorm over the query heads, one over the key heads
-        norm = norm_recipe(model, fp)
+        norm = _norm_recipe(model, fp)
         return Recipe(2 * norm.launches, norm.bytes_per_element)
     if op == "rope":
         # q·cos, −half, cat, rotated·sin, add (2 + 1 + 2 + 2 + 3 passes), for q and for k.
