@@ -102,6 +102,15 @@ def advance_tokens(batch: Batch, now: int) -> list[Request]:
     return finished
 
 
+def admit(request: Request, options: SchedulerOptions) -> Request:
+    """An arrived request as the scheduler queues it (`--gen`: its prompt counts as already
+    prefilled)."""
+    if options.gen_only:
+        request.computed = request.prompt - 1
+        request.prefilled = True
+    return request
+
+
 def hand_off(batch: Batch) -> list[Request]:
     """On a P/D prefill instance: the requests whose prompt just completed and that still
     have tokens to generate leave for a decode instance (collected in `batch.handoff`)."""

@@ -10,7 +10,13 @@ from collections.abc import Callable
 
 from inference_serving.kv_cache import KVCacheManager
 from inference_serving.request import Request
-from inference_serving.scheduler.base import Batch, SchedulerOptions, advance_tokens, hand_off
+from inference_serving.scheduler.base import (
+    Batch,
+    SchedulerOptions,
+    admit,
+    advance_tokens,
+    hand_off,
+)
 
 
 class LegacyScheduler:
@@ -31,11 +37,8 @@ class LegacyScheduler:
         self.num_preemptions = 0
 
     def add(self, request: Request) -> None:
-        """Queue an arrived request (`--gen`: its prompt counts as already prefilled)."""
-        if self.options.gen_only:
-            request.computed = request.prompt - 1
-            request.prefilled = True
-        self.queue.append(request)
+        """Queue an arrived request."""
+        self.queue.append(admit(request, self.options))
 
     def num_requests(self) -> int:
         """Requests queued or in flight on this instance."""

@@ -6,7 +6,13 @@ from collections import deque
 
 from inference_serving.kv_cache import KVCacheManager
 from inference_serving.request import Request
-from inference_serving.scheduler.base import Batch, SchedulerOptions, advance_tokens, hand_off
+from inference_serving.scheduler.base import (
+    Batch,
+    SchedulerOptions,
+    admit,
+    advance_tokens,
+    hand_off,
+)
 
 
 class VllmScheduler:
@@ -29,11 +35,8 @@ class VllmScheduler:
         self.in_flight: set[int] = set()  # ids of requests in a batch still in the pipeline
 
     def add(self, request: Request) -> None:
-        """Queue an arrived request (`--gen`: its prompt counts as already prefilled)."""
-        if self.options.gen_only:
-            request.computed = request.prompt - 1
-            request.prefilled = True
-        self.waiting.append(request)
+        """Queue an arrived request."""
+        self.waiting.append(admit(request, self.options))
 
     def num_requests(self) -> int:
         """Requests waiting or running on this instance."""
