@@ -7,24 +7,23 @@ from collections.abc import Callable
 from astra_sim import Dimension, SystemConfig, collective_ns, send_ns
 from astra_sim.ns3_backend import INSTALL_HINT, Ns3Unavailable, ns3_collective_ns
 from inference_serving.cluster_config import ClusterConfig, InstanceSpec
-from inference_serving.errors import InputError
 from inference_serving.expert_router import expert_router
 from inference_serving.external_backend import ExternalIterationTimer
 from inference_serving.instance import Instance
 from inference_serving.iteration import (
     DisaggregationRole,
     IterationTimer,
-    dense_template,
-    moe_template,
 )
 from inference_serving.kv_cache import KVCacheManager
 from inference_serving.memory_model import kv_budget
-from inference_serving.model_config import ModelConfig, load_model_config
 from inference_serving.options import RunOptions
 from inference_serving.scheduler.base import Scheduler, SchedulerOptions
 from inference_serving.scheduler.legacy import LegacyScheduler
 from inference_serving.scheduler.vllm import VllmScheduler
 from llm_profile.factory import is_tpu, make_perf_model
+from llmsim_core.errors import InputError
+from llmsim_core.model_config import ModelConfig, load_model_config
+from llmsim_core.op_templates import dense_template, moe_template
 
 MIB = 1 << 20
 SCHEDULERS = ("vllm", "legacy")

@@ -23,9 +23,9 @@ from astra_sim.network import network_yml
 from astra_sim.system import SystemConfig
 from inference_serving.chakra_graph import iteration_graph
 from inference_serving.cluster_config import ClusterConfig
-from inference_serving.errors import InputError
 from inference_serving.instance import Instance
 from inference_serving.simulator import SimResult, Simulator
+from llmsim_core.errors import InputError
 
 
 def casys_dims(cluster: ClusterConfig) -> tuple[Dimension, ...]:

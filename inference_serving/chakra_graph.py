@@ -18,8 +18,9 @@ from astra_sim.export import export
 from astra_sim.memory import REMOTE, MemorySystem, Tier
 from inference_serving.cluster_config import ClusterConfig, InstanceSpec
 from inference_serving.instance import Instance
-from inference_serving.iteration import ALLREDUCE, ALLTOALL, ATTENTION, EXPERTS, IterationTimer
+from inference_serving.iteration import IterationTimer
 from inference_serving.scheduler.base import Batch
+from llmsim_core.op_templates import ALLREDUCE, ALLTOALL, ATTENTION, EXPERTS
 
 
 def _memory_node(nid: int, name: str, kind: str, nbytes: int, deps: list[int]) -> Node:

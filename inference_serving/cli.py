@@ -12,20 +12,21 @@ from inference_serving.casys_driver import CasysSimulator
 from inference_serving.chakra_graph import ChakraExporter
 from inference_serving.cluster_config import load_cluster_config
 from inference_serving.dataset_reader import load_requests
-from inference_serving.errors import InputError
 from inference_serving.expert_router import EXPERT_ROUTERS
 from inference_serving.options import RunOptions
-from inference_serving.outputs import metrics_json, request_csv, throughput_csv, write_atomic
-from inference_serving.paths import (
+from inference_serving.outputs import metrics_json, request_csv, throughput_csv
+from inference_serving.report import final_summary, periodic_block, summary_numbers
+from inference_serving.router import ROUTERS, make_router
+from inference_serving.sim_log import LEVELS, SimLogger
+from inference_serving.simulator import IDLE_POLL_NS, Simulator
+from llmsim_core.atomic_write import write_atomic
+from llmsim_core.errors import InputError
+from llmsim_core.paths import (
     DEFAULT_CLUSTER_CONFIG,
     MODEL_CONFIG_DIR,
     PERF_MODELS_DIR,
     resolve_user_path,
 )
-from inference_serving.report import final_summary, periodic_block, summary_numbers
-from inference_serving.router import ROUTERS, make_router
-from inference_serving.sim_log import LEVELS, SimLogger
-from inference_serving.simulator import IDLE_POLL_NS, Simulator
 
 
 class _OneLineParser(argparse.ArgumentParser):

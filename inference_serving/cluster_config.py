@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from inference_serving.errors import InputError
+from llmsim_core.errors import InputError
 
 GIB = 1 << 30
 

@@ -6,8 +6,8 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from inference_serving.errors import InputError
 from inference_serving.request import Request
+from llmsim_core.errors import InputError
 
 
 def _int_field(record: dict, key: str, where: str, minimum: int) -> int:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from inference_serving.errors import InputError
+from llmsim_core.errors import InputError
 
 
 def _rr(tokens: int, experts: int, k: int, layers: int, seed: int) -> list[np.ndarray]:

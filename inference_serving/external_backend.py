@@ -17,9 +17,9 @@ from pathlib import Path
 from astra_sim.export import export
 from inference_serving.chakra_graph import instance_engine, iteration_graph
 from inference_serving.cluster_config import ClusterConfig, InstanceSpec
-from inference_serving.errors import InputError
 from inference_serving.iteration import IterationTimer
 from inference_serving.scheduler.base import Batch
+from llmsim_core.errors import InputError
 
 REPORT = re.compile(r"sys\[(\d+)\](?: iteration \d+)? finished, (\d+) cycles")
 

@@ -8,9 +8,9 @@ from inference_serving.cluster_config import InstanceSpec
 from inference_serving.iteration import IterationTimer
 from inference_serving.kv_cache import KVCacheManager
 from inference_serving.memory_model import KvBudget
-from inference_serving.model_config import ModelConfig
 from inference_serving.request import Request
 from inference_serving.scheduler.base import Batch, Scheduler
+from llmsim_core.model_config import ModelConfig
 
 
 @dataclass(slots=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from inference_serving.model_config import ModelConfig
+from llmsim_core.model_config import ModelConfig
 
 
 def block_weight_bytes(model: ModelConfig, tp: int, fp: int) -> int:

@@ -6,9 +6,9 @@ import importlib
 import random
 from typing import Protocol
 
-from inference_serving.errors import InputError
 from inference_serving.instance import Instance
 from inference_serving.request import Request
+from llmsim_core.errors import InputError
 
 
 class Router(Protocol):

@@ -7,7 +7,6 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from inference_serving.errors import InputError
 from inference_serving.instance import Instance
 from inference_serving.invariants import check_final, check_instance
 from inference_serving.metrics import TokenCounters
@@ -15,6 +14,7 @@ from inference_serving.request import Request
 from inference_serving.router import RoundRobinRouter, Router
 from inference_serving.scheduler.base import Batch
 from inference_serving.sim_log import SimLogger
+from llmsim_core.errors import InputError
 
 # Event kinds double as tie-break priorities: at one instant, completions and wake-ups (a
 # pipeline's first stage freeing, a compatibility poll) come before arrivals, and all before

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from inference_serving.errors import InputError
-from inference_serving.outputs import write_atomic
 from llm_profile.profile_tables import RawAttention, read_raw_attention
+from llmsim_core.atomic_write import write_atomic
+from llmsim_core.errors import InputError
 
 KV_GRID = np.arange(0, 2049, 64)
 BATCH_GRID = np.arange(1, 257)

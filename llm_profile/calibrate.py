@@ -24,14 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-from inference_serving.errors import InputError
-from inference_serving.iteration import EXPERT_ROWS, dense_template, moe_template
-from inference_serving.model_config import ModelConfig, load_model_config
-from inference_serving.outputs import write_atomic
-from inference_serving.paths import MODEL_CONFIG_DIR
 from llm_profile.hardware_catalog import is_known, load_hardware
 from llm_profile.op_recipes import elements, recipe
 from llm_profile.profile_tables import read_layers
+from llmsim_core.atomic_write import write_atomic
+from llmsim_core.errors import InputError
+from llmsim_core.model_config import ModelConfig, load_model_config
+from llmsim_core.op_templates import EXPERT_ROWS, dense_template, moe_template
+from llmsim_core.paths import MODEL_CONFIG_DIR
 
 CALIBRATION_DIR = Path(__file__).resolve().parent / "calibration"
 CLASSES = {

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from inference_serving.errors import InputError
-from inference_serving.model_config import ModelConfig
 from llm_profile.calibrate import load_calibration
 from llm_profile.hardware_catalog import known_hardware, load_hardware
 from llm_profile.perf_model import PerfModel
 from llm_profile.profiled import ProfiledPerfModel
 from llm_profile.roofline import RooflinePerfModel
+from llmsim_core.errors import InputError
+from llmsim_core.model_config import ModelConfig
 
 
 def is_tpu(hardware: str) -> bool:

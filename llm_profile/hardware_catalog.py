@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from inference_serving.errors import InputError
+from llmsim_core.errors import InputError
 
 CATALOGUE_DIR = Path(__file__).resolve().parent / "hardware"
 _DTYPES_BY_BITS = {32: ("fp32",), 16: ("fp16", "bf16"), 8: ("fp8",), 4: ("fp4",)}

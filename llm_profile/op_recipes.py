@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from inference_serving.model_config import ModelConfig
+from llmsim_core.model_config import ModelConfig
 
 # Families whose decoder uses torch's fused LayerNorm; everything else (Llama, Mistral,
 # Mixtral, Qwen2/3 and their MoE variants) uses the unfused fp32 RMSNorm of transformers.

@@ -21,11 +21,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from inference_serving.errors import InputError
-from inference_serving.model_config import ModelConfig, load_model_config
-from inference_serving.outputs import write_atomic
-from inference_serving.paths import MODEL_CONFIG_DIR, PERF_MODELS_DIR
 from llm_profile.op_recipes import LAYERNORM_FAMILIES
+from llmsim_core.atomic_write import write_atomic
+from llmsim_core.errors import InputError
+from llmsim_core.model_config import ModelConfig, load_model_config
+from llmsim_core.paths import MODEL_CONFIG_DIR, PERF_MODELS_DIR
 
 try:
     import torch

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inference_serving.errors import InputError
+from llmsim_core.errors import InputError
 
 LAYERS_HEADER = ("layer_name", "input", "kv_cache", "tp_size", "latency(ns)")
 

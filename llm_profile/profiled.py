@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 
-from inference_serving.errors import InputError
 from llm_profile.perf_model import AttentionBatch, PerfModel
 from llm_profile.profile_tables import (
     Grid,
@@ -18,6 +17,7 @@ from llm_profile.profile_tables import (
     read_layers,
     read_raw_attention,
 )
+from llmsim_core.errors import InputError
 
 PREFILL_HEADER = ("kv_cache_size", "prefill_chunk_size", "prediction")
 DECODE_HEADER = ("batch_size", "kv_cache_size", "prediction")

@@ -13,11 +13,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields, replace
 
-from inference_serving.errors import InputError
-from inference_serving.model_config import ModelConfig
 from llm_profile.calibrate import OP_CLASS, predict_ns, weight_log2, work
 from llm_profile.hardware_catalog import CATALOGUE_DIR, HardwareSpec
 from llm_profile.perf_model import AttentionBatch, PerfModel
+from llmsim_core.errors import InputError
+from llmsim_core.model_config import ModelConfig
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,6 @@ import sys
 
 import pytest
 
-from inference_serving.model_config import ModelConfig
 from llm_profile.calibrate import (
     CALIBRATION_DIR,
     OpWork,
@@ -23,6 +22,7 @@ from llm_profile.calibrate import (
 from llm_profile.factory import make_perf_model
 from llm_profile.hardware_catalog import load_hardware
 from llm_profile.roofline import RooflinePerfModel
+from llmsim_core.model_config import ModelConfig
 from tests.conftest import DATA, REPO, needs_data
 from tests.test_memory_model import LLAMA8B
 

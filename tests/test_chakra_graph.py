@@ -12,8 +12,8 @@ from inference_serving.builder import build_instances
 from inference_serving.chakra_graph import ChakraExporter, instance_engine, iteration_graph
 from inference_serving.cluster_config import load_cluster_config
 from inference_serving.options import RunOptions
-from inference_serving.paths import MODEL_CONFIG_DIR, PERF_MODELS_DIR
 from inference_serving.request import Request
+from llmsim_core.paths import MODEL_CONFIG_DIR, PERF_MODELS_DIR
 from tests.conftest import REPO
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from astra_sim.chakra_et import CASYS_NUMBERING, read_et
-from inference_serving.model_config import load_model_config
-from inference_serving.paths import MODEL_CONFIG_DIR
+from llmsim_core.model_config import load_model_config
+from llmsim_core.paths import MODEL_CONFIG_DIR
 from tests.conftest import DATA, REPO, needs_data
 from tests.test_cli_errors import run_main, write_trace
 

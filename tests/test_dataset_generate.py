@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from dataset.generate import generate_requests, main, parse_dist
-from inference_serving.model_config import load_model_config
+from llmsim_core.model_config import load_model_config
 from tests.conftest import REPO
 
 

@@ -10,13 +10,13 @@ from inference_serving.cluster_config import MemorySpec
 from inference_serving.iteration import (
     DisaggregationRole,
     IterationTimer,
-    dense_template,
     kv_transfer_bytes,
 )
-from inference_serving.model_config import ModelConfig
 from inference_serving.request import Request
 from inference_serving.scheduler.base import Batch
 from llm_profile.perf_model import AttentionBatch
+from llmsim_core.model_config import ModelConfig
+from llmsim_core.op_templates import dense_template
 from tests.conftest import DATA, needs_data
 from tests.test_cli_errors import run_main
 from tests.test_memory_model import LLAMA8B, LLAMA70B

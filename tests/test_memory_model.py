@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from inference_serving.memory_model import kv_budget, kv_bytes_per_token, weight_bytes_per_npu
-from inference_serving.model_config import ModelConfig
+from llmsim_core.model_config import ModelConfig
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -68,7 +68,7 @@ def test_pipeline_stage_weights_use_the_heaviest_stage():
 def test_hf_configs_with_explicit_head_dim_and_qwen_moe_keys(name, params_billion):
     from pathlib import Path
 
-    from inference_serving.model_config import load_model_config
+    from llmsim_core.model_config import load_model_config
 
     model = load_model_config(name, Path(__file__).resolve().parents[1] / "model_config")
     # Weights at 2 bytes per parameter match the published parameter counts within 1 %.

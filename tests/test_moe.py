@@ -9,8 +9,9 @@ import pytest
 
 from inference_serving.cluster_config import MemorySpec
 from inference_serving.expert_router import expert_router
-from inference_serving.iteration import IterationTimer, moe_template
-from inference_serving.model_config import ModelConfig
+from inference_serving.iteration import IterationTimer
+from llmsim_core.model_config import ModelConfig
+from llmsim_core.op_templates import moe_template
 from tests.conftest import DATA, needs_data
 from tests.test_cli_errors import run_main
 from tests.test_disaggregation import ConstantPerf

@@ -6,10 +6,11 @@ import pytest
 
 from inference_serving.cluster_config import MemorySpec
 from inference_serving.instance import Instance
-from inference_serving.iteration import IterationTimer, dense_template
-from inference_serving.model_config import ModelConfig
+from inference_serving.iteration import IterationTimer
 from inference_serving.request import Request
 from inference_serving.scheduler.base import Batch
+from llmsim_core.model_config import ModelConfig
+from llmsim_core.op_templates import dense_template
 from tests.test_cli_errors import run_main
 from tests.test_disaggregation import ConstantPerf
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from inference_serving.errors import InputError
 from llm_profile.perf_model import AttentionBatch
 from llm_profile.profiled import ProfiledPerfModel
+from llmsim_core.errors import InputError
 from tests.conftest import DATA, needs_data
 
 A6000 = DATA / "perf_models/A6000/meta-llama/Llama-3.1-8B/tp1"
@@ -116,10 +116,10 @@ def test_gpu_table_interpolates_between_measured_points(tmp_path):
 
 
 def test_optional_operator_missing_from_the_table_is_priced_by_the_fallback(tmp_path):
-    from inference_serving.model_config import load_model_config
-    from inference_serving.paths import MODEL_CONFIG_DIR
     from llm_profile.hardware_catalog import load_hardware
     from llm_profile.roofline import RooflinePerfModel
+    from llmsim_core.model_config import load_model_config
+    from llmsim_core.paths import MODEL_CONFIG_DIR
 
     (tmp_path / "layers.csv").write_text("layer_name,input,kv_cache,tp_size,latency(ns)\n"
                                          "q_proj,1,0,1,100\nq_proj,8,0,1,200\n")

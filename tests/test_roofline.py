@@ -12,13 +12,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from inference_serving.errors import InputError
-from inference_serving.iteration import dense_template
-from inference_serving.model_config import ModelConfig, load_model_config
-from inference_serving.paths import MODEL_CONFIG_DIR
 from llm_profile.hardware_catalog import CATALOGUE_DIR, known_hardware, load_hardware
 from llm_profile.perf_model import AttentionBatch
 from llm_profile.roofline import RooflinePerfModel
+from llmsim_core.errors import InputError
+from llmsim_core.model_config import ModelConfig, load_model_config
+from llmsim_core.op_templates import dense_template
+from llmsim_core.paths import MODEL_CONFIG_DIR
 from tests.conftest import DATA, needs_data
 
 LLAMA8B = ModelConfig("meta-llama/Llama-3.1-8B", 4096, 32, 32, 8, 14336, 128256, 131072)

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from inference_serving.errors import InputError
 from inference_serving.request import Request
 from inference_serving.router import make_router
+from llmsim_core.errors import InputError
 
 
 @dataclass

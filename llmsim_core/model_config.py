@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from inference_serving.errors import InputError
+from llmsim_core.errors import InputError
 
 # Families whose attention normalises each query and key head (RMSNorm over head_dim) before
 # rope: Qwen3's q_norm / k_norm.
