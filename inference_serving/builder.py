@@ -4,19 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from astra_sim import Dimension, SystemConfig, collective_ns, send_ns
-from astra_sim.ns3_backend import INSTALL_HINT, Ns3Unavailable, ns3_collective_ns
 from inference_serving.cluster_config import ClusterConfig, InstanceSpec
 from inference_serving.expert_router import expert_router
-from inference_serving.external_backend import ExternalIterationTimer
+from inference_serving.fabric import InstanceFabric, instance_fabric, receiver_tp
 from inference_serving.instance import Instance
-from inference_serving.iteration import (
-    DisaggregationRole,
-    IterationTimer,
-)
 from inference_serving.kv_cache import KVCacheManager
 from inference_serving.memory_model import kv_budget
 from inference_serving.options import RunOptions
+from inference_serving.plan_builder import DisaggregationRole, PlanBuilder, StoreSizes
+from inference_serving.pricers import PRICERS, Pricer
 from inference_serving.scheduler.base import Scheduler, SchedulerOptions
 from inference_serving.scheduler.legacy import LegacyScheduler
 from inference_serving.scheduler.vllm import VllmScheduler
@@ -47,24 +43,6 @@ def _check_tp(model: ModelConfig, tp: int, where: str) -> None:
                              where, "choose npu_num / npu_group that divides it")
 
 
-def _collectives(cluster: ClusterConfig, spec: InstanceSpec,
-                 backend: str) -> Callable[[str, int], int]:
-    """Collectives (ring algorithms) over the instance's TP group on the cluster's links."""
-    if spec.tp == 1:
-        return lambda kind, nbytes: 0
-    dims = (Dimension("FullyConnected", spec.tp, cluster.link_bw_gbps, cluster.link_latency_ns),)
-    system = SystemConfig(local_mem_bw=spec.npu_mem.bw_bytes_per_ns)
-    if backend == "ns3":
-        try:
-            ns3_collective_ns("all_reduce", 1 << 20, dims, system)  # load ns-3 once, up front
-        except Ns3Unavailable as exc:
-            raise InputError("the ns3 network backend is not installed", "--network-backend "
-                             "ns3", INSTALL_HINT) from exc
-        return lambda kind, nbytes: ns3_collective_ns(kind, nbytes, dims, system)
-    aware = backend == "analytical-aware"
-    return lambda kind, nbytes: collective_ns(kind, nbytes, dims, system, aware=aware)
-
-
 def _make_scheduler(options: RunOptions, model: ModelConfig, kv: KVCacheManager,
                     block_bytes: int, spec: InstanceSpec, host_capacity: int,
                     warn: Callable[[str], None]) -> Scheduler:
@@ -89,30 +67,54 @@ def _make_scheduler(options: RunOptions, model: ModelConfig, kv: KVCacheManager,
     return VllmScheduler(sched_options, kv)
 
 
-def _p2p(cluster: ClusterConfig, spec: InstanceSpec) -> Callable[[int], int]:
-    """One message between NPUs of the instance's node (pipeline stage to stage)."""
-    dims = (Dimension("FullyConnected", 2, cluster.link_bw_gbps, cluster.link_latency_ns),)
-    return lambda nbytes: send_ns(nbytes, dims, 0, 1)
-
-
 def _disaggregation(cluster: ClusterConfig, spec: InstanceSpec) -> DisaggregationRole | None:
-    """P/D role of an instance; prefill sends go over the intra-node link when a decode
-    instance shares the node, else over the inter-node link."""
+    """P/D role of an instance, with its fitted overheads (cluster config, or the defaults)."""
     if spec.pd_type is None:
         return None
-    if spec.pd_type == "decode":
-        return DisaggregationRole("decode")
-    decoders = [i for i in cluster.instances if i.pd_type == "decode"]
-    peer = next((i for i in decoders if i.node_id == spec.node_id), decoders[0])
-    bw, latency = cluster.link(spec.node_id, peer.node_id)
-    dims = (Dimension("FullyConnected", 2, bw, latency),)
-    return DisaggregationRole("prefill", lambda nbytes: send_ns(nbytes, dims, 0, 1), peer.tp)
+    overheads = {}
+    if spec.prefill_oproj_overhead_ns is not None:
+        overheads["prefill_oproj_ns"] = spec.prefill_oproj_overhead_ns
+    if spec.decode_oproj_overhead_ns is not None:
+        overheads["decode_oproj_ns"] = spec.decode_oproj_overhead_ns
+    return DisaggregationRole(spec.pd_type, receiver_tp(cluster, spec), **overheads)
+
+
+def shared_resources(cluster: ClusterConfig) -> list[str]:
+    """Memories or links that two instances can use at the same time (the closed form is not
+    exact for them): a node's CPU memory serving more than one instance."""
+    return [f"the CPU memory of node {node.node_id} ({len(node.instances)} instances)"
+            for node in cluster.nodes if len(node.instances) > 1]
+
+
+def choose_pricer(cluster: ClusterConfig, options: RunOptions,
+                  fabrics: dict[int, InstanceFabric], note: Callable[[str], None]) -> Pricer:
+    """The pricer the options name; the closed form gives way to the replay when instances
+    share a memory (said once through `note`)."""
+    name = options.pricer
+    if options.network_backend == "external":
+        name = "external"
+    elif name == "external":
+        raise InputError("--pricer external needs an ASTRA-Sim binary", "--pricer external",
+                         "add --network-backend external --astra-sim-bin PATH")
+    if name == "replay" and options.network_backend == "ns3":
+        raise InputError("the replay pricer times messages with the analytical network models "
+                         "only", "--pricer replay --network-backend ns3",
+                         "use --pricer closed-form with ns3, or an analytical backend")
+    shared = shared_resources(cluster)
+    if name == "closed-form" and shared and options.network_backend != "ns3":
+        note(f"note: {shared[0]} is shared, which the closed-form pricer cannot time exactly; "
+             "using --pricer replay")
+        name = "replay"
+    return PRICERS[name](fabrics, len(cluster.nodes), options.astra_sim_bin)
 
 
 def build_instances(cluster: ClusterConfig, options: RunOptions,
-                    warn: Callable[[str], None]) -> list[Instance]:
-    """Load every instance's model, perf model and memory budget; fail early on bad input."""
+                    warn: Callable[[str], None],
+                    note: Callable[[str], None] = lambda line: None) -> list[Instance]:
+    """Load every instance's model, perf model and memory budget, and choose the pricer; fail
+    early on bad input."""
     instances = []
+    fabrics: dict[int, InstanceFabric] = {}
     models: dict[str, ModelConfig] = {}
     for node in cluster.nodes:
         for spec in node.instances:
@@ -133,23 +135,23 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
                     where, "use more NPUs (npu_num), a larger npu_mem.mem_size or a smaller --fp")
             perf = make_perf_model(options.perf_models, spec.hardware, model, spec.tp,
                                    options.fp_bits, warn, options.attn_prediction)
-            one_shot = options.astra_sim_bin and options.astra_sim_dialect == "upstream"
-            timer_cls = ExternalIterationTimer if one_shot else IterationTimer
             tpu = is_tpu(spec.hardware)
             template = moe_template(tpu, spec.tp, options.moe_combine_alltoall,
                                     model.qk_norm) \
                 if model.is_moe else dense_template(tpu, spec.tp, model.qk_norm)
-            timer = timer_cls(model, perf, template,
-                                   spec.tp, options.fp_bytes, node.cpu_mem,
-                                   _collectives(cluster, spec, options.network_backend),
-                                   options.legacy_output_store, _disaggregation(cluster, spec),
-                                   spec.pp, _p2p(cluster, spec),
-                                   expert_router(options.expert_routing_policy), options.seed)
-            if one_shot:
-                timer.attach(cluster, spec, options.astra_sim_bin)
+            plans = PlanBuilder(spec.instance_id, node.node_id, model, perf, template, spec.tp,
+                                options.fp_bytes, spec.pp, _disaggregation(cluster, spec),
+                                StoreSizes(options.legacy_output_store,
+                                           options.legacy_output_store),
+                                expert_router(options.expert_routing_policy), options.seed)
+            fabrics[spec.instance_id] = instance_fabric(cluster, spec, options.network_backend)
             kv = KVCacheManager(budget.num_blocks, block_size)
             scheduler = _make_scheduler(options, model, kv, budget.block_bytes, spec,
                                         node.cpu_mem.size_bytes, warn)
             instances.append(Instance(spec=spec, model=model, scheduler=scheduler, kv=kv,
-                                      budget=budget, timer=timer))
+                                      budget=budget, plans=plans,
+                                      fabric=fabrics[spec.instance_id]))
+    pricer = choose_pricer(cluster, options, fabrics, note)
+    for inst in instances:
+        inst.pricer = pricer
     return instances

@@ -21,7 +21,7 @@ from astra_sim.engine import EngineConfig
 from astra_sim.export import node_for_dialect, system_json
 from astra_sim.network import network_yml
 from astra_sim.system import SystemConfig
-from inference_serving.chakra_graph import iteration_graph
+from inference_serving.chakra_graph import plan_graphs
 from inference_serving.cluster_config import ClusterConfig
 from inference_serving.instance import Instance
 from inference_serving.simulator import SimResult, Simulator
@@ -85,7 +85,8 @@ class CasysSimulator(Simulator):
         batch = inst.in_flight[0]
         involved = [True] + [False] * (len(self.dims) - 1)
         nodes = []
-        for node in iteration_graph(inst.timer, batch):
+        plan = inst.plans.plans(batch)[0]
+        for node in plan_graphs(plan, inst.fabric)[0]:
             attrs = []
             for a in node.attrs:
                 if a.name == "involved_dim":

@@ -1,159 +1,156 @@
-"""The per-NPU Chakra graph of one iteration, and its export (`--export-chakra DIR`).
+"""Per-NPU Chakra graphs of an iteration plan, and their export (`--export-chakra DIR`).
 
-The graph holds exactly the operators the closed form prices: input (and swap) loads from host
-memory, the compute chain with its TP collectives, stage-to-stage sends and receives under
-pipeline parallelism, and the output store. Each batch is written
-to `DIR/instance<i>_batch<b>/` with its own network.yml, system.json and memory.json, so
-`python -m astra_sim --workload DIR/instance<i>_batch<b>/llm ...` replays that iteration alone.
+The graphs hold exactly what the plan holds: the start loads (a joint access of the stage's TP
+ranks, `pg_name` = the stage's group), the compute chain with its TP collectives, P/D KV sends
+after `v_proj` and the token hand-off at the end (with the paired receivers' RECV nodes when
+asked), stage-to-stage sends and receives, and the output store. NPU ids are the instance's
+engine network (`InstanceFabric.engine_dims`): stage · tp + rank, P/D receivers at rank + tp.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from astra_sim import Dimension, SystemConfig
 from astra_sim.chakra_et import COLLECTIVE_TYPES, Attr, Node
 from astra_sim.engine import EngineConfig
 from astra_sim.export import export
-from astra_sim.memory import REMOTE, MemorySystem, Tier
-from inference_serving.cluster_config import ClusterConfig, InstanceSpec
-from inference_serving.instance import Instance
-from inference_serving.iteration import IterationTimer
+from astra_sim.memory import REMOTE, MemorySystem
+from inference_serving.fabric import InstanceFabric, host_tier
 from inference_serving.scheduler.base import Batch
-from llmsim_core.op_templates import ALLREDUCE, ALLTOALL, ATTENTION, EXPERTS
+from llmsim_core.iteration_plan import COLLECTIVE, COMPUTE, LOAD, SEND, IterationPlan, PlanOp
+
+if TYPE_CHECKING:  # the instance module imports the pricers, which import this module
+    from inference_serving.instance import Instance
+
+COLLECTIVE_CODES = {"all_reduce": COLLECTIVE_TYPES["ALL_REDUCE"],
+                    "all_to_all": COLLECTIVE_TYPES["ALL_TO_ALL"]}
 
 
-def _memory_node(nid: int, name: str, kind: str, nbytes: int, deps: list[int]) -> Node:
-    return Node(nid, name, kind, data_deps=deps,
-                attrs=[Attr("tensor_size", "uint64", nbytes), Attr("tensor_loc", "uint32", REMOTE),
-                       Attr("tensor_device", "uint32", 0)])
+def stage_group(stage: int) -> str:
+    """`pg_name` of one pipeline stage's TP ranks."""
+    return f"stage{stage}"
 
 
-def _compute_chain(timer: IterationTimer, batch: Batch, nodes: list[Node], deps: list[int],
-                   sequence: list[tuple[str, int]], involved: list[bool]) -> list[int]:
-    """Append the compute/collective chain for (operator, layer) pairs; return the last id."""
-    tokens, requests = batch.total_tokens, len(batch.requests)
-    attention = timer.perf.attention_ns(timer.attention_batch(batch))
-    experts = timer.experts_ns(tokens) // timer.model.num_layers
-    previous = deps
-    for op, layer in sequence:
-        nid = len(nodes) + 1
-        name = op if layer < 0 else f"layer{layer}.{op}"
-        if op in (ALLREDUCE, ALLTOALL):
-            kind = "ALL_REDUCE" if op == ALLREDUCE else "ALL_TO_ALL"
-            nodes.append(Node(nid, name, "COMM_COLL_NODE", data_deps=previous, attrs=[
-                Attr("comm_type", "int64", COLLECTIVE_TYPES[kind]),
-                Attr("comm_size", "int64", timer.collective_bytes(tokens)),
-                Attr("involved_dim", "bool", involved, is_list=True)]))
-        else:
-            # Expert rows: every rank is charged the slowest rank's time, as the closed form
-            # does (the next collective synchronises the ranks).
-            duration = attention if op == ATTENTION else experts if op == EXPERTS else \
-                timer.op_ns(op, tokens, requests)
-            nodes.append(Node(nid, name, "COMP_NODE", data_deps=previous,
-                              duration_micros=duration))
-        previous = [nid]
-    return previous
+class _Graph:
+    """Node list under construction for one NPU."""
+
+    def __init__(self) -> None:
+        self.nodes: list[Node] = []
+
+    def add(self, name: str, kind: str, deps: list[int], duration: int = 0,
+            attrs: list[Attr] | None = None) -> int:
+        nid = len(self.nodes) + 1
+        self.nodes.append(Node(nid, name, kind, data_deps=deps, duration_micros=duration,
+                               attrs=attrs or []))
+        return nid
 
 
-def _input_loads(timer: IterationTimer, batch: Batch, nodes: list[Node]) -> list[int]:
-    loads = [("input_load", "MEM_LOAD_NODE", timer.input_bytes(batch.total_tokens)),
-             ("kv_load", "MEM_LOAD_NODE", batch.swap_in_bytes),
-             ("kv_evict", "MEM_STORE_NODE", batch.swap_out_bytes)]
-    for name, kind, nbytes in loads:
-        if nbytes or name == "input_load":
-            nodes.append(_memory_node(len(nodes) + 1, name, kind, nbytes, []))
-    return [n.id for n in nodes]
+def _memory(graph: _Graph, op: PlanOp, device: int, group: str, deps: list[int]) -> int:
+    kind = "MEM_LOAD_NODE" if op.kind == LOAD else "MEM_STORE_NODE"
+    attrs = [Attr("tensor_size", "uint64", op.nbytes), Attr("tensor_loc", "uint32", REMOTE),
+             Attr("tensor_device", "uint32", device)]
+    if group:
+        attrs.append(Attr("pg_name", "string", group))
+    return graph.add(op.name, kind, deps, attrs=attrs)
 
 
-def _p2p(nid: int, kind: str, src: int, dst: int, tag: int, nbytes: int,
-         deps: list[int]) -> Node:
-    name = "stage_send" if kind == "COMM_SEND_NODE" else "stage_recv"
-    return Node(nid, name, kind, data_deps=deps, attrs=[
+def _p2p(graph: _Graph, name: str, kind: str, src: int, dst: int, tag: int, nbytes: int,
+         deps: list[int]) -> int:
+    return graph.add(name, kind, deps, attrs=[
         Attr("comm_src", "uint32", src), Attr("comm_dst", "uint32", dst),
         Attr("comm_tag", "uint32", tag), Attr("comm_size", "int64", nbytes)])
 
 
-def iteration_graph(timer: IterationTimer, batch: Batch) -> list[Node]:
-    """One TP rank's graph for `batch` without pipelining (every rank runs the same graph)."""
-    nodes: list[Node] = []
-    deps = _input_loads(timer, batch, nodes)
-    template = timer.template
-    sequence = [(op, -1) for op in template.pre_ops]
-    sequence += [(op, layer) for layer in range(timer.model.num_layers)
-                 for op in template.block_ops]
-    sequence += [(op, -1) for op in template.post_ops]
-    last = _compute_chain(timer, batch, nodes, deps, sequence, [True])
-    nodes.append(_memory_node(len(nodes) + 1, "output_store", "MEM_STORE_NODE",
-                              timer.store_bytes(batch), last))
-    return nodes
-
-
-def stage_graphs(timer: IterationTimer, batch: Batch, tp: int) -> dict[int, list[Node]]:
-    """Graphs of every NPU of the instance (local ids stage · tp + rank). Stage s holds its
-    blocks; stage 0 starts with the input load, later stages with a receive of the previous
-    stage's activations; non-final stages end with a send, the last with the output store."""
-    stages = len(timer.stage_layers)
-    if stages == 1:
-        graph = iteration_graph(timer, batch)
-        return {rank: graph for rank in range(tp)}
-    template, activations = timer.template, timer.collective_bytes(batch.total_tokens)
+def plan_graphs(plan: IterationPlan, fabric: InstanceFabric, receivers: bool = False,
+                stage_links: bool = True) -> dict[int, list[Node]]:
+    """The graph of every NPU of the plan's stage (with the P/D receivers if asked; without
+    the receive from the previous stage and the send to the next one if not: a stage priced
+    alone starts when its input has arrived)."""
+    tp, stage = plan.tp, plan.stage
+    dims = len(fabric.engine_dims())
+    involved = [True] + [False] * (dims - 1)
+    group = stage_group(stage) if tp > 1 else ""
     graphs: dict[int, list[Node]] = {}
-    first_layer = 0
-    for stage, count in enumerate(timer.stage_layers):
-        sequence = [(op, -1) for op in template.pre_ops] if stage == 0 else []
-        sequence += [(op, layer) for layer in range(first_layer, first_layer + count)
-                     for op in template.block_ops]
-        if stage == stages - 1:
-            sequence += [(op, -1) for op in template.post_ops]
-        for rank in range(tp):
-            npu = stage * tp + rank
-            nodes: list[Node] = []
-            if stage == 0:
-                deps = _input_loads(timer, batch, nodes)
-            else:
-                nodes.append(_p2p(1, "COMM_RECV_NODE", npu - tp, npu, stage, activations, []))
-                deps = [1]
-            last = _compute_chain(timer, batch, nodes, deps, sequence, [True, False])
-            if stage < stages - 1:
-                nodes.append(_p2p(len(nodes) + 1, "COMM_SEND_NODE", npu, npu + tp, stage + 1,
-                                  activations, last))
-            else:
-                nodes.append(_memory_node(len(nodes) + 1, "output_store", "MEM_STORE_NODE",
-                                          timer.store_bytes(batch), last))
-            graphs[npu] = nodes
-        first_layer += count
+    inbox: dict[int, list[tuple[str, int, int]]] = {}
+    for rank in range(tp):
+        npu = stage * tp + rank
+        peer = rank + tp  # P/D receiver of this rank
+        graph = _Graph()
+        deps = [_memory(graph, op, plan.node, group, []) for op in plan.loads]
+        if plan.receive is not None and stage_links:
+            deps = [_p2p(graph, "stage_recv", "COMM_RECV_NODE", npu - tp, npu, stage,
+                         plan.receive.nbytes, [])]
+        received: list[tuple[str, int, int]] = []
+        for group_ in plan.groups:
+            for layer in range(group_.first, group_.first + group_.count):
+                prefix = "" if group_.first < 0 else f"layer{layer}."
+                for op in group_.ops:
+                    name = prefix + op.name
+                    if op.kind == COMPUTE:
+                        deps = [graph.add(name, "COMP_NODE", deps, duration=op.ns)]
+                    elif op.kind == COLLECTIVE:
+                        deps = [graph.add(name, "COMM_COLL_NODE", deps, attrs=[
+                            Attr("comm_type", "int64", COLLECTIVE_CODES[op.target]),
+                            Attr("comm_size", "int64", op.nbytes),
+                            Attr("involved_dim", "bool", involved, is_list=True)])]
+                    elif op.kind == SEND:
+                        tag = len(received) + 1
+                        _p2p(graph, name, "COMM_SEND_NODE", npu, peer, tag, op.nbytes, deps)
+                        received.append((name, tag, op.nbytes))
+        if plan.store is not None:
+            _memory(graph, plan.store, plan.node, group, deps)
+        if plan.handoff is not None:
+            tag = len(received) + 1
+            _p2p(graph, plan.handoff.name, "COMM_SEND_NODE", npu, peer, tag,
+                 plan.handoff.nbytes, deps)
+            received.append((plan.handoff.name, tag, plan.handoff.nbytes))
+        if plan.forward is not None and stage_links:
+            _p2p(graph, "stage_send", "COMM_SEND_NODE", npu, npu + tp, stage + 1,
+                 plan.forward.nbytes, deps)
+        graphs[npu] = graph.nodes
+        inbox[peer] = received
+    if receivers and (plan.handoff is not None or any(inbox.values())):
+        for peer, messages in inbox.items():
+            graph = _Graph()
+            for name, tag, nbytes in messages:
+                _p2p(graph, name, "COMM_RECV_NODE", peer - tp, peer, tag, nbytes, [])
+            graphs[peer] = graph.nodes
     return graphs
 
 
-def instance_engine(cluster: ClusterConfig, spec: InstanceSpec,
-                    aware: bool = False) -> tuple[EngineConfig, MemorySystem]:
-    """Engine settings for one instance replayed alone: its TP group (and pipeline stages as a
-    second dimension) and its node's host memory."""
-    dims = (Dimension("FullyConnected", spec.tp, cluster.link_bw_gbps,
-                      cluster.link_latency_ns),)
-    if spec.pp > 1:
-        dims += (Dimension("FullyConnected", spec.pp, cluster.link_bw_gbps,
-                           cluster.link_latency_ns),)
-    host = cluster.nodes[spec.node_id].cpu_mem
-    memory = MemorySystem(tiers={REMOTE: Tier(int(host.latency_ns),
-                                              int(host.bw_bytes_per_ns), 1)})
-    config = EngineConfig(dims=dims, system=SystemConfig(local_mem_bw=spec.npu_mem.bw_bytes_per_ns),
-                          aware=aware)
+def engine_setup(fabric: InstanceFabric, num_nodes: int, stages: int,
+                 calendar: dict | None = None) -> tuple[EngineConfig, MemorySystem]:
+    """Engine settings of one instance: its network, the joint-access groups of its stages and
+    the CPU memory of the cluster's nodes (FIFO state shared through `calendar`)."""
+    tp = fabric.spec.tp
+    groups = {stage_group(s): tuple(range(s * tp, s * tp + tp)) for s in range(stages)} \
+        if tp > 1 else {}
+    base = fabric.engine_config()
+    config = EngineConfig(dims=base.dims, system=base.system, aware=base.aware,
+                          comm_groups=groups)
+    tier = host_tier(fabric.host)
+    memory = MemorySystem(tiers={REMOTE: type(tier)(tier.latency_ns, tier.bw_bytes_per_ns,
+                                                     num_nodes)})
+    if calendar is not None:
+        memory.calendar = calendar
     return config, memory
 
 
 class ChakraExporter:
     """Writes every scheduled batch's graphs and configuration files under one directory."""
 
-    def __init__(self, cluster: ClusterConfig, directory: Path, dialect: str) -> None:
-        self.cluster = cluster
+    def __init__(self, num_nodes: int, directory: Path, dialect: str) -> None:
         self.directory = directory
         self.dialect = dialect
+        self.num_nodes = num_nodes
 
     def write(self, inst: Instance, batch: Batch) -> Path:
-        """Export one batch; returns its workload prefix."""
-        graphs = stage_graphs(inst.timer, batch, inst.spec.tp)
-        config, memory = instance_engine(self.cluster, inst.spec)
+        """Export one batch (all its stages and P/D receivers); returns its workload prefix."""
+        plans = inst.plans.plans(batch)
+        graphs: dict[int, list[Node]] = {}
+        for plan in plans:
+            graphs.update(plan_graphs(plan, inst.fabric, receivers=True))
+        config, memory = engine_setup(inst.fabric, self.num_nodes, len(plans))
         target = self.directory / f"instance{inst.index}_batch{batch.batch_id}"
         return export(target, graphs, config, memory, self.dialect)

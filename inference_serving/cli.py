@@ -15,6 +15,7 @@ from inference_serving.dataset_reader import load_requests
 from inference_serving.expert_router import EXPERT_ROUTERS
 from inference_serving.options import RunOptions
 from inference_serving.outputs import metrics_json, request_csv, throughput_csv
+from inference_serving.pricers import PRICERS
 from inference_serving.report import final_summary, periodic_block, summary_numbers
 from inference_serving.router import ROUTERS, make_router
 from inference_serving.sim_log import LEVELS, SimLogger
@@ -87,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="collective timing: ASTRA-Sim's congestion-unaware or -aware analytical "
                    "model, packet-level ns-3 (extra [ns3]), or an external ASTRA-Sim binary "
                    "(--astra-sim-bin)")
+    p.add_argument("--pricer", default="closed-form", choices=tuple(PRICERS),
+                   help="how an iteration plan is timed: closed-form (lockstep arithmetic, the "
+                   "fast path; replaced by replay when instances share a memory), replay (the "
+                   "per-NPU graphs on the cluster-wide engine) or external (the ASTRA-Sim "
+                   "binary of --network-backend external)")
     p.add_argument("--astra-sim-bin", metavar="PATH",
                    help="ASTRA-Sim analytical binary for --network-backend external")
     p.add_argument("--astra-sim-dialect", choices=("casys", "upstream"), default="casys",
@@ -191,6 +197,7 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         check_invariants=args.check_invariants,
         attn_prediction=args.enable_attn_prediction,
         network_backend=args.network_backend,
+        pricer=args.pricer,
         astra_sim_bin=_external_binary(args),
         astra_sim_dialect=args.astra_sim_dialect,
         export_chakra=Path(args.export_chakra) if args.export_chakra else None,
@@ -203,7 +210,8 @@ def run(options: RunOptions) -> int:
     """Run one simulation and write its outputs; returns the exit status."""
     log = SimLogger(options.log_level)
     cluster = load_cluster_config(options.cluster_config)
-    instances = build_instances(cluster, options, lambda msg: log.warning("PerfModel", msg))
+    instances = build_instances(cluster, options, lambda msg: log.warning("PerfModel", msg),
+                                lambda line: print(line, file=sys.stderr))
     pipelined = [i.index for i in instances if i.spec.pp > 1]
     if pipelined and options.astra_sim_bin:
         raise InputError(f"instance(s) {pipelined} are pipeline-parallel, which --network-backend "
@@ -211,8 +219,8 @@ def run(options: RunOptions) -> int:
                          "use npu_group 1 or the analytical backend")
     for inst in instances:
         log.info("Builder", f"{inst.model.name} on {inst.spec.npu_num}x {inst.spec.hardware} "
-                 f"(TP{inst.spec.tp}): {inst.timer.perf.name} latencies (attention: "
-                 f"{inst.timer.perf.attention_source}), weights "
+                 f"(TP{inst.spec.tp}): {inst.plans.perf.name} latencies (attention: "
+                 f"{inst.plans.perf.attention_source}), weights "
                  f"{inst.budget.weight_bytes / 2**20:.2f} MiB per NPU, {inst.kv.num_blocks} KV "
                  f"blocks of {options.block_size} tokens", node=inst.spec.node_id,
                  inst=inst.index)
@@ -229,7 +237,8 @@ def run(options: RunOptions) -> int:
     router = make_router(options.request_routing_policy, options.seed, options.custom_router)
     exporter = None
     if options.export_chakra is not None:
-        exporter = ChakraExporter(cluster, options.export_chakra, options.chakra_dialect)
+        exporter = ChakraExporter(len(cluster.nodes), options.export_chakra,
+                                  options.chakra_dialect)
     sim_args = (instances, requests, router, interval_ns, log, on_window,
                 options.check_invariants, options.progress,
                 exporter.write if exporter is not None else None,

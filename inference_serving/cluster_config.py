@@ -39,6 +39,9 @@ class InstanceSpec:
     max_num_batched_tokens: int | None = None
     max_num_seqs: int | None = None
     block_size: int | None = None
+    # Fitted P/D overheads (serving.md §6.7); None = the defaults, 0 = off.
+    prefill_oproj_overhead_ns: int | None = None
+    decode_oproj_overhead_ns: int | None = None
 
     @property
     def tp(self) -> int:
@@ -168,6 +171,9 @@ def _parse_instance(rd: _Reader, raw: Any, where: str, instance_id: int, node_id
         for name in (key, *aliases):
             if name in raw:
                 overrides[key] = rd.integer(raw, name, where)
+    for key in ("prefill_oproj_overhead_ns", "decode_oproj_overhead_ns"):
+        if key in raw:
+            overrides[key] = rd.integer(raw, key, where, minimum=0)
     return InstanceSpec(instance_id=instance_id, node_id=node_id, model_name=model,
                         hardware=hardware, npu_mem=npu_mem, npu_num=npu_num,
                         npu_group=npu_group, pd_type=pd_type, first_npu=first_npu,

@@ -1,13 +1,16 @@
-"""A serving instance: one model replica with its scheduler, KV pool and iteration timer."""
+"""A serving instance: one model replica with its scheduler, KV pool, plan builder and pricer."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from inference_serving.cluster_config import InstanceSpec
-from inference_serving.iteration import IterationTimer
+from inference_serving.fabric import InstanceFabric
+from inference_serving.iteration_cost import IterationCost
 from inference_serving.kv_cache import KVCacheManager
 from inference_serving.memory_model import KvBudget
+from inference_serving.plan_builder import PlanBuilder
+from inference_serving.pricers import Pricer
 from inference_serving.request import Request
 from inference_serving.scheduler.base import Batch, Scheduler
 from llmsim_core.model_config import ModelConfig
@@ -22,26 +25,32 @@ class Instance:
     scheduler: Scheduler
     kv: KVCacheManager
     budget: KvBudget
-    timer: IterationTimer
+    plans: PlanBuilder
+    fabric: InstanceFabric
+    pricer: Pricer | None = None
     in_flight: list[Batch] = field(default_factory=list)
     completed: list[Request] = field(default_factory=list)
     stage_free: list[int] = field(default_factory=lambda: [0])
 
-    def pipeline(self, batch: Batch, now: int) -> tuple[int, int]:
-        """Run `batch` through the pipeline stages from `now`: (first stage end, last end).
+    def pipeline(self, batch: Batch, now: int) -> tuple[int, int, list[IterationCost]]:
+        """Run `batch` through the pipeline stages from `now`: (first stage end, last end, the
+        cost of every stage).
 
-        Stage s starts when the previous stage's output has arrived and stage s is free.
+        Stage s starts when the previous stage's activations have arrived and stage s is free.
         """
-        stages = self.timer.stage_ns(batch)
-        if len(self.stage_free) != len(stages):
-            self.stage_free = [0] * len(stages)
-        send = self.timer.stage_send_ns(batch)
-        t = now
-        for s, duration in enumerate(stages):
-            start = max(t + (send if s else 0), self.stage_free[s])
-            t = start + duration
+        plans = self.plans.plans(batch)
+        if len(self.stage_free) != len(plans):
+            self.stage_free = [0] * len(plans)
+        t, forward = now, 0
+        costs = []
+        for s, plan in enumerate(plans):
+            start = max(t + forward, self.stage_free[s])
+            cost = self.pricer.price(plan, start)
+            t = start + cost.duration_ns
+            forward = cost.forward_ns
             self.stage_free[s] = t
-        return self.stage_free[0], t
+            costs.append(cost)
+        return self.stage_free[0], t, costs
 
     @property
     def index(self) -> int:

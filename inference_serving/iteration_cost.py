@@ -20,10 +20,13 @@ class IterationCost:
 
     `devices` maps global NPU ids to their busy time; `link_bytes` maps a link name
     (`"tp:<instance>"`, `"pd:<src node>-><dst node>"`, `"pp:<instance>"`) and `tier_bytes` a
-    memory name (`"host:<node>"`) to the bytes moved. The power model and the timeline read it.
+    memory name (`"host:<node>"`) to the bytes moved; `forward_ns` is the time the stage's
+    activations take to reach the next pipeline stage after `duration_ns`. The power model and
+    the timeline read it.
     """
 
     duration_ns: int
+    forward_ns: int = 0
     devices: dict[int, DeviceBusy] = field(default_factory=dict)
     link_bytes: dict[str, int] = field(default_factory=dict)
     tier_bytes: dict[str, int] = field(default_factory=dict)

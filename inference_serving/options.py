@@ -40,6 +40,7 @@ class RunOptions:
     compat_artifact: bool = False
     attn_prediction: bool = False
     network_backend: str = "analytical"
+    pricer: str = "closed-form"
     astra_sim_bin: Path | None = None
     astra_sim_dialect: str = "casys"
     export_chakra: Path | None = None

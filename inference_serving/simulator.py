@@ -186,7 +186,7 @@ class Simulator:
         if batch is None:
             return 0
         inst.in_flight.append(batch)
-        first_stage_end, end = inst.pipeline(batch, now)
+        first_stage_end, end, _ = inst.pipeline(batch, now)
         duration = end - now
         if self.on_batch is not None:
             self.on_batch(inst, batch)

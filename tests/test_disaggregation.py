@@ -6,18 +6,14 @@ import csv
 
 import pytest
 
-from inference_serving.cluster_config import MemorySpec
-from inference_serving.iteration import (
-    DisaggregationRole,
-    IterationTimer,
-    kv_transfer_bytes,
-)
+from inference_serving.plan_builder import DisaggregationRole, PlanBuilder, kv_transfer_bytes
 from inference_serving.request import Request
 from inference_serving.scheduler.base import Batch
 from llm_profile.perf_model import AttentionBatch
 from llmsim_core.model_config import ModelConfig
 from llmsim_core.op_templates import dense_template
 from tests.conftest import DATA, needs_data
+from tests.plan_helpers import StubFabric, iteration_ns
 from tests.test_cli_errors import run_main
 from tests.test_memory_model import LLAMA8B, LLAMA70B
 
@@ -48,7 +44,6 @@ class ConstantPerf:
 
 
 TINY = ModelConfig("tiny", 256, 2, 4, 2, 512, 1000, 4096)
-NO_COST_MEMORY = MemorySpec(1 << 30, 1e12, 0)
 
 
 def prefill_batch(prompt: int) -> Batch:
@@ -65,10 +60,9 @@ def prefill_batch(prompt: int) -> Batch:
     (100_000, 5000 + 3 * 100_000),
 ])
 def test_prefill_iteration_overlaps_kv_sends_with_compute(send, expected):
-    role = DisaggregationRole("prefill", lambda nbytes: send)
-    timer = IterationTimer(TINY, ConstantPerf(), dense_template(False, 1), 1, 2, NO_COST_MEMORY,
-                           lambda kind, nbytes: 0, disaggregation=role)
-    assert timer.iteration_ns(prefill_batch(64)) == expected
+    builder = PlanBuilder(0, 0, TINY, ConstantPerf(), dense_template(False, 1), 1, 2,
+                          disaggregation=DisaggregationRole("prefill"))
+    assert iteration_ns(builder, prefill_batch(64), StubFabric(send=send)) == expected
 
 
 def test_decode_overhead_applies_only_with_tensor_parallelism():
@@ -77,11 +71,10 @@ def test_decode_overhead_applies_only_with_tensor_parallelism():
     decode.num_tokens, decode.computed, decode.prefilled = 11, 10, True
     batch = Batch(0, [decode], [1], [True])
     for tp, extra in ((1, 0), (2, 2 * 700)):
-        plain = IterationTimer(TINY, ConstantPerf(), dense_template(False, tp), tp, 2,
-                               NO_COST_MEMORY, lambda kind, nbytes: 0)
-        pd = IterationTimer(TINY, ConstantPerf(), dense_template(False, tp), tp, 2,
-                            NO_COST_MEMORY, lambda kind, nbytes: 0, disaggregation=role)
-        assert pd.iteration_ns(batch) - plain.iteration_ns(batch) == extra
+        plain = PlanBuilder(0, 0, TINY, ConstantPerf(), dense_template(False, tp), tp, 2)
+        pd = PlanBuilder(0, 0, TINY, ConstantPerf(), dense_template(False, tp), tp, 2,
+                         disaggregation=role)
+        assert iteration_ns(pd, batch) - iteration_ns(plain, batch) == extra
 
 
 def rows(path) -> dict:

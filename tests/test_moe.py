@@ -7,9 +7,8 @@ import csv
 import numpy as np
 import pytest
 
-from inference_serving.cluster_config import MemorySpec
 from inference_serving.expert_router import expert_router
-from inference_serving.iteration import IterationTimer
+from inference_serving.plan_builder import PlanBuilder
 from llmsim_core.model_config import ModelConfig
 from llmsim_core.op_templates import moe_template
 from tests.conftest import DATA, needs_data
@@ -49,18 +48,16 @@ class SkewedPerf(ConstantPerf):
     (2, 3 * max(3 + 3, 4 + 2) * 1000),  # experts 0, 2 on rank 0 and 1, 3 on rank 1
 ])
 def test_expert_cost_is_the_slowest_rank(tp, expected_per_layer):
-    timer = IterationTimer(MOE, SkewedPerf(), moe_template(False, tp), tp, 2,
-                           MemorySpec(1 << 30, 1e12, 0), lambda kind, nbytes: 0,
-                           expert_routing=expert_router("RR"))
-    assert timer.experts_ns(6) == MOE.num_layers * expected_per_layer
+    builder = PlanBuilder(0, 0, MOE, SkewedPerf(), moe_template(False, tp), tp, 2,
+                          expert_routing=expert_router("RR"))
+    assert builder.experts_per_layer(6) == [expected_per_layer] * MOE.num_layers
 
 
 def test_idle_experts_cost_one_token():
-    timer = IterationTimer(MOE, SkewedPerf(), moe_template(False, 1), 1, 2,
-                           MemorySpec(1 << 30, 1e12, 0), lambda kind, nbytes: 0,
-                           expert_routing=expert_router("RR"))
+    builder = PlanBuilder(0, 0, MOE, SkewedPerf(), moe_template(False, 1), 1, 2,
+                          expert_routing=expert_router("RR"))
     # One token routed to experts 0 and 1; experts 2 and 3 still run a 1-token row.
-    assert timer.experts_ns(1) == MOE.num_layers * 4 * 3 * 1000
+    assert builder.experts_per_layer(1) == [4 * 3 * 1000] * MOE.num_layers
 
 
 def test_moe_template_has_dispatch_and_combine_only_with_tp():

@@ -4,47 +4,48 @@ from __future__ import annotations
 
 import pytest
 
-from inference_serving.cluster_config import MemorySpec
 from inference_serving.instance import Instance
-from inference_serving.iteration import IterationTimer
+from inference_serving.iteration_cost import IterationCost
+from inference_serving.plan_builder import PlanBuilder, stage_layers
 from inference_serving.request import Request
 from inference_serving.scheduler.base import Batch
 from llmsim_core.model_config import ModelConfig
 from llmsim_core.op_templates import dense_template
+from tests.plan_helpers import stage_costs
 from tests.test_cli_errors import run_main
 from tests.test_disaggregation import ConstantPerf
 
-NO_COST_MEMORY = MemorySpec(1 << 30, 1e12, 0)
 
-
-def timer(layers: int, pp: int, send: int = 0) -> IterationTimer:
+def builder(layers: int, pp: int) -> PlanBuilder:
     model = ModelConfig("m", 256, layers, 4, 2, 512, 1000, 4096)
-    return IterationTimer(model, ConstantPerf(), dense_template(False, 1), 1, 2, NO_COST_MEMORY,
-                          lambda kind, nbytes: 0, pp=pp, p2p_ns=lambda nbytes: send)
+    return PlanBuilder(0, 0, model, ConstantPerf(), dense_template(False, 1), 1, 2, pp=pp)
 
 
 @pytest.mark.parametrize("layers,pp,cut", [(32, 1, [32]), (32, 2, [16, 16]),
                                            (32, 3, [11, 11, 10]), (80, 4, [20] * 4),
                                            (10, 4, [3, 3, 2, 2])])
 def test_stages_are_cut_on_block_boundaries(layers, pp, cut):
-    assert timer(layers, pp).stage_layers == cut
+    assert stage_layers(layers, pp) == cut
+    assert builder(layers, pp).stage_layers == cut
 
 
 def test_stage_times_put_embedding_first_and_lm_head_last():
     # Each block: 11 operators × 1,000 ns + 3,000 ns attention = 14,000 ns.
-    stages = timer(8, 2).stage_ns(Batch(0, [Request(0, 0, 4, 2)], [4], [False]))
-    assert stages == [1000 + 4 * 14_000, 4 * 14_000 + 2000]
+    costs = stage_costs(builder(8, 2), Batch(0, [Request(0, 0, 4, 2)], [4], [False]))
+    assert [c.duration_ns for c in costs] == [1000 + 4 * 14_000, 4 * 14_000 + 2000]
 
 
 class FixedStages:
-    def __init__(self, stages: list[int], send: int) -> None:
-        self.stages, self.send = stages, send
+    """A plan source and pricer whose every stage takes `stage` ns and `send` ns to forward."""
 
-    def stage_ns(self, batch):
-        return self.stages
+    def __init__(self, pp: int, stage: int, send: int) -> None:
+        self.pp, self.stage, self.send = pp, stage, send
 
-    def stage_send_ns(self, batch):
-        return self.send
+    def plans(self, batch):
+        return list(range(self.pp))
+
+    def price(self, plan, start_ns):
+        return IterationCost(self.stage, forward_ns=self.send if plan < self.pp - 1 else 0)
 
 
 @pytest.mark.parametrize("pp", [2, 4])
@@ -52,10 +53,10 @@ def test_pipeline_bubble_matches_the_formula(pp):
     d, send, k = 10_000, 500, 6
     inst = Instance.__new__(Instance)
     inst.stage_free = [0] * pp
-    inst.timer = FixedStages([d] * pp, send)
+    inst.plans = inst.pricer = FixedStages(pp, d, send)
     ends, now = [], 0
     for _ in range(k):
-        first_free, end = inst.pipeline(None, now)
+        first_free, end, _ = inst.pipeline(None, now)
         ends.append(end)
         now = first_free  # the next batch enters when stage 0 frees up
     # Batch j finishes at fill time pp·d + (pp−1)·send plus j stage times.

@@ -1,9 +1,13 @@
 """Workload layer: dependency-driven replay of per-NPU Chakra graphs (engine.md §3).
 
 Issue rules: at most one GPU compute, one CPU compute and one communication node (collective
-or send) in flight per NPU; receives, memory and PIM nodes are exempt. Ready nodes are issued
-in the order they became ready, ties by node id. Collectives are matched across NPUs by group
-and sequence number and run step by step (closed form when all participants start together).
+or send) in flight per NPU; receives, memory and PIM nodes are exempt. A memory node that names
+a process group (`pg_name`, extension) is one joint access of the group: the members' accesses
+are served back to back once the last member has issued it, and complete together (how a host
+driver feeds or drains the TP ranks of one instance); without `pg_name` each access is its own.
+Ready nodes are issued in the order they became ready, ties by node id. Collectives are matched
+across NPUs by group and sequence number and run step by step (closed form when all participants
+start together).
 """
 
 from __future__ import annotations
@@ -118,7 +122,7 @@ class Engine:
         """
         if fast and self._lockstep(graphs):
             first = next(iter(graphs))
-            chain = self._chain_ns(first, graphs[first])
+            chain = self._chain_ns(first, graphs[first], start)
             if chain is not None:
                 total, compute = chain
                 return ReplayResult({n: start + total for n in graphs},
@@ -128,10 +132,19 @@ class Engine:
                                 {n: solo.exposed_comm_ns[first] for n in graphs})
         return _Replay(self, graphs, start).execute()
 
-    def _chain_ns(self, npu: int, nodes: Sequence[Node]) -> tuple[int, int] | None:
-        """(total, GPU compute) of a graph that is a single dependency chain, else None."""
+    def joint_members(self, node: Node) -> tuple[int, ...] | None:
+        """Members of the group whose joint access a memory node is (None: a plain access)."""
+        group = str(node.attr("pg_name", "") or "")
+        members = self.config.comm_groups.get(group) if group else None
+        return tuple(sorted(members)) if members else None
+
+    def _chain_ns(self, npu: int, nodes: Sequence[Node], start: int = 0
+                  ) -> tuple[int, int] | None:
+        """(total, GPU compute) of a graph that is a single dependency chain started at
+        `start`, else None (memory FIFOs are booked at absolute times)."""
         previous = None
-        total = compute = 0
+        total = start
+        compute = 0
         probe = _Replay(self, {}, 0, solo=True)
         for node in nodes:
             deps = _deps(node)
@@ -151,8 +164,9 @@ class Engine:
                 total += collective_ns(kind, int(node.attr("comm_size", 0) or 0),
                                        self.config.dims, self.config.system, involved)
             elif node.type in ("MEM_LOAD_NODE", "MEM_STORE_NODE"):
-                total = probe.memory_done(npu, node, total)
-        return total, compute
+                members = self.joint_members(node)
+                total = probe.memory_done(npu, node, total, len(members) if members else 1)
+        return total - start, compute
 
     def _lockstep(self, graphs: Mapping[int, Sequence[Node]]) -> bool:
         if self.config.aware or not graphs:
@@ -167,7 +181,8 @@ class Engine:
             if node.type in ("COMM_SEND_NODE", "COMM_RECV_NODE", "PIM_COMP_NODE"):
                 return False
             if node.type in ("MEM_LOAD_NODE", "MEM_STORE_NODE") and \
-                    int(node.attr("tensor_loc", REMOTE) or REMOTE) in queued:
+                    int(node.attr("tensor_loc", REMOTE) or REMOTE) in queued and \
+                    self.joint_members(node) != npus:
                 return False
             if node.type == "COMM_COLL_NODE":
                 kind = COLLECTIVE_KINDS.get(int(node.attr("comm_type", 0) or 0))
@@ -208,6 +223,8 @@ class _Replay:
         self.coll_seq: dict[tuple[int, tuple], int] = defaultdict(int)
         self.pending_coll: dict[tuple, dict[int, tuple[int, int]]] = {}
         self.messages: dict[tuple, deque[int]] = defaultdict(deque)
+        self.joint_seq: dict[tuple[int, tuple], int] = defaultdict(int)
+        self.pending_joint: dict[tuple, dict[int, tuple[int, int]]] = {}
         self.posted_recvs: dict[tuple, deque[tuple[int, int]]] = defaultdict(deque)
 
     # --- event plumbing -------------------------------------------------------------------
@@ -273,7 +290,9 @@ class _Replay:
             if resource == GPU:
                 state.compute_ns += duration
             self.push(now + duration, ("done", npu, node.id, resource))
-        elif kind in ("MEM_LOAD_NODE", "MEM_STORE_NODE", "PIM_COMP_NODE"):
+        elif kind in ("MEM_LOAD_NODE", "MEM_STORE_NODE"):
+            self.memory(npu, node, now)
+        elif kind == "PIM_COMP_NODE":
             self.push(self.memory_done(npu, node, now), ("done", npu, node.id, None))
         elif kind == "COMM_SEND_NODE":
             self.send(npu, node, now)
@@ -298,7 +317,26 @@ class _Replay:
             return node.duration_micros  # casys: ns; 0 duration and 0 ops is skipped
         return max(node.duration_micros * cfg.duration_unit_ns, 1)
 
-    def memory_done(self, npu: int, node: Node, now: int) -> int:
+    def memory(self, npu: int, node: Node, now: int) -> None:
+        """A memory node: its own access, or its share of a joint access of its group."""
+        members = self.engine.joint_members(node)
+        if members is None or len(members) == 1 or self.solo:
+            end = self.memory_done(npu, node, now, len(members) if members else 1)
+            self.push(end, ("done", npu, node.id, None))
+            return
+        seq_key = (npu, members)
+        key = (members, self.joint_seq[seq_key])
+        self.joint_seq[seq_key] += 1
+        pending = self.pending_joint.setdefault(key, {})
+        pending[npu] = (now, node.id)
+        if len(pending) < len(members):
+            return
+        del self.pending_joint[key]
+        end = self.memory_done(npu, node, max(t for t, _ in pending.values()), len(members))
+        for member, (_, node_id) in pending.items():
+            self.push(end, ("done", member, node_id, None))
+
+    def memory_done(self, npu: int, node: Node, now: int, repeat: int = 1) -> int:
         size = int(node.attr("tensor_size", 0) or 0)
         loc = int(node.attr("tensor_loc", REMOTE) or REMOTE)
         device = int(node.attr("tensor_device", 0) or 0)
@@ -307,7 +345,7 @@ class _Replay:
                 channel = int(node.attr("tensor_channel", 0) or 0)
                 return self.engine.memory.access(npu, now, size, loc, device, channel,
                                                  extra_ns=node.duration_micros)
-            return self.engine.memory.access(npu, now, size, loc, device)
+            return self.engine.memory.access(npu, now, size, loc, device, repeat=repeat)
         except ValueError as exc:
             raise GraphError(f"NPU {npu} node {node.id} ({node.name}): {exc}") from None
 

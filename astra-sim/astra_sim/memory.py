@@ -4,10 +4,17 @@ An access costs `latency + floor(bytes / bw)` ns (bandwidth in decimal GB/s = by
 queued device is busy for that whole time. Local memory has no queue; each remote (per-node)
 device, each CXL device and each (device, PIM channel) pair is its own FIFO, shared by every
 NPU that addresses it.
+
+The FIFOs keep a calendar of booked accesses, so several replays sharing them (instances of
+one cluster, each iteration replayed from its start time) interact: an access never overtakes
+one issued before it, and it takes the first idle gap at or after its issue time that fits
+before accesses booked for later by replays that ran earlier. Within one replay, where
+accesses are issued in time order, this is a plain FIFO.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, field
 
@@ -39,16 +46,20 @@ class MemorySystem:
     tiers: dict[int, Tier] = field(default_factory=dict)
     npus_per_node: int = 0  # upstream PER_NODE: device = npu // npus_per_node
     pool: bool = False  # upstream MEMORY_POOL: one global FIFO
-    busy_until: dict[tuple, int] = field(default_factory=dict)
+    # Per FIFO: booked (start, end, issue) triples sorted by start; shareable between systems.
+    calendar: dict[tuple, list[tuple[int, int, int]]] = field(default_factory=dict)
+    # When a list, every booking is also appended to it as (FIFO, start, end, issue).
+    log: list | None = None
 
     def access(self, npu: int, now: int, nbytes: int, loc: int = REMOTE, device: int = 0,
-               channel: int | None = None, extra_ns: int = 0) -> int:
-        """Completion time of an access issued at `now` (PIM: `channel` and its compute time)."""
+               channel: int | None = None, extra_ns: int = 0, repeat: int = 1) -> int:
+        """Completion time of an access issued at `now` (PIM: `channel` and its compute time);
+        `repeat` accesses of the same size issued together are served back to back."""
         tier = self.tiers.get(loc)
         if tier is None:
             raise ValueError(f"memory node addresses tier {loc} but no "
                              f"{TIER_NAMES.get(loc, 'storage')} is configured")
-        duration = tier.access_ns(nbytes) + extra_ns
+        duration = (tier.access_ns(nbytes) + extra_ns) * repeat
         if not tier.queued:
             return now + duration
         if self.npus_per_node:
@@ -60,10 +71,37 @@ class MemorySystem:
         key = (loc, device) if channel is None else (loc, device, "pim", channel)
         if channel is not None and not 0 <= channel < max(tier.pim_channels, 1):
             raise ValueError(f"PIM channel {channel} outside 0..{tier.pim_channels - 1}")
-        start = max(now, self.busy_until.get(key, 0))
+        return self.book(key, now, duration)
+
+    def book(self, key: tuple, now: int, duration: int) -> int:
+        """Book `duration` ns on FIFO `key` for an access issued at `now`; return its end."""
+        slots = self.calendar.setdefault(key, [])
+        start = now
+        for _, slot_end, issue in slots:
+            if issue <= now and slot_end > start:
+                start = slot_end  # issued before this access: served first
+        index = bisect.bisect_right(slots, (start, math.inf, math.inf))
+        if index and slots[index - 1][1] > start:
+            start = slots[index - 1][1]
+        while index < len(slots) and start + duration > slots[index][0]:
+            start = max(start, slots[index][1])
+            index += 1
         end = start + duration
-        self.busy_until[key] = end
+        slots.insert(index, (start, end, now))
+        if self.log is not None:
+            self.log.append((key, start, end, now))
         return end
+
+    def busy_after(self, key: tuple, time: int) -> bool:
+        """True when FIFO `key` has an access booked that ends after `time`."""
+        slots = self.calendar.get(key)
+        return bool(slots) and max(end for _, end, _ in slots) > time
+
+    def forget_before(self, time: int) -> None:
+        """Drop bookings that end by `time` (no later access is issued before it)."""
+        for key, slots in self.calendar.items():
+            if slots and slots[0][1] <= time:
+                self.calendar[key] = [s for s in slots if s[1] > time]
 
     @classmethod
     def from_json_dict(cls, raw: dict, num_npus: int) -> MemorySystem:

@@ -1,0 +1,228 @@
+"""Turns a scheduled batch of an instance into its iteration plans, one per pipeline stage.
+
+Everything that depends only on the token count (operator latencies, expert routing) is
+memoized, so building a plan costs a few dict lookups and tuple concatenations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from inference_serving.scheduler.base import Batch
+from llm_profile.perf_model import AttentionBatch, PerfModel
+from llmsim_core.errors import InputError
+from llmsim_core.iteration_plan import (
+    HOST,
+    LOAD,
+    PD_LINK,
+    SEND,
+    STAGE_LINK,
+    STORE,
+    IterationPlan,
+    LayerGroup,
+    PlanOp,
+    block_ops,
+    compute,
+    slowest_rank_ns,
+)
+from llmsim_core.model_config import ModelConfig
+from llmsim_core.op_templates import EXPERT_ROWS, OpTemplate
+
+OUTPUT_TOKEN_ID_BYTES = 4
+CACHE_LIMIT = 8192  # memoized block plans kept before the cache starts over
+
+
+@dataclass(frozen=True, slots=True)
+class DisaggregationRole:
+    """What P/D adds to an instance's iterations (serving.md §6.7, §9).
+
+    A prefill instance sends each layer's K and V to the decode side after `v_proj` and the
+    sampled token ids at the end. The fitted overheads apply only when TP > 1:
+    +`prefill_oproj_ns` per `o_proj` of a prefill iteration, +`decode_oproj_ns` per decode
+    request per `o_proj` on a decode instance (cluster config keys `prefill_oproj_overhead_ns`
+    and `decode_oproj_overhead_ns`; 0 turns them off).
+    """
+
+    role: str
+    receiver_tp: int | None = None
+    prefill_oproj_ns: int = 700_000
+    decode_oproj_ns: int = 700
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSizes:
+    """Sizes of the iteration's last transfers (compatibility: the existing simulator writes
+    the hidden state to host memory and hands the whole lm_head output to the decode side)."""
+
+    hidden_state_output_store: bool = False
+    whole_logits_handoff: bool = False
+
+
+def kv_transfer_bytes(model: ModelConfig, tokens: int, tp: int, fp: int,
+                      receiver_tp: int | None = None) -> int:
+    """Bytes of one prefill→decode message for one layer: K and V of `tokens` tokens,
+    2 · tokens · kvd · fp, split over max(sender TP, receiver TP) parallel rank-to-rank links
+    (a sender rank's heads go to several receivers, or several senders feed one receiver)."""
+    ways = max(tp, receiver_tp or tp)
+    return 2 * tokens * (model.kv_dim // ways) * fp
+
+
+def stage_layers(layers: int, stages: int) -> list[int]:
+    """Whole transformer blocks per stage; the remainder goes to the earlier stages."""
+    return [layers // stages + (1 if s < layers % stages else 0) for s in range(stages)]
+
+
+def attention_batch(batch: Batch) -> AttentionBatch:
+    """What attention sees: prefill chunks on their prior KV, decode context lengths."""
+    prefill_q: list[int] = []
+    prefill_kv: list[int] = []
+    decode_lens: list[int] = []
+    for request, count, is_decode in zip(batch.requests, batch.tokens, batch.decode,
+                                         strict=True):
+        if is_decode:
+            decode_lens.append(request.num_tokens)
+        else:
+            prefill_q.append(count)
+            prefill_kv.append(request.computed)
+    return AttentionBatch(tuple(prefill_q), tuple(prefill_kv), tuple(decode_lens))
+
+
+class PlanBuilder:
+    """Builds the iteration plans of one instance (one per pipeline stage)."""
+
+    def __init__(self, instance: int, node: int, model: ModelConfig, perf: PerfModel,
+                 template: OpTemplate, tp: int, fp: int, pp: int = 1,
+                 disaggregation: DisaggregationRole | None = None,
+                 sizes: StoreSizes = StoreSizes(),
+                 expert_routing: Callable[..., list] | None = None, seed: int = 42) -> None:
+        if template.has_experts and expert_routing is None:
+            raise InputError(f"model '{model.name}' is a mixture of experts", "model_name",
+                             "pass an expert routing policy")
+        self.instance = instance
+        self.node = node
+        self.model = model
+        self.perf = perf
+        self.template = template
+        self.tp = tp
+        self.fp = fp
+        self.pd = disaggregation
+        self.sizes = sizes
+        self.expert_routing = expert_routing
+        self.seed = seed
+        self.stage_layers = stage_layers(model.num_layers, pp)
+        self._experts: dict[int, list[int]] = {}
+        self._blocks: dict[tuple, tuple[LayerGroup, ...]] = {}
+        self._edges: dict[tuple, LayerGroup] = {}
+        needed = (*template.pre_ops, *template.compute_block_ops, *template.post_ops,
+                  *(EXPERT_ROWS if template.has_experts else ()))
+        for op in needed:
+            perf.layer_ns(op, 1)  # fail fast on a table without this operator
+
+    def op_ns(self, op: str, tokens: int, requests: int) -> int:
+        """One operator's latency; lm_head runs once per request (serving.md §6.1)."""
+        return self.perf.layer_ns(op, requests if op == "lm_head" else tokens)
+
+    def hidden_bytes(self, tokens: int) -> int:
+        """The hidden state of `tokens` tokens: TP collectives and stage-to-stage sends."""
+        return tokens * self.model.hidden_size * self.fp
+
+    def experts_per_layer(self, tokens: int) -> list[int]:
+        """Each layer's expert time (slowest rank), memoized by token count: routing is a
+        pure function of it."""
+        cached = self._experts.get(tokens)
+        if cached is None:
+            m = self.model
+            routed = self.expert_routing(tokens, m.num_experts, m.experts_per_token,
+                                         m.num_layers, self.seed)
+            per_counts: dict[tuple, int] = {}
+            cached = []
+            for counts in routed:
+                key = tuple(counts.tolist())
+                if key not in per_counts:
+                    per_counts[key] = slowest_rank_ns(key, self.tp, self.perf.layer_ns)
+                cached.append(per_counts[key])
+            self._experts[tokens] = cached
+        return cached
+
+    def _edge(self, which: str, tokens: int, requests: int) -> LayerGroup:
+        key = (which, tokens, requests)
+        group = self._edges.get(key)
+        if group is None:
+            names = self.template.pre_ops if which == "pre" else self.template.post_ops
+            group = LayerGroup(-1, 1, tuple(compute(op, self.op_ns(op, tokens, requests),
+                                                    requests if op == "lm_head" else tokens)
+                                            for op in names))
+            self._edges[key] = group
+        return group
+
+    def _blocks_of(self, tokens: int, attention: int, first: int, count: int, kv_bytes: int,
+                   extra: int) -> tuple[LayerGroup, ...]:
+        key = (tokens, attention, first, count, kv_bytes, extra)
+        groups = self._blocks.get(key)
+        if groups is not None:
+            return groups
+        experts = self.experts_per_layer(tokens)[first:first + count] \
+            if self.template.has_experts else [0] * count
+        collective = self.hidden_bytes(tokens)
+        built: list[LayerGroup] = []
+        for index, cost in enumerate(experts, start=first):
+            if built and cost == experts[index - first - 1]:
+                last = built[-1]
+                built[-1] = LayerGroup(last.first, last.count + 1, last.ops)
+                continue
+            ops = block_ops(self.template, tokens, self.perf.layer_ns, attention, cost,
+                            collective, kv_bytes, extra)
+            built.append(LayerGroup(index, 1, ops))
+        groups = tuple(built)
+        if len(self._blocks) >= CACHE_LIMIT:
+            self._blocks.clear()
+        self._blocks[key] = groups
+        return groups
+
+    def plans(self, batch: Batch) -> list[IterationPlan]:
+        """The plans of `batch`, one per pipeline stage."""
+        tokens, requests = batch.total_tokens, len(batch.requests)
+        attention = self.perf.attention_ns(attention_batch(batch))
+        kv_bytes = extra = 0
+        handoff = None
+        pd = self.pd
+        if pd is not None and pd.role == "prefill":
+            prompt = sum(n for n, d in zip(batch.tokens, batch.decode, strict=True) if not d)
+            kv_bytes = kv_transfer_bytes(self.model, prompt, self.tp, self.fp, pd.receiver_tp)
+            extra = pd.prefill_oproj_ns if self.tp > 1 else 0
+            final = tokens * (self.model.vocab_size // self.tp) * self.fp \
+                if self.sizes.whole_logits_handoff else requests * OUTPUT_TOKEN_ID_BYTES
+            handoff = PlanOp(SEND, "token_handoff", nbytes=final, target=PD_LINK)
+        elif pd is not None and self.tp > 1:
+            extra = pd.decode_oproj_ns * sum(batch.decode)
+        stages = len(self.stage_layers)
+        plans = []
+        first = 0
+        for stage, count in enumerate(self.stage_layers):
+            groups = self._blocks_of(tokens, attention, first, count, kv_bytes, extra)
+            loads: tuple[PlanOp, ...] = ()
+            receive = forward = store = None
+            if stage == 0:
+                groups = (self._edge("pre", tokens, requests), *groups)
+                loads = tuple(PlanOp(kind, name, nbytes=nbytes, target=HOST) for kind, name, nbytes
+                              in ((LOAD, "input_load", tokens * self.fp * 2),
+                                  (LOAD, "kv_load", batch.swap_in_bytes),
+                                  (STORE, "kv_evict", batch.swap_out_bytes))
+                              if nbytes or name == "input_load")
+            else:
+                receive = PlanOp(SEND, "stage_recv", nbytes=self.hidden_bytes(tokens),
+                                 target=STAGE_LINK)
+            if stage == stages - 1:
+                groups = (*groups, self._edge("post", tokens, requests))
+                stored = self.hidden_bytes(tokens) if self.sizes.hidden_state_output_store \
+                    else requests * OUTPUT_TOKEN_ID_BYTES
+                store = PlanOp(STORE, "output_store", nbytes=stored, target=HOST)
+            else:
+                forward = PlanOp(SEND, "stage_send", nbytes=self.hidden_bytes(tokens),
+                                 target=STAGE_LINK)
+            plans.append(IterationPlan(self.instance, stage, self.node, self.tp, tokens,
+                                       requests, loads, groups, receive, store,
+                                       handoff if stage == stages - 1 else None, forward))
+            first += count
+        return plans

@@ -1,0 +1,76 @@
+"""The closed-form pricer: lockstep arithmetic over the plan (the fast path).
+
+Every TP rank runs the same chain, so one rank's timeline is the iteration's (engine.md §11):
+the start loads of all ranks queue back to back on the node's memory FIFO and release the
+ranks together; compute adds up; a collective starts when the rank's communication slot is
+free (P/D KV sends occupy it while compute goes on); the output store of all ranks follows the
+chain and the P/D token hand-off follows the last send. Exact when no memory or link is shared
+with another instance (the builder switches to the replay pricer otherwise).
+"""
+
+from __future__ import annotations
+
+from inference_serving.fabric import InstanceFabric
+from inference_serving.iteration_cost import IterationCost
+from inference_serving.pricers.base import plan_usage
+from llmsim_core.iteration_plan import COLLECTIVE, COMPUTE, SEND, IterationPlan
+
+
+class ClosedFormPricer:
+    """Prices plans with the lockstep closed form."""
+
+    name = "closed-form"
+
+    def __init__(self, fabrics: dict[int, InstanceFabric]) -> None:
+        self.fabrics = fabrics
+
+    def price(self, plan: IterationPlan, start_ns: int) -> IterationCost:
+        """Duration of `plan` (its start time does not matter: nothing is shared)."""
+        fabric = self.fabrics[plan.instance]
+        tp = plan.tp
+        t = sum(tp * fabric.memory_ns(op.target, op.nbytes) for op in plan.loads)
+        comm_free = t
+        for group in plan.groups:
+            ops = group.ops
+            if any(op.kind == SEND for op in ops):
+                for _ in range(group.count):
+                    t, comm_free = _walk(ops, fabric, t, comm_free)
+                continue
+            # Without sends, a collective finds the slot free once any earlier send is done:
+            # after the first layer the layers are plain sums.
+            count = group.count
+            if comm_free > t and any(op.kind == COLLECTIVE for op in ops):
+                t, comm_free = _walk(ops, fabric, t, comm_free)
+                count -= 1
+            layer = 0
+            for op in ops:
+                layer += op.ns if op.kind == COMPUTE else \
+                    fabric.collective_ns(op.target, op.nbytes)
+            t += count * layer
+            if comm_free < t:
+                comm_free = t
+        end = t
+        if plan.store is not None:
+            end += tp * fabric.memory_ns(plan.store.target, plan.store.nbytes)
+        if plan.handoff is not None:
+            comm_free = max(t, comm_free) + fabric.send_ns(plan.handoff.target,
+                                                           plan.handoff.nbytes)
+            end = max(end, comm_free)
+        cost = IterationCost(end)
+        if plan.forward is not None:
+            cost.forward_ns = fabric.send_ns(plan.forward.target, plan.forward.nbytes)
+        plan_usage(plan, fabric, cost)
+        return cost
+
+
+def _walk(ops: tuple, fabric: InstanceFabric, t: int, comm_free: int) -> tuple[int, int]:
+    """One layer with sends: collectives wait for the communication slot, sends take it."""
+    for op in ops:
+        if op.kind == COMPUTE:
+            t += op.ns
+        elif op.kind == COLLECTIVE:
+            t = max(t, comm_free) + fabric.collective_ns(op.target, op.nbytes)
+            comm_free = t
+        else:
+            comm_free = max(t, comm_free) + fabric.send_ns(op.target, op.nbytes)
+    return t, comm_free

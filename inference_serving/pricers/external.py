@@ -1,0 +1,69 @@
+"""The external pricer: a user-supplied ASTRA-Sim binary replays each plan's graphs
+(`--network-backend external`, upstream dialect, engine.md §8.3).
+
+The graphs and inputs of an iteration are written to a temporary folder, the binary replays them
+from t = 0 and its per-NPU report lines `sys[i] finished, T cycles` give the iteration latency
+(the largest T). Compute durations are whole microseconds in this dialect, so results can
+differ from the in-process engine by up to 1 µs per operator. Identical graphs run once.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+
+from astra_sim.export import export
+from inference_serving.chakra_graph import engine_setup, plan_graphs
+from inference_serving.fabric import InstanceFabric
+from inference_serving.iteration_cost import IterationCost
+from inference_serving.pricers.base import plan_usage
+from llmsim_core.errors import InputError
+from llmsim_core.iteration_plan import IterationPlan
+
+REPORT = re.compile(r"sys\[(\d+)\](?: iteration \d+)? finished, (\d+) cycles")
+
+
+class ExternalPricer:
+    """Prices plans by running an ASTRA-Sim binary on their exported graphs."""
+
+    name = "external"
+
+    def __init__(self, fabrics: dict[int, InstanceFabric], num_nodes: int, binary: Path) -> None:
+        self.fabrics = fabrics
+        self.num_nodes = num_nodes
+        self.binary = binary
+        self._runs: dict[IterationPlan, int] = {}
+
+    def price(self, plan: IterationPlan, start_ns: int) -> IterationCost:
+        """Run the binary on the plan's graphs (P/D receivers included)."""
+        fabric = self.fabrics[plan.instance]
+        latency = self._runs.get(plan)
+        if latency is None:
+            latency = self._run(plan, fabric)
+            self._runs[plan] = latency
+        cost = IterationCost(latency)
+        plan_usage(plan, fabric, cost)
+        return cost
+
+    def _run(self, plan: IterationPlan, fabric: InstanceFabric) -> int:
+        graphs = plan_graphs(plan, fabric, receivers=True)
+        config, memory = engine_setup(fabric, self.num_nodes, 1)
+        with tempfile.TemporaryDirectory(prefix="astra_") as tmp:
+            folder = Path(tmp)
+            prefix = export(folder, graphs, config, memory, "upstream")
+            done = subprocess.run(
+                [str(self.binary), f"--workload-configuration={prefix}",
+                 f"--system-configuration={folder / 'system.json'}",
+                 f"--remote-memory-configuration={folder / 'memory.json'}",
+                 f"--network-configuration={folder / 'network.yml'}",
+                 *((f"--comm-group-configuration={folder / 'comm_group.json'}",)
+                   if config.comm_groups else ())],
+                capture_output=True, text=True, check=False)
+        finish = [int(m.group(2)) for m in REPORT.finditer(done.stdout)]
+        if done.returncode != 0 or len(finish) != len(graphs):
+            raise InputError(f"the ASTRA-Sim binary failed (exit {done.returncode}, "
+                             f"{len(finish)} of {len(graphs)} report lines)",
+                             str(self.binary), "check the binary runs on the exported files")
+        return max(finish)

@@ -1,0 +1,137 @@
+"""The iteration plan: what one iteration of one instance (or pipeline stage) does on each rank.
+
+`inference_serving.plan_builder` fills a plan from a scheduled batch; every consumer reads that
+one plan: the pricers (closed form, engine replay, external ASTRA-Sim binary), the Chakra
+exporter and the calibration's whole-iteration error. All TP ranks of a stage run the same
+chain (MoE expert rows are charged at the slowest rank's time, §7), so a plan describes one
+rank; consecutive identical transformer blocks are one `LayerGroup` with a count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from llmsim_core.op_templates import ATTENTION, COLLECTIVE_KIND, EXPERT_ROWS, EXPERTS, OpTemplate
+
+COMPUTE, COLLECTIVE, SEND, LOAD, STORE = "compute", "collective", "send", "load", "store"
+HOST = "host"  # the node's CPU memory (one FIFO per node)
+PD_LINK, STAGE_LINK = "pd", "pp"
+
+
+@dataclass(frozen=True, slots=True)
+class PlanOp:
+    """One node of a rank's chain.
+
+    compute: `ns` at `tokens` tokens; collective: `target` is the collective kind
+    (`all_reduce`, `all_to_all`) over the TP group; send: `nbytes` to the peer over link
+    `target` on the rank's communication slot, overlapping compute; load/store: `nbytes` from
+    or to memory tier `target`, issued by all `tp` ranks together (one access each, FIFO).
+    """
+
+    kind: str
+    name: str
+    ns: int = 0
+    nbytes: int = 0
+    tokens: int = 0
+    target: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LayerGroup:
+    """`count` consecutive layers running the same `ops`; `first` is the first transformer
+    block's index (-1 for the operators before and after the blocks)."""
+
+    first: int
+    count: int
+    ops: tuple[PlanOp, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class IterationPlan:
+    """One iteration of one pipeline stage of an instance, as every one of its `tp` ranks runs it.
+
+    `loads` are issued at the start and gate the chain; `receive` (later pipeline stages) is
+    the previous stage's activations; `groups` is the compute chain with its collectives and
+    sends; `store` follows the chain; `handoff` (P/D prefill) is sent after the chain on the
+    communication slot and belongs to the iteration; `forward` (pipeline) carries the stage's
+    activations to the next stage after the stage has finished.
+    """
+
+    instance: int
+    stage: int
+    node: int
+    tp: int
+    tokens: int
+    requests: int
+    loads: tuple[PlanOp, ...]
+    groups: tuple[LayerGroup, ...]
+    receive: PlanOp | None = None
+    store: PlanOp | None = None
+    handoff: PlanOp | None = None
+    forward: PlanOp | None = None
+
+    def ops(self) -> list[tuple[PlanOp, int]]:
+        """Every chain operator with the number of times it runs (groups unrolled by count)."""
+        return [(op, group.count) for group in self.groups for op in group.ops]
+
+
+def compute(name: str, ns: int, tokens: int) -> PlanOp:
+    """A compute node."""
+    return PlanOp(COMPUTE, name, ns=ns, tokens=tokens)
+
+
+def block_ops(template: OpTemplate, tokens: int, op_ns: Callable[[str, int], int],
+              attention_ns: int, experts_ns: int, collective_bytes: int,
+              kv_send_bytes: int = 0, oproj_extra_ns: int = 0) -> tuple[PlanOp, ...]:
+    """One transformer block: the template's operators at `tokens` tokens, attention and the
+    expert rows as single nodes, TP collectives of `collective_bytes`, a P/D KV send after
+    `v_proj` and a fitted overhead after `o_proj` when those are non-zero."""
+    ops: list[PlanOp] = []
+    for op in template.block_ops:
+        if op == ATTENTION:
+            ops.append(compute(op, attention_ns, tokens))
+        elif op == EXPERTS:
+            ops.append(compute("experts", experts_ns, tokens))
+        elif op in COLLECTIVE_KIND:
+            kind = COLLECTIVE_KIND[op]
+            ops.append(PlanOp(COLLECTIVE, kind, nbytes=collective_bytes, target=kind))
+        else:
+            ops.append(compute(op, op_ns(op, tokens), tokens))
+        if op == "v_proj" and kv_send_bytes:
+            ops.append(PlanOp(SEND, "kv_send", nbytes=kv_send_bytes, target=PD_LINK))
+        elif op == "o_proj" and oproj_extra_ns:
+            ops.append(compute("pd_overhead", oproj_extra_ns, tokens))
+    return tuple(ops)
+
+
+def group_layers(first: int, per_layer: Sequence[tuple[PlanOp, ...]]) -> tuple[LayerGroup, ...]:
+    """Consecutive identical blocks become one group."""
+    groups: list[LayerGroup] = []
+    for index, ops in enumerate(per_layer, start=first):
+        if groups and groups[-1].ops == ops:
+            last = groups[-1]
+            groups[-1] = LayerGroup(last.first, last.count + 1, ops)
+        else:
+            groups.append(LayerGroup(index, 1, ops))
+    return tuple(groups)
+
+
+def rank_expert_calls(counts: Sequence[int], tp: int) -> list[dict[int, int]]:
+    """Per TP rank, how many of its experts run at each token count in one layer.
+
+    Expert e lives on rank e mod tp; a rank runs its experts' w1, w3 and w2 rows in turn, and
+    an expert that received no token still costs one token (§7)."""
+    ranks: list[dict[int, int]] = [{} for _ in range(tp)]
+    for expert, n in enumerate(counts):
+        calls = ranks[expert % tp]
+        n = max(int(n), 1)
+        calls[n] = calls.get(n, 0) + 1
+    return ranks
+
+
+def slowest_rank_ns(counts: Sequence[int], tp: int, row_ns: Callable[[str, int], int]) -> int:
+    """One layer's expert time: the slowest rank's sum of expert rows."""
+    return max(sum(calls * sum(row_ns(row, n) for row in EXPERT_ROWS)
+                   for n, calls in rank.items())
+               for rank in rank_expert_calls(counts, tp))
