@@ -125,11 +125,12 @@ def test_halving_doubling_on_fully_connected():
 
 def test_halving_doubling_on_a_ring_uses_partner_distance():
     dims, system = unit("Ring", 8), algorithm("halvingDoubling")
-    # RS partners are 4, 2, 1 hops away: 4400 + 2200 + 1100 (+10 each) = 7730;
+    # RS sends 4000, 2000, 1000 B to partners 1, 2, 4 hops away (HalvingDoubling.cc):
+    # floor(100 + 4000) + floor(200 + 2000) + floor(400 + 1000) (+10 each) = 7730;
     # + 10 + 60 + 30 = 7830.
     assert collective_ns("reduce_scatter", 8000, dims, system) == 7830
     assert collective_ns("all_reduce", 8000, dims, system) == 15560  # 7830 + 7730
-    # AG partners are 1, 2, 4 hops away with 1000, 2000, 4000 bytes: 7730 + 10.
+    # AG partners are 4, 2, 1 hops away with 1000, 2000, 4000 bytes: 7730 + 10.
     assert collective_ns("all_gather", 1000, dims, system) == 7740
 
 
