@@ -125,11 +125,12 @@ def test_halving_doubling_on_fully_connected():
 
 def test_halving_doubling_on_a_ring_uses_partner_distance():
     dims, system = unit("Ring", 8), algorithm("halvingDoubling")
-    # RS partners are 4, 2, 1 hops away: 4400 + 2200 + 1100 (+10 each) = 7730;
+    # RS sends 4000, 2000, 1000 B to partners 1, 2, 4 hops away (HalvingDoubling.cc):
+    # floor(100 + 4000) + floor(200 + 2000) + floor(400 + 1000) (+10 each) = 7730;
     # + 10 + 60 + 30 = 7830.
     assert collective_ns("reduce_scatter", 8000, dims, system) == 7830
     assert collective_ns("all_reduce", 8000, dims, system) == 15560  # 7830 + 7730
-    # AG partners are 1, 2, 4 hops away with 1000, 2000, 4000 bytes: 7730 + 10.
+    # AG partners are 4, 2, 1 hops away with 1000, 2000, 4000 bytes: 7730 + 10.
     assert collective_ns("all_gather", 1000, dims, system) == 7740
 
 
@@ -190,11 +191,13 @@ def test_aware_direct_on_a_ring_queues_on_shared_links():
 
 def test_aware_halving_doubling_on_a_ring_pays_every_hop_in_full():
     dims, system = unit("Ring", 8), algorithm("halvingDoubling")
-    # Messages of one step move a link per 1100 ns and never meet, so a partner d hops away
-    # costs d × floor(100 + m): 4 × 4100 + 2 × 2100 + 1 × 1100 (+10 each) = 21730;
-    # RS = 21730 + 10 + 60 + 30 = 21830, AR = 21830 + 21730.
-    assert collective_ns("reduce_scatter", 8000, dims, system, aware=True) == 21830
-    assert collective_ns("all_reduce", 8000, dims, system, aware=True) == 43560
+    # HalvingDoubling.cc sends the largest message to the nearest partner: 4000 B 1 hop,
+    # 2000 B 2 hops, 1000 B 4 hops (p/2: clockwise). A step's messages reach each link one
+    # hop time apart, longer than a message keeps it busy, so they never meet and a partner
+    # d hops away costs d × floor(100 + m): 4100 + 2 × 2100 + 4 × 1100 (+10 each) = 12730;
+    # RS = 12730 + 10 + red(2000) 60 + red(1000) 30 = 12830, AR = 12830 + 12730.
+    assert collective_ns("reduce_scatter", 8000, dims, system, aware=True) == 12830
+    assert collective_ns("all_reduce", 8000, dims, system, aware=True) == 25560
     # Two links through a switch per exchange: RS = 2 × (4100 + 2100 + 1100) + 30 + 10 + 90.
     assert collective_ns("reduce_scatter", 8000, unit("Switch", 8), system, aware=True) == 14730
 

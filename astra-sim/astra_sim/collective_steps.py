@@ -4,10 +4,12 @@ Collectives are not barriers (engine.md §3.5): each participant runs the algori
 sending as soon as it has the data and waiting only for the messages it needs. Per step a
 message costs its network time plus the endpoint delay; reduce steps add the local-reduction
 cost; each phase ends with one more endpoint delay. In lockstep this equals the closed forms.
+On the congestion-aware network every message crosses the links hop by hop (links.py).
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 
 from astra_sim.collectives import collective_phases, reduction_ns
@@ -44,13 +46,17 @@ def phase_steps(algorithm: str, op: str, p: int, size: int, system: SystemConfig
         if p & (p - 1) or op == "all_to_all":
             raise ValueError("halvingDoubling needs a power-of-two group and no all-to-all")
         levels = p.bit_length() - 1
+        # HalvingDoubling.cc: the largest message goes to the nearest partner. Reduce-scatter
+        # starts at rank offset 1 with size/2 and doubles the offset as the message halves;
+        # all-gather starts at offset p/2 with the per-rank input and halves the offset as
+        # the message doubles; all-reduce is both, the second half in reverse.
         if op == "all_gather":
-            return [(("xor", 1 << k), size << k, 0) for k in range(levels)]
-        rs = [(("xor", p >> k), size >> k, reduction_ns(size >> k, system) if k >= 2 else 0)
-              for k in range(1, levels + 1)]
+            return [(("xor", p >> (k + 1)), size << k, 0) for k in range(levels)]
+        rs = [(("xor", 1 << (k - 1)), size >> k,
+               reduction_ns(size >> k, system) if k >= 2 else 0) for k in range(1, levels + 1)]
         if op == "reduce_scatter":
             return rs
-        return rs + [(("xor", p >> k), size >> k, 0) for k in range(levels, 0, -1)]
+        return rs + [(("xor", 1 << (k - 1)), size >> k, 0) for k in range(levels, 0, -1)]
     raise ValueError(f"{algorithm} is not supported by the step-level engine")
 
 
@@ -78,6 +84,50 @@ def run_phase(group: list[int], steps: list[Step], ready: dict[int, int], networ
             ready[npu] = max(ready[npu], arrived[pos]) + reduction
     for npu in group:
         ready[npu] += endpoint_delay
+
+
+def run_phase_aware(group: list[int], steps: list[Step], ready: dict[int, int],
+                    network: Network, endpoint_delay: int) -> None:
+    """Advance `ready` through one phase whose messages cross the aware links hop by hop.
+
+    As in ASTRA-Sim's system layer (HalvingDoubling.cc, AllToAll.cc on top of Ring.cc), a
+    participant sends its messages of step s as soon as it holds every message of step s - 1
+    (plus endpoint delay and reduction), without a barrier: a fast participant's messages
+    can meet a slow one's on a link, and each link serves them in arrival order. Messages
+    leaving one NPU at the same tick are injected in peer order (+1, +2, ... for Direct).
+    """
+    p, n = len(group), len(steps)
+    sim = network.link_sim()
+    step_of = [0] * p
+    time_of = [ready[npu] for npu in group]
+    need = [len(step_peers(rule, 0, p)) for rule, _, _ in steps]
+    got: dict[tuple[int, int], int] = defaultdict(int)
+    latest: dict[tuple[int, int], int] = defaultdict(int)
+
+    def enter(pos: int) -> None:
+        # `pos` is ready at time_of[pos] for step step_of[pos]: send, then move on while
+        # every message of the step is already in.
+        while step_of[pos] < n:
+            s = step_of[pos]
+            rule, nbytes, reduction = steps[s]
+            for _, peer in step_peers(rule, pos, p):
+                sim.send(time_of[pos], group[pos], group[peer], nbytes, (peer, s))
+            if got[pos, s] < need[s]:
+                return
+            time_of[pos] = max(time_of[pos], latest[pos, s]) + reduction
+            step_of[pos] += 1
+        ready[group[pos]] = time_of[pos] + endpoint_delay
+
+    for pos in sorted(range(p), key=lambda q: (time_of[q], q)):
+        enter(pos)
+    while (delivery := sim.next_delivery()) is not None:
+        arrival, (pos, s) = delivery
+        got[pos, s] += 1
+        latest[pos, s] = max(latest[pos, s], arrival + endpoint_delay)
+        if step_of[pos] == s and got[pos, s] == need[s]:
+            time_of[pos] = max(time_of[pos], latest[pos, s]) + steps[s][2]
+            step_of[pos] += 1
+            enter(pos)
 
 
 def _tree_parent(pos: int, shift: int, p: int) -> int | None:
@@ -156,5 +206,6 @@ def run_collective(kind: str, size: int, members: Sequence[int], issue: dict[int
                     run_double_binary_tree(group, phase_size, ready, network, system)
                     continue
                 steps = phase_steps(algorithm, op, len(group), phase_size, system)
-                run_phase(group, steps, ready, network, system.endpoint_delay)
+                phase = run_phase_aware if network.aware else run_phase
+                phase(group, steps, ready, network, system.endpoint_delay)
     return ready

@@ -5,21 +5,21 @@ replays the algorithm's steps otherwise. Integer truncation happens per message 
 reduction, as in ASTRA-Sim, so the golden values of §6.4 are reproduced exactly.
 
 Congestion-aware cases without a rule of their own in the spec (Direct and Halving-Doubling
-on a Ring topology) are timed by a per-link FIFO simulation of one step's messages.
+on a Ring topology) are timed by a hop-by-hop link FIFO simulation of one step's messages
+(links.py), as ASTRA-Sim's congestion-aware backend routes them.
 """
 
 from __future__ import annotations
 
-import heapq
 import math
 from collections.abc import Sequence
 from functools import lru_cache
 
+from astra_sim.links import LinkSim
 from astra_sim.system import SystemConfig
 from astra_sim.topology import Dimension, coordinates, total_npus
 
 KINDS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all")
-_SWITCH = -1  # device id of the switch in aware routes
 
 
 def reduction_ns(nbytes: int, system: SystemConfig) -> int:
@@ -34,51 +34,26 @@ def _message_ns(dim: Dimension, nbytes: int, hops: int, aware: bool) -> int:
     return dim.net_ns(nbytes, hops)
 
 
-def _route(dim: Dimension, src: int, dst: int) -> list[tuple[int, int]]:
-    """Directed links a message crosses in the aware model (§5.4)."""
-    if dim.topology == "FullyConnected":
-        return [(src, dst)]
-    if dim.topology == "Switch":
-        return [(src, _SWITCH), (_SWITCH, dst)]
-    p = dim.npus
-    # The shorter way round; a tie (p/2 away) goes forward, as the engine's network does.
-    step = 1 if (dst - src) % p <= p // 2 else -1
-    links, node = [], src
-    while node != dst:
-        links.append((node, (node + step) % p))
-        node = (node + step) % p
-    return links
-
-
 @lru_cache(maxsize=1024)
 def _fifo_ns(dim: Dimension, nbytes: int, pairs: tuple[tuple[int, int], ...]) -> int:
     """Aware time of one step whose (src, dst) messages all leave at t = 0, in list order.
 
-    Every link is a FIFO, busy floor(m/B) per message, handing the message to the next
-    device floor(latency + m/B) after it started; the step ends at the last delivery.
+    The messages cross the links hop by hop (links.LinkSim); the step ends at the last
+    delivery. In lockstep every participant of a Ring, FullyConnected or Switch step sees the
+    same traffic, so all of them finish the step together.
     """
-    busy, hop = dim.busy_ns(nbytes), dim.link_ns(nbytes)
-    routes = [_route(dim, src, dst) for src, dst in pairs]
-    # Popping arrivals in time order serves each link first come, first served;
-    # simultaneous arrivals go in injection order.
-    arrivals = [(0, i, 0) for i in range(len(routes))]
-    free: dict[tuple[int, int], int] = {}
+    sim = LinkSim(dim, {})
+    for src, dst in pairs:
+        sim.send(0, src, dst, nbytes, None)
     end = 0
-    while arrivals:
-        t, i, h = heapq.heappop(arrivals)
-        link = routes[i][h]
-        start = max(t, free.get(link, 0))
-        free[link] = start + busy
-        if h + 1 < len(routes[i]):
-            heapq.heappush(arrivals, (start + hop, i, h + 1))
-        else:
-            end = max(end, start + hop)
+    while (delivery := sim.next_delivery()) is not None:
+        end = max(end, delivery[0])
     return end
 
 
 def _direct_pairs(p: int) -> tuple[tuple[int, int], ...]:
-    """Direct step messages; each NPU sends to its peers in offset order (+1, +2, …)."""
-    return tuple((src, (src + k) % p) for k in range(1, p) for src in range(p))
+    """Direct step messages: NPU by NPU, each to its peers in offset order (+1, +2, …)."""
+    return tuple((src, (src + k) % p) for src in range(p) for k in range(1, p))
 
 
 def _direct_ns(dim: Dimension, nbytes: int, aware: bool) -> int:
@@ -141,9 +116,11 @@ def _hd_phase(op: str, dim: Dimension, size: int, ep: int, system: SystemConfig,
     if op == "all_to_all":
         raise ValueError("halvingDoubling does not implement all-to-all (ASTRA-Sim aborts)")
     levels = p.bit_length() - 1
+    # HalvingDoubling.cc pairs the largest message with the nearest partner (offset 1).
     if op == "all_gather":
-        return sum(_exchange_ns(dim, size << k, 1 << k, aware) + ep for k in range(levels)) + ep
-    halves = sum(_exchange_ns(dim, size >> k, p >> k, aware) + ep
+        return sum(_exchange_ns(dim, size << k, p >> (k + 1), aware) + ep
+                   for k in range(levels)) + ep
+    halves = sum(_exchange_ns(dim, size >> k, 1 << (k - 1), aware) + ep
                  for k in range(1, levels + 1))
     reduce_scatter = halves + ep + sum(reduction_ns(size >> k, system)
                                        for k in range(2, levels + 1))

@@ -7,7 +7,7 @@ are served back to back once the last member has issued it, and complete togethe
 driver feeds or drains the TP ranks of one instance); without `pg_name` each access is its own.
 Ready nodes are issued in the order they became ready, ties by node id. Collectives are matched
 across NPUs by group and sequence number and run step by step (closed form when all participants
-start together).
+start together on the congestion-unaware network).
 """
 
 from __future__ import annotations
@@ -444,11 +444,9 @@ class _Replay:
         cfg = self.cfg
         algorithms = cfg.system.algorithms(kind)
         closed_form = "doubleBinaryTree" not in algorithms
-        # On an aware Ring, Direct and Halving-Doubling messages share multi-hop routes; the
-        # closed form serves them first come, first served, the step replay books whole routes.
-        multi_hop = cfg.aware and any(d.topology == "Ring" and a != "ring"
-                                      for d, a in zip(cfg.dims, algorithms, strict=False))
-        if closed_form and (not cfg.aware or multi_hop) and len(set(issue.values())) == 1:
+        # Aware collectives always replay hop by hop: they share the links' state with
+        # every other message on the network.
+        if closed_form and not cfg.aware and len(set(issue.values())) == 1:
             # Lockstep: every participant finishes at the closed-form time.
             duration = collective_ns(kind, size, cfg.dims, cfg.system, involved)
             finish = {m: now + duration for m in members}

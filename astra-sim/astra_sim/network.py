@@ -6,6 +6,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from astra_sim.links import LinkSim, route
 from astra_sim.topology import Dimension, coordinates, total_npus
 
 
@@ -34,24 +35,13 @@ class Network:
         dim = self.dims[index]
         if not self.aware:
             return depart + dim.net_ns(nbytes, dim.hops(y - x))
-        return self._through_links(dim, self._links(dim, x, y), nbytes, depart)
+        return self._through_links(dim, route(dim, x, y), nbytes, depart)
 
-    def _links(self, dim: Dimension, x: int, y: int) -> list[tuple]:
-        if dim.topology == "FullyConnected":
-            return [("fc", x, y)]
-        if dim.topology == "Switch":
-            return [("up", x), ("down", y)]
-        p = dim.npus
-        forward = (y - x) % p
-        step = 1 if forward <= p - forward else -1
-        links, node = [], x
-        while node != y:
-            nxt = (node + step) % p
-            links.append(("ring", node, nxt))
-            node = nxt
-        return links
+    def link_sim(self) -> LinkSim:
+        """A hop-by-hop simulation on the (single) aware dimension sharing this link state."""
+        return LinkSim(self.dims[0], self.link_free)
 
-    def _through_links(self, dim: Dimension, links: list[tuple], nbytes: int, t: int) -> int:
+    def _through_links(self, dim: Dimension, links: Sequence[tuple], nbytes: int, t: int) -> int:
         """Store-and-forward: each link is a FIFO busy floor(m/B) per message."""
         busy = int(nbytes // dim.bytes_per_ns)
         for link in links:
