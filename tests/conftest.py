@@ -11,3 +11,8 @@ DATA = REPO.parent / "shared" / "data"
 needs_data = pytest.mark.skipif(
     not DATA.is_dir(),
     reason="../shared/data not found: third-party LLMServingSim data is not available")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register `slow` (tests that build and install the package; deselect with -m 'not slow')."""
+    config.addinivalue_line("markers", "slow: builds and installs the package (seconds)")
