@@ -107,8 +107,10 @@ def read_grid(path: Path, header: tuple[str, str, str]) -> Grid:
     rows = flat.reshape(-1, 3)
     if (rows[:, :2] < 0).any():
         raise _bad(path, "negative axis value (token counts and batch sizes are >= 0)")
-    if (rows[:, 2] < PROFILE_NS.low).any() or (rows[:, 2] > PROFILE_NS.high).any():
-        raise _bad(path, f"prediction outside {PROFILE_NS.describe()} ({PROFILE_NS.why})")
+    outside = rows[(rows[:, 2] < PROFILE_NS.low) | (rows[:, 2] > PROFILE_NS.high)]
+    if outside.size:
+        raise _bad(path, f"'prediction' must be {PROFILE_NS.describe()} ({PROFILE_NS.why}), got "
+                   f"{outside[0, 2]:g}")
     axis0 = np.unique(rows[:, 0])
     axis1 = np.unique(rows[:, 1])
     values = np.full((axis0.size, axis1.size), np.nan)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import re
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,31 @@ from llmsim_core.errors import InputError
 
 
 class _Rejected(ValueError):
-    """Raised inside the json hooks; converted to an InputError naming the file."""
+    """Raised inside the json hooks; converted to an InputError naming the file and place."""
+
+    def __init__(self, what: str, token: str, nth: int = 1) -> None:
+        super().__init__(what)
+        self.token = token  # the offending text, to find it again for the error's location
+        self.nth = nth
+
+
+_KEY_BEFORE = re.compile(r'"((?:[^"\\]|\\.)*)"\s*:\s*$')
+
+
+def _locate(text: str, token: str, nth: int) -> str:
+    """`line L column C (key 'k')` of the nth occurrence of `token`, as best the text shows.
+
+    The json hooks see values, not positions; the offending literal is found again in the text.
+    """
+    at = -1
+    for _ in range(nth):
+        at = text.find(token, at + 1)
+        if at < 0:
+            return ""
+    line = text.count("\n", 0, at) + 1
+    column = at - (text.rfind("\n", 0, at) + 1) + 1
+    key = _KEY_BEFORE.search(text[max(0, at - 200):at])
+    return f" at line {line} column {column}" + (f" (key '{key.group(1)}')" if key else "")
 
 
 def read_text(path: Path, fix: str) -> str:
@@ -37,13 +62,13 @@ def read_text(path: Path, fix: str) -> str:
 
 
 def _reject_constant(name: str) -> float:
-    raise _Rejected(f"non-finite number {name}")
+    raise _Rejected(f"non-finite number {name} (numbers must be finite)", name)
 
 
 def _finite_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
-        raise _Rejected(f"number {text[:24]} is beyond the float range (about ±1.8e308)")
+        raise _Rejected(f"number {text[:24]} is beyond the float range (about ±1.8e308)", text)
     return value
 
 
@@ -51,7 +76,7 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj: dict[str, Any] = {}
     for key, value in pairs:
         if key in obj:
-            raise _Rejected(f"duplicate key '{key}'")
+            raise _Rejected(f"duplicate key '{key}'", json.dumps(key), 2)
         obj[key] = value
     return obj
 
@@ -65,14 +90,16 @@ def loads(text: str | bytes, where: str, fix: str) -> Any:
         raise InputError(f"malformed JSON ({exc.msg} at line {exc.lineno} column {exc.colno})",
                          where, fix) from None
     except _Rejected as exc:
-        raise InputError(str(exc), where, fix) from None
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", "replace")
+        raise InputError(f"{exc}{_locate(text, exc.token, exc.nth)}", where, fix) from None
     except RecursionError:
         raise InputError("JSON nested too deeply", where, fix) from None
     except UnicodeDecodeError as exc:
         raise InputError(f"not UTF-8 text (offset {exc.start})", where,
                          "save the file as UTF-8") from None
-    except ValueError as exc:  # an integer literal longer than Python's digit limit
-        raise InputError(f"unreadable number ({exc})", where, fix) from None
+    except ValueError:  # an integer literal longer than Python's 4300-digit limit
+        raise InputError("a number with thousands of digits", where, fix) from None
 
 
 def load_file(path: Path, fix: str) -> Any:
@@ -93,4 +120,4 @@ def check_keys(obj: Mapping[str, Any], known: Collection[str], where: str, path:
             near = closest(key, known)
             fix = f"did you mean '{near}'?" if near else \
                 f"remove it (known keys here: {', '.join(sorted(known))})"
-            raise InputError(f"unknown key '{key}'", f"{where}{key} in {path}", fix)
+            raise InputError(f"unknown key '{key}'", f"key '{where}{key}' in {path}", fix)
