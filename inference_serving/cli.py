@@ -14,6 +14,7 @@ from inference_serving.cluster_config import load_cluster_config
 from inference_serving.dataset_reader import load_requests
 from inference_serving.expert_router import EXPERT_ROUTERS
 from inference_serving.options import RunOptions
+from inference_serving.output_paths import check_run_paths
 from inference_serving.outputs import metrics_json, request_csv, throughput_csv
 from inference_serving.pricers import PRICERS
 from inference_serving.report import final_summary, periodic_block, summary_numbers
@@ -21,6 +22,7 @@ from inference_serving.router import ROUTERS, make_router
 from inference_serving.sim_log import LEVELS, SimLogger
 from inference_serving.simulator import IDLE_POLL_NS, Simulator
 from llmsim_core.atomic_write import write_atomic
+from llmsim_core.bounds import LOG_INTERVAL_S, checked
 from llmsim_core.errors import InputError
 from llmsim_core.paths import (
     DEFAULT_CLUSTER_CONFIG,
@@ -156,7 +158,9 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
     _positive(args.block_size, "--block-size")
     _positive(args.long_prefill_token_threshold, "--long-prefill-token-threshold",
               allow_zero=True)
-    _positive(args.log_interval, "--log-interval")
+    checked(args.log_interval, LOG_INTERVAL_S, "--log-interval", "command line",
+            "pass a value in that range")
+    _positive(args.seed, "--seed", allow_zero=True)
     output = Path(args.output) if args.output else None
     throughput = Path(args.throughput_output) if args.throughput_output else None
     if throughput is None and output is not None:
@@ -166,7 +170,7 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
     if len(set(written)) != len(written):
         raise InputError("two outputs would be written to the same file", "--output / "
                          "--throughput-output / --metrics-json", "give each a distinct path")
-    return RunOptions(
+    options = RunOptions(
         cluster_config=resolve_user_path(args.cluster_config),
         dataset=resolve_user_path(args.dataset),
         output=output,
@@ -204,6 +208,8 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         chakra_dialect=args.chakra_dialect,
         progress=not args.no_progress and sys.stderr.isatty(),
     )
+    check_run_paths(options)
+    return options
 
 
 def run(options: RunOptions) -> int:
@@ -224,11 +230,12 @@ def run(options: RunOptions) -> int:
                  f"{inst.budget.weight_bytes / 2**20:.2f} MiB per NPU, {inst.kv.num_blocks} KV "
                  f"blocks of {options.block_size} tokens", node=inst.spec.node_id,
                  inst=inst.index)
-    requests, unsorted = load_requests(options.dataset, options.num_req)
+    interval_ns = max(1, round(options.log_interval_s * 1e9))
+    requests, unsorted = load_requests(options.dataset, options.num_req, min(
+        i.model.max_position_embeddings for i in instances), interval_ns)
     if unsorted:
         log.warning("Dataset", f"{options.dataset} is not sorted by arrival_time_ns; sorted it "
                     "(request ids stay line indices)")
-    interval_ns = max(1, round(options.log_interval_s * 1e9))
     host_sizes = {node.node_id: node.cpu_mem.size_bytes for node in cluster.nodes}
 
     def on_window(time_ns: int, rates: tuple[float, float]) -> None:

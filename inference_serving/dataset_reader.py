@@ -2,26 +2,66 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 from inference_serving.request import Request
+from llmsim_core.bounds import ARRIVAL_NS, MAX_STATUS_WINDOWS, TOKENS, checked, checked_int
 from llmsim_core.errors import InputError
+from llmsim_core.strict_json import closest, loads
+
+FIELDS = ("input_toks", "output_toks", "arrival_time_ns")
+_FIX = "fix the dataset line"
 
 
-def _int_field(record: dict, key: str, where: str, minimum: int) -> int:
+def _field(record: dict, key: str, where: str) -> object:
     if key not in record:
-        raise InputError(f"missing field '{key}'", where, "every line needs input_toks, "
-                         "output_toks and arrival_time_ns")
-    value = record[key]
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
-        raise InputError(f"field '{key}' must be a number >= {minimum}, got {value!r}", where,
-                         "fix the dataset line")
-    return int(value)
+        near = closest(key, [k for k in record if k not in FIELDS])
+        fix = f"rename '{near}' to '{key}'" if near else \
+            "every line needs input_toks, output_toks and arrival_time_ns"
+        raise InputError(f"missing field '{key}'", where, fix)
+    return record[key]
 
 
-def iter_requests(path: Path, limit: int) -> Iterator[Request]:
+def _check_ids(record: dict, key: str, count: int, count_key: str, where: str) -> None:
+    """A token id list, when present, holds one integer per token of `count_key`."""
+    ids = record.get(key)
+    if ids is None:
+        return
+    if not isinstance(ids, list) or not all(type(t) is int for t in ids):
+        raise InputError(f"field '{key}' must be a list of integer token ids", where, _FIX)
+    if len(ids) != count:
+        raise InputError(f"field '{key}' has {len(ids)} ids but {count_key} is {count}", where,
+                         f"make them agree or drop '{key}'")
+
+
+def parse_line(line: bytes, where: str, max_len: int | None = None) -> Request | None:
+    """One request from one trace line (id unset: -1), or None for a blank line."""
+    if not line.strip():
+        return None
+    try:
+        text = line.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text (byte 0x{line[exc.start]:02x})", where,
+                         "save the dataset as UTF-8") from None
+    record = loads(text, where, "each line must be one JSON object")
+    if not isinstance(record, dict):
+        raise InputError("line is not a JSON object", where, _FIX)
+    prompt = checked_int(_field(record, "input_toks", where), TOKENS, "input_toks", where, _FIX)
+    output = checked_int(_field(record, "output_toks", where), TOKENS, "output_toks", where, _FIX)
+    # formats.md §3: a float arrival is accepted and truncated to whole nanoseconds.
+    arrival = int(checked(_field(record, "arrival_time_ns", where), ARRIVAL_NS,
+                          "arrival_time_ns", where, _FIX))
+    if max_len is not None and prompt + output > max_len:
+        raise InputError(f"input_toks + output_toks = {prompt + output} exceeds the model's "
+                         f"maximum length {max_len} (max_position_embeddings)", where,
+                         "shorten the request or serve a model with a longer context")
+    _check_ids(record, "input_tok_ids", prompt, "input_toks", where)
+    _check_ids(record, "output_tok_ids", output, "output_toks", where)
+    return Request(rid=-1, arrival=arrival, prompt=prompt, output=output)
+
+
+def iter_requests(path: Path, limit: int, max_len: int | None = None) -> Iterator[Request]:
     """Yield the first `limit` requests of a jsonl trace, line by line (ids = line index)."""
     if not path.is_file():
         raise InputError("dataset not found", str(path), "pass an existing .jsonl to --dataset")
@@ -30,28 +70,32 @@ def iter_requests(path: Path, limit: int) -> Iterator[Request]:
         for lineno, line in enumerate(handle, start=1):
             if rid >= limit:
                 return
-            if not line.strip():
+            request = parse_line(line, f"{path}:{lineno}", max_len)
+            if request is None:
                 continue
-            where = f"{path}:{lineno}"
-            try:
-                record = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                raise InputError("malformed JSON line", where, "each line must be one JSON "
-                                 "object") from None
-            if not isinstance(record, dict):
-                raise InputError("line is not a JSON object", where, "fix the dataset line")
-            yield Request(rid=rid, arrival=_int_field(record, "arrival_time_ns", where, 0),
-                          prompt=_int_field(record, "input_toks", where, 1),
-                          output=_int_field(record, "output_toks", where, 1))
+            request.rid = rid
+            yield request
             rid += 1
 
 
-def load_requests(path: Path, limit: int) -> tuple[list[Request], bool]:
-    """Read up to `limit` requests, sorted stably by arrival; also say if the file was unsorted."""
-    requests = list(iter_requests(path, limit))
+def load_requests(path: Path, limit: int, max_len: int | None = None,
+                  interval_ns: int | None = None) -> tuple[list[Request], bool]:
+    """Read up to `limit` requests, sorted stably by arrival; also say if the file was unsorted.
+
+    `max_len` bounds prompt + output tokens; `interval_ns` (the status window) bounds the
+    number of windows the clock steps through before the last arrival.
+    """
+    requests = list(iter_requests(path, limit, max_len))
     if not requests:
         raise InputError("dataset has no requests", str(path), "check the file and --num-req")
     unsorted = any(a.arrival > b.arrival for a, b in zip(requests, requests[1:], strict=False))
     if unsorted:
         requests.sort(key=lambda r: r.arrival)
+    last = requests[-1].arrival
+    if interval_ns is not None and last / interval_ns > MAX_STATUS_WINDOWS:
+        raise InputError(f"the last arrival ({last} ns) lies {last // interval_ns} status windows "
+                         f"into the run (at most {MAX_STATUS_WINDOWS}, each printed, or the run "
+                         "takes hours)", str(path),
+                         f"raise --log-interval to at least {last / MAX_STATUS_WINDOWS / 1e9:.3g} s"
+                         " or shorten the trace")
     return requests, unsorted

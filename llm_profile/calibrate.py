@@ -32,6 +32,7 @@ from llmsim_core.errors import InputError
 from llmsim_core.model_config import ModelConfig, load_model_config
 from llmsim_core.op_templates import EXPERT_ROWS, dense_template, moe_template
 from llmsim_core.paths import MODEL_CONFIG_DIR
+from llmsim_core.strict_json import load_file
 
 CALIBRATION_DIR = Path(__file__).resolve().parent / "calibration"
 CLASSES = {
@@ -309,12 +310,39 @@ def leave_one_hardware_out(by_hardware: dict[str, list[Sample]]
     return rows
 
 
+CALIBRATION_KEYS = ("token_log2_grid", "classes", "gemm_by_weight_log2", "elementwise",
+                    "elementwise_by_family")
+
+
+def _leaves(node: object) -> list[object]:
+    if isinstance(node, dict):
+        return [leaf for value in node.values() for leaf in _leaves(value)]
+    if isinstance(node, list):
+        return [leaf for value in node for leaf in _leaves(value)]
+    return [node]
+
+
+def check_calibration(raw: object, path: Path) -> dict:
+    """A calibration table with every key `fit` writes and only non-negative numbers (ns per
+    launch and roofline fractions)."""
+    fix = "refit it with `python -m llm_profile.calibrate`"
+    if not isinstance(raw, dict) or any(key not in raw for key in CALIBRATION_KEYS):
+        raise InputError(f"not a calibration table (needs {', '.join(CALIBRATION_KEYS)})",
+                         str(path), fix)
+    bad = [v for v in _leaves(raw) if isinstance(v, bool) or not isinstance(v, int | float)
+           or v < 0]
+    if bad:
+        raise InputError(f"calibration value {bad[0]!r} is not a number >= 0", str(path), fix)
+    return raw
+
+
 def load_calibration(hardware: str) -> dict | None:
     """The fitted table of `hardware`, else the pooled generic one, else None."""
     for name in (hardware, "generic"):
         path = CALIBRATION_DIR / f"{name}.json"
         if path.is_file():
-            return json.loads(path.read_text())
+            return check_calibration(load_file(path, "refit it with `python -m "
+                                               "llm_profile.calibrate`"), path)
     return None
 
 

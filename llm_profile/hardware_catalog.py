@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
+import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 from llmsim_core.errors import InputError
+from llmsim_core.strict_json import load_file
 
 CATALOGUE_DIR = Path(__file__).resolve().parent / "hardware"
 _DTYPES_BY_BITS = {32: ("fp32",), 16: ("fp16", "bf16"), 8: ("fp8",), 4: ("fp4",)}
@@ -50,8 +51,8 @@ class HardwareSpec:
 
 
 def _load(path: Path) -> HardwareSpec:
+    raw = load_file(path, "fix the catalogue file")
     try:
-        raw = json.loads(path.read_text())
         numbers = {key: float(raw[key]) for key in _NUMBERS}
         peaks = {dtype: float(value) for dtype, value in raw["peak_tflops"].items()}
         spec = HardwareSpec(
@@ -59,15 +60,13 @@ def _load(path: Path) -> HardwareSpec:
             sources=tuple(raw["sources"]), aliases=tuple(raw.get("aliases", ())),
             efficiency={k: float(v) for k, v in raw.get("efficiency", {}).items()},
             notes=str(raw.get("notes", "")), **numbers)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"malformed JSON ({exc.msg} at line {exc.lineno})", str(path),
-                         "fix the catalogue file") from None
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise InputError(f"bad or missing entry ({exc})", str(path),
                          "give name, vendor, peak_tflops, sources and the numeric keys "
                          f"{', '.join(_NUMBERS)}") from None
-    if min(numbers.values()) <= 0 or min(peaks.values(), default=0) <= 0 or not spec.sources:
-        raise InputError("numbers must be positive and sources non-empty", str(path),
+    positive = (*numbers.values(), *peaks.values(), *spec.efficiency.values())
+    if not all(0 < v < math.inf for v in positive) or not peaks or not spec.sources:
+        raise InputError("numbers must be positive and finite and sources non-empty", str(path),
                          "fix the catalogue file")
     return spec
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from llmsim_core.bounds import PROFILE_NS, checked
 from llmsim_core.errors import InputError
+from llmsim_core.strict_json import read_text
 
 LAYERS_HEADER = ("layer_name", "input", "kv_cache", "tp_size", "latency(ns)")
 
@@ -30,8 +33,27 @@ class Grid:
     values: np.ndarray
 
 
-def _bad(path: Path, what: str, fix: str = "regenerate or fix the profile file") -> InputError:
+_FIX = "regenerate or fix the profile file"
+
+
+def _bad(path: Path, what: str, fix: str = _FIX) -> InputError:
     return InputError(what, str(path), fix)
+
+
+def _rows(path: Path) -> list[list[str]]:
+    """All CSV rows of a UTF-8 profile file."""
+    try:
+        return list(csv.reader(io.StringIO(read_text(path, _FIX), newline="")))
+    except csv.Error as exc:
+        raise _bad(path, f"unreadable CSV ({exc})") from None
+
+
+def _count(text: str, column: str, where: str, minimum: int) -> int:
+    """A whole-number column (tokens, batch, TP) of at least `minimum`."""
+    value = int(text)
+    if value < minimum:
+        raise InputError(f"'{column}' must be an integer >= {minimum}, got {value}", where, _FIX)
+    return value
 
 
 def read_layers(path: Path, tp: int) -> dict[str, LayerCurve]:
@@ -39,27 +61,28 @@ def read_layers(path: Path, tp: int) -> dict[str, LayerCurve]:
     if not path.is_file():
         raise _bad(path, "missing profile table layers.csv",
                    "profile this hardware/model/TP or pick another --perf-models root")
-    with path.open(newline="") as handle:
-        reader = csv.reader(handle)
-        header = tuple(next(reader, ()))
-        missing = [c for c in LAYERS_HEADER if c not in header]
-        if missing:
-            raise _bad(path, f"missing column(s) {', '.join(missing)}",
-                       f"the header must be {','.join(LAYERS_HEADER)}")
-        col = {name: header.index(name) for name in LAYERS_HEADER}
-        points: dict[str, dict[int, int]] = {}
-        for lineno, row in enumerate(reader, start=2):
-            if not row:
-                continue
-            try:
-                row_tp = int(row[col["tp_size"]])
-                tokens = int(row[col["input"]])
-                latency = int(float(row[col["latency(ns)"]]))
-            except (ValueError, IndexError):
-                raise _bad(path, f"non-numeric or missing value on line {lineno}") from None
-            if row_tp != tp:
-                continue
-            points.setdefault(row[col["layer_name"]], {}).setdefault(tokens, latency)
+    rows = _rows(path)
+    header = tuple(rows[0]) if rows else ()
+    missing = [c for c in LAYERS_HEADER if c not in header]
+    if missing:
+        raise _bad(path, f"missing column(s) {', '.join(missing)}",
+                   f"the header must be {','.join(LAYERS_HEADER)}")
+    col = {name: header.index(name) for name in LAYERS_HEADER}
+    points: dict[str, dict[int, int]] = {}
+    for lineno, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            row_tp = _count(row[col["tp_size"]], "tp_size", where, 1)
+            tokens = _count(row[col["input"]], "input", where, 1)
+            latency = float(row[col["latency(ns)"]])
+        except (ValueError, IndexError):
+            raise _bad(path, f"non-numeric or missing value on line {lineno}") from None
+        latency = checked(latency, PROFILE_NS, "latency(ns)", where, _FIX)
+        if row_tp != tp:
+            continue
+        points.setdefault(row[col["layer_name"]], {}).setdefault(tokens, int(latency))
     if not points:
         raise _bad(path, f"no rows with tp_size {tp}", "use the tp<N> folder matching the "
                    "instance's TP degree")
@@ -73,15 +96,21 @@ def read_layers(path: Path, tp: int) -> dict[str, LayerCurve]:
 
 def read_grid(path: Path, header: tuple[str, str, str]) -> Grid:
     """Parse a prediction grid CSV (`a,b,prediction`, integer ns) into a dense 2-D table."""
-    text = path.read_text()
+    text = read_text(path, _FIX)
     first, _, body = text.partition("\n")
     if tuple(c.strip() for c in first.split(",")) != header:
         raise _bad(path, f"unexpected header {first.strip()!r}",
                    f"the header must be {','.join(header)}")
     flat = np.fromstring(body.replace("\n", ","), dtype=np.float64, sep=",")
-    if flat.size == 0 or flat.size % 3 or np.isnan(flat).any():
-        raise _bad(path, "non-numeric or incomplete rows")
+    if flat.size == 0 or flat.size % 3 or not np.isfinite(flat).all():
+        raise _bad(path, "non-numeric, non-finite or incomplete rows")
     rows = flat.reshape(-1, 3)
+    if (rows[:, :2] < 0).any():
+        raise _bad(path, "negative axis value (token counts and batch sizes are >= 0)")
+    outside = rows[(rows[:, 2] < PROFILE_NS.low) | (rows[:, 2] > PROFILE_NS.high)]
+    if outside.size:
+        raise _bad(path, f"'prediction' must be {PROFILE_NS.describe()} ({PROFILE_NS.why}), got "
+                   f"{outside[0, 2]:g}")
     axis0 = np.unique(rows[:, 0])
     axis1 = np.unique(rows[:, 1])
     values = np.full((axis0.size, axis1.size), np.nan)
@@ -105,33 +134,38 @@ class RawAttention:
 
 def read_raw_attention(path: Path) -> RawAttention:
     """Parse attention.csv (GPU Vidur columns in ms, or TPU columns in ns)."""
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        fields = set(reader.fieldnames or ())
-        gpu = "time_stats.attn_prefill.median" in fields
-        needed = {"prefill_chunk_size", "kv_cache_size", "batch_size", "is_prefill"}
-        if not gpu:
-            needed.add("p50_ns")
-        if not needed <= fields:
-            raise _bad(path, f"missing column(s) {', '.join(sorted(needed - fields))}")
-        prefill, decode = [], []
-        for lineno, row in enumerate(reader, start=2):
-            try:
-                is_prefill = row["is_prefill"].strip().lower() == "true"
-                if gpu:
-                    key = "prefill" if is_prefill else "decode"
-                    ns = float(row[f"time_stats.attn_{key}.median"]) * 1e6
-                else:
-                    ns = float(row["p50_ns"])
-                batch = int(row["batch_size"])
-                kv = int(row["kv_cache_size"])
-                chunk = int(row["prefill_chunk_size"])
-            except (ValueError, TypeError):
-                raise _bad(path, f"non-numeric value on line {lineno}") from None
-            if is_prefill:
-                prefill.append((kv, chunk, ns))
+    rows = _rows(path)
+    header = rows[0] if rows else []
+    fields = set(header)
+    gpu = "time_stats.attn_prefill.median" in fields
+    needed = {"prefill_chunk_size", "kv_cache_size", "batch_size", "is_prefill"}
+    if not gpu:
+        needed.add("p50_ns")
+    if not needed <= fields:
+        raise _bad(path, f"missing column(s) {', '.join(sorted(needed - fields))}")
+    prefill, decode = [], []
+    for lineno, values in enumerate(rows[1:], start=2):
+        if not values:
+            continue
+        row = dict(zip(header, values, strict=False))
+        where = f"{path}:{lineno}"
+        try:
+            is_prefill = row["is_prefill"].strip().lower() == "true"
+            if gpu:
+                key = "prefill" if is_prefill else "decode"
+                ns = float(row[f"time_stats.attn_{key}.median"]) * 1e6
             else:
-                decode.append((batch, kv / batch, ns))
+                ns = float(row["p50_ns"])
+            batch = _count(row["batch_size"], "batch_size", where, 1)
+            kv = _count(row["kv_cache_size"], "kv_cache_size", where, 0)
+            chunk = _count(row["prefill_chunk_size"], "prefill_chunk_size", where, 0)
+        except (ValueError, KeyError):
+            raise _bad(path, f"non-numeric or missing value on line {lineno}") from None
+        ns = checked(ns, PROFILE_NS, "attention time (ns)", where, _FIX)
+        if is_prefill:
+            prefill.append((kv, chunk, ns))
+        else:
+            decode.append((batch, kv / batch, ns))
     if not prefill or not decode:
         raise _bad(path, "needs both prefill and decode rows")
     return RawAttention(np.array(sorted(prefill)), np.array(sorted(decode)))

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from llmsim_core.bounds import MODEL_DIM, checked_int
 from llmsim_core.errors import InputError
+from llmsim_core.strict_json import closest, load_file
 
 # Families whose attention normalises each query and key head (RMSNorm over head_dim) before
 # rope: Qwen3's q_norm / k_norm.
@@ -59,12 +60,10 @@ class ModelConfig:
 def _require_int(raw: dict, key: str, where: str, aliases: tuple[str, ...] = ()) -> int:
     for name in (key, *aliases):
         if name in raw:
-            value = raw[name]
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise InputError(f"'{name}' must be a positive integer, got {value!r}", where,
-                                 "fix the model config")
-            return int(value)
-    raise InputError(f"missing key '{key}'", where, "add it to the model config")
+            return checked_int(raw[name], MODEL_DIM, name, where, "fix the model config")
+    near = closest(key, [k for k in raw if isinstance(k, str)])
+    fix = f"rename '{near}' to '{key}'" if near else "add it to the model config"
+    raise InputError(f"missing key '{key}'", where, fix)
 
 
 def model_from_dict(name: str, raw: dict, where: str) -> ModelConfig:
@@ -109,9 +108,4 @@ def load_model_config(name: str, root: Path) -> ModelConfig:
     if not path.is_file():
         raise InputError(f"unknown model '{name}'", f"no file {path}",
                          "add the HF-style config there or fix model_name in the cluster config")
-    try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(f"malformed JSON ({exc.msg} at line {exc.lineno})", str(path),
-                         "fix the model config") from None
-    return model_from_dict(name, raw, str(path))
+    return model_from_dict(name, load_file(path, "fix the model config"), str(path))

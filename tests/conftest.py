@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
+# LLMSIM_DATA points at the data from a checkout that does not sit beside it (a git worktree).
+DATA = Path(os.environ.get("LLMSIM_DATA", REPO.parent / "shared" / "data"))
 needs_data = pytest.mark.skipif(
     not DATA.is_dir(),
     reason="../shared/data not found: third-party LLMServingSim data is not available")

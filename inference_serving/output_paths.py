@@ -1,0 +1,80 @@
+"""Output paths checked before the run: a failure after the simulation would waste it."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from inference_serving.options import RunOptions
+from llmsim_core.errors import InputError
+
+
+def _existing_ancestor(path: Path, flag: str) -> Path:
+    """The nearest existing folder above `path`; an error if a file is in the way."""
+    for parent in path.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"{flag} lies under {parent}, which is a file, not a folder",
+                                 f"{flag} {path}", "choose a path inside a folder")
+            return parent
+    raise InputError("no existing folder above the path", f"{flag} {path}", "fix the path")
+
+
+def _writable(folder: Path, path: Path, flag: str) -> None:
+    """Probe with a real temp file: permission bits say nothing for root or read-only mounts."""
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".llmsim-probe-")
+    except OSError as exc:
+        raise InputError(f"cannot write into {folder} ({exc.strerror})", f"{flag} {path}",
+                         "choose a writable folder") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    return a.exists() and b.exists() and os.path.samefile(a, b)  # hard links
+
+
+def check_output_paths(files: Mapping[str, Path | None], inputs: Iterable[Path],
+                       input_roots: Iterable[Path] = (), export_dir: Path | None = None) -> None:
+    """Reject an output file that is a directory, lies under a file, sits in a folder that
+    cannot be written, or is an input of the run (or an existing file under an input root);
+    and an export folder that is a file or cannot be created."""
+    inputs = [p for p in inputs if p.exists()]
+    roots = [r.resolve() for r in input_roots if r.is_dir()]
+    for flag, path in files.items():
+        if path is None:
+            continue
+        if path.is_dir():
+            raise InputError(f"{flag} names a directory", f"{flag} {path}",
+                             "give a file path, e.g. <dir>/results.csv")
+        for source in inputs:
+            if _same_file(path, source):
+                raise InputError(f"{flag} is an input of this run; writing it would destroy "
+                                 "the input", f"{flag} {path}", "write the output elsewhere")
+        resolved = path.resolve()
+        if path.exists() and any(resolved.is_relative_to(root) for root in roots):
+            raise InputError(f"{flag} would overwrite a file of the model-config or profile "
+                             "tree", f"{flag} {path}", "write the output elsewhere")
+        _writable(_existing_ancestor(path, flag), path, flag)
+    if export_dir is not None:
+        if export_dir.exists() and not export_dir.is_dir():
+            raise InputError("--export-chakra names a file, not a folder",
+                             f"--export-chakra {export_dir}", "give a folder path")
+        folder = export_dir if export_dir.is_dir() else _existing_ancestor(export_dir,
+                                                                           "--export-chakra")
+        _writable(folder, export_dir, "--export-chakra")
+
+
+def check_run_paths(options: RunOptions) -> None:
+    """Check every output path of a run against its inputs before anything is simulated."""
+    check_output_paths({"--output": options.output,
+                        "--throughput-output": options.throughput_output,
+                        "--metrics-json": options.metrics_json},
+                       inputs=(options.cluster_config, options.dataset),
+                       input_roots=(options.model_configs, options.perf_models),
+                       export_dir=options.export_chakra)
