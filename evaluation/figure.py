@@ -8,6 +8,8 @@ with `--real DIR` also the §4 errors of both simulators against real measuremen
 from __future__ import annotations
 
 import math
+import os
+import platform
 import sys
 import time
 from dataclasses import dataclass, field
@@ -18,7 +20,7 @@ from evaluation.args import OneLineParser
 from evaluation.compare import read_requests
 from evaluation.console import ConsoleRun, parse_console
 from evaluation.experiments import FEATURE_OF_FLAG, FIGURE_TABLES, FIGURES, Experiment, of_figure
-from evaluation.runner import RunRecord, missing_flags, run_all
+from evaluation.runner import WORKERS, RunRecord, missing_flags, run_all
 from llmsim_core.errors import InputError
 
 
@@ -126,6 +128,9 @@ def reproduce(figures: list[int], data: Path, out: Path, real: Path | None,
         raise InputError("no artifact_configs/ folder", str(data),
                          "pass --data pointing at the shared data folder (../shared/data)")
     results = {f: FigureResult(f) for f in figures}
+    # Wall times depend on the machine: say which one measured them.
+    print(f"host: {platform.node()} ({platform.machine()}, {os.cpu_count()} CPUs, Python "
+          f"{platform.python_version()}); {WORKERS} runs at a time")
     runnable = []
     for fig in figures:
         for exp in of_figure(fig):
@@ -179,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("figure", choices=[*map(str, FIGURES), "all"])
     parser.add_argument("--data", type=Path, default=Path("../shared/data"),
                         help="shared data folder (artifact_configs, datasets, perf_models, ...)")
-    parser.add_argument("--out", type=Path, default=Path("evaluation/out"),
+    parser.add_argument("--out", type=Path, default=Path("output/figures"),
                         help="output root: figure_<N>/[<HW>/]{results,logs,parsed}/")
     parser.add_argument("--real", type=Path,
                         help="real measurements, figure_<N>/[<HW>/]reference/<parsed name>")

@@ -55,6 +55,7 @@ def draw(panels: list[Panel], title: str, stem: Path) -> list[Path]:
     """Draw panels in a grid; write `<stem>.png` and `<stem>.svg`."""
     import matplotlib
     matplotlib.use("Agg")
+    matplotlib.rcParams["svg.hashsalt"] = "llmservingsim"  # stable element ids: same bytes
     import matplotlib.pyplot as plt
 
     cols = min(4, len(panels))
@@ -71,6 +72,8 @@ def draw(panels: list[Panel], title: str, stem: Path) -> list[Path]:
                           panel.groups, rotation=30, fontsize=7)
         else:
             ax.set_xlabel("time (s)")
+        if panel.ylabel == "simulation_time_s":  # seconds vs hundreds of seconds
+            ax.set_yscale("log")
         ax.set_title(panel.title, fontsize=8)
         ax.set_ylabel(panel.ylabel, fontsize=8)
         ax.legend(fontsize=6)
