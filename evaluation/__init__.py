@@ -1,0 +1,1 @@
+"""Evaluation: figure reproduction, run comparison, benchmarks."""

@@ -1,0 +1,126 @@
+"""Compare two runs (per-request CSV + console log): `python -m evaluation.compare A B`.
+
+A run is named by its stem: `DIR/NAME` finds `DIR/NAME.csv` and `DIR/NAME.txt` (or `.log`),
+or, in the artifact layout, `DIR/results/NAME_result.csv[.gz]` and `DIR/logs/NAME_output.txt`.
+Exit status 0 when both are identical (host wall time and output paths aside), 1 when they
+differ, 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from evaluation.args import OneLineParser
+from evaluation.console import parse_console
+from llmsim_core.errors import InputError
+
+# Summary lines that legitimately differ between identical simulations.
+HOST_DEPENDENT = ("Total simulation time", "Saving each request's information to output file")
+SHOWN = 20  # differing requests listed by id before "... and N more"
+
+
+@dataclass(frozen=True, slots=True)
+class RunFiles:
+    """The per-request CSV and console log of one run (either may be absent)."""
+
+    csv: Path | None
+    log: Path | None
+
+
+def locate(stem: str) -> RunFiles:
+    """Find a run's files from its stem (see the module docstring)."""
+    path = Path(stem)
+    candidates = {
+        "csv": [path.with_name(path.name + ".csv"), path.parent / "results" /
+                f"{path.name}_result.csv", path.parent / "results" / f"{path.name}_result.csv.gz"],
+        "log": [path.with_name(path.name + ".txt"), path.with_name(path.name + ".log"),
+                path.parent / "logs" / f"{path.name}_output.txt"],
+    }
+    found = {k: next((p for p in v if p.is_file()), None) for k, v in candidates.items()}
+    if found["csv"] is None and found["log"] is None:
+        raise InputError("no run files found", stem, "pass DIR/NAME with NAME.csv / NAME.txt, "
+                         "or results/NAME_result.csv and logs/NAME_output.txt under DIR")
+    return RunFiles(found["csv"], found["log"])
+
+
+def read_requests(path: Path) -> dict[str, dict[str, str]]:
+    """Rows of a per-request CSV (plain or .gz) by request id."""
+    raw = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" \
+        else path.read_text()
+    rows = list(csv.DictReader(io.StringIO(raw)))
+    if not rows or "request id" not in rows[0]:
+        raise InputError("not a per-request CSV (no 'request id' column)", str(path),
+                         "pass the --output CSV of a run")
+    return {r["request id"]: r for r in rows}
+
+
+def request_diffs(a: dict[str, dict[str, str]], b: dict[str, dict[str, str]]) -> list[str]:
+    """One line per request that is missing on a side or differs in any column."""
+    lines = []
+    for rid in sorted(set(a) | set(b), key=lambda r: int(r) if r.isdigit() else r):
+        if rid not in a or rid not in b:
+            lines.append(f"request {rid}: only in run {'A' if rid in a else 'B'}")
+            continue
+        cols = [c for c in a[rid] if a[rid][c] != b[rid].get(c)]
+        if cols:
+            detail = ", ".join(f"{c} {a[rid][c][:40]} vs {b[rid].get(c, '')[:40]}"
+                               for c in cols)
+            lines.append(f"request {rid}: {detail}")
+    return lines
+
+
+def summary_diffs(a_text: str, b_text: str) -> list[str]:
+    """Differing or missing final-summary lines (label: A vs B)."""
+    def kept(text: str) -> dict[str, str]:
+        return {k: v for k, v in parse_console(text).summary
+                if not any(h in k for h in HOST_DEPENDENT)}
+    a, b = kept(a_text), kept(b_text)
+    return [f"{k}: {a.get(k, '(absent)')} vs {b.get(k, '(absent)')}"
+            for k in [*a, *(k for k in b if k not in a)] if a.get(k) != b.get(k)]
+
+
+def compare_runs(a: RunFiles, b: RunFiles) -> list[str]:
+    """Every difference between two runs, as report lines (empty when identical)."""
+    if (a.csv is None) != (b.csv is None) or (a.log is None) != (b.log is None):
+        raise InputError("the two runs do not have the same files (CSV, log)",
+                         f"{a} / {b}", "compare runs that both have a CSV and/or a log")
+    lines = []
+    if a.csv and b.csv:
+        diffs = request_diffs(read_requests(a.csv), read_requests(b.csv))
+        if diffs:
+            lines.append(f"per-request: {len(diffs)} request(s) differ")
+            lines += ["  " + d for d in diffs[:SHOWN]]
+            if len(diffs) > SHOWN:
+                lines.append(f"  ... and {len(diffs) - SHOWN} more")
+    if a.log and b.log:
+        diffs = summary_diffs(a.log.read_text(encoding="utf-8", errors="replace"),
+                              b.log.read_text(encoding="utf-8", errors="replace"))
+        if diffs:
+            lines.append(f"summary: {len(diffs)} line(s) differ")
+            lines += ["  " + d for d in diffs]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m evaluation.compare RUN_A RUN_B`."""
+    parser = OneLineParser(prog="python -m evaluation.compare",
+                                     description="Compare two runs (per-request CSV + log).")
+    parser.add_argument("run_a", help="stem of run A (DIR/NAME)")
+    parser.add_argument("run_b", help="stem of run B (DIR/NAME)")
+    args = parser.parse_args(argv)
+    try:
+        lines = compare_runs(locate(args.run_a), locate(args.run_b))
+    except InputError as exc:
+        print(exc.line(), file=sys.stderr)
+        return 2
+    print("\n".join(lines) if lines else "identical")
+    return 1 if lines else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

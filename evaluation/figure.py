@@ -1,0 +1,214 @@
+"""Reproduce paper Figures 5-10: `python -m evaluation.figure N|all --data DIR --out DIR`.
+
+Runs each figure's experiments (evaluation.experiments), writes results/, logs/ and parsed/ in
+the existing simulator's layout, draws the panels beside its outputs and prints the differences;
+with `--real DIR` also the §4 errors of both simulators against real measurements.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from evaluation import diff, plots, series
+from evaluation.args import OneLineParser
+from evaluation.compare import read_requests
+from evaluation.console import ConsoleRun, parse_console
+from evaluation.experiments import FEATURE_OF_FLAG, FIGURE_TABLES, FIGURES, Experiment, of_figure
+from evaluation.runner import WORKERS, RunRecord, missing_flags, run_all
+from llmsim_core.errors import InputError
+
+
+@dataclass(slots=True)
+class FigureResult:
+    """What one figure produced: parsed TSVs (relative paths), panels, notices, failures."""
+
+    figure: int
+    tsvs: list[Path] = field(default_factory=list)
+    panels: list[plots.Panel] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+    failed: int = 0
+
+
+def _skip_line(exp: Experiment, missing: list[str]) -> str:
+    features = ", ".join(dict.fromkeys(FEATURE_OF_FLAG.get(f, f) for f in missing))
+    return (f"figure {exp.figure} {exp.key.split('/', 1)[1]}: skipped, needs {features} "
+            f"(this simulator does not accept {' '.join(missing)})")
+
+
+def _fmt(value: float) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) \
+        else f"{value:.4g}"
+
+
+def _write(folder: Path, out: Path, tables: dict[str, series.Table], result: FigureResult) -> None:
+    for name, table in tables.items():
+        series.write_tsv(folder / "parsed" / name, table)
+        result.tsvs.append((folder / "parsed" / name).relative_to(out))
+
+
+def _handle_run(rec: RunRecord, out: Path, result: FigureResult) -> ConsoleRun | None:
+    exp = rec.experiment
+    name = exp.key.split("/", 1)[1]
+    if rec.returncode != 0:
+        named = [f for f in exp.flags if f.startswith("--") and f in rec.error]
+        if rec.returncode == 2 and named:
+            result.notices.append(_skip_line(exp, named))
+        else:
+            result.notices.append(f"figure {exp.figure} {name}: failed (exit {rec.returncode}): "
+                                  f"{rec.error}")
+            result.failed += 1
+        return None
+    run = parse_console(rec.log.read_text(encoding="utf-8"))
+    for kind in exp.series:
+        tables, missing = series.per_run_tables(kind, exp.run, run)
+        if missing:
+            result.notices.append(f"figure {exp.figure} {name}: {kind} series skipped, needs "
+                                  f"{missing}")
+        _write(exp.folder(out), out, tables, result)
+    return run
+
+
+def _request_rows(exp: Experiment, out: Path, data: Path) -> list[str]:
+    ours = exp.folder(out) / "results" / exp.result_file
+    ref = exp.folder(data / "reference_sim") / "results" / exp.result_file
+    ref = ref if ref.is_file() else ref.with_name(ref.name + ".gz")
+    if not (ours.is_file() and ref.is_file()):
+        return []
+    a, b = read_requests(ours), read_requests(ref)
+    gaps = [abs(int(a[rid]["end_time"]) - int(row["end_time"])) for rid, row in b.items()
+            if rid in a]
+    same = sum(1 for g in gaps if g == 0)
+    worst = max(gaps, default=0) / 1e6
+    return [f"  {exp.key:40} {'requests with equal end_time':34} {same} / {len(b)}",
+            f"  {exp.key:40} {'max |end_time diff| ms':34} {worst:.4g}"]
+
+
+def compare_tsv(rel: Path, out: Path, data: Path, real: Path | None,
+                result: FigureResult) -> list[str]:
+    """Difference lines of one written TSV against the existing simulator's and real data;
+    adds its panels to `result`."""
+    ours = series.read_tsv(out / rel)
+    sides = {"ours": ours}
+    name = f"{rel.parent.parent.as_posix()}/{rel.stem}"
+    lines = []
+    ref_path = data / "reference_sim" / rel
+    if ref_path.is_file():
+        ref = series.read_tsv(ref_path)
+        sides["existing simulator"] = ref
+        for metric, a, b, err in diff.compare(ours, ref):
+            lines.append(f"  {name:40} {metric:34} ours {_fmt(a):>9}  "
+                         f"existing {_fmt(b):>9}  diff {_fmt(err)}")
+    real_path = real / rel.parent.parent / "reference" / rel.name if real else None
+    if real_path is not None and real_path.is_file():
+        measured = series.read_tsv(real_path)
+        sides["real"] = measured
+        theirs = dict((m, e) for m, _, _, e in diff.compare(sides.get("existing simulator",
+                                                                      {}), measured)) \
+            if "existing simulator" in sides else {}
+        for metric, _, _, err in diff.compare(ours, measured):
+            lines.append(f"  {name:40} vs real: {metric:26} ours err "
+                         f"{_fmt(err):>9}  existing err {_fmt(theirs.get(metric, math.nan))}")
+    title = str(rel.parent.parent.relative_to(f"figure_{result.figure}")).strip(".") + \
+        " " + rel.stem
+    maker = plots.series_panels if "time_s" in ours else plots.table_panels
+    result.panels += maker(title.strip(), sides)
+    return lines
+
+
+def reproduce(figures: list[int], data: Path, out: Path, real: Path | None,
+              num_req: int | None, draw: bool = True) -> list[FigureResult]:
+    """Run, write, compare and draw the given figures; prints the report as it goes."""
+    if not (data / "artifact_configs").is_dir():
+        raise InputError("no artifact_configs/ folder", str(data),
+                         "pass --data pointing at the shared data folder (../shared/data)")
+    results = {f: FigureResult(f) for f in figures}
+    # Wall times depend on the machine: say which one measured them.
+    print(f"host: {platform.node()} ({platform.machine()}, {os.cpu_count()} CPUs, Python "
+          f"{platform.python_version()}); {WORKERS} runs at a time")
+    runnable = []
+    for fig in figures:
+        for exp in of_figure(fig):
+            missing = missing_flags(exp)
+            if missing:
+                results[fig].notices.append(_skip_line(exp, missing))
+            else:
+                runnable.append(exp)
+    records = run_all(runnable, data, out, num_req)
+    runs: dict[str, ConsoleRun] = {}
+    for rec in records:
+        run = _handle_run(rec, out, results[rec.experiment.figure])
+        if run is not None:
+            runs[rec.experiment.key] = run
+    for fig in figures:
+        result = results[fig]
+        labelled = {e.label: runs[e.key] for e in of_figure(fig) if e.key in runs and e.label}
+        for kind in FIGURE_TABLES.get(fig, ()):
+            tables, missing = series.per_figure_table(kind, labelled)
+            if missing:
+                result.notices.append(f"figure {fig}: {kind} skipped, needs {missing}")
+            _write(out / f"figure_{fig}", out, tables, result)
+        print(f"== figure {fig} ==")
+        for line in result.notices:
+            print(line)
+        for rec in records:
+            if rec.experiment.figure == fig:
+                print(f"  {rec.experiment.key:40} {'wall time s':34} {rec.wall_s:.2f}")
+                for line in _request_rows(rec.experiment, out, data):
+                    print(line)
+        for rel in result.tsvs:
+            for line in compare_tsv(rel, out, data, real, result):
+                print(line)
+        if draw and result.panels:
+            try:
+                written = plots.draw(result.panels, f"Figure {fig}",
+                                     out / f"figure_{fig}" / f"figure_{fig}")
+                print(f"  wrote {', '.join(str(p) for p in written)}")
+            except ImportError:
+                print(f"figure {fig}: not drawn, matplotlib is not installed "
+                      "(./compile.sh plot)")
+        elif not result.panels:
+            print(f"figure {fig}: nothing to draw (every panel needs a missing feature)")
+    return list(results.values())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m evaluation.figure`."""
+    parser = OneLineParser(prog="python -m evaluation.figure",
+                           description="Reproduce paper Figures 5-10 and compare.")
+    parser.add_argument("figure", choices=[*map(str, FIGURES), "all"])
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"),
+                        help="shared data folder (artifact_configs, datasets, perf_models, ...)")
+    parser.add_argument("--out", type=Path, default=Path("output/figures"),
+                        help="output root: figure_<N>/[<HW>/]{results,logs,parsed}/")
+    parser.add_argument("--real", type=Path,
+                        help="real measurements, figure_<N>/[<HW>/]reference/<parsed name>")
+    parser.add_argument("--num-req", type=int, help="override every run's request count")
+    parser.add_argument("--no-plot", action="store_true", help="write TSVs and tables only")
+    args = parser.parse_args(argv)
+    figures = list(FIGURES) if args.figure == "all" else [int(args.figure)]
+    start = time.perf_counter()
+    try:
+        if args.num_req is not None and args.num_req <= 0:
+            raise InputError(f"--num-req must be > 0, got {args.num_req}", "command line",
+                             "pass a positive count")
+        if args.real is not None and not args.real.is_dir():
+            raise InputError("real-measurement folder not found", str(args.real),
+                             "pass an existing folder to --real")
+        results = reproduce(figures, args.data.resolve(), args.out.resolve(),
+                            args.real.resolve() if args.real else None, args.num_req,
+                            draw=not args.no_plot)
+    except InputError as exc:
+        print(exc.line(), file=sys.stderr)
+        return 2
+    print(f"total wall time {time.perf_counter() - start:.1f} s")
+    return 1 if any(r.failed for r in results) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

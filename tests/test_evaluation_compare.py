@@ -1,0 +1,61 @@
+"""`python -m evaluation.compare`: identical runs exit 0, changed runs name what differs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+from tests.test_cli_errors import run_main
+
+
+def compare(a, b) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "evaluation.compare", str(a), str(b)],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    """The same simulation twice: stems `a` and `b` (CSV + console log)."""
+    root = tmp_path_factory.mktemp("runs")
+    for stem in ("a", "b"):
+        done = run_main(["--dataset", "dataset/example_trace.jsonl", "--num-req", "10",
+                         "--output", str(root / f"{stem}.csv")])
+        assert done.returncode == 0, done.stderr
+        (root / f"{stem}.txt").write_text(done.stdout)
+    return root
+
+
+def test_identical_runs_exit_zero(two_runs):
+    done = compare(two_runs / "a", two_runs / "b")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip() == "identical"
+
+
+def test_changed_run_names_the_request_and_summary_line(two_runs, tmp_path):
+    csv_lines = (two_runs / "b.csv").read_text().splitlines()
+    header = csv_lines[0].split(",")
+    row = csv_lines[3].split(",")
+    rid, end = row[header.index("request id")], int(row[header.index("end_time")])
+    row[header.index("end_time")] = str(end + 1)
+    csv_lines[3] = ",".join(row)
+    (tmp_path / "c.csv").write_text("\n".join(csv_lines) + "\n")
+    log = (two_runs / "b.txt").read_text()
+    clocks = next(ln for ln in log.splitlines() if ln.startswith("Total clocks (ns):"))
+    value = int(clocks.split()[-1])
+    (tmp_path / "c.txt").write_text(log.replace(clocks, clocks.replace(str(value),
+                                                                       str(value + 5))))
+    done = compare(two_runs / "a", tmp_path / "c")
+    assert done.returncode == 1
+    assert "per-request: 1 request(s) differ" in done.stdout
+    assert f"request {rid}: end_time {end} vs {end + 1}" in done.stdout
+    assert f"Total clocks (ns): {value} vs {value + 5}" in done.stdout
+    assert "summary: 1 line(s) differ" in done.stdout  # host wall time is not a difference
+
+
+def test_missing_run_is_one_error_line(two_runs, tmp_path):
+    done = compare(two_runs / "a", tmp_path / "nothing")
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: no run files found")
