@@ -21,6 +21,23 @@ def _int_field(record: dict, key: str, where: str, minimum: int) -> int:
     return int(value)
 
 
+def request_from_record(record: object, rid: int, where: str) -> Request:
+    """A request from one trace record (a dict with input_toks, output_toks, arrival_time_ns)."""
+    if not isinstance(record, dict):
+        raise InputError("record is not a JSON object", where, "fix the record")
+    return Request(rid=rid, arrival=_int_field(record, "arrival_time_ns", where, 0),
+                   prompt=_int_field(record, "input_toks", where, 1),
+                   output=_int_field(record, "output_toks", where, 1))
+
+
+def sort_by_arrival(requests: list[Request]) -> bool:
+    """Sort stably by arrival time in place; return True if the order changed."""
+    unsorted = any(a.arrival > b.arrival for a, b in zip(requests, requests[1:], strict=False))
+    if unsorted:
+        requests.sort(key=lambda r: r.arrival)
+    return unsorted
+
+
 def iter_requests(path: Path, limit: int) -> Iterator[Request]:
     """Yield the first `limit` requests of a jsonl trace, line by line (ids = line index)."""
     if not path.is_file():
@@ -40,9 +57,7 @@ def iter_requests(path: Path, limit: int) -> Iterator[Request]:
                                  "object") from None
             if not isinstance(record, dict):
                 raise InputError("line is not a JSON object", where, "fix the dataset line")
-            yield Request(rid=rid, arrival=_int_field(record, "arrival_time_ns", where, 0),
-                          prompt=_int_field(record, "input_toks", where, 1),
-                          output=_int_field(record, "output_toks", where, 1))
+            yield request_from_record(record, rid, where)
             rid += 1
 
 
@@ -51,7 +66,4 @@ def load_requests(path: Path, limit: int) -> tuple[list[Request], bool]:
     requests = list(iter_requests(path, limit))
     if not requests:
         raise InputError("dataset has no requests", str(path), "check the file and --num-req")
-    unsorted = any(a.arrival > b.arrival for a, b in zip(requests, requests[1:], strict=False))
-    if unsorted:
-        requests.sort(key=lambda r: r.arrival)
-    return requests, unsorted
+    return requests, sort_by_arrival(requests)

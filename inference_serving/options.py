@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from inference_serving.compat import CompatProfile
 
 
 @dataclass(frozen=True, slots=True)
@@ -11,7 +13,7 @@ class RunOptions:
     """Validated settings of one simulation run."""
 
     cluster_config: Path
-    dataset: Path
+    dataset: Path | None = None
     output: Path | None = None
     throughput_output: Path | None = None
     metrics_json: Path | None = None
@@ -35,9 +37,8 @@ class RunOptions:
     perf_models: Path = Path("llm_profile/perf_models")
     model_configs: Path = Path("model_config")
     seed: int = 42
-    legacy_output_store: bool = False
+    compat: CompatProfile = field(default_factory=CompatProfile)
     check_invariants: bool = False
-    compat_artifact: bool = False
     attn_prediction: bool = False
     network_backend: str = "analytical"
     astra_sim_bin: Path | None = None
@@ -50,3 +51,13 @@ class RunOptions:
     def fp_bytes(self) -> int:
         """Bytes per element."""
         return self.fp_bits // 8
+
+    @property
+    def legacy_output_store(self) -> bool:
+        """The instance builder's view of the output-store quirk.
+
+        The iteration pricer sizes both the output store and the P/D final hand-off from this
+        one value; a pricer reading `compat` directly should use `hidden_state_output_store`
+        for the store and `whole_logits_handoff` for the hand-off.
+        """
+        return self.compat.hidden_state_output_store
