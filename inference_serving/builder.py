@@ -141,8 +141,8 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
                 if model.is_moe else dense_template(tpu, spec.tp, model.qk_norm)
             plans = PlanBuilder(spec.instance_id, node.node_id, model, perf, template, spec.tp,
                                 options.fp_bytes, spec.pp, _disaggregation(cluster, spec),
-                                StoreSizes(options.legacy_output_store,
-                                           options.legacy_output_store),
+                                StoreSizes(options.compat.hidden_state_output_store,
+                                           options.compat.whole_logits_handoff),
                                 expert_router(options.expert_routing_policy), options.seed)
             fabrics[spec.instance_id] = instance_fabric(cluster, spec, options.network_backend)
             kv = KVCacheManager(budget.num_blocks, block_size)

@@ -164,5 +164,6 @@ class CasysSimulator(Simulator):
         if finished != total:
             raise InputError(f"the ASTRA-Sim binary stopped with {total - finished} requests "
                              "unfinished", str(self.binary), "check the binary's output")
-        return SimResult(end_ns, iterations, self.counters, self.instances, self.requests)
+        return self.finish(SimResult(end_ns, iterations, self.counters, self.instances,
+                                     self.requests))
 

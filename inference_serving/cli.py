@@ -1,286 +1,30 @@
-"""Command-line entry: parse flags, run the simulation, write outputs (no model logic here)."""
+"""Command-line entry: flags to options, then one run with the console and file observers."""
 
 from __future__ import annotations
 
-import argparse
 import sys
-import time
-from pathlib import Path
 
-from inference_serving.builder import SCHEDULERS, build_instances
-from inference_serving.casys_driver import CasysSimulator
-from inference_serving.chakra_graph import ChakraExporter
 from inference_serving.cluster_config import load_cluster_config
-from inference_serving.dataset_reader import load_requests
-from inference_serving.expert_router import EXPERT_ROUTERS
-from inference_serving.options import RunOptions
-from inference_serving.output_paths import check_run_paths
-from inference_serving.outputs import metrics_json, request_csv, throughput_csv
-from inference_serving.pricers import PRICERS
-from inference_serving.report import final_summary, periodic_block, summary_numbers
-from inference_serving.router import ROUTERS, make_router
-from inference_serving.sim_log import LEVELS, SimLogger
-from inference_serving.simulator import IDLE_POLL_NS, Simulator
-from llmsim_core.atomic_write import write_atomic
-from llmsim_core.bounds import LOG_INTERVAL_S, checked
+from inference_serving.flags import build_parser, options_from_args
+from inference_serving.runner import console_observers, execute, file_observers
+from inference_serving.sim_log import SimLogger
 from llmsim_core.errors import InputError
-from llmsim_core.paths import (
-    DEFAULT_CLUSTER_CONFIG,
-    MODEL_CONFIG_DIR,
-    PERF_MODELS_DIR,
-    resolve_user_path,
-)
-
-
-class _OneLineParser(argparse.ArgumentParser):
-    """argparse that reports bad flags as one `error:` line with exit status 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        print(f"error: {message}, command line, see 'python main.py --help'", file=sys.stderr)
-        raise SystemExit(2)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The flag table of formats.md §7 for the features this version provides."""
-    p = _OneLineParser(prog="main.py", description="Simulate an LLM serving cluster.")
-    p.add_argument("--cluster-config", default=str(DEFAULT_CLUSTER_CONFIG),
-                   help="cluster config JSON (default: %(default)s)")
-    p.add_argument("--dataset", help="request trace (.jsonl); required")
-    p.add_argument("--output", help="per-request CSV to write")
-    p.add_argument("--throughput-output",
-                   help="throughput time-series CSV (default: <output>_throughput.csv)")
-    p.add_argument("--metrics-json", help="machine-readable summary to write")
-    p.add_argument("--num-req", type=int, default=100, help="requests to load (first N lines)")
-    p.add_argument("--max-batch", type=int, default=0,
-                   help="max requests per iteration (0 = --max-num-seqs for vllm, unlimited "
-                   "for legacy)")
-    p.add_argument("--max-num-seqs", type=int, default=128,
-                   help="max running requests per instance (vLLM max_num_seqs)")
-    p.add_argument("--max-num-batched-tokens", type=int, default=2048,
-                   help="per-iteration token budget (0 = model max length)")
-    p.add_argument("--block-size", type=int, default=16, help="KV block size in tokens")
-    p.add_argument("--fp", type=int, default=16, choices=(8, 16, 32),
-                   help="bits per element for every byte size")
-    chunk = p.add_mutually_exclusive_group()
-    chunk.add_argument("--enable-chunked-prefill", dest="chunked_prefill", action="store_true",
-                       default=True, help="split long prompts over iterations (default)")
-    chunk.add_argument("--no-enable-chunked-prefill", dest="chunked_prefill",
-                       action="store_false", help="schedule whole prompts only")
-    p.add_argument("--long-prefill-token-threshold", type=int, default=0,
-                   help="cap on one request's tokens per iteration (0 = none)")
-    p.add_argument("--prioritize-prefill", action="store_true",
-                   help="while any prompt work exists, iterations carry prompt work only")
-    p.add_argument("--gen", action="store_true",
-                   help="start every request as already prefilled (decode only)")
-    p.add_argument("--scheduler", default="vllm", choices=tuple(SCHEDULERS),
-                   help="vllm: vLLM-v1 continuous batching; legacy: the existing "
-                   "LLMServingSim scheduler (whole prompts, swap preemption)")
-    p.add_argument("--request-routing-policy", default="RR", choices=(*ROUTERS, "CUSTOM"),
-                   help="how arriving requests pick an instance (LOAD = least outstanding "
-                   "tokens; CUSTOM = --custom-router)")
-    p.add_argument("--expert-routing-policy", default="FAST", choices=tuple(EXPERT_ROUTERS),
-                   help="MoE token-to-expert routing: RR, RAND (per layer) or FAST (one draw "
-                   "reused by every layer); seeded by --seed")
-    p.add_argument("--no-moe-combine-alltoall", dest="moe_combine", action="store_false",
-                   help="do not time the all-to-all that gathers expert outputs (TP > 1)")
-    p.add_argument("--custom-router", metavar="PKG.MOD:CLASS",
-                   help="router class for --request-routing-policy CUSTOM")
-    p.add_argument("--network-backend", default="analytical",
-                   choices=("analytical", "analytical-aware", "ns3", "external"),
-                   help="collective timing: ASTRA-Sim's congestion-unaware or -aware analytical "
-                   "model, packet-level ns-3 (extra [ns3]), or an external ASTRA-Sim binary "
-                   "(--astra-sim-bin)")
-    p.add_argument("--pricer", default="closed-form", choices=tuple(PRICERS),
-                   help="how an iteration plan is timed: closed-form (lockstep arithmetic, the "
-                   "fast path; replaced by replay when instances share a memory), replay (the "
-                   "per-NPU graphs on the cluster-wide engine) or external (the ASTRA-Sim "
-                   "binary of --network-backend external)")
-    p.add_argument("--astra-sim-bin", metavar="PATH",
-                   help="ASTRA-Sim analytical binary for --network-backend external")
-    p.add_argument("--astra-sim-dialect", choices=("casys", "upstream"), default="casys",
-                   help="casys: drive LLMServingSim's fork over stdin/stdout (it owns the "
-                   "clock); upstream: run the public binary once per distinct iteration")
-    p.add_argument("--export-chakra", metavar="DIR",
-                   help="write every iteration's Chakra graphs and ASTRA-Sim inputs under DIR")
-    p.add_argument("--chakra-dialect", choices=("casys", "upstream"), default="casys",
-                   help="ET dialect for --export-chakra (casys keeps ns durations)")
-    p.add_argument("--log-interval", type=float, default=0.5,
-                   help="simulated seconds between status blocks")
-    p.add_argument("--log-level", default="WARNING", choices=tuple(LEVELS),
-                   help="diagnostics on stderr")
-    p.add_argument("--perf-models", default=str(PERF_MODELS_DIR),
-                   help="profile root laid out <hardware>/<org>/<model>/tp<N>/")
-    p.add_argument("--model-configs", default=str(MODEL_CONFIG_DIR),
-                   help="model config root laid out <org>/<model>.json")
-    p.add_argument("--seed", type=int, default=42, help="seed of every random policy")
-    p.add_argument("--enable-attn-prediction", action="store_true",
-                   help="train a random-forest attention model on each profile's "
-                   "attention.csv at start-up instead of reading prediction grids")
-    p.add_argument("--compat", choices=("artifact",),
-                   help="reproduce the existing simulator's timing quirks: arrivals on an idle "
-                   "cluster seen only at 1 ms polling steps (first poll at min(first arrival, "
-                   "log interval)), hidden-state-sized output store, routing-time instance id "
-                   "in the CSV under P/D")
-    p.add_argument("--compat-output-store", action="store_true",
-                   help="size the output store as the hidden state (existing simulator)")
-    p.add_argument("--check-invariants", action="store_true",
-                   help="assert the simulation invariants after every iteration")
-    p.add_argument("--no-progress", action="store_true", help="never draw the progress bar")
-    return p
-
-
-def _positive(value: float, flag: str, allow_zero: bool = False) -> None:
-    if value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise InputError(f"{flag} must be {bound}, got {value}", "command line",
-                         f"pass a value {bound}")
-
-
-def _external_binary(args: argparse.Namespace) -> Path | None:
-    if (args.network_backend == "external") != bool(args.astra_sim_bin):
-        raise InputError("--network-backend external and --astra-sim-bin go together",
-                         "command line", "pass both or neither")
-    if args.astra_sim_bin and not Path(args.astra_sim_bin).is_file():
-        raise InputError("ASTRA-Sim binary not found", f"--astra-sim-bin {args.astra_sim_bin}",
-                         "pass the path of your AnalyticalAstra build")
-    return Path(args.astra_sim_bin) if args.astra_sim_bin else None
-
-
-def options_from_args(args: argparse.Namespace) -> RunOptions:
-    """Validate flag values and combinations; resolve paths."""
-    if not args.dataset:
-        raise InputError("no dataset given", "--dataset", "pass a .jsonl trace, e.g. "
-                         "--dataset dataset/example_sharegpt_req100_rate10.jsonl")
-    _positive(args.num_req, "--num-req")
-    _positive(args.max_batch, "--max-batch", allow_zero=True)
-    _positive(args.max_num_seqs, "--max-num-seqs")
-    _positive(args.max_num_batched_tokens, "--max-num-batched-tokens", allow_zero=True)
-    _positive(args.block_size, "--block-size")
-    _positive(args.long_prefill_token_threshold, "--long-prefill-token-threshold",
-              allow_zero=True)
-    checked(args.log_interval, LOG_INTERVAL_S, "--log-interval", "command line",
-            "pass a value in that range")
-    _positive(args.seed, "--seed", allow_zero=True)
-    output = Path(args.output) if args.output else None
-    throughput = Path(args.throughput_output) if args.throughput_output else None
-    if throughput is None and output is not None:
-        throughput = output.with_name(output.stem + "_throughput.csv")
-    written = [p.resolve() for p in (output, throughput,
-               Path(args.metrics_json) if args.metrics_json else None) if p is not None]
-    if len(set(written)) != len(written):
-        raise InputError("two outputs would be written to the same file", "--output / "
-                         "--throughput-output / --metrics-json", "give each a distinct path")
-    options = RunOptions(
-        cluster_config=resolve_user_path(args.cluster_config),
-        dataset=resolve_user_path(args.dataset),
-        output=output,
-        throughput_output=throughput,
-        metrics_json=Path(args.metrics_json) if args.metrics_json else None,
-        num_req=args.num_req,
-        max_num_batched_tokens=args.max_num_batched_tokens,
-        max_num_seqs=args.max_num_seqs,
-        max_batch=args.max_batch,
-        scheduler=args.scheduler,
-        block_size=args.block_size,
-        fp_bits=args.fp,
-        chunked_prefill=args.chunked_prefill,
-        long_prefill_token_threshold=args.long_prefill_token_threshold,
-        prioritize_prefill=args.prioritize_prefill,
-        gen_only=args.gen,
-        request_routing_policy=args.request_routing_policy,
-        custom_router=args.custom_router,
-        expert_routing_policy=args.expert_routing_policy,
-        moe_combine_alltoall=args.moe_combine,
-        log_interval_s=args.log_interval,
-        log_level=args.log_level,
-        perf_models=resolve_user_path(args.perf_models),
-        model_configs=resolve_user_path(args.model_configs),
-        seed=args.seed,
-        legacy_output_store=args.compat_output_store or args.compat == "artifact",
-        compat_artifact=args.compat == "artifact",
-        check_invariants=args.check_invariants,
-        attn_prediction=args.enable_attn_prediction,
-        network_backend=args.network_backend,
-        pricer=args.pricer,
-        astra_sim_bin=_external_binary(args),
-        astra_sim_dialect=args.astra_sim_dialect,
-        export_chakra=Path(args.export_chakra) if args.export_chakra else None,
-        chakra_dialect=args.chakra_dialect,
-        progress=not args.no_progress and sys.stderr.isatty(),
-    )
-    check_run_paths(options)
-    return options
-
-
-def run(options: RunOptions) -> int:
-    """Run one simulation and write its outputs; returns the exit status."""
-    log = SimLogger(options.log_level)
-    cluster = load_cluster_config(options.cluster_config)
-    instances = build_instances(cluster, options, lambda msg: log.warning("PerfModel", msg),
-                                lambda line: print(line, file=sys.stderr))
-    pipelined = [i.index for i in instances if i.spec.pp > 1]
-    if pipelined and options.astra_sim_bin:
-        raise InputError(f"instance(s) {pipelined} are pipeline-parallel, which --network-backend "
-                         "external does not cover yet", "command line",
-                         "use npu_group 1 or the analytical backend")
-    for inst in instances:
-        log.info("Builder", f"{inst.model.name} on {inst.spec.npu_num}x {inst.spec.hardware} "
-                 f"(TP{inst.spec.tp}): {inst.plans.perf.name} latencies (attention: "
-                 f"{inst.plans.perf.attention_source}), weights "
-                 f"{inst.budget.weight_bytes / 2**20:.2f} MiB per NPU, {inst.kv.num_blocks} KV "
-                 f"blocks of {options.block_size} tokens", node=inst.spec.node_id,
-                 inst=inst.index)
-    interval_ns = max(1, round(options.log_interval_s * 1e9))
-    requests, unsorted = load_requests(options.dataset, options.num_req, min(
-        i.model.max_position_embeddings for i in instances), interval_ns)
-    if unsorted:
-        log.warning("Dataset", f"{options.dataset} is not sorted by arrival_time_ns; sorted it "
-                    "(request ids stay line indices)")
-    host_sizes = {node.node_id: node.cpu_mem.size_bytes for node in cluster.nodes}
-
-    def on_window(time_ns: int, rates: tuple[float, float]) -> None:
-        print(periodic_block(time_ns / 1e9, rates, instances, host_sizes), flush=False)
-
-    router = make_router(options.request_routing_policy, options.seed, options.custom_router)
-    exporter = None
-    if options.export_chakra is not None:
-        exporter = ChakraExporter(len(cluster.nodes), options.export_chakra,
-                                  options.chakra_dialect)
-    sim_args = (instances, requests, router, interval_ns, log, on_window,
-                options.check_invariants, options.progress,
-                exporter.write if exporter is not None else None,
-                IDLE_POLL_NS if options.compat_artifact else 0)
-    if options.astra_sim_bin and options.astra_sim_dialect == "casys":
-        sim = CasysSimulator(*sim_args, cluster=cluster, binary=options.astra_sim_bin)
-    else:
-        sim = Simulator(*sim_args)
-    wall_start = time.perf_counter()
-    result = sim.run()
-    wall = time.perf_counter() - wall_start
-    print(final_summary(result, wall, options.log_interval_s,
-                        str(options.output) if options.output else None))
-    if options.output is not None:
-        rows = [(r, inst.model.name) for inst in instances for r in inst.completed]
-        if options.compat_artifact:  # the existing tool writes the routing-time instance
-            for request, _ in rows:
-                request.instance = request.routed_instance
-        write_atomic(options.output, request_csv(rows))
-    if options.throughput_output is not None:
-        write_atomic(options.throughput_output,
-                     throughput_csv(options.log_interval_s, result.counters.windows))
-    if options.metrics_json is not None:
-        write_atomic(options.metrics_json, metrics_json(summary_numbers(result)))
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python main.py`."""
     args = build_parser().parse_args(argv)
     try:
-        return run(options_from_args(args))
+        options = options_from_args(args)
+        cluster = load_cluster_config(options.cluster_config)
+        execute(options, cluster, SimLogger(options.log_level),
+                lambda instances, total: [*console_observers(options, instances, cluster, total),
+                                          *file_observers(options)],
+                note=lambda line: print(line, file=sys.stderr))
     except InputError as exc:
         print(exc.line(), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted, command line, run again", file=sys.stderr)
         return 130
+    return 0

@@ -44,9 +44,17 @@ def parse_line(line: bytes, where: str, max_len: int | None = None) -> Request |
     except UnicodeDecodeError as exc:
         raise InputError(f"not UTF-8 text (byte 0x{line[exc.start]:02x})", where,
                          "save the dataset as UTF-8") from None
-    record = loads(text, where, "each line must be one JSON object")
+    request = request_from_record(loads(text, where, "each line must be one JSON object"), -1,
+                                  where, max_len)
+    return request
+
+
+def request_from_record(record: object, rid: int, where: str,
+                        max_len: int | None = None) -> Request:
+    """A request from one trace record (a dict with input_toks, output_toks, arrival_time_ns,
+    optionally the token id lists), validated like a dataset line."""
     if not isinstance(record, dict):
-        raise InputError("line is not a JSON object", where, _FIX)
+        raise InputError("record is not a JSON object", where, _FIX)
     prompt = checked_int(_field(record, "input_toks", where), TOKENS, "input_toks", where, _FIX)
     output = checked_int(_field(record, "output_toks", where), TOKENS, "output_toks", where, _FIX)
     # formats.md §3: a float arrival is accepted and truncated to whole nanoseconds.
@@ -58,7 +66,7 @@ def parse_line(line: bytes, where: str, max_len: int | None = None) -> Request |
                          "shorten the request or serve a model with a longer context")
     _check_ids(record, "input_tok_ids", prompt, "input_toks", where)
     _check_ids(record, "output_tok_ids", output, "output_toks", where)
-    return Request(rid=-1, arrival=arrival, prompt=prompt, output=output)
+    return Request(rid=rid, arrival=arrival, prompt=prompt, output=output)
 
 
 def iter_requests(path: Path, limit: int, max_len: int | None = None) -> Iterator[Request]:
@@ -88,14 +96,25 @@ def load_requests(path: Path, limit: int, max_len: int | None = None,
     requests = list(iter_requests(path, limit, max_len))
     if not requests:
         raise InputError("dataset has no requests", str(path), "check the file and --num-req")
+    unsorted = sort_by_arrival(requests)
+    check_windows(requests, interval_ns, str(path))
+    return requests, unsorted
+
+
+def sort_by_arrival(requests: list[Request]) -> bool:
+    """Sort stably by arrival time in place; return True if the order changed."""
     unsorted = any(a.arrival > b.arrival for a, b in zip(requests, requests[1:], strict=False))
     if unsorted:
         requests.sort(key=lambda r: r.arrival)
+    return unsorted
+
+
+def check_windows(requests: list[Request], interval_ns: int | None, where: str) -> None:
+    """The clock must not step through more status windows than a run can print."""
     last = requests[-1].arrival
     if interval_ns is not None and last / interval_ns > MAX_STATUS_WINDOWS:
         raise InputError(f"the last arrival ({last} ns) lies {last // interval_ns} status windows "
                          f"into the run (at most {MAX_STATUS_WINDOWS}, each printed, or the run "
-                         "takes hours)", str(path),
+                         "takes hours)", where,
                          f"raise --log-interval to at least {last / MAX_STATUS_WINDOWS / 1e9:.3g} s"
                          " or shorten the trace")
-    return requests, unsorted

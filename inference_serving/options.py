@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from inference_serving.compat import CompatProfile
 
 
 @dataclass(frozen=True, slots=True)
@@ -11,7 +13,7 @@ class RunOptions:
     """Validated settings of one simulation run."""
 
     cluster_config: Path
-    dataset: Path
+    dataset: Path | None = None
     output: Path | None = None
     throughput_output: Path | None = None
     metrics_json: Path | None = None
@@ -35,9 +37,8 @@ class RunOptions:
     perf_models: Path = Path("llm_profile/perf_models")
     model_configs: Path = Path("model_config")
     seed: int = 42
-    legacy_output_store: bool = False
+    compat: CompatProfile = field(default_factory=CompatProfile)
     check_invariants: bool = False
-    compat_artifact: bool = False
     attn_prediction: bool = False
     network_backend: str = "analytical"
     pricer: str = "closed-form"

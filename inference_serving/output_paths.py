@@ -39,12 +39,12 @@ def _same_file(a: Path, b: Path) -> bool:
     return a.exists() and b.exists() and os.path.samefile(a, b)  # hard links
 
 
-def check_output_paths(files: Mapping[str, Path | None], inputs: Iterable[Path],
+def check_output_paths(files: Mapping[str, Path | None], inputs: Iterable[Path | None],
                        input_roots: Iterable[Path] = (), export_dir: Path | None = None) -> None:
     """Reject an output file that is a directory, lies under a file, sits in a folder that
     cannot be written, or is an input of the run (or an existing file under an input root);
     and an export folder that is a file or cannot be created."""
-    inputs = [p for p in inputs if p.exists()]
+    inputs = [p for p in inputs if p is not None and p.exists()]
     roots = [r.resolve() for r in input_roots if r.is_dir()]
     for flag, path in files.items():
         if path is None:

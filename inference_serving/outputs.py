@@ -1,28 +1,127 @@
-"""Atomic writers for the per-request CSV, the throughput series and the metrics JSON."""
+"""Output files as observers: the per-request CSV, the throughput series and the metrics JSON,
+each written atomically when the run completes."""
 
 from __future__ import annotations
 
 import csv
-import io
 import json
-from collections.abc import Iterable
+import tempfile
+from dataclasses import astuple, dataclass
+from pathlib import Path
+from typing import Any, TextIO
 
+from inference_serving.instance import Instance
+from inference_serving.observers import Observer
+from inference_serving.report import summary_numbers
 from inference_serving.request import Request
+from inference_serving.scheduler.base import Batch
+from inference_serving.simulator import SimResult
+from llmsim_core.atomic_write import write_atomic
 
 CSV_COLUMNS = ("instance id", "request id", "model", "input", "output", "arrival", "end_time",
                "latency", "queuing_delay", "TTFT", "TPOT", "ITL")
 
 
-def request_csv(rows: Iterable[tuple[Request, str]]) -> str:
-    """Per-request CSV text (formats.md §6.1) for (request, model name) pairs in output order."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for r, model in rows:
-        writer.writerow((r.instance, r.rid, model, r.prompt, r.prompt + r.output, r.arrival,
-                         r.end, r.latency, r.first_scheduled - r.arrival, r.ttft, r.tpot,
-                         "[" + ", ".join(map(str, r.itl)) + "]"))
-    return buf.getvalue()
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """One row of the per-request CSV (formats.md §6.1); times in ns.
+
+    `output` is the final sequence length (prompt + generated tokens), as in the CSV.
+    """
+
+    instance_id: int
+    request_id: int
+    model: str
+    input: int
+    output: int
+    arrival: int
+    end_time: int
+    latency: int
+    queuing_delay: int
+    ttft: int
+    tpot: int
+    itl: tuple[int, ...]
+
+    @classmethod
+    def of(cls, r: Request, model: str, routing_time_instance_id: bool) -> RequestRecord:
+        """The record of a finished request; the existing tool names the routing-time
+        instance when `routing_time_instance_id` is set."""
+        instance = r.routed_instance if routing_time_instance_id else r.instance
+        return cls(instance, r.rid, model, r.prompt, r.prompt + r.output, r.arrival, r.end,
+                   r.latency, r.first_scheduled - r.arrival, r.ttft, r.tpot, tuple(r.itl))
+
+    def csv_row(self) -> tuple:
+        """The CSV cells, ITL as a bracketed list."""
+        return (*astuple(self)[:-1], "[" + ", ".join(map(str, self.itl)) + "]")
+
+
+def finished_records(result: SimResult, routing_time_instance_id: bool) -> list[RequestRecord]:
+    """Every finished request's record in CSV order: per completing instance, then completion."""
+    return [RequestRecord.of(r, inst.model.name, routing_time_instance_id)
+            for inst in result.instances for r in inst.completed]
+
+
+class RequestCsv(Observer):
+    """Streams each finished request's row to a per-instance spool file, then writes the CSV
+    atomically (instances in order, each in completion order)."""
+
+    def __init__(self, path: Path, routing_time_instance_id: bool = False) -> None:
+        self.path = path
+        self.routing_time_instance_id = routing_time_instance_id
+        self.spools: dict[int, tuple[TextIO, Any]] = {}
+
+    def on_batch_end(self, inst: Instance, batch: Batch, end_ns: int,
+                     finished: list[Request]) -> None:
+        """Append the rows of the requests `batch` finished."""
+        if not finished:
+            return
+        spool = self.spools.get(inst.index)
+        if spool is None:
+            handle = tempfile.TemporaryFile("w+", newline="")
+            spool = self.spools[inst.index] = (handle, csv.writer(handle, lineterminator="\n"))
+        writer = spool[1]
+        for r in finished:
+            writer.writerow(RequestRecord.of(r, inst.model.name,
+                                             self.routing_time_instance_id).csv_row())
+
+    def on_finish(self, result: SimResult) -> None:
+        """Join the spools under the header and write the file."""
+        parts = [",".join(CSV_COLUMNS) + "\n"]
+        for index in sorted(self.spools):
+            handle = self.spools[index][0]
+            handle.seek(0)
+            parts.append(handle.read())
+            handle.close()
+        self.spools.clear()
+        write_atomic(self.path, "".join(parts))
+
+
+class ThroughputCsv(Observer):
+    """The throughput series: one row per closed log window, rates in tokens/s."""
+
+    def __init__(self, path: Path, interval_s: float) -> None:
+        self.path = path
+        self.interval_s = interval_s
+        self.windows: list[tuple[float, float]] = []
+
+    def on_window(self, time_ns: int, rates: tuple[float, float]) -> None:
+        """Keep the window's rates."""
+        self.windows.append(rates)
+
+    def on_finish(self, result: SimResult) -> None:
+        """Write the series."""
+        write_atomic(self.path, throughput_csv(self.interval_s, self.windows))
+
+
+class MetricsJson(Observer):
+    """The summary's figures as JSON."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_finish(self, result: SimResult) -> None:
+        """Write the summary."""
+        write_atomic(self.path, metrics_json(summary_numbers(result)))
 
 
 def throughput_csv(interval_s: float, windows: list[tuple[float, float]]) -> str:

@@ -1,9 +1,16 @@
-"""Console text: the periodic status block and the final summary (formats.md §6.2–6.4)."""
+"""Console text: the periodic status block, the final summary (formats.md §6.2–6.4) and the
+progress line, each printed by an observer."""
 
 from __future__ import annotations
 
+import sys
+import time
+
 from inference_serving.instance import Instance
 from inference_serving.metrics import InstanceStats, LatencyStats, instance_stats
+from inference_serving.observers import Observer
+from inference_serving.request import Request
+from inference_serving.scheduler.base import Batch
 from inference_serving.simulator import SimResult
 
 BAR = "-" * 80
@@ -124,3 +131,69 @@ def final_summary(result: SimResult, wall_s: float, interval_s: float,
     if output:
         lines.append(f"Saving each request's information to output file: {output}")
     return "\n".join(lines)
+
+
+class PeriodicBlocks(Observer):
+    """Prints the status block of every closed log window on stdout."""
+
+    def __init__(self, instances: list[Instance], host_sizes: dict[int, int]) -> None:
+        self.instances = instances
+        self.host_sizes = host_sizes
+
+    def on_window(self, time_ns: int, rates: tuple[float, float]) -> None:
+        """Print the block for the window ending at `time_ns`."""
+        print(periodic_block(time_ns / 1e9, rates, self.instances, self.host_sizes),
+              flush=False)
+
+
+class FinalSummary(Observer):
+    """Prints the end-of-run summary on stdout; wall time counts from construction."""
+
+    def __init__(self, interval_s: float, output: str | None) -> None:
+        self.interval_s = interval_s
+        self.output = output
+        self.started = time.perf_counter()
+
+    def on_finish(self, result: SimResult) -> None:
+        """Print the summary."""
+        print(final_summary(result, time.perf_counter() - self.started, self.interval_s,
+                            self.output))
+
+
+class ProgressLine(Observer):
+    """A progress line on stderr, redrawn every 256 iterations and cleared before each status
+    block so the two never share a terminal line (only use it when stderr is a terminal)."""
+
+    EVERY = 256
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.finished = 0
+        self.iterations = 0
+        self.width = 0
+
+    def on_batch_end(self, inst: Instance, batch: Batch, end_ns: int,
+                     finished: list[Request]) -> None:
+        """Count progress; redraw every EVERY iterations."""
+        self.finished += len(finished)
+        self.iterations += 1
+        if self.iterations % self.EVERY == 1:
+            line = f"  {end_ns / 1e9:10.3f} s simulated, {self.finished}/{self.total} " \
+                   "requests finished"
+            self.width = len(line)
+            sys.stdout.flush()  # blocks already printed must reach the terminal first
+            print(f"\r{line}", end="", file=sys.stderr, flush=True)
+
+    def on_window(self, time_ns: int, rates: tuple[float, float]) -> None:
+        """Clear the line before the status block is printed."""
+        self.clear()
+
+    def on_finish(self, result: SimResult) -> None:
+        """Clear the line before the summary is printed."""
+        self.clear()
+
+    def clear(self) -> None:
+        """Erase the drawn line, if any."""
+        if self.width:
+            print("\r" + " " * self.width + "\r", end="", file=sys.stderr, flush=True)
+            self.width = 0

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import heapq
-import sys
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from inference_serving.instance import Instance
 from inference_serving.invariants import check_final, check_instance
 from inference_serving.metrics import TokenCounters
+from inference_serving.observers import Observer, hooks
 from inference_serving.request import Request
 from inference_serving.router import RoundRobinRouter, Router
 from inference_serving.scheduler.base import Batch
@@ -20,7 +20,6 @@ from llmsim_core.errors import InputError
 # pipeline's first stage freeing, a compatibility poll) come before arrivals, and all before
 # the log tick that reports the window ending at that instant.
 DONE, WAKE, ARRIVAL, LOG = 0, 1, 2, 3
-IDLE_POLL_NS = 1_000_000  # the existing simulator's clock step while the cluster is idle
 
 
 @dataclass(slots=True)
@@ -38,20 +37,20 @@ class Simulator:
     """Runs requests through the instances until every request has finished."""
 
     def __init__(self, instances: list[Instance], requests: list[Request], router: Router,
-                 interval_ns: int, log: SimLogger,
-                 on_window: Callable[[int, tuple[float, float]], None],
-                 check_invariants: bool = False, progress: bool = False,
-                 on_batch: Callable[[Instance, Batch], None] | None = None,
-                 idle_poll_ns: int = 0) -> None:
+                 interval_ns: int, log: SimLogger, observers: Sequence[Observer] = (),
+                 check_invariants: bool = False, idle_poll_ns: int = 0) -> None:
         self.instances = instances
         self.requests = requests
         self.router = router
         self.counters = TokenCounters(interval_ns)
         self.log = log
-        self.on_window = on_window
         self.check = check_invariants
-        self.progress = progress
-        self.on_batch = on_batch
+        observers = list(observers)
+        self._batch_start = hooks(observers, "on_batch_start")
+        self._batch_end = hooks(observers, "on_batch_end")
+        self._request = hooks(observers, "on_request")
+        self._window = hooks(observers, "on_window")
+        self._finish = hooks(observers, "on_finish")
         # Compatibility: on an idle cluster the existing simulator sees arrivals only at poll
         # instants, every idle_poll_ns after the last event (serving.md §1).
         self.idle_poll_ns = idle_poll_ns
@@ -104,9 +103,7 @@ class Simulator:
                 end_ns = time
                 self.idle_since = time
                 dirty.add(inst.index)
-                dirty.update(self.pass_on(batch))
-                if self.progress and iterations % 256 == 0:
-                    self.show_progress(time, finished)
+                dirty.update(self.pass_on(batch, time))
             elif kind == WAKE:
                 dirty.add(payload)
             elif kind == ARRIVAL:
@@ -126,13 +123,28 @@ class Simulator:
                 for index in sorted(dirty):
                     iterations += self._start_batch(self.instances[index], time)
                 dirty.clear()
-        if self.progress:
-            print(file=sys.stderr)
         if finished != total:
             raise RuntimeError(f"simulation stalled with {total - finished} unfinished requests")
         if self.check:
             check_final(self.requests)
-        return SimResult(end_ns, iterations, self.counters, self.instances, self.requests)
+        return self.finish(SimResult(end_ns, iterations, self.counters, self.instances,
+                                     self.requests))
+
+    def on_window(self, time: int, rates: tuple[float, float]) -> None:
+        """Publish a closed log window."""
+        for hook in self._window:
+            hook(time, rates)
+
+    def finish(self, result: SimResult) -> SimResult:
+        """Publish the end of the run; return `result`."""
+        for hook in self._finish:
+            hook(result)
+        return result
+
+    def publish(self, event: str, request: Request, time: int, instance: int) -> None:
+        """Publish one request event (callers skip this when nobody listens)."""
+        for hook in self._request:
+            hook(event, request, time, instance)
 
     def _poll_instant(self, time: int) -> int:
         """When an arrival at `time` is noticed: at once, or (compatibility, idle cluster) at
@@ -152,9 +164,16 @@ class Simulator:
         inst.completed.extend(done)
         if self.check:
             check_instance(inst)
+        if self._request:
+            for request in batch.prompt_done:
+                self.publish("first_token", request, time, inst.index)
+            for request in done:
+                self.publish("finished", request, time, inst.index)
+        for hook in self._batch_end:
+            hook(inst, batch, time, done)
         return len(done)
 
-    def pass_on(self, batch: Batch) -> list[int]:
+    def pass_on(self, batch: Batch, time: int) -> list[int]:
         """P/D: requests whose prompt finished in `batch` go to decode instances (their KV
         transfer is part of the finished iteration); return the receiving instances."""
         targets = []
@@ -163,19 +182,20 @@ class Simulator:
             request.instance = target.index
             target.scheduler.add(request)
             targets.append(target.index)
+            if self._request:
+                self.publish("handoff", request, time, target.index)
         return targets
 
     def arrive(self, request: Request) -> int:
         """Route an arrived request; return the chosen instance's index."""
+        if self._request:
+            self.publish("arrival", request, request.arrival, -1)
         inst = self.router.route(request, self.candidates)
         request.instance = request.routed_instance = inst.index
         inst.scheduler.add(request)
+        if self._request:
+            self.publish("routed", request, request.arrival, inst.index)
         return inst.index
-
-    def show_progress(self, time: int, finished: int) -> None:
-        """One progress line on stderr (only drawn on a terminal)."""
-        print(f"\r  {time / 1e9:10.3f} s simulated, {finished}/{len(self.requests)} requests "
-              "finished", end="", file=sys.stderr, flush=True)
 
     def _start_batch(self, inst: Instance, now: int) -> int:
         # Up to pp batches in flight; a new one enters when the first stage is free.
@@ -186,10 +206,13 @@ class Simulator:
         if batch is None:
             return 0
         inst.in_flight.append(batch)
-        first_stage_end, end, _ = inst.pipeline(batch, now)
+        first_stage_end, end, costs = inst.pipeline(batch, now)
         duration = end - now
-        if self.on_batch is not None:
-            self.on_batch(inst, batch)
+        for hook in self._batch_start:
+            hook(inst, batch, now, end, costs)
+        if self._request:
+            for request in batch.preempted:
+                self.publish("preempted", request, now, inst.index)
         if self.debug:
             self.log.now_ns = now
             decodes = sum(batch.decode)

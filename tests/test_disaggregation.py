@@ -127,7 +127,7 @@ def test_decode_never_starts_before_the_transfer_and_every_request_finishes_once
 
     decoder.schedule = checked
     sim = Simulator(instances, requests, make_router("RR", 42), 10**9, SimLogger(),
-                    lambda t, r: None, check_invariants=True)
+                    check_invariants=True)
     result = sim.run()
     # A one-token request is complete when its prompt is: it never leaves the prefill side.
     assert all(r.output == 1 for r in instances[0].completed)

@@ -25,6 +25,7 @@ class Batch:
     sampled: int = 0
     prompt_done: list[Request] = field(default_factory=list)
     handoff: list[Request] = field(default_factory=list)
+    preempted: list[Request] = field(default_factory=list)  # the num_preempted victims
 
     @property
     def total_tokens(self) -> int:

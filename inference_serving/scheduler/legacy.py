@@ -71,6 +71,7 @@ class LegacyScheduler:
         victim.swapped = True
         self.num_preemptions += 1
         batch.num_preempted += 1
+        batch.preempted.append(victim)
         return True
 
     def schedule(self, now: int) -> Batch | None:

@@ -71,7 +71,7 @@ class VllmScheduler:
         chosen: list[Request] = []
         tokens: list[int] = []
         decode: list[bool] = []
-        preempted = 0
+        preempted: list[Request] = []
         prefill_only = self.options.prioritize_prefill and self._has_prompt_work()
         running = self.running
         index = 0
@@ -101,7 +101,7 @@ class VllmScheduler:
                 if preemption is None:
                     break
                 victim, position = preemption
-                preempted += 1
+                preempted.append(victim)
                 if victim is request:
                     break
                 if position < index:
@@ -118,7 +118,8 @@ class VllmScheduler:
             self._admit(budget, chosen, tokens, decode, now)
         if not chosen:
             return None
-        batch = Batch(self.next_batch_id, chosen, tokens, decode, num_preempted=preempted)
+        batch = Batch(self.next_batch_id, chosen, tokens, decode,
+                      num_preempted=len(preempted), preempted=preempted)
         self.next_batch_id += 1
         if self.options.pipelined:
             in_flight.update(map(id, chosen))

@@ -1,0 +1,110 @@
+"""One simulation from validated options: build the instances, run the loop, feed observers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from inference_serving.builder import build_instances
+from inference_serving.casys_driver import CasysSimulator
+from inference_serving.chakra_graph import ChakraExporter
+from inference_serving.cluster_config import ClusterConfig
+from inference_serving.dataset_reader import check_windows, load_requests
+from inference_serving.instance import Instance
+from inference_serving.observers import Observer
+from inference_serving.options import RunOptions
+from inference_serving.outputs import MetricsJson, RequestCsv, ThroughputCsv
+from inference_serving.report import FinalSummary, PeriodicBlocks, ProgressLine
+from inference_serving.request import Request
+from inference_serving.router import make_router
+from inference_serving.scheduler.base import Batch
+from inference_serving.sim_log import SimLogger
+from inference_serving.simulator import SimResult, Simulator
+from llmsim_core.errors import InputError
+
+
+class ChakraExport(Observer):
+    """Writes every started batch's Chakra graphs and ASTRA-Sim inputs."""
+
+    def __init__(self, exporter: ChakraExporter) -> None:
+        self.exporter = exporter
+
+    def on_batch_start(self, inst: Instance, batch: Batch, start_ns: int, end_ns: int,
+                       costs: list) -> None:
+        """Export the batch."""
+        self.exporter.write(inst, batch)
+
+
+def console_observers(options: RunOptions, instances: list[Instance], cluster: ClusterConfig,
+                      total: int) -> list[Observer]:
+    """The progress line (if enabled), the status blocks and the final summary."""
+    host_sizes = {node.node_id: node.cpu_mem.size_bytes for node in cluster.nodes}
+    progress: list[Observer] = [ProgressLine(total)] if options.progress else []
+    return [*progress, PeriodicBlocks(instances, host_sizes),
+            FinalSummary(options.log_interval_s,
+                         str(options.output) if options.output else None)]
+
+
+def file_observers(options: RunOptions) -> list[Observer]:
+    """Writers of the output files the options name, in the order they are written."""
+    observers: list[Observer] = []
+    if options.output is not None:
+        observers.append(RequestCsv(options.output, options.compat.routing_time_instance_id))
+    if options.throughput_output is not None:
+        observers.append(ThroughputCsv(options.throughput_output, options.log_interval_s))
+    if options.metrics_json is not None:
+        observers.append(MetricsJson(options.metrics_json))
+    return observers
+
+
+def execute(options: RunOptions, cluster: ClusterConfig, log: SimLogger,
+            observers_for: Callable[[list[Instance], int], list[Observer]],
+            requests: list[Request] | None = None,
+            note: Callable[[str], None] = lambda line: None) -> SimResult:
+    """Run one simulation; `observers_for(instances, number of requests)` makes the observers.
+
+    Without `requests`, the first `options.num_req` requests of `options.dataset` are read.
+    `note` receives one-line notes about choices made for the user (the pricer switch).
+    """
+    instances = build_instances(cluster, options, lambda msg: log.warning("PerfModel", msg),
+                                note)
+    pipelined = [i.index for i in instances if i.spec.pp > 1]
+    if pipelined and options.astra_sim_bin:
+        raise InputError(f"instance(s) {pipelined} are pipeline-parallel, which --network-backend "
+                         "external does not cover yet", "command line",
+                         "use npu_group 1 or the analytical backend")
+    for inst in instances:
+        log.info("Builder", f"{inst.model.name} on {inst.spec.npu_num}x {inst.spec.hardware} "
+                 f"(TP{inst.spec.tp}): {inst.plans.perf.name} latencies (attention: "
+                 f"{inst.plans.perf.attention_source}), weights "
+                 f"{inst.budget.weight_bytes / 2**20:.2f} MiB per NPU, {inst.kv.num_blocks} KV "
+                 f"blocks of {options.block_size} tokens", node=inst.spec.node_id,
+                 inst=inst.index)
+    interval_ns = max(1, round(options.log_interval_s * 1e9))
+    max_len = min(i.model.max_position_embeddings for i in instances)
+    if requests is None:
+        if options.dataset is None:
+            raise InputError("no requests given", "dataset", "pass a dataset or requests")
+        requests, unsorted = load_requests(options.dataset, options.num_req, max_len,
+                                           interval_ns)
+        if unsorted:
+            log.warning("Dataset", f"{options.dataset} is not sorted by arrival_time_ns; sorted "
+                        "it (request ids stay line indices)")
+    else:
+        too_long = [r.rid for r in requests if r.prompt + r.output > max_len]
+        if too_long:
+            raise InputError(f"request {too_long[0]} is longer than the model's maximum length "
+                             f"{max_len}", "requests", "shorten it or serve a longer-context model")
+        check_windows(requests, interval_ns, "requests")
+    router = make_router(options.request_routing_policy, options.seed, options.custom_router)
+    observers = observers_for(instances, len(requests))
+    if options.export_chakra is not None:
+        exporter = ChakraExporter(len(cluster.nodes), options.export_chakra,
+                                  options.chakra_dialect)
+        observers.insert(0, ChakraExport(exporter))
+    sim_args = (instances, requests, router, interval_ns, log, observers,
+                options.check_invariants, options.compat.idle_poll_ns)
+    if options.astra_sim_bin and options.astra_sim_dialect == "casys":
+        sim = CasysSimulator(*sim_args, cluster=cluster, binary=options.astra_sim_bin)
+    else:
+        sim = Simulator(*sim_args)
+    return sim.run()
