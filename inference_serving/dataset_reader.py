@@ -28,7 +28,7 @@ def _check_ids(record: dict, key: str, count: int, count_key: str, where: str) -
     ids = record.get(key)
     if ids is None:
         return
-    if not isinstance(ids, list) or not all(type(t) is int for t in ids):
+    if not isinstance(ids, list) or not set(map(type, ids)) <= {int}:
         raise InputError(f"field '{key}' must be a list of integer token ids", where, _FIX)
     if len(ids) != count:
         raise InputError(f"field '{key}' has {len(ids)} ids but {count_key} is {count}", where,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -15,18 +16,49 @@ class DeviceBusy:
 
 
 @dataclass(slots=True)
+class Usage:
+    """Per-device busy time and bytes moved per link and per memory tier of one iteration.
+
+    Link names: `"tp:<instance>"` (TP collectives), `"pd:<instance>"` (P/D sends of a prefill
+    instance), `"pp:<instance>"` (stage to stage); tier names: `"host:<node>"`.
+    """
+
+    devices: dict[int, DeviceBusy] = field(default_factory=dict)
+    link_bytes: dict[str, int] = field(default_factory=dict)
+    tier_bytes: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
 class IterationCost:
     """Duration of one iteration (or pipeline stage) plus its per-device and per-resource use.
 
-    `devices` maps global NPU ids to their busy time; `link_bytes` maps a link name
-    (`"tp:<instance>"`, `"pd:<src node>-><dst node>"`, `"pp:<instance>"`) and `tier_bytes` a
-    memory name (`"host:<node>"`) to the bytes moved; `forward_ns` is the time the stage's
-    activations take to reach the next pipeline stage after `duration_ns`. The power model and
-    the timeline read it.
+    `forward_ns` is the time the stage's activations take to reach the next pipeline stage
+    after `duration_ns`. The usage is worked out from the plan the first time it is read (the
+    power model and the timeline read it; a run without them never pays for it).
     """
 
     duration_ns: int
     forward_ns: int = 0
-    devices: dict[int, DeviceBusy] = field(default_factory=dict)
-    link_bytes: dict[str, int] = field(default_factory=dict)
-    tier_bytes: dict[str, int] = field(default_factory=dict)
+    account: Callable[[], Usage] | None = field(default=None, repr=False, compare=False)
+    _usage: Usage | None = field(default=None, repr=False, compare=False)
+
+    def usage(self) -> Usage:
+        """The iteration's usage (computed once)."""
+        if self._usage is None:
+            self._usage = self.account() if self.account is not None else Usage()
+        return self._usage
+
+    @property
+    def devices(self) -> dict[int, DeviceBusy]:
+        """Busy time per global NPU id."""
+        return self.usage().devices
+
+    @property
+    def link_bytes(self) -> dict[str, int]:
+        """Bytes per link."""
+        return self.usage().link_bytes
+
+    @property
+    def tier_bytes(self) -> dict[str, int]:
+        """Bytes per memory tier."""
+        return self.usage().tier_bytes

@@ -27,7 +27,7 @@ from llmsim_core.iteration_plan import (
     slowest_rank_ns,
 )
 from llmsim_core.model_config import ModelConfig
-from llmsim_core.op_templates import EXPERT_ROWS, OpTemplate
+from llmsim_core.op_templates import ATTENTION, EXPERT_ROWS, OpTemplate
 
 OUTPUT_TOKEN_ID_BYTES = 4
 CACHE_LIMIT = 8192  # memoized block plans kept before the cache starts over
@@ -112,7 +112,8 @@ class PlanBuilder:
         self.seed = seed
         self.stage_layers = stage_layers(model.num_layers, pp)
         self._experts: dict[int, list[int]] = {}
-        self._blocks: dict[tuple, tuple[LayerGroup, ...]] = {}
+        self._blocks: dict[tuple, tuple] = {}
+        self._transfers: dict[tuple, PlanOp] = {}
         self._edges: dict[tuple, LayerGroup] = {}
         needed = (*template.pre_ops, *template.compute_block_ops, *template.post_ops,
                   *(EXPERT_ROWS if template.has_experts else ()))
@@ -158,27 +159,39 @@ class PlanBuilder:
 
     def _blocks_of(self, tokens: int, attention: int, first: int, count: int, kv_bytes: int,
                    extra: int) -> tuple[LayerGroup, ...]:
-        key = (tokens, attention, first, count, kv_bytes, extra)
-        groups = self._blocks.get(key)
-        if groups is not None:
-            return groups
-        experts = self.experts_per_layer(tokens)[first:first + count] \
-            if self.template.has_experts else [0] * count
-        collective = self.hidden_bytes(tokens)
-        built: list[LayerGroup] = []
-        for index, cost in enumerate(experts, start=first):
-            if built and cost == experts[index - first - 1]:
-                last = built[-1]
-                built[-1] = LayerGroup(last.first, last.count + 1, last.ops)
-                continue
-            ops = block_ops(self.template, tokens, self.perf.layer_ns, attention, cost,
-                            collective, kv_bytes, extra)
-            built.append(LayerGroup(index, 1, ops))
-        groups = tuple(built)
-        if len(self._blocks) >= CACHE_LIMIT:
-            self._blocks.clear()
-        self._blocks[key] = groups
-        return groups
+        """The stage's transformer blocks; everything but attention is memoized by token count
+        (attention changes with every batch's context lengths)."""
+        key = (tokens, first, count, kv_bytes, extra)
+        parts = self._blocks.get(key)
+        if parts is None:
+            experts = self.experts_per_layer(tokens)[first:first + count] \
+                if self.template.has_experts else [0] * count
+            collective = self.hidden_bytes(tokens)
+            runs: list[list] = []
+            for index, cost in enumerate(experts, start=first):
+                if runs and cost == experts[index - first - 1]:
+                    runs[-1][1] += 1
+                    continue
+                ops = block_ops(self.template, tokens, self.perf.layer_ns, 0, cost,
+                                collective, kv_bytes, extra)
+                at = next(i for i, op in enumerate(ops) if op.name == ATTENTION)
+                runs.append([index, 1, ops[:at], ops[at + 1:]])
+            parts = tuple(tuple(run) for run in runs)
+            if len(self._blocks) >= CACHE_LIMIT:
+                self._blocks.clear()
+            self._blocks[key] = parts
+        attn = compute(ATTENTION, attention, tokens)
+        return tuple(LayerGroup(index, n, (*before, attn, *after))
+                     for index, n, before, after in parts)
+
+    def _transfer(self, kind: str, name: str, nbytes: int) -> PlanOp:
+        key = (name, nbytes)
+        op = self._transfers.get(key)
+        if op is None:
+            if len(self._transfers) >= CACHE_LIMIT:
+                self._transfers.clear()
+            op = self._transfers[key] = PlanOp(kind, name, nbytes=nbytes, target=HOST)
+        return op
 
     def plans(self, batch: Batch) -> list[IterationPlan]:
         """The plans of `batch`, one per pipeline stage."""
@@ -205,7 +218,7 @@ class PlanBuilder:
             receive = forward = store = None
             if stage == 0:
                 groups = (self._edge("pre", tokens, requests), *groups)
-                loads = tuple(PlanOp(kind, name, nbytes=nbytes, target=HOST) for kind, name, nbytes
+                loads = tuple(self._transfer(kind, name, nbytes) for kind, name, nbytes
                               in ((LOAD, "input_load", tokens * self.fp * 2),
                                   (LOAD, "kv_load", batch.swap_in_bytes),
                                   (STORE, "kv_evict", batch.swap_out_bytes))
@@ -217,7 +230,7 @@ class PlanBuilder:
                 groups = (*groups, self._edge("post", tokens, requests))
                 stored = self.hidden_bytes(tokens) if self.sizes.hidden_state_output_store \
                     else requests * OUTPUT_TOKEN_ID_BYTES
-                store = PlanOp(STORE, "output_store", nbytes=stored, target=HOST)
+                store = self._transfer(STORE, "output_store", stored)
             else:
                 forward = PlanOp(SEND, "stage_send", nbytes=self.hidden_bytes(tokens),
                                  target=STAGE_LINK)

@@ -79,7 +79,8 @@ def read_layers(path: Path, tp: int) -> dict[str, LayerCurve]:
             latency = float(row[col["latency(ns)"]])
         except (ValueError, IndexError):
             raise _bad(path, f"non-numeric or missing value on line {lineno}") from None
-        latency = checked(latency, PROFILE_NS, "latency(ns)", where, _FIX)
+        if not 0.0 <= latency <= PROFILE_NS.high:  # NaN fails too; checked() says why
+            checked(latency, PROFILE_NS, "latency(ns)", where, _FIX)
         if row_tp != tp:
             continue
         points.setdefault(row[col["layer_name"]], {}).setdefault(tokens, int(latency))

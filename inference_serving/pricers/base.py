@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from inference_serving.fabric import InstanceFabric
-from inference_serving.iteration_cost import DeviceBusy, IterationCost
+from inference_serving.iteration_cost import DeviceBusy, IterationCost, Usage
 from llmsim_core.iteration_plan import COLLECTIVE, COMPUTE, SEND, IterationPlan
 
 
@@ -19,9 +19,9 @@ class Pricer(Protocol):
         ...
 
 
-def plan_usage(plan: IterationPlan, fabric: InstanceFabric, cost: IterationCost) -> None:
-    """Fill `cost` with per-device busy time and bytes per link and memory tier (every rank of
-    the stage does the same work; each rank's own accesses and messages count once for it)."""
+def plan_usage(plan: IterationPlan, fabric: InstanceFabric) -> Usage:
+    """Per-device busy time and bytes per link and memory tier of a plan (every rank of the
+    stage does the same work; each rank's own accesses and messages count once for it)."""
     busy = DeviceBusy()
     links: dict[str, int] = {}
     tiers: dict[str, int] = {}
@@ -46,7 +46,5 @@ def plan_usage(plan: IterationPlan, fabric: InstanceFabric, cost: IterationCost)
         name = fabric.link_name(op.target)
         links[name] = links.get(name, 0) + tp * op.nbytes
     first = fabric.spec.first_npu + plan.stage * tp
-    cost.devices = dict.fromkeys(range(first, first + tp), busy)
-    cost.link_bytes = links
-    cost.tier_bytes = tiers
+    return Usage(dict.fromkeys(range(first, first + tp), busy), links, tiers)
 

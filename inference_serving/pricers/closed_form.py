@@ -10,6 +10,8 @@ with another instance (the builder switches to the replay pricer otherwise).
 
 from __future__ import annotations
 
+from functools import partial
+
 from inference_serving.fabric import InstanceFabric
 from inference_serving.iteration_cost import IterationCost
 from inference_serving.pricers.base import plan_usage
@@ -56,10 +58,9 @@ class ClosedFormPricer:
             comm_free = max(t, comm_free) + fabric.send_ns(plan.handoff.target,
                                                            plan.handoff.nbytes)
             end = max(end, comm_free)
-        cost = IterationCost(end)
+        cost = IterationCost(end, account=partial(plan_usage, plan, fabric))
         if plan.forward is not None:
             cost.forward_ns = fabric.send_ns(plan.forward.target, plan.forward.nbytes)
-        plan_usage(plan, fabric, cost)
         return cost
 
 

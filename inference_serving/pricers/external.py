@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import subprocess
 import tempfile
+from functools import partial
 from pathlib import Path
 
 from astra_sim.export import export
@@ -43,9 +44,7 @@ class ExternalPricer:
         if latency is None:
             latency = self._run(plan, fabric)
             self._runs[plan] = latency
-        cost = IterationCost(latency)
-        plan_usage(plan, fabric, cost)
-        return cost
+        return IterationCost(latency, account=partial(plan_usage, plan, fabric))
 
     def _run(self, plan: IterationPlan, fabric: InstanceFabric) -> int:
         graphs = plan_graphs(plan, fabric, receivers=True)

@@ -10,6 +10,8 @@ idle gives the same result again when they are idle: that replay is reused.
 
 from __future__ import annotations
 
+from functools import partial
+
 from astra_sim.engine import Engine
 from astra_sim.memory import REMOTE, MemorySystem
 from inference_serving.chakra_graph import engine_setup, plan_graphs
@@ -50,13 +52,12 @@ class ReplayPricer:
                 memory.book(key, start_ns + issue, length)
         else:
             duration = self._replay(plan, fabric, engine, memory, start_ns, idle)
-        cost = IterationCost(duration)
+        cost = IterationCost(duration, account=partial(plan_usage, plan, fabric))
         if plan.forward is not None:
             src = plan.stage * plan.tp
             depart = start_ns + duration
             cost.forward_ns = engine.network.deliver(src, src + plan.tp, plan.forward.nbytes,
                                                      depart) - depart
-        plan_usage(plan, fabric, cost)
         return cost
 
     def _replay(self, plan: IterationPlan, fabric: InstanceFabric, engine: Engine,
