@@ -24,6 +24,7 @@ from llmsim_core.iteration_plan import (
     PlanOp,
     block_ops,
     compute,
+    edge_group,
     slowest_rank_ns,
 )
 from llmsim_core.model_config import ModelConfig
@@ -151,10 +152,7 @@ class PlanBuilder:
         group = self._edges.get(key)
         if group is None:
             names = self.template.pre_ops if which == "pre" else self.template.post_ops
-            group = LayerGroup(-1, 1, tuple(compute(op, self.op_ns(op, tokens, requests),
-                                                    requests if op == "lm_head" else tokens)
-                                            for op in names))
-            self._edges[key] = group
+            group = self._edges[key] = edge_group(names, tokens, requests, self.perf.layer_ns)
         return group
 
     def _blocks_of(self, tokens: int, attention: int, first: int, count: int, kv_bytes: int,

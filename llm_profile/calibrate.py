@@ -29,8 +29,15 @@ from llm_profile.op_recipes import elements, recipe
 from llm_profile.profile_tables import read_layers
 from llmsim_core.atomic_write import write_atomic
 from llmsim_core.errors import InputError
+from llmsim_core.iteration_plan import (
+    COMPUTE,
+    LayerGroup,
+    block_ops,
+    edge_group,
+    rank_expert_calls,
+)
 from llmsim_core.model_config import ModelConfig, load_model_config
-from llmsim_core.op_templates import EXPERT_ROWS, dense_template, moe_template
+from llmsim_core.op_templates import ATTENTION, EXPERT_ROWS, dense_template, moe_template
 from llmsim_core.paths import MODEL_CONFIG_DIR
 from llmsim_core.strict_json import load_file
 
@@ -237,17 +244,27 @@ def ratio(calibration: dict, tokens: int, weight: int) -> float:
     return max(float(np.interp(weight, sizes, at)), 1e-6)
 
 
+def _unpriced(op: str, tokens: int) -> int:
+    """Latency stand-in: the composition needs only the plan's structure."""
+    return 0
+
+
 def iteration_ops(model: ModelConfig, tp: int, tokens: int) -> list[tuple[str, int, int]]:
     """(operator, tokens, calls) of one iteration over `tokens` tokens on one rank, without
-    attention: embedding, L blocks, experts under even routing, final norm and lm_head."""
+    attention, composed from the iteration plan's pieces (a decode batch: every token is a
+    request's last): embedding, L blocks, experts under even routing, final norm and lm_head."""
     template = moe_template(False, tp, qk_norm=model.qk_norm) if model.is_moe \
         else dense_template(False, tp, model.qk_norm)
-    calls = [(op, tokens, 1) for op in template.pre_ops + template.post_ops]
-    calls += [(op, tokens, model.num_layers) for op in template.compute_block_ops]
+    groups = [edge_group(template.pre_ops, tokens, tokens, _unpriced),
+              LayerGroup(0, model.num_layers, block_ops(template, tokens, _unpriced, 0, 0, 0)),
+              edge_group(template.post_ops, tokens, tokens, _unpriced)]
+    calls = [(op.name, op.tokens, group.count) for group in groups for op in group.ops
+             if op.kind == COMPUTE and op.name not in (ATTENTION, "experts")]
     if model.is_moe:
         routed = max(1, round(tokens * model.experts_per_token / model.num_experts))
-        per_rank = math.ceil(model.num_experts / tp)
-        calls += [(row, routed, model.num_layers * per_rank) for row in EXPERT_ROWS]
+        busiest = rank_expert_calls([routed] * model.num_experts, tp)[0]
+        calls += [(row, n, model.num_layers * experts) for n, experts in busiest.items()
+                  for row in EXPERT_ROWS]
     return calls
 
 

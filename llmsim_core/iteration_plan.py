@@ -81,6 +81,14 @@ def compute(name: str, ns: int, tokens: int) -> PlanOp:
     return PlanOp(COMPUTE, name, ns=ns, tokens=tokens)
 
 
+def edge_group(names: Sequence[str], tokens: int, requests: int,
+               op_ns: Callable[[str, int], int]) -> LayerGroup:
+    """The operators before or after the blocks; lm_head runs once per request (§6.1)."""
+    return LayerGroup(-1, 1, tuple(
+        compute(op, op_ns(op, requests if op == "lm_head" else tokens),
+                requests if op == "lm_head" else tokens) for op in names))
+
+
 def block_ops(template: OpTemplate, tokens: int, op_ns: Callable[[str, int], int],
               attention_ns: int, experts_ns: int, collective_bytes: int,
               kv_send_bytes: int = 0, oproj_extra_ns: int = 0) -> tuple[PlanOp, ...]:
