@@ -79,17 +79,9 @@ def _disaggregation(cluster: ClusterConfig, spec: InstanceSpec) -> Disaggregatio
     return DisaggregationRole(spec.pd_type, receiver_tp(cluster, spec), **overheads)
 
 
-def shared_resources(cluster: ClusterConfig) -> list[str]:
-    """Memories or links that two instances can use at the same time (the closed form is not
-    exact for them): a node's CPU memory serving more than one instance."""
-    return [f"the CPU memory of node {node.node_id} ({len(node.instances)} instances)"
-            for node in cluster.nodes if len(node.instances) > 1]
-
-
 def choose_pricer(cluster: ClusterConfig, options: RunOptions,
-                  fabrics: dict[int, InstanceFabric], note: Callable[[str], None]) -> Pricer:
-    """The pricer the options name; the closed form gives way to the replay when instances
-    share a memory (said once through `note`)."""
+                  fabrics: dict[int, InstanceFabric]) -> Pricer:
+    """The pricer the options name (`external` whenever an ASTRA-Sim binary times the run)."""
     name = options.pricer
     if options.network_backend == "external":
         name = "external"
@@ -100,17 +92,11 @@ def choose_pricer(cluster: ClusterConfig, options: RunOptions,
         raise InputError("the replay pricer times messages with the analytical network models "
                          "only", "--pricer replay --network-backend ns3",
                          "use --pricer closed-form with ns3, or an analytical backend")
-    shared = shared_resources(cluster)
-    if name == "closed-form" and shared and options.network_backend != "ns3":
-        note(f"note: {shared[0]} is shared, which the closed-form pricer cannot time exactly; "
-             "using --pricer replay")
-        name = "replay"
     return PRICERS[name](fabrics, len(cluster.nodes), options.astra_sim_bin)
 
 
 def build_instances(cluster: ClusterConfig, options: RunOptions,
-                    warn: Callable[[str], None],
-                    note: Callable[[str], None] = lambda line: None) -> list[Instance]:
+                    warn: Callable[[str], None]) -> list[Instance]:
     """Load every instance's model, perf model and memory budget, and choose the pricer; fail
     early on bad input."""
     instances = []
@@ -151,7 +137,7 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
             instances.append(Instance(spec=spec, model=model, scheduler=scheduler, kv=kv,
                                       budget=budget, plans=plans,
                                       fabric=fabrics[spec.instance_id]))
-    pricer = choose_pricer(cluster, options, fabrics, note)
+    pricer = choose_pricer(cluster, options, fabrics)
     for inst in instances:
         inst.pricer = pricer
     return instances

@@ -65,8 +65,7 @@ def execute(options: RunOptions, cluster: ClusterConfig, log: SimLogger,
     Without `requests`, the first `options.num_req` requests of `options.dataset` are read.
     `note` receives one-line notes about choices made for the user (the pricer switch).
     """
-    instances = build_instances(cluster, options, lambda msg: log.warning("PerfModel", msg),
-                                note)
+    instances = build_instances(cluster, options, lambda msg: log.warning("PerfModel", msg))
     pipelined = [i.index for i in instances if i.spec.pp > 1]
     if pipelined and options.astra_sim_bin:
         raise InputError(f"instance(s) {pipelined} are pipeline-parallel, which --network-backend "

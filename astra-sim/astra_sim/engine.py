@@ -113,14 +113,16 @@ class Engine:
         self.member_cache: dict[tuple, tuple] = {}
 
     def replay(self, graphs: Mapping[int, Sequence[Node]], start: int = 0,
-               fast: bool = True) -> ReplayResult:
+               fast: bool = True, symmetric: bool = False) -> ReplayResult:
         """Run every NPU's graph from `start`; return per-NPU finish times.
 
-        With `fast`, NPUs whose graphs are identical (the same list, or equal node by node)
-        and touch no shared resource run in lockstep: one NPU is replayed with closed-form
-        collectives and its times hold for all (engine.md §11).
+        With `fast`, NPUs whose graphs are identical (the same list, or equal node by node;
+        with `symmetric` the caller vouches that they are, up to the endpoints of their
+        point-to-point messages) and share no resource but joint memory accesses run in
+        lockstep: one NPU is evaluated with closed-form collectives and its times hold for all
+        (engine.md §11).
         """
-        if fast and self._lockstep(graphs):
+        if fast and self._lockstep(graphs, symmetric):
             first = next(iter(graphs))
             chain = self._chain_ns(first, graphs[first], start)
             if chain is not None:
@@ -140,50 +142,78 @@ class Engine:
 
     def _chain_ns(self, npu: int, nodes: Sequence[Node], start: int = 0
                   ) -> tuple[int, int] | None:
-        """(total, GPU compute) of a graph that is a single dependency chain started at
-        `start`, else None (memory FIFOs are booked at absolute times)."""
-        previous = None
-        total = start
-        compute = 0
+        """(total, GPU compute) of a lockstep graph shaped as a chain, started at `start`, else
+        None. The shape: memory loads without dependencies (issued at the start, in order),
+        then a chain of compute and collectives that waits for all of them, with sends and
+        memory stores hanging off the chain (nothing depends on them). A send holds the NPU's
+        communication slot until it arrives; the next collective waits for the slot.
+        """
         probe = _Replay(self, {}, 0, solo=True)
+        roots: list[int] = []
+        released = start
+        anchor: int | None = None
+        t = comm_free = finish = start
+        compute = 0
         for node in nodes:
             deps = _deps(node)
-            if deps != ([] if previous is None else [previous]):
+            kind = node.type
+            memory = kind in ("MEM_LOAD_NODE", "MEM_STORE_NODE")
+            if memory and not deps and anchor is None:
+                members = self.joint_members(node)
+                released = max(released, probe.memory_done(npu, node, start,
+                                                            len(members) if members else 1))
+                roots.append(node.id)
+                continue
+            if sorted(deps) != (sorted(roots) if anchor is None else [anchor]):
                 return None
-            previous = node.id
-            if node.type == "COMP_NODE":
+            if anchor is None:
+                t = comm_free = finish = released
+            if kind == "COMP_NODE":
                 duration = probe.compute_ns(node)
-                total += duration
+                t += duration
                 if not node.attr("is_cpu_op", False):
                     compute += duration
-            elif node.type == "COMM_COLL_NODE":
-                kind = COLLECTIVE_KINDS.get(int(node.attr("comm_type", 0) or 0))
-                if kind is None:
+                anchor = node.id
+            elif kind == "COMM_COLL_NODE":
+                coll = COLLECTIVE_KINDS.get(int(node.attr("comm_type", 0) or 0))
+                if coll is None:
                     return None
                 involved = _Replay.members_of(self, npu, node)[1]
-                total += collective_ns(kind, int(node.attr("comm_size", 0) or 0),
-                                       self.config.dims, self.config.system, involved)
-            elif node.type in ("MEM_LOAD_NODE", "MEM_STORE_NODE"):
+                t = max(t, comm_free) + collective_ns(
+                    coll, int(node.attr("comm_size", 0) or 0), self.config.dims,
+                    self.config.system, involved)
+                comm_free = t
+                anchor = node.id
+            elif kind == "COMM_SEND_NODE":
+                src, dst, _, size = probe._p2p_key(node)
+                comm_free = self.network.deliver(src, dst, size, max(t, comm_free))
+                finish = max(finish, comm_free)
+            elif memory:
                 members = self.joint_members(node)
-                total = probe.memory_done(npu, node, total, len(members) if members else 1)
-        return total - start, compute
+                finish = max(finish, probe.memory_done(npu, node, t,
+                                                       len(members) if members else 1))
+            else:
+                return None
+        if anchor is None and roots:
+            t = released
+        return max(t, finish) - start, compute
 
-    def _lockstep(self, graphs: Mapping[int, Sequence[Node]]) -> bool:
+    def _lockstep(self, graphs: Mapping[int, Sequence[Node]], symmetric: bool = False) -> bool:
         if self.config.aware or not graphs:
             return False
         lists = list(graphs.values())
         first = lists[0]
-        if any(g is not first and g != first for g in lists[1:]):
+        if not symmetric and any(g is not first and g != first for g in lists[1:]):
             return False
         npus = tuple(sorted(graphs))
         queued = {loc for loc, tier in self.memory.tiers.items() if tier.queued}
         for node in first:
-            if node.type in ("COMM_SEND_NODE", "COMM_RECV_NODE", "PIM_COMP_NODE"):
+            if node.type in ("COMM_RECV_NODE", "PIM_COMP_NODE"):
                 return False
-            if node.type in ("MEM_LOAD_NODE", "MEM_STORE_NODE") and \
+            if node.type in ("MEM_LOAD_NODE", "MEM_STORE_NODE") and len(npus) > 1 and \
                     int(node.attr("tensor_loc", REMOTE) or REMOTE) in queued and \
                     self.joint_members(node) != npus:
-                return False
+                return False  # ranks of one FIFO served one after another drift apart
             if node.type == "COMM_COLL_NODE":
                 kind = COLLECTIVE_KINDS.get(int(node.attr("comm_type", 0) or 0))
                 # Double-Binary-Tree has no closed form: ranks finish at different times.

@@ -4,14 +4,20 @@ Every TP rank runs the same chain, so one rank's timeline is the iteration's (en
 the start loads of all ranks queue back to back on the node's memory FIFO and release the
 ranks together; compute adds up; a collective starts when the rank's communication slot is
 free (P/D KV sends occupy it while compute goes on); the output store of all ranks follows the
-chain and the P/D token hand-off follows the last send. Exact when no memory or link is shared
-with another instance (the builder switches to the replay pricer otherwise).
+chain and the P/D token hand-off follows the last send.
+
+The node's memory FIFOs are shared by its instances: loads and stores are booked on the same
+cluster-wide calendar the replay pricer uses (`astra_sim.memory`), so an instance whose loads
+wait behind another's starts its chain later. A plan's shared accesses are its start loads and
+its end stores, and between them nothing is shared on the congestion-unaware network, so this
+equals the engine replay on every plan (tested on every shipped cluster config).
 """
 
 from __future__ import annotations
 
 from functools import partial
 
+from astra_sim.memory import REMOTE, MemorySystem
 from inference_serving.fabric import InstanceFabric
 from inference_serving.iteration_cost import IterationCost
 from inference_serving.pricers.base import plan_usage
@@ -25,12 +31,22 @@ class ClosedFormPricer:
 
     def __init__(self, fabrics: dict[int, InstanceFabric]) -> None:
         self.fabrics = fabrics
+        self.memory = MemorySystem()
 
     def price(self, plan: IterationPlan, start_ns: int) -> IterationCost:
-        """Duration of `plan` (its start time does not matter: nothing is shared)."""
+        """Duration of `plan` started at `start_ns` (its memory accesses queue on the node's
+        shared FIFO)."""
         fabric = self.fabrics[plan.instance]
         tp = plan.tp
-        t = sum(tp * fabric.memory_ns(op.target, op.nbytes) for op in plan.loads)
+        memory = self.memory
+        fifo = (REMOTE, plan.node)
+        if plan.stage == 0:  # a first stage starts at the serving clock: nothing is issued earlier
+            memory.forget_before(start_ns)
+        released = start_ns
+        for op in plan.loads:
+            released = max(released, memory.book(
+                fifo, start_ns, tp * fabric.memory_ns(op.target, op.nbytes)))
+        t = released - start_ns
         comm_free = t
         for group in plan.groups:
             ops = group.ops
@@ -53,7 +69,8 @@ class ClosedFormPricer:
                 comm_free = t
         end = t
         if plan.store is not None:
-            end += tp * fabric.memory_ns(plan.store.target, plan.store.nbytes)
+            end = memory.book(fifo, start_ns + t, tp * fabric.memory_ns(
+                plan.store.target, plan.store.nbytes)) - start_ns
         if plan.handoff is not None:
             comm_free = max(t, comm_free) + fabric.send_ns(plan.handoff.target,
                                                            plan.handoff.nbytes)

@@ -3,17 +3,25 @@
 One engine per instance network, all sharing one cluster-wide memory state: the CPU-memory
 FIFO of every node (and later CXL devices and PIM channels) keeps its calendar of accesses
 across instances and iterations, so instances that use a shared memory at the same time queue
-on it. Each iteration is replayed from its start time (astra_sim.memory says how accesses of
-replays that overlap in time are ordered). A plan replayed before while the FIFOs it uses were
-idle gives the same result again when they are idle: that replay is reused.
+on it. Each iteration is replayed from its start time (`astra_sim.memory` says how accesses of
+replays that overlap in time are ordered).
+
+A plan's shared accesses are its loads, issued at the start and gating everything else, and
+its stores, which nothing waits for; between them nothing else is shared on the
+congestion-unaware network. So each distinct plan is replayed once on idle memory, and every
+iteration of it books its loads on the shared FIFOs, shifts the rest by the time the loads
+took beyond the idle replay's, and books its stores at their shifted issue times: the same
+bookings and times a full replay would make. With the congestion-aware network, whose links
+keep state, every iteration is replayed in full.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 
 from astra_sim.engine import Engine
-from astra_sim.memory import REMOTE, MemorySystem
+from astra_sim.memory import MemorySystem
 from inference_serving.chakra_graph import engine_setup, plan_graphs
 from inference_serving.fabric import InstanceFabric
 from inference_serving.iteration_cost import IterationCost
@@ -21,6 +29,17 @@ from inference_serving.pricers.base import plan_usage
 from llmsim_core.iteration_plan import IterationPlan
 
 MEMO_LIMIT = 16384
+
+
+@dataclass(frozen=True, slots=True)
+class _IdleReplay:
+    """One plan replayed from t = 0 on idle memory: its duration, when its loads released
+    the chain, and its FIFO bookings (FIFO, issue time, length) of loads and of stores."""
+
+    duration: int
+    released: int
+    loads: tuple[tuple[tuple, int, int], ...]
+    stores: tuple[tuple[tuple, int, int], ...]
 
 
 class ReplayPricer:
@@ -35,23 +54,20 @@ class ReplayPricer:
         for index, fabric in fabrics.items():
             config, memory = engine_setup(fabric, num_nodes, fabric.spec.pp, self.calendar)
             self.engines[index] = Engine(config, memory)
-        self._memo: dict[IterationPlan, tuple[int, list]] = {}
+        self._memo: dict[IterationPlan, _IdleReplay] = {}
 
     def price(self, plan: IterationPlan, start_ns: int) -> IterationCost:
         """Replay `plan` from `start_ns` on the shared engine state."""
         fabric = self.fabrics[plan.instance]
         engine = self.engines[plan.instance]
-        memory = engine.memory
         if plan.stage == 0:  # a first stage starts at the serving clock: nothing is issued earlier
-            memory.forget_before(start_ns)
-        idle = not fabric.aware and not memory.busy_after((REMOTE, plan.node), start_ns)
-        hit = self._memo.get(plan) if idle else None
-        if hit is not None:
-            duration, bookings = hit
-            for key, issue, length in bookings:
-                memory.book(key, start_ns + issue, length)
+            engine.memory.forget_before(start_ns)
+        if fabric.aware:
+            graphs = plan_graphs(plan, fabric, stage_links=False)
+            result = engine.replay(graphs, start_ns, symmetric=True)
+            duration = max(result.finish_ns.values()) - start_ns
         else:
-            duration = self._replay(plan, fabric, engine, memory, start_ns, idle)
+            duration = self._shifted(plan, fabric, engine, start_ns)
         cost = IterationCost(duration, account=partial(plan_usage, plan, fabric))
         if plan.forward is not None:
             src = plan.stage * plan.tp
@@ -60,16 +76,35 @@ class ReplayPricer:
                                                      depart) - depart
         return cost
 
-    def _replay(self, plan: IterationPlan, fabric: InstanceFabric, engine: Engine,
-                memory: MemorySystem, start_ns: int, remember: bool) -> int:
-        memory.log = [] if remember else None
-        result = engine.replay(plan_graphs(plan, fabric, stage_links=False), start_ns)
-        duration = max(result.finish_ns.values()) - start_ns
-        if remember:
-            bookings = [(key, issue - start_ns, end - begin)
-                        for key, begin, end, issue in memory.log]
+    def _shifted(self, plan: IterationPlan, fabric: InstanceFabric, engine: Engine,
+                 start_ns: int) -> int:
+        idle = self._memo.get(plan)
+        if idle is None:
+            idle = self._idle_replay(plan, fabric, engine)
             if len(self._memo) >= MEMO_LIMIT:
                 self._memo.clear()
-            self._memo[plan] = (duration, bookings)
-        memory.log = None
-        return duration
+            self._memo[plan] = idle
+        memory = engine.memory
+        released = start_ns
+        for key, issue, length in idle.loads:
+            released = max(released, memory.book(key, start_ns + issue, length))
+        shift = released - (start_ns + idle.released)
+        finish = start_ns + idle.duration + shift
+        for key, issue, length in idle.stores:
+            finish = max(finish, memory.book(key, start_ns + issue + shift, length))
+        return finish - start_ns
+
+    @staticmethod
+    def _idle_replay(plan: IterationPlan, fabric: InstanceFabric, engine: Engine) -> _IdleReplay:
+        shared = engine.memory
+        engine.memory = MemorySystem(tiers=shared.tiers, log=[])
+        try:
+            result = engine.replay(plan_graphs(plan, fabric, stage_links=False), 0,
+                                   symmetric=True)
+            log = engine.memory.log
+        finally:
+            engine.memory = shared
+        loads = tuple((key, issue, end - begin) for key, begin, end, issue in log if issue == 0)
+        stores = tuple((key, issue, end - begin) for key, begin, end, issue in log if issue > 0)
+        released = max((end for _, _, end, issue in log if issue == 0), default=0)
+        return _IdleReplay(max(result.finish_ns.values()), released, loads, stores)
