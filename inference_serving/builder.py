@@ -13,16 +13,14 @@ from inference_serving.memory_model import kv_budget
 from inference_serving.options import RunOptions
 from inference_serving.plan_builder import DisaggregationRole, PlanBuilder, StoreSizes
 from inference_serving.pricers import PRICERS, Pricer
-from inference_serving.scheduler.base import Scheduler, SchedulerOptions
-from inference_serving.scheduler.legacy import LegacyScheduler
-from inference_serving.scheduler.vllm import VllmScheduler
+from inference_serving.scheduler.base import Scheduler, SchedulerOptions, SchedulerResources
+from inference_serving.scheduler.registry import make_scheduler, scheduler_class
 from llm_profile.factory import is_tpu, make_perf_model
 from llmsim_core.errors import InputError
 from llmsim_core.model_config import ModelConfig, load_model_config
 from llmsim_core.op_templates import dense_template, moe_template
 
 MIB = 1 << 20
-SCHEDULERS = ("vllm", "legacy")
 
 
 def _check_supported(spec: InstanceSpec, model: ModelConfig, where: str) -> None:
@@ -48,7 +46,8 @@ def _make_scheduler(options: RunOptions, model: ModelConfig, kv: KVCacheManager,
                     warn: Callable[[str], None]) -> Scheduler:
     tokens = spec.max_num_batched_tokens or options.max_num_batched_tokens
     budget_tokens = min(tokens or model.max_position_embeddings, model.max_position_embeddings)
-    legacy = options.scheduler == "legacy"
+    cls = scheduler_class(options.scheduler, options.custom_scheduler)
+    legacy = getattr(cls, "legacy_limits", False)  # a class without it gets the vLLM meanings
     # Legacy: --max-batch 0 means unlimited; vllm: it defers to --max-num-seqs.
     seqs = options.max_batch if legacy else options.max_batch or options.max_num_seqs
     sched_options = SchedulerOptions(
@@ -62,9 +61,9 @@ def _make_scheduler(options: RunOptions, model: ModelConfig, kv: KVCacheManager,
         handoff_after_prefill=spec.pd_type == "prefill",
         pipelined=spec.pp > 1,
     )
-    if legacy:
-        return LegacyScheduler(sched_options, kv, block_bytes, spec.npu_num, host_capacity, warn)
-    return VllmScheduler(sched_options, kv)
+    return make_scheduler(cls, sched_options, kv,
+                          SchedulerResources(block_bytes, spec.npu_num, host_capacity, warn),
+                          options.custom_scheduler)
 
 
 def _disaggregation(cluster: ClusterConfig, spec: InstanceSpec) -> DisaggregationRole | None:
@@ -120,7 +119,8 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
                     f"per NPU leave no room for KV in {spec.npu_mem.size_bytes / MIB:.0f} MiB",
                     where, "use more NPUs (npu_num), a larger npu_mem.mem_size or a smaller --fp")
             perf = make_perf_model(options.perf_models, spec.hardware, model, spec.tp,
-                                   options.fp_bits, warn, options.attn_prediction)
+                                   options.fp_bits, warn, options.attn_prediction,
+                                   options.perf_model, options.custom_perf_model)
             tpu = is_tpu(spec.hardware)
             template = moe_template(tpu, spec.tp, options.moe_combine_alltoall,
                                     model.qk_norm) \
@@ -129,7 +129,8 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
                                 options.fp_bytes, spec.pp, _disaggregation(cluster, spec),
                                 StoreSizes(options.compat.hidden_state_output_store,
                                            options.compat.whole_logits_handoff),
-                                expert_router(options.expert_routing_policy), options.seed)
+                                expert_router(options.expert_routing_policy,
+                                              options.custom_expert_router), options.seed)
             fabrics[spec.instance_id] = instance_fabric(cluster, spec, options.network_backend)
             kv = KVCacheManager(budget.num_blocks, block_size)
             scheduler = _make_scheduler(options, model, kv, budget.block_bytes, spec,

@@ -19,7 +19,16 @@ from inference_serving.cluster_config import ClusterConfig, InstanceSpec, Memory
 from llmsim_core.errors import InputError
 from llmsim_core.iteration_plan import HOST, PD_LINK
 
-BACKENDS = ("analytical", "analytical-aware", "ns3", "external")
+# The network backends by `--network-backend` name. A backend is a way of timing an
+# instance's collectives, `collective_ns(kind, nbytes) -> int`, chosen in `_collectives`
+# (`external` hands whole iterations to a binary through the external pricer instead); adding
+# one is a line here and a branch there. There is no CUSTOM backend.
+NETWORK_BACKENDS: dict[str, str] = {
+    "analytical": "ASTRA-Sim's congestion-unaware closed forms",
+    "analytical-aware": "congestion-aware: messages cross their route's links hop by hop",
+    "ns3": "every algorithm step simulated once by ns-3 (extra [ns3])",
+    "external": "an external ASTRA-Sim binary (--astra-sim-bin)",
+}
 
 
 def host_tier(mem: MemorySpec) -> Tier:

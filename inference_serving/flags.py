@@ -6,14 +6,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from inference_serving.builder import SCHEDULERS
 from inference_serving.compat import CompatProfile
 from inference_serving.expert_router import EXPERT_ROUTERS
+from inference_serving.fabric import NETWORK_BACKENDS
 from inference_serving.options import RunOptions
 from inference_serving.output_paths import check_run_paths
 from inference_serving.pricers import PRICERS
 from inference_serving.router import ROUTERS
+from inference_serving.scheduler.registry import SCHEDULERS
 from inference_serving.sim_log import LEVELS
+from llm_profile.factory import PERF_MODELS
 from llmsim_core.bounds import LOG_INTERVAL_S, checked
 from llmsim_core.errors import InputError
 from llmsim_core.paths import (
@@ -64,21 +66,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="while any prompt work exists, iterations carry prompt work only")
     p.add_argument("--gen", action="store_true",
                    help="start every request as already prefilled (decode only)")
-    p.add_argument("--scheduler", default="vllm", choices=tuple(SCHEDULERS),
+    p.add_argument("--scheduler", default="vllm", choices=(*SCHEDULERS, "CUSTOM"),
                    help="vllm: vLLM-v1 continuous batching; legacy: the existing "
-                   "LLMServingSim scheduler (whole prompts, swap preemption)")
+                   "LLMServingSim scheduler (whole prompts, swap preemption); CUSTOM: "
+                   "--custom-scheduler")
     p.add_argument("--request-routing-policy", default="RR", choices=(*ROUTERS, "CUSTOM"),
                    help="how arriving requests pick an instance (LOAD = least outstanding "
                    "tokens; CUSTOM = --custom-router)")
-    p.add_argument("--expert-routing-policy", default="FAST", choices=tuple(EXPERT_ROUTERS),
-                   help="MoE token-to-expert routing: RR, RAND (per layer) or FAST (one draw "
-                   "reused by every layer); seeded by --seed")
+    p.add_argument("--expert-routing-policy", default="FAST",
+                   choices=(*EXPERT_ROUTERS, "CUSTOM"),
+                   help="MoE token-to-expert routing: RR, RAND (per layer), FAST (one draw "
+                   "reused by every layer), seeded by --seed, or CUSTOM (--custom-expert-router)")
     p.add_argument("--no-moe-combine-alltoall", dest="moe_combine", action="store_false",
                    help="do not time the all-to-all that gathers expert outputs (TP > 1)")
     p.add_argument("--custom-router", metavar="PKG.MOD:CLASS",
                    help="router class for --request-routing-policy CUSTOM")
-    p.add_argument("--network-backend", default="analytical",
-                   choices=("analytical", "analytical-aware", "ns3", "external"),
+    p.add_argument("--network-backend", default="analytical", choices=tuple(NETWORK_BACKENDS),
                    help="collective timing: ASTRA-Sim's congestion-unaware or -aware analytical "
                    "model, packet-level ns-3 (extra [ns3]), or an external ASTRA-Sim binary "
                    "(--astra-sim-bin)")
@@ -118,7 +121,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check-invariants", action="store_true",
                    help="assert the simulation invariants after every iteration")
     p.add_argument("--no-progress", action="store_true", help="never draw the progress bar")
+    p.add_argument("--custom-scheduler", metavar="PKG.MOD:CLASS",
+                   help="scheduler class for --scheduler CUSTOM")
+    p.add_argument("--custom-expert-router", metavar="PKG.MOD:CLASS",
+                   help="expert router class for --expert-routing-policy CUSTOM")
+    p.add_argument("--perf-model", default="auto", choices=("auto", *PERF_MODELS, "CUSTOM"),
+                   help="operator latencies: auto (profiled tables under --perf-models when "
+                   "present, else roofline), profiled, roofline or CUSTOM (--custom-perf-model)")
+    p.add_argument("--custom-perf-model", metavar="PKG.MOD:CLASS",
+                   help="perf model class for --perf-model CUSTOM, constructed as "
+                   "Class(hardware, model_config, tp, fp_bits) for every instance")
     return p
+
+
+CUSTOM_FLAGS = (("scheduler", "--scheduler", "custom_scheduler", "--custom-scheduler"),
+                ("request_routing_policy", "--request-routing-policy", "custom_router",
+                 "--custom-router"),
+                ("expert_routing_policy", "--expert-routing-policy", "custom_expert_router",
+                 "--custom-expert-router"),
+                ("perf_model", "--perf-model", "custom_perf_model", "--custom-perf-model"))
+
+
+def _check_custom(args: argparse.Namespace) -> None:
+    """Each `CUSTOM` policy comes with its class flag, and a class flag only with `CUSTOM`."""
+    for policy, policy_flag, custom, custom_flag in CUSTOM_FLAGS:
+        chosen, given = getattr(args, policy) == "CUSTOM", getattr(args, custom)
+        if chosen and not given:
+            raise InputError(f"{policy_flag} CUSTOM needs a class", "command line",
+                             f"pass {custom_flag} package.module:Class")
+        if given and not chosen:
+            raise InputError(f"{custom_flag} is used only with {policy_flag} CUSTOM",
+                             "command line", f"add {policy_flag} CUSTOM or drop {custom_flag}")
 
 
 def _positive(value: float, flag: str, allow_zero: bool = False) -> None:
@@ -163,6 +196,7 @@ def options_from_args(args: argparse.Namespace, need_dataset: bool = True) -> Ru
     checked(args.log_interval, LOG_INTERVAL_S, "--log-interval", "command line",
             "pass a value in that range")
     _positive(args.seed, "--seed", allow_zero=True)
+    _check_custom(args)
     output = Path(args.output) if args.output else None
     throughput = Path(args.throughput_output) if args.throughput_output else None
     if throughput is None and output is not None:
@@ -208,6 +242,10 @@ def options_from_args(args: argparse.Namespace, need_dataset: bool = True) -> Ru
         export_chakra=Path(args.export_chakra) if args.export_chakra else None,
         chakra_dialect=args.chakra_dialect,
         progress=not args.no_progress and sys.stderr.isatty(),
+        custom_scheduler=args.custom_scheduler,
+        custom_expert_router=args.custom_expert_router,
+        perf_model=args.perf_model,
+        custom_perf_model=args.custom_perf_model,
     )
     check_run_paths(options)
     return options

@@ -47,6 +47,10 @@ class RunOptions:
     export_chakra: Path | None = None
     chakra_dialect: str = "casys"
     progress: bool = False
+    custom_scheduler: str | None = None
+    custom_expert_router: str | None = None
+    perf_model: str = "auto"
+    custom_perf_model: str | None = None
 
     @property
     def fp_bytes(self) -> int:

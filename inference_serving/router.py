@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-import importlib
 import random
 from typing import Protocol
 
 from inference_serving.instance import Instance
 from inference_serving.request import Request
 from llmsim_core.errors import InputError
+from llmsim_core.plugins import construct, load_class, user_code_failed
 
 
 class Router(Protocol):
-    """Chooses one of `candidates` for `request` at its arrival time."""
+    """Chooses one of `candidates` for `request` at its arrival time.
+
+    A router class is constructed with the run's seed (`cls(seed)`); register a new policy
+    with one line in `ROUTERS`, or load one with `--request-routing-policy CUSTOM
+    --custom-router pkg.mod:Class` (example: `examples/custom_router.py`).
+    """
 
     def route(self, request: Request, candidates: list[Instance]) -> Instance:
         """Return the chosen instance."""
@@ -59,22 +64,36 @@ ROUTERS: dict[str, type] = {"RR": RoundRobinRouter, "RAND": RandomRouter,
                             "LOAD": LeastLoadRouter}
 
 
+class CheckedRouter:
+    """A `CUSTOM` router whose choices are checked: an exception or an answer that is not one
+    of the candidates stops the run with a one-line error naming the class."""
+
+    def __init__(self, inner: Router, where: str) -> None:
+        self.inner = inner
+        self.where = where
+
+    def route(self, request: Request, candidates: list[Instance]) -> Instance:
+        """The user router's choice, checked."""
+        cls = type(self.inner)
+        try:
+            choice = self.inner.route(request, candidates)
+        except InputError:
+            raise
+        except Exception as exc:  # user code: report it as one line, not a traceback
+            raise user_code_failed(cls, "route", exc, self.where) from None
+        if not any(choice is inst for inst in candidates):
+            ids = [inst.index for inst in candidates]
+            raise InputError(f"{cls.__name__}.route returned {choice!r} for request "
+                             f"{request.rid}, not one of the candidate instances {ids}",
+                             self.where, "return an element of the candidates list")
+        return choice
+
+
 def load_custom_router(spec: str, seed: int) -> Router:
-    """Instantiate `pkg.module:Class` (constructor takes the seed) as a router."""
-    module_name, _, class_name = spec.partition(":")
+    """Instantiate `pkg.module:Class` (constructor takes the seed) as a checked router."""
     where = f"--custom-router {spec}"
-    if not module_name or not class_name:
-        raise InputError("expected the form package.module:Class", where, "fix the flag")
-    try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as exc:
-        raise InputError(f"cannot load the router ({exc})", where,
-                         "check the module is importable from the working directory") from None
-    router = cls(seed)
-    if not callable(getattr(router, "route", None)):
-        raise InputError(f"{class_name} has no route(request, candidates) method", where,
-                         "implement the Router interface of inference_serving/router.py")
-    return router
+    cls = load_class(spec, "--custom-router", Router)
+    return CheckedRouter(construct(cls, where, seed), where)
 
 
 def make_router(name: str, seed: int, custom: str | None = None) -> Router:

@@ -6,7 +6,7 @@ import random
 
 from inference_serving.kv_cache import KVCacheManager
 from inference_serving.request import Request
-from inference_serving.scheduler.base import SchedulerOptions
+from inference_serving.scheduler.base import SchedulerOptions, SchedulerResources
 from inference_serving.scheduler.legacy import LegacyScheduler
 
 BLOCK_BYTES = 1000
@@ -17,7 +17,8 @@ def make(blocks: int = 1000, budget: int = 2048, max_batch: int = 0, host: int =
     opts = SchedulerOptions(max_num_batched_tokens=budget, max_num_seqs=max_batch, block_size=16,
                             chunked_prefill=False, **kw)
     sink = warnings if warnings is not None else []
-    return LegacyScheduler(opts, KVCacheManager(blocks, 16), BLOCK_BYTES, 2, host, sink.append)
+    return LegacyScheduler(opts, KVCacheManager(blocks, 16),
+                           SchedulerResources(BLOCK_BYTES, 2, host, sink.append))
 
 
 def run(sched: LegacyScheduler) -> list:

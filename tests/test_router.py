@@ -66,7 +66,7 @@ class LastRouter:
 
 def test_custom_router_is_loaded_from_a_dotted_path():
     router = make_router("CUSTOM", 5, "tests.test_router:LastRouter")
-    assert router.seed == 5
+    assert router.inner.seed == 5
     assert router.route(Request(0, 0, 1, 1), [FakeInstance(0), FakeInstance(4)]).index == 4
 
 

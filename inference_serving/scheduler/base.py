@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from inference_serving.request import Request
 
@@ -48,9 +49,29 @@ class SchedulerOptions:
     pipelined: bool = False  # several batches in flight: a request joins one at a time
 
 
-class Scheduler(Protocol):
-    """Forms batches for one instance and applies their results."""
+@dataclass(frozen=True, slots=True)
+class SchedulerResources:
+    """What a scheduler may use besides its KV pool: the bytes of one KV block per NPU, the
+    instance's NPU count, its node's host memory (for swapped-out KV) and a warning sink."""
 
+    block_bytes: int
+    npu_num: int
+    host_capacity: int
+    warn: Callable[[str], None]
+
+
+class Scheduler(Protocol):
+    """Forms batches for one instance and applies their results.
+
+    A scheduler class is constructed as `cls(options: SchedulerOptions, kv: KVCacheManager,
+    resources: SchedulerResources)`. `legacy_limits` True gives it the existing simulator's
+    option meanings (whole prompts only, `--max-batch 0` = unlimited); False the vLLM ones.
+    A new policy is one class and one line in `scheduler/registry.py::SCHEDULERS`;
+    `--scheduler CUSTOM --custom-scheduler pkg.mod:Class` loads one from outside (example:
+    `examples/custom_scheduler.py`).
+    """
+
+    legacy_limits: ClassVar[bool]
     host_bytes: int  # host memory held by this instance's swapped-out KV
 
     def add(self, request: Request) -> None:

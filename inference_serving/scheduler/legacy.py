@@ -6,13 +6,14 @@ FCFS while memory and the token budget last; swap preemption to host memory when
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import ClassVar
 
 from inference_serving.kv_cache import KVCacheManager
 from inference_serving.request import Request
 from inference_serving.scheduler.base import (
     Batch,
     SchedulerOptions,
+    SchedulerResources,
     admit,
     advance_tokens,
     hand_off,
@@ -22,15 +23,17 @@ from inference_serving.scheduler.base import (
 class LegacyScheduler:
     """One ordered queue of waiting prompts, idle running decodes and swapped decodes."""
 
-    def __init__(self, options: SchedulerOptions, kv: KVCacheManager, block_bytes: int,
-                 npu_num: int, host_capacity: int, warn: Callable[[str], None]) -> None:
+    legacy_limits: ClassVar[bool] = True
+
+    def __init__(self, options: SchedulerOptions, kv: KVCacheManager,
+                 resources: SchedulerResources) -> None:
         self.options = options
         self.kv = kv
-        self.block_bytes = block_bytes
-        self.npu_num = npu_num
-        self.host_capacity = host_capacity
+        self.block_bytes = resources.block_bytes
+        self.npu_num = resources.npu_num
+        self.host_capacity = resources.host_capacity
         self.host_bytes = 0
-        self.warn = warn
+        self.warn = resources.warn
         self.queue: list[Request] = []
         self.in_flight: list[Request] = []
         self.next_batch_id = 0

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections import deque
+from typing import ClassVar
 
 from inference_serving.kv_cache import KVCacheManager
 from inference_serving.request import Request
 from inference_serving.scheduler.base import (
     Batch,
     SchedulerOptions,
+    SchedulerResources,
     admit,
     advance_tokens,
     hand_off,
@@ -24,7 +26,11 @@ class VllmScheduler:
     are freed and it is recomputed later (prompt + generated tokens), which costs a re-prefill.
     """
 
-    def __init__(self, options: SchedulerOptions, kv: KVCacheManager) -> None:
+    legacy_limits: ClassVar[bool] = False
+
+    def __init__(self, options: SchedulerOptions, kv: KVCacheManager,
+                 resources: SchedulerResources | None = None) -> None:
+        # Recompute preemption needs no host memory, so `resources` is not used.
         self.options = options
         self.kv = kv
         self.waiting: deque[Request] = deque()

@@ -1,0 +1,99 @@
+"""Loading user classes named on the command line (`--custom-router pkg.mod:Class`, ...).
+
+Every `CUSTOM` policy goes through `load_class` (import, look up, check the interface) and
+`construct` (call the constructor); mistakes in either become one-line `InputError`s that name
+the flag, the class and what is wrong. `user_code_failed` does the same for an exception
+raised later by a method of the class.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import sys
+import traceback
+from typing import Any
+
+from llmsim_core.errors import InputError
+
+
+def _split(dotted: str, where: str) -> tuple[str, list[str]]:
+    """`pkg.mod:Class` (or `pkg.mod.Class`) as the module name and the attribute path."""
+    if ":" in dotted:
+        module, _, attr = dotted.partition(":")
+        attrs = attr.split(".")
+    else:
+        module, _, attr = dotted.rpartition(".")
+        attrs = [attr]
+    parts = [*module.split("."), *attrs]
+    if not module or not all(part.isidentifier() for part in parts):
+        raise InputError(f"'{dotted}' is not a class path", where,
+                         "write it as package.module:Class")
+    return module, attrs
+
+
+def _import(module: str, where: str) -> Any:
+    # The working directory is searched last, so a user's module there is found without
+    # PYTHONPATH (also by the installed command) and cannot shadow an installed package.
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.append(cwd)
+    try:
+        return importlib.import_module(module)
+    except Exception as exc:  # any error of the user's module is reported, not raised
+        raise InputError(f"cannot import module '{module}' ({type(exc).__name__}: {exc})", where,
+                         "check the module name and that it is importable from the working "
+                         "directory or PYTHONPATH") from None
+
+
+def required_methods(base: type) -> list[str]:
+    """The public methods an implementation of the interface `base` must offer."""
+    return sorted(name for name, _ in inspect.getmembers(base, inspect.isfunction)
+                  if not name.startswith("_"))
+
+
+def load_class(dotted: str, flag: str, base: type | None = None) -> type:
+    """Import the class `pkg.mod:Class` named by `flag`; with `base`, check that it offers
+    every public method of that interface (Protocol or base class)."""
+    where = f"{flag} {dotted}"
+    module_name, attrs = _split(dotted, where)
+    obj = _import(module_name, where)
+    for depth, attr in enumerate(attrs):
+        if not hasattr(obj, attr):
+            owner = ".".join([module_name, *attrs[:depth]])
+            raise InputError(f"'{owner}' has no attribute '{attr}'", where,
+                             "check the class name (case matters)")
+        obj = getattr(obj, attr)
+    if not inspect.isclass(obj):
+        raise InputError(f"'{dotted}' is a {type(obj).__name__}, not a class", where,
+                         "name a class")
+    if base is not None:
+        missing = [name for name in required_methods(base)
+                   if not callable(getattr(obj, name, None))]
+        if missing:
+            raise InputError(f"{obj.__name__} lacks {', '.join(missing)} of the "
+                             f"{base.__name__} interface", where,
+                             f"implement {base.__name__} of {base.__module__}")
+    return obj
+
+
+def _origin(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+
+
+def user_code_failed(cls: type, call: str, exc: Exception, where: str) -> InputError:
+    """The one-line error for an exception raised by `cls.call` of a user class."""
+    return InputError(f"{cls.__name__}.{call} raised {type(exc).__name__}: {exc}{_origin(exc)}",
+                      where, f"fix {cls.__module__}.{cls.__qualname__}")
+
+
+def construct(cls: type, where: str, *args: Any) -> Any:
+    """`cls(*args)`, with an exception of the constructor reported as an `InputError`."""
+    try:
+        return cls(*args)
+    except InputError:
+        raise
+    except Exception as exc:  # the user's constructor failed: say which class, not a traceback
+        raise user_code_failed(cls, "__init__", exc, where) from None
