@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from inference_serving.compat import CompatProfile
+from inference_serving.fleet import Slo
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,11 @@ class RunOptions:
     export_chakra: Path | None = None
     chakra_dialect: str = "casys"
     progress: bool = False
+    slo: Slo = field(default_factory=Slo)
+    trace_output: Path | None = None
+    trace_max_requests: int = 1000
+    plot_dir: Path | None = None
+    quiet: bool = False
 
     @property
     def fp_bytes(self) -> int:
