@@ -12,7 +12,7 @@ from inference_serving.expert_router import EXPERT_ROUTERS
 from inference_serving.fleet import Slo
 from inference_serving.options import RunOptions
 from inference_serving.output_paths import check_run_paths
-from inference_serving.plots import require_matplotlib
+from inference_serving.plots import require_plotting
 from inference_serving.pricers import PRICERS
 from inference_serving.router import ROUTERS
 from inference_serving.sim_log import LEVELS
@@ -208,7 +208,7 @@ def options_from_args(args: argparse.Namespace, need_dataset: bool = True) -> Ru
         if value is not None:
             checked(value, SLO_MS, flag, "command line", "pass a value in that range")
     if args.plot_dir:
-        require_matplotlib()
+        require_plotting()
     output = Path(args.output) if args.output else None
     throughput = Path(args.throughput_output) if args.throughput_output else None
     if throughput is None and output is not None:

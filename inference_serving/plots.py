@@ -2,13 +2,12 @@
 
 Series: throughput per log window, TTFT / TPOT / E2E distributions (from the fleet samples),
 running and waiting requests and device memory per instance sampled at every log tick.
-matplotlib is imported only when the plots are drawn.
+The charts are drawn with Pillow (`chart.py`), imported only when the plots are drawn.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import io
 from array import array
 from pathlib import Path
 
@@ -26,10 +25,10 @@ PLOT_FILES = ("throughput.png", "ttft_cdf.png", "tpot_cdf.png", "e2e_cdf.png", "
               "memory.png")
 
 
-def require_matplotlib() -> None:
-    """An InputError unless matplotlib can be imported (the `[plot]` extra)."""
-    if importlib.util.find_spec("matplotlib") is None:
-        raise InputError("matplotlib is not installed", "--plot-dir",
+def require_plotting() -> None:
+    """An InputError unless Pillow can be imported (the `[plot]` extra)."""
+    if importlib.util.find_spec("PIL") is None:
+        raise InputError("Pillow is not installed", "--plot-dir",
                          "pip install 'llmservingsim-py[plot]' (in a checkout: ./compile.sh plot)")
 
 
@@ -70,58 +69,36 @@ class PlotData(Observer):
         return np.array(series, dtype=np.int64).reshape(len(self.times_s), len(self.instances))
 
     def on_finish(self, result: SimResult) -> None:
-        """Draw every plot."""
-        draw(self, self.folder)
+        """Write every PNG."""
+        for name, png in charts(self).items():
+            write_atomic(self.folder / name, png)
 
 
-def _save(fig: object, path: Path) -> None:
-    """Write atomically; no software tag, so equal runs give equal bytes."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
-    write_atomic(path, buffer.getvalue())
+def charts(data: PlotData) -> dict[str, bytes]:
+    """The PNG bytes of every file of PLOT_FILES."""
+    from inference_serving.chart import Series, line_chart
 
-
-def draw(data: PlotData, folder: Path) -> None:
-    """Render PLOT_FILES into `folder`."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    def figure(title: str, xlabel: str, ylabel: str) -> tuple:
-        fig, ax = plt.subplots(figsize=(8, 4.5))
-        ax.set_title(title)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3)
-        return fig, ax
-
-    def finish(fig: object, ax: object, name: str) -> None:
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend()
-        fig.tight_layout()
-        _save(fig, folder / name)
-        plt.close(fig)
-
-    fig, ax = figure("Throughput per log window", "simulated time (s)", "tokens/s")
-    ax.plot(data.times_s, data.prompt_tok_s, label="prompt")
-    ax.plot(data.times_s, data.generation_tok_s, label="generation")
-    finish(fig, ax, "throughput.png")
+    times = data.times_s.tolist()
+    out = {"throughput.png": line_chart(
+        "Throughput per log window", "simulated time (s)", "tokens/s",
+        [Series(times, data.prompt_tok_s.tolist(), "prompt", 0),
+         Series(times, data.generation_tok_s.tolist(), "generation", 1)])}
     for key, title in (("ttft", "TTFT"), ("tpot", "TPOT"), ("e2e", "End-to-end latency")):
-        fig, ax = figure(f"{title} CDF ({data.fleet.requests} requests)", "ms",
-                         "fraction of requests")
         values, fractions = cdf(data.fleet.samples[key])
-        ax.step(values, fractions, where="post")
-        finish(fig, ax, f"{key}_cdf.png")
-    fig, ax = figure("Requests per instance", "simulated time (s)", "requests")
+        out[f"{key}_cdf.png"] = line_chart(
+            f"{title} CDF ({values.size} requests)", "ms", "fraction of requests",
+            [Series(values.tolist(), fractions.tolist(), steps=True)])
     running, waiting = data.per_instance(data.running), data.per_instance(data.waiting)
+    lines = []
     for k, inst in enumerate(data.instances):
-        line = ax.plot(data.times_s, running[:, k], label=f"instance {inst.index} running")[0]
-        ax.plot(data.times_s, waiting[:, k], linestyle="--", color=line.get_color(),
-                label=f"instance {inst.index} waiting")
-    finish(fig, ax, "requests.png")
-    fig, ax = figure("Device memory per NPU", "simulated time (s)", "MiB")
+        lines.append(Series(times, running[:, k].tolist(), f"instance {inst.index} running", k))
+        lines.append(Series(times, waiting[:, k].tolist(), f"instance {inst.index} waiting", k,
+                            dashed=True))
+    out["requests.png"] = line_chart("Requests per instance", "simulated time (s)",
+                                     "requests", lines)
     memory = data.per_instance(data.memory) / MIB
-    for k, inst in enumerate(data.instances):
-        ax.plot(data.times_s, memory[:, k], label=f"instance {inst.index}")
-    finish(fig, ax, "memory.png")
+    out["memory.png"] = line_chart(
+        "Device memory per NPU", "simulated time (s)", "MiB",
+        [Series(times, memory[:, k].tolist(), f"instance {inst.index}", k)
+         for k, inst in enumerate(data.instances)])
+    return out

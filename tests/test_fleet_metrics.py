@@ -8,6 +8,7 @@ from array import array
 import numpy as np
 import pytest
 
+from evaluation.console import parse_console
 from inference_serving import simulate
 from inference_serving.fleet import FleetSamples, Slo
 from inference_serving.request import Request
@@ -115,6 +116,10 @@ def test_summary_keeps_the_instance_blocks_and_adds_the_fleet_block_after_them(t
     assert re.search(r"SLO:\s+TTFT <= 500 ms, E2E <= 4000 ms", out)
     assert re.search(r"SLO attainment \(%\):\s+[\d.]+", out)
     assert re.search(r"Goodput \(req/s\):\s+[\d.]+", out)
+    parsed = parse_console(out)
+    assert set(parsed.instance_means_ms) == {0, 1} and parsed.instance_means_ms[0] == {}
+    labels = dict(parsed.summary)
+    assert "TTFT P90 (ms)" in labels and "Instance [1] TTFT P90 (ms)" not in labels
 
 
 @pytest.mark.parametrize("value", ["0", "-5", "nan"])

@@ -9,7 +9,7 @@ import pytest
 
 from inference_serving import simulate
 from inference_serving.cli import main
-from inference_serving.plots import PLOT_FILES, PlotData, cdf
+from inference_serving.plots import PLOT_FILES, PlotData, cdf, charts
 from tests.conftest import REPO
 
 EXAMPLE = "dataset/example_sharegpt_req100_rate10.jsonl"
@@ -19,7 +19,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def plotted(tmp_path_factory):
-    pytest.importorskip("matplotlib")
+    pytest.importorskip("PIL")
     folder = tmp_path_factory.mktemp("plots")
     captured = []  # the run builds its PlotData itself; keep it for the series tests
     original = PlotData.on_finish
@@ -66,13 +66,23 @@ def test_queue_and_memory_series_have_one_column_per_instance(plotted):
     assert np.diff(memory[:, 0]).any()  # KV use changes over the run
 
 
-def test_without_matplotlib_plot_dir_is_one_error_line(monkeypatch, capsys, tmp_path):
+def test_pngs_are_reproducible_and_ticks_are_round(plotted):
+    from inference_serving.chart import nice_ticks  # needs Pillow, like the fixture
+
+    _, _, data = plotted
+    assert charts(data) == charts(data)
+    assert nice_ticks(0, 17) == [0, 5, 10, 15, 20]
+    assert nice_ticks(0.013, 0.98) == pytest.approx([0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    assert nice_ticks(15300, 17400) == [15000, 15500, 16000, 16500, 17000, 17500]
+
+
+def test_without_pillow_plot_dir_is_one_error_line(monkeypatch, capsys, tmp_path):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "matplotlib" else real(name, *a))
+                        lambda name, *a: None if name == "PIL" else real(name, *a))
     status = main(["--dataset", EXAMPLE, "--num-req", "5", "--plot-dir", str(tmp_path / "p")])
     err = capsys.readouterr().err
     assert status == 2
-    assert err.count("\n") == 1 and err.startswith("error: matplotlib is not installed, "
+    assert err.count("\n") == 1 and err.startswith("error: Pillow is not installed, "
                                                    "--plot-dir, pip install")
     assert not (tmp_path / "p").exists()
