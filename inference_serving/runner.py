@@ -39,9 +39,9 @@ class ChakraExport(Observer):
 
 
 def console_observers(options: RunOptions, instances: list[Instance], cluster: ClusterConfig,
-                      total: int, fleet: FleetSamples | None = None) -> list[Observer]:
+                      total: int, fleet: FleetSamples) -> list[Observer]:
     """The progress line (if enabled), the status blocks (unless quiet) and the final summary
-    (with the fleet block when `fleet` is given)."""
+    with the fleet block."""
     host_sizes = {node.node_id: node.cpu_mem.size_bytes for node in cluster.nodes}
     progress: list[Observer] = [ProgressLine(total)] if options.progress else []
     blocks: list[Observer] = [] if options.quiet else [PeriodicBlocks(instances, host_sizes)]
@@ -50,10 +50,9 @@ def console_observers(options: RunOptions, instances: list[Instance], cluster: C
                          str(options.output) if options.output else None, fleet)]
 
 
-def file_observers(options: RunOptions, fleet: FleetSamples | None = None,
-                   instances: list[Instance] | None = None, total: int = 0) -> list[Observer]:
-    """Writers of the output files the options name, in the order they are written (the
-    timeline and the plots need the instances, the plots and the metrics the fleet samples)."""
+def file_observers(options: RunOptions, fleet: FleetSamples, instances: list[Instance],
+                   total: int) -> list[Observer]:
+    """Writers of the output files the options name, in the order they are written."""
     observers: list[Observer] = []
     if options.output is not None:
         observers.append(RequestCsv(options.output, options.compat.routing_time_instance_id))
@@ -61,10 +60,10 @@ def file_observers(options: RunOptions, fleet: FleetSamples | None = None,
         observers.append(ThroughputCsv(options.throughput_output, options.log_interval_s))
     if options.metrics_json is not None:
         observers.append(MetricsJson(options.metrics_json, fleet))
-    if options.trace_output is not None and instances is not None:
+    if options.trace_output is not None:
         observers.append(Timeline(options.trace_output, instances, total,
                                   options.trace_max_requests))
-    if options.plot_dir is not None and instances is not None and fleet is not None:
+    if options.plot_dir is not None:
         observers.append(PlotData(options.plot_dir, instances, fleet))
     return observers
 

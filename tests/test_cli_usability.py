@@ -7,9 +7,12 @@ import re
 
 import pytest
 
+from inference_serving import simulate
+from tests.conftest import REPO
 from tests.test_cli_errors import run_main
 
 TRACE = "dataset/example_trace.jsonl"  # 10 requests
+SINGLE = REPO / "cluster_config/single_node_single_instance.json"
 
 
 def test_num_req_below_the_trace_length_prints_one_note(tmp_path):
@@ -56,3 +59,11 @@ def test_help_shows_defaults():
                           ("--trace-max-requests", "1000")):
         assert entries[flag].endswith(f"(default: {default})"), entries[flag]
     assert "(default: None)" not in done.stdout and "(default: False)" not in done.stdout
+
+
+
+@pytest.mark.parametrize(("count", "loaded"), [("all", 10), (0, 10), (3, 3)])
+def test_api_takes_all_or_a_count(count, loaded):
+    results = simulate(SINGLE, dataset=TRACE, num_req=count)
+    assert len(results.requests) == loaded
+    assert len(results.diagnostics) == (loaded < 10)  # the note that the trace was cut

@@ -122,6 +122,12 @@ def test_pd_hand_offs_are_flows_from_prefill_to_decode(tmp_path):
     assert all(disjoint(spans) for spans in spans_by_track(events).values())
 
 
+def test_same_run_gives_the_same_bytes(tmp_path):
+    for name in ("a.json", "b.json"):
+        simulate(PD, dataset=EXAMPLE[0], num_req=20, trace_output=tmp_path / name)
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+
+
 def test_trace_max_requests_bounds_spans_and_batches(tmp_path):
     full, bounded = tmp_path / "full.json", tmp_path / "ten.json"
     results = simulate(SINGLE, dataset=EXAMPLE[0], num_req=60, trace_output=full)
