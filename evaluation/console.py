@@ -99,6 +99,9 @@ def parse_console(text: str) -> ConsoleRun:
             instance = int(m[1])
             means.setdefault(instance, {})
             continue
+        if line.startswith("Fleet ("):  # the pooled block after the instances
+            instance = None
+            continue
         if line.startswith("Throughput per "):
             throughput = [tuple(map(float, t)) for t in
                           ast.literal_eval(line.split(":", 1)[1].strip())]

@@ -12,7 +12,8 @@ from typing import Any
 
 from inference_serving.cluster_config import ClusterConfig, cluster_from_dict, load_cluster_config
 from inference_serving.dataset_reader import request_from_record, sort_by_arrival
-from inference_serving.flags import build_parser, options_from_args
+from inference_serving.flags import build_parser, options_from_args, request_count
+from inference_serving.fleet import FleetSamples
 from inference_serving.instance import Instance
 from inference_serving.observers import Observer
 from inference_serving.options import RunOptions
@@ -62,6 +63,7 @@ class ResultsCollector(Observer):
 
     def __init__(self, routing_time_instance_id: bool) -> None:
         self.routing_time_instance_id = routing_time_instance_id
+        self.fleet: FleetSamples | None = None
         self.windows: list[Window] = []
         self.results: Results | None = None
 
@@ -72,7 +74,7 @@ class ResultsCollector(Observer):
     def on_finish(self, result: SimResult) -> None:
         """Build the results."""
         self.results = Results(finished_records(result, self.routing_time_instance_id),
-                               summary_numbers(result), self.windows)
+                               summary_numbers(result, self.fleet), self.windows)
 
 
 def _option_names(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
@@ -85,6 +87,8 @@ def _check_option(name: str, value: object, action: argparse.Action) -> None:
         ok = isinstance(value, bool)
     elif action.type is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
+    elif action.type is request_count:
+        ok = (isinstance(value, int) and not isinstance(value, bool)) or value == "all"
     elif action.type is float:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
     else:
@@ -110,6 +114,8 @@ def _namespace(options: dict[str, Any]) -> argparse.Namespace:
                 "(option names are the flags' with _ for -)"
             raise InputError(f"unknown option {name!r}", "simulate()", hint)
         _check_option(name, value, action)
+        if action.type is request_count and value == "all":
+            value = 0
         setattr(args, name, str(value) if isinstance(value, os.PathLike) else value)
     return args
 
@@ -175,12 +181,16 @@ def simulate(cluster_config: str | os.PathLike | dict, dataset: str | os.PathLik
                         "(request ids stay positions)")
     collector = ResultsCollector(run_options.compat.routing_time_instance_id)
 
-    def observers_for(instances: list[Instance], total: int) -> list[Observer]:
-        console = console_observers(run_options, instances, cluster, total) if verbose else []
-        return [*console, *file_observers(run_options), collector, *observers]
+    def observers_for(instances: list[Instance], total: int,
+                      fleet: FleetSamples) -> list[Observer]:
+        collector.fleet = fleet
+        console = console_observers(run_options, instances, cluster, total, fleet) \
+            if verbose else []
+        return [*console, *file_observers(run_options, fleet, instances, total), collector,
+                *observers]
 
     execute(run_options, cluster, log, observers_for, loaded,
-            note=lambda line: log.warning("Pricer", line))
+            note=lambda line: log.warning("Run", line))
     results = collector.results
     assert results is not None  # on_finish always runs when execute returns
     if sink is not None:

@@ -18,9 +18,10 @@ def main(argv: list[str] | None = None) -> int:
         options = options_from_args(args)
         cluster = load_cluster_config(options.cluster_config)
         execute(options, cluster, SimLogger(options.log_level),
-                lambda instances, total: [*console_observers(options, instances, cluster, total),
-                                          *file_observers(options)],
-                note=lambda line: print(line, file=sys.stderr))
+                lambda instances, total, fleet: [
+                    *console_observers(options, instances, cluster, total, fleet),
+                    *file_observers(options, fleet, instances, total)],
+                note=lambda line: None if options.quiet else print(line, file=sys.stderr))
     except InputError as exc:
         print(exc.line(), file=sys.stderr)
         return 2

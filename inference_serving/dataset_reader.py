@@ -86,6 +86,18 @@ def iter_requests(path: Path, limit: int, max_len: int | None = None) -> Iterato
             rid += 1
 
 
+def trace_has_more(path: Path, count: int) -> bool:
+    """True when the trace has more than `count` non-blank lines (bytes only, no parsing)."""
+    with path.open("rb") as handle:
+        seen = 0
+        for line in handle:
+            if line.strip():
+                seen += 1
+                if seen > count:
+                    return True
+    return False
+
+
 def load_requests(path: Path, limit: int, max_len: int | None = None,
                   interval_ns: int | None = None) -> tuple[list[Request], bool]:
     """Read up to `limit` requests, sorted stably by arrival; also say if the file was unsorted.

@@ -9,14 +9,16 @@ from pathlib import Path
 from inference_serving.compat import CompatProfile
 from inference_serving.expert_router import EXPERT_ROUTERS
 from inference_serving.fabric import NETWORK_BACKENDS
+from inference_serving.fleet import Slo
 from inference_serving.options import RunOptions
 from inference_serving.output_paths import check_run_paths
+from inference_serving.plots import require_plotting
 from inference_serving.pricers import PRICERS
 from inference_serving.router import ROUTERS
 from inference_serving.scheduler.registry import SCHEDULERS
 from inference_serving.sim_log import LEVELS
 from llm_profile.factory import PERF_MODELS
-from llmsim_core.bounds import LOG_INTERVAL_S, checked
+from llmsim_core.bounds import LOG_INTERVAL_S, SLO_MS, checked
 from llmsim_core.errors import InputError
 from llmsim_core.paths import (
     DEFAULT_CLUSTER_CONFIG,
@@ -24,6 +26,27 @@ from llmsim_core.paths import (
     PERF_MODELS_DIR,
     resolve_user_path,
 )
+
+
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Help that names each flag's default, except for switches and unset options."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "%(default)" in text or action.default in (None, False, True) or \
+                action.default is argparse.SUPPRESS:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def request_count(text: str) -> int:
+    """`--num-req` value: a count, or `all` (= 0) for the whole trace."""
+    if text.strip().lower() == "all":
+        return 0
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid --num-req value {text!r}") from None
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -36,7 +59,8 @@ class _OneLineParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The flag table of formats.md §7 for the features this version provides."""
-    p = _OneLineParser(prog="main.py", description="Simulate an LLM serving cluster.")
+    p = _OneLineParser(prog="main.py", description="Simulate an LLM serving cluster.",
+                       formatter_class=_DefaultsFormatter)
     p.add_argument("--cluster-config", default=str(DEFAULT_CLUSTER_CONFIG),
                    help="cluster config JSON (default: %(default)s)")
     p.add_argument("--dataset", help="request trace (.jsonl); required")
@@ -44,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--throughput-output",
                    help="throughput time-series CSV (default: <output>_throughput.csv)")
     p.add_argument("--metrics-json", help="machine-readable summary to write")
-    p.add_argument("--num-req", type=int, default=100, help="requests to load (first N lines)")
+    p.add_argument("--num-req", type=request_count, default=100,
+                   help="requests to load (first N lines; 0 or 'all' = the whole trace)")
     p.add_argument("--max-batch", type=int, default=0,
                    help="max requests per iteration (0 = --max-num-seqs for vllm, unlimited "
                    "for legacy)")
@@ -131,6 +156,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--custom-perf-model", metavar="PKG.MOD:CLASS",
                    help="perf model class for --perf-model CUSTOM, constructed as "
                    "Class(hardware, model_config, tp, fp_bits) for every instance")
+    p.add_argument("--quiet", action="store_true",
+                   help="print only the final summary (no status blocks, progress or notes)")
+    p.add_argument("--slo-ttft-ms", type=float,
+                   help="TTFT objective: the summary adds SLO attainment and goodput")
+    p.add_argument("--slo-tpot-ms", type=float, help="TPOT objective (see --slo-ttft-ms)")
+    p.add_argument("--slo-e2e-ms", type=float,
+                   help="end-to-end latency objective (see --slo-ttft-ms)")
+    p.add_argument("--trace-output", metavar="PATH",
+                   help="Chrome trace-event JSON of the run (Perfetto UI, chrome://tracing)")
+    p.add_argument("--trace-max-requests", type=int, default=1000,
+                   help="requests traced by --trace-output (the first N to arrive; batches are "
+                   "traced until they have all finished); 0 = all")
+    p.add_argument("--plot-dir", metavar="DIR",
+                   help="write PNG plots of the run into DIR (needs the [plot] extra)")
     return p
 
 
@@ -186,7 +225,7 @@ def options_from_args(args: argparse.Namespace, need_dataset: bool = True) -> Ru
     if need_dataset and not args.dataset:
         raise InputError("no dataset given", "--dataset", "pass a .jsonl trace, e.g. "
                          "--dataset dataset/example_sharegpt_req100_rate10.jsonl")
-    _positive(args.num_req, "--num-req")
+    _positive(args.num_req, "--num-req", allow_zero=True)
     _positive(args.max_batch, "--max-batch", allow_zero=True)
     _positive(args.max_num_seqs, "--max-num-seqs")
     _positive(args.max_num_batched_tokens, "--max-num-batched-tokens", allow_zero=True)
@@ -197,15 +236,24 @@ def options_from_args(args: argparse.Namespace, need_dataset: bool = True) -> Ru
             "pass a value in that range")
     _positive(args.seed, "--seed", allow_zero=True)
     _check_custom(args)
+    _positive(args.trace_max_requests, "--trace-max-requests", allow_zero=True)
+    for flag, value in (("--slo-ttft-ms", args.slo_ttft_ms), ("--slo-tpot-ms", args.slo_tpot_ms),
+                        ("--slo-e2e-ms", args.slo_e2e_ms)):
+        if value is not None:
+            checked(value, SLO_MS, flag, "command line", "pass a value in that range")
+    if args.plot_dir:
+        require_plotting()
     output = Path(args.output) if args.output else None
     throughput = Path(args.throughput_output) if args.throughput_output else None
     if throughput is None and output is not None:
         throughput = output.with_name(output.stem + "_throughput.csv")
     written = [p.resolve() for p in (output, throughput,
-               Path(args.metrics_json) if args.metrics_json else None) if p is not None]
+               Path(args.metrics_json) if args.metrics_json else None,
+               Path(args.trace_output) if args.trace_output else None) if p is not None]
     if len(set(written)) != len(written):
         raise InputError("two outputs would be written to the same file", "--output / "
-                         "--throughput-output / --metrics-json", "give each a distinct path")
+                         "--throughput-output / --metrics-json / --trace-output",
+                         "give each a distinct path")
     options = RunOptions(
         cluster_config=resolve_user_path(args.cluster_config),
         dataset=resolve_user_path(args.dataset) if args.dataset else None,
@@ -241,7 +289,12 @@ def options_from_args(args: argparse.Namespace, need_dataset: bool = True) -> Ru
         astra_sim_dialect=args.astra_sim_dialect,
         export_chakra=Path(args.export_chakra) if args.export_chakra else None,
         chakra_dialect=args.chakra_dialect,
-        progress=not args.no_progress and sys.stderr.isatty(),
+        progress=not args.no_progress and not args.quiet and sys.stderr.isatty(),
+        slo=Slo(args.slo_ttft_ms, args.slo_tpot_ms, args.slo_e2e_ms),
+        trace_output=Path(args.trace_output) if args.trace_output else None,
+        trace_max_requests=args.trace_max_requests,
+        plot_dir=Path(args.plot_dir) if args.plot_dir else None,
+        quiet=args.quiet,
         custom_scheduler=args.custom_scheduler,
         custom_expert_router=args.custom_expert_router,
         perf_model=args.perf_model,

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from inference_serving.compat import CompatProfile
+from inference_serving.fleet import Slo
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,11 @@ class RunOptions:
     custom_expert_router: str | None = None
     perf_model: str = "auto"
     custom_perf_model: str | None = None
+    slo: Slo = field(default_factory=Slo)
+    trace_output: Path | None = None
+    trace_max_requests: int = 1000
+    plot_dir: Path | None = None
+    quiet: bool = False
 
     @property
     def fp_bytes(self) -> int:

@@ -62,19 +62,26 @@ def check_output_paths(files: Mapping[str, Path | None], inputs: Iterable[Path |
                              "tree", f"{flag} {path}", "write the output elsewhere")
         _writable(_existing_ancestor(path, flag), path, flag)
     if export_dir is not None:
-        if export_dir.exists() and not export_dir.is_dir():
-            raise InputError("--export-chakra names a file, not a folder",
-                             f"--export-chakra {export_dir}", "give a folder path")
-        folder = export_dir if export_dir.is_dir() else _existing_ancestor(export_dir,
-                                                                           "--export-chakra")
-        _writable(folder, export_dir, "--export-chakra")
+        check_output_folder(export_dir, "--export-chakra")
+
+
+def check_output_folder(path: Path, flag: str) -> None:
+    """Reject an output folder that is a file or cannot be created or written."""
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{flag} names a file, not a folder", f"{flag} {path}",
+                         "give a folder path")
+    folder = path if path.is_dir() else _existing_ancestor(path, flag)
+    _writable(folder, path, flag)
 
 
 def check_run_paths(options: RunOptions) -> None:
     """Check every output path of a run against its inputs before anything is simulated."""
     check_output_paths({"--output": options.output,
                         "--throughput-output": options.throughput_output,
-                        "--metrics-json": options.metrics_json},
+                        "--metrics-json": options.metrics_json,
+                        "--trace-output": options.trace_output},
                        inputs=(options.cluster_config, options.dataset),
                        input_roots=(options.model_configs, options.perf_models),
                        export_dir=options.export_chakra)
+    if options.plot_dir is not None:
+        check_output_folder(options.plot_dir, "--plot-dir")

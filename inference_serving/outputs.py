@@ -10,6 +10,7 @@ from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from inference_serving.fleet import FleetSamples
 from inference_serving.instance import Instance
 from inference_serving.observers import Observer
 from inference_serving.report import summary_numbers
@@ -114,14 +115,15 @@ class ThroughputCsv(Observer):
 
 
 class MetricsJson(Observer):
-    """The summary's figures as JSON."""
+    """The summary's figures as JSON (with the fleet block when `fleet` is given)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, fleet: FleetSamples | None = None) -> None:
         self.path = path
+        self.fleet = fleet
 
     def on_finish(self, result: SimResult) -> None:
         """Write the summary."""
-        write_atomic(self.path, metrics_json(summary_numbers(result)))
+        write_atomic(self.path, metrics_json(summary_numbers(result, self.fleet)))
 
 
 def throughput_csv(interval_s: float, windows: list[tuple[float, float]]) -> str:

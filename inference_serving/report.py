@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 import time
 
+from inference_serving.fleet import FleetSamples
 from inference_serving.instance import Instance
 from inference_serving.metrics import InstanceStats, LatencyStats, instance_stats
 from inference_serving.observers import Observer
@@ -71,14 +72,49 @@ def _instance_section(index: int, stats: InstanceStats) -> list[str]:
             BAR]
 
 
+def served_stats(inst: Instance) -> InstanceStats:
+    """An instance's statistics; a P/D prefill instance reports none, as the existing simulator
+    prints (formats.md §6.4), even when one-token requests finished on it."""
+    if inst.spec.pd_type == "prefill":
+        return InstanceStats(None, None, None)
+    return instance_stats(inst.completed)
+
+
+FLEET_ROWS = (("TTFT", "ttft"), ("TPOT", "tpot"), ("ITL", "itl"), ("E2E latency", "e2e"),
+              ("Queueing delay", "queueing"))
+
+
+def _fleet_section(fleet: dict) -> list[str]:
+    """All instances' requests pooled; labels avoid the per-instance parsers' `Mean TTFT`."""
+    lines = ["Fleet (all instances, each request once)".center(80), BAR,
+             _line("Fleet requests:", fleet["requests"])]
+    for title, key in FLEET_ROWS:
+        stats = fleet[key]
+        if stats is None:
+            lines.append(f"No fleet {title} data available")
+            continue
+        lines += [_line(f"{title} {name} (ms):", f"{stats[key_ms]:.2f}")
+                  for name, key_ms in (("mean", "mean_ms"), ("median", "median_ms"),
+                                       ("P90", "p90_ms"), ("P99", "p99_ms"))]
+    slo = fleet["slo"]
+    if slo is not None:
+        given = ", ".join(f"{name} <= {slo[key]:g} ms" for name, key in
+                          (("TTFT", "ttft_ms"), ("TPOT", "tpot_ms"), ("E2E", "e2e_ms"))
+                          if slo[key] is not None)
+        lines += [_line("SLO:", given),
+                  _line("SLO attainment (%):", f"{fleet['slo_attainment_pct']:.2f}"),
+                  _line("Goodput (req/s):", f"{fleet['goodput_req_s']:.2f}")]
+    return [*lines, BAR]
+
+
 def _clock(seconds: float) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{int(hours)}h {int(minutes)}m {secs:.3f}s"
 
 
-def summary_numbers(result: SimResult) -> dict:
-    """The summary's figures, also used for --metrics-json."""
+def summary_numbers(result: SimResult, fleet: FleetSamples | None = None) -> dict:
+    """The summary's figures, also used for --metrics-json; `fleet` adds the pooled block."""
     # Under P/D a one-token request completes on its prefill instance; it still counts.
     served = [r for inst in result.instances for r in inst.completed]
     seconds = result.end_ns / 1e9 if result.end_ns else 1.0
@@ -97,20 +133,22 @@ def summary_numbers(result: SimResult) -> dict:
         "instances": {},
     }
     for inst in result.instances:
-        stats = instance_stats(inst.completed)
+        stats = served_stats(inst)
         numbers["instances"][str(inst.index)] = {
             name: None if s is None else {"mean_ms": s.mean, "median_ms": s.median,
                                           "p99_ms": s.p99}
             for name, s in (("ttft", stats.ttft), ("tpot", stats.tpot), ("itl", stats.itl))
         }
         numbers["instances"][str(inst.index)]["completed"] = len(inst.completed)
+    if fleet is not None:
+        numbers["fleet"] = fleet.numbers(seconds)
     return numbers
 
 
 def final_summary(result: SimResult, wall_s: float, interval_s: float,
-                  output: str | None) -> str:
-    """The end-of-run summary (formats.md §6.4)."""
-    n = summary_numbers(result)
+                  output: str | None, fleet: FleetSamples | None = None) -> str:
+    """The end-of-run summary (formats.md §6.4), then the fleet block when `fleet` is given."""
+    n = summary_numbers(result, fleet)
     lines = [BAR, "▶ Simulation results...", "", f"Total simulation time: {_clock(wall_s)}", BAR,
              "Throughput Results".center(80), BAR,
              _line("Total requests:", n["total_requests"]),
@@ -127,7 +165,9 @@ def final_summary(result: SimResult, wall_s: float, interval_s: float,
              f"Throughput per {float(interval_s)} sec: {result.counters.windows}",
              BAR]
     for inst in result.instances:
-        lines += _instance_section(inst.index, instance_stats(inst.completed))
+        lines += _instance_section(inst.index, served_stats(inst))
+    if fleet is not None:
+        lines += _fleet_section(n["fleet"])
     if output:
         lines.append(f"Saving each request's information to output file: {output}")
     return "\n".join(lines)
@@ -149,15 +189,17 @@ class PeriodicBlocks(Observer):
 class FinalSummary(Observer):
     """Prints the end-of-run summary on stdout; wall time counts from construction."""
 
-    def __init__(self, interval_s: float, output: str | None) -> None:
+    def __init__(self, interval_s: float, output: str | None,
+                 fleet: FleetSamples | None = None) -> None:
         self.interval_s = interval_s
         self.output = output
+        self.fleet = fleet
         self.started = time.perf_counter()
 
     def on_finish(self, result: SimResult) -> None:
         """Print the summary."""
         print(final_summary(result, time.perf_counter() - self.started, self.interval_s,
-                            self.output))
+                            self.output, self.fleet))
 
 
 class ProgressLine(Observer):

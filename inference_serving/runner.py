@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 from inference_serving.builder import build_instances
 from inference_serving.casys_driver import CasysSimulator
 from inference_serving.chakra_graph import ChakraExporter
 from inference_serving.cluster_config import ClusterConfig
-from inference_serving.dataset_reader import check_windows, load_requests
+from inference_serving.dataset_reader import check_windows, load_requests, trace_has_more
+from inference_serving.fleet import FleetSamples
 from inference_serving.instance import Instance
 from inference_serving.observers import Observer
 from inference_serving.options import RunOptions
 from inference_serving.outputs import MetricsJson, RequestCsv, ThroughputCsv
+from inference_serving.plots import PlotData
 from inference_serving.report import FinalSummary, PeriodicBlocks, ProgressLine
 from inference_serving.request import Request
 from inference_serving.router import make_router
 from inference_serving.scheduler.base import Batch
 from inference_serving.sim_log import SimLogger
 from inference_serving.simulator import SimResult, Simulator
+from inference_serving.timeline import Timeline
 from llmsim_core.errors import InputError
 
 
@@ -35,16 +39,19 @@ class ChakraExport(Observer):
 
 
 def console_observers(options: RunOptions, instances: list[Instance], cluster: ClusterConfig,
-                      total: int) -> list[Observer]:
-    """The progress line (if enabled), the status blocks and the final summary."""
+                      total: int, fleet: FleetSamples) -> list[Observer]:
+    """The progress line (if enabled), the status blocks (unless quiet) and the final summary
+    with the fleet block."""
     host_sizes = {node.node_id: node.cpu_mem.size_bytes for node in cluster.nodes}
     progress: list[Observer] = [ProgressLine(total)] if options.progress else []
-    return [*progress, PeriodicBlocks(instances, host_sizes),
+    blocks: list[Observer] = [] if options.quiet else [PeriodicBlocks(instances, host_sizes)]
+    return [*progress, *blocks,
             FinalSummary(options.log_interval_s,
-                         str(options.output) if options.output else None)]
+                         str(options.output) if options.output else None, fleet)]
 
 
-def file_observers(options: RunOptions) -> list[Observer]:
+def file_observers(options: RunOptions, fleet: FleetSamples, instances: list[Instance],
+                   total: int) -> list[Observer]:
     """Writers of the output files the options name, in the order they are written."""
     observers: list[Observer] = []
     if options.output is not None:
@@ -52,18 +59,25 @@ def file_observers(options: RunOptions) -> list[Observer]:
     if options.throughput_output is not None:
         observers.append(ThroughputCsv(options.throughput_output, options.log_interval_s))
     if options.metrics_json is not None:
-        observers.append(MetricsJson(options.metrics_json))
+        observers.append(MetricsJson(options.metrics_json, fleet))
+    if options.trace_output is not None:
+        observers.append(Timeline(options.trace_output, instances, total,
+                                  options.trace_max_requests))
+    if options.plot_dir is not None:
+        observers.append(PlotData(options.plot_dir, instances, fleet))
     return observers
 
 
 def execute(options: RunOptions, cluster: ClusterConfig, log: SimLogger,
-            observers_for: Callable[[list[Instance], int], list[Observer]],
+            observers_for: Callable[[list[Instance], int, FleetSamples], list[Observer]],
             requests: list[Request] | None = None,
             note: Callable[[str], None] = lambda line: None) -> SimResult:
-    """Run one simulation; `observers_for(instances, number of requests)` makes the observers.
+    """Run one simulation; `observers_for(instances, number of requests, fleet samples)` makes
+    the observers (the fleet samples are filled before any of them sees a batch end).
 
-    Without `requests`, the first `options.num_req` requests of `options.dataset` are read.
-    `note` receives one-line notes about choices made for the user (the pricer switch).
+    Without `requests`, the first `options.num_req` requests of `options.dataset` are read (0:
+    all). `note` receives one-line notes about choices made for the user (the pricer switch,
+    a trace cut by --num-req).
     """
     instances = build_instances(cluster, options, lambda msg: log.warning("PerfModel", msg))
     pipelined = [i.index for i in instances if i.spec.pp > 1]
@@ -83,8 +97,11 @@ def execute(options: RunOptions, cluster: ClusterConfig, log: SimLogger,
     if requests is None:
         if options.dataset is None:
             raise InputError("no requests given", "dataset", "pass a dataset or requests")
-        requests, unsorted = load_requests(options.dataset, options.num_req, max_len,
-                                           interval_ns)
+        limit = options.num_req or sys.maxsize
+        requests, unsorted = load_requests(options.dataset, limit, max_len, interval_ns)
+        if options.num_req and trace_has_more(options.dataset, options.num_req):
+            note(f"note: --num-req {options.num_req} loads the first {options.num_req} "
+                 f"requests of {options.dataset}; pass --num-req all for the whole trace")
         if unsorted:
             log.warning("Dataset", f"{options.dataset} is not sorted by arrival_time_ns; sorted "
                         "it (request ids stay line indices)")
@@ -95,7 +112,8 @@ def execute(options: RunOptions, cluster: ClusterConfig, log: SimLogger,
                              f"{max_len}", "requests", "shorten it or serve a longer-context model")
         check_windows(requests, interval_ns, "requests")
     router = make_router(options.request_routing_policy, options.seed, options.custom_router)
-    observers = observers_for(instances, len(requests))
+    fleet = FleetSamples(options.slo)
+    observers = [fleet, *observers_for(instances, len(requests), fleet)]
     if options.export_chakra is not None:
         exporter = ChakraExporter(len(cluster.nodes), options.export_chakra,
                                   options.chakra_dialect)

@@ -67,6 +67,9 @@ PROFILE_NS = Bound(0, 1e12, "ns", "it is one kernel's measured time")
 # would print 60 000 of them; longer than 11.6 days prints nothing useful.
 LOG_INTERVAL_S = Bound(1e-3, 1e6, "s", "shorter windows print a status block per simulated "
                        "millisecond and the run crawls")
+# A latency objective of zero can never be met; 1e9 ms (11.6 days) already meets every request.
+SLO_MS = Bound(0, 1e9, "ms", "a zero objective is never met and a larger one always is",
+               low_open=True)
 # The status windows up to the last arrival each cost a heap event and a printed block; two
 # million of them take minutes of wall time before the last request is even served.
 MAX_STATUS_WINDOWS = 2_000_000

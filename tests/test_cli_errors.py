@@ -142,8 +142,8 @@ def case_no_dataset(tmp):
     return ["--dataset", ""], "no dataset given"
 
 
-def case_num_req_zero(tmp):
-    return ["--num-req", "0"], "--num-req"
+def case_num_req_negative(tmp):
+    return ["--num-req", "-1"], "--num-req"
 
 
 def case_unknown_flag(tmp):
