@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from inference_serving.cluster_config import load_cluster_config
@@ -25,6 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(exc.line(), file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader of our stdout went away (`| head`): stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except KeyboardInterrupt:
         print("error: interrupted, command line, run again", file=sys.stderr)
         return 130

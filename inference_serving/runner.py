@@ -19,6 +19,7 @@ from inference_serving.plots import PlotData
 from inference_serving.report import FinalSummary, PeriodicBlocks, ProgressLine
 from inference_serving.request import Request
 from inference_serving.router import make_router
+from inference_serving.run_header import run_header
 from inference_serving.scheduler.base import Batch
 from inference_serving.sim_log import SimLogger
 from inference_serving.simulator import SimResult, Simulator
@@ -43,6 +44,8 @@ def console_observers(options: RunOptions, instances: list[Instance], cluster: C
     """The progress line (if enabled), the status blocks (unless quiet) and the final summary
     with the fleet block."""
     host_sizes = {node.node_id: node.cpu_mem.size_bytes for node in cluster.nodes}
+    if not options.quiet:
+        print(run_header(options, cluster, instances, instances[0].pricer.name, total))
     progress: list[Observer] = [ProgressLine(total)] if options.progress else []
     blocks: list[Observer] = [] if options.quiet else [PeriodicBlocks(instances, host_sizes)]
     return [*progress, *blocks,

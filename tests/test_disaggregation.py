@@ -135,3 +135,37 @@ def test_decode_never_starts_before_the_transfer_and_every_request_finishes_once
     assert sorted(r.rid for r in done) == list(range(40))
     assert all(r.instance == (0 if r.output == 1 else 1) for r in requests)
     assert result.counters.total_generated == sum(r.output for r in requests)
+
+
+def test_pd_overheads_are_instance_keys_shown_in_the_run_header(tmp_path):
+    import json
+
+    from tests.conftest import REPO
+
+    base = json.loads((REPO / "cluster_config/dual_node_pd_tp2.json").read_text())
+    common = ["--dataset", "dataset/example_trace.jsonl", "--num-req", "6"]
+    ends = {}
+    for label, overrides in (("default", {}), ("off", {"prefill_oproj_overhead_ns": 0,
+                                                       "decode_oproj_overhead_ns": 0}),
+                             ("doubled", {"prefill_oproj_overhead_ns": 1_400_000})):
+        cfg = json.loads(json.dumps(base))
+        for node in cfg["nodes"]:
+            for inst in node["instances"]:
+                inst.update({k: v for k, v in overrides.items()
+                             if k.startswith(inst["pd_type"])})
+        path = tmp_path / f"{label}.json"
+        path.write_text(json.dumps(cfg))
+        out = tmp_path / f"{label}.csv"
+        done = run_main(["--cluster-config", str(path), *common, "--output", str(out)])
+        assert done.returncode == 0, done.stderr
+        header = done.stdout.split("[")[0]
+        if label == "default":
+            assert "P/D overhead 700000 ns per o_proj" in header
+            assert "P/D overhead 700 ns per decode per o_proj" in header
+        elif label == "off":
+            assert "P/D overhead" not in header
+        ends[label] = {r: int(v["TTFT"]) for r, v in rows(out).items()}
+    # 32 layers × 700 µs of prefill overhead per iteration: TTFT moves by whole multiples.
+    for rid in ends["default"]:
+        assert ends["default"][rid] > ends["off"][rid]
+        assert ends["doubled"][rid] > ends["default"][rid]

@@ -31,6 +31,7 @@ COLLECTIVE_KINDS = {COLLECTIVE_TYPES["ALL_REDUCE"]: "all_reduce",
                     COLLECTIVE_TYPES["ALL_TO_ALL"]: "all_to_all"}
 BROADCAST = COLLECTIVE_TYPES["BROADCAST"]
 GPU, CPU, COMM = 0, 1, 2
+PROGRAM_CACHE = 4096  # chain programs kept per engine before the cache starts over
 
 
 class GraphError(ValueError):
@@ -111,6 +112,8 @@ class Engine:
         self.network = Network(config.dims, config.aware)
         self.memory = memory if memory is not None else MemorySystem()
         self.member_cache: dict[tuple, tuple] = {}
+        self._programs: dict[int, tuple[Sequence[Node], list[tuple] | None]] = {}
+        self._lockstep_cache: dict[int, tuple[Sequence[Node], tuple[int, ...], bool]] = {}
 
     def replay(self, graphs: Mapping[int, Sequence[Node]], start: int = 0,
                fast: bool = True, symmetric: bool = False) -> ReplayResult:
@@ -147,56 +150,90 @@ class Engine:
         then a chain of compute and collectives that waits for all of them, with sends and
         memory stores hanging off the chain (nothing depends on them). A send holds the NPU's
         communication slot until it arrives; the next collective waits for the slot.
+
+        The shape is checked once per graph object (its compute durations are read at every
+        call, so a caller may replay one graph with new durations).
         """
+        program = self._program(npu, nodes)
+        if program is None:
+            return None
         probe = _Replay(self, {}, 0, solo=True)
-        roots: list[int] = []
+        # casys durations are ns as written: read them straight off the node.
+        plain = not self.config.roofline and self.config.duration_unit_ns == 1
         released = start
-        anchor: int | None = None
         t = comm_free = finish = start
         compute = 0
+        for step in program:
+            op = step[0]
+            if op == "comp":
+                duration = step[1].duration_micros if plain else probe.compute_ns(step[1])
+                t += duration
+                if step[2]:
+                    compute += duration
+            elif op == "coll":
+                t = max(t, comm_free) + step[1]
+                comm_free = t
+            elif op == "send":
+                comm_free = self.network.deliver(step[1], step[2], step[3], max(t, comm_free))
+                finish = max(finish, comm_free)
+            elif op == "load":
+                released = max(released, probe.memory_done(npu, step[1], start, step[2]))
+            elif op == "go":
+                t = comm_free = finish = released
+            else:  # store
+                finish = max(finish, probe.memory_done(npu, step[1], t, step[2]))
+        if program and program[-1][0] == "load":
+            t = released
+        return max(t, finish) - start, compute
+
+    def _program(self, npu: int, nodes: Sequence[Node]) -> list[tuple] | None:
+        """The chain steps of a graph (memoized per graph object), or None for another shape."""
+        cached = self._programs.get(id(nodes))
+        if cached is not None and cached[0] is nodes:
+            return cached[1]
+        roots: list[int] = []
+        anchor: int | None = None
+        program: list[tuple] | None = []
         for node in nodes:
             deps = _deps(node)
             kind = node.type
             memory = kind in ("MEM_LOAD_NODE", "MEM_STORE_NODE")
+            members = self.joint_members(node) if memory else None
+            repeat = len(members) if members else 1
             if memory and not deps and anchor is None:
-                members = self.joint_members(node)
-                released = max(released, probe.memory_done(npu, node, start,
-                                                            len(members) if members else 1))
+                program.append(("load", node, repeat))
                 roots.append(node.id)
                 continue
             if sorted(deps) != (sorted(roots) if anchor is None else [anchor]):
-                return None
-            if anchor is None:
-                t = comm_free = finish = released
+                program = None
+                break
+            if anchor is None and kind in ("COMP_NODE", "COMM_COLL_NODE"):
+                program.append(("go",))
             if kind == "COMP_NODE":
-                duration = probe.compute_ns(node)
-                t += duration
-                if not node.attr("is_cpu_op", False):
-                    compute += duration
+                program.append(("comp", node, not node.attr("is_cpu_op", False)))
                 anchor = node.id
             elif kind == "COMM_COLL_NODE":
                 coll = COLLECTIVE_KINDS.get(int(node.attr("comm_type", 0) or 0))
                 if coll is None:
-                    return None
+                    program = None
+                    break
                 involved = _Replay.members_of(self, npu, node)[1]
-                t = max(t, comm_free) + collective_ns(
+                program.append(("coll", collective_ns(
                     coll, int(node.attr("comm_size", 0) or 0), self.config.dims,
-                    self.config.system, involved)
-                comm_free = t
+                    self.config.system, involved)))
                 anchor = node.id
-            elif kind == "COMM_SEND_NODE":
-                src, dst, _, size = probe._p2p_key(node)
-                comm_free = self.network.deliver(src, dst, size, max(t, comm_free))
-                finish = max(finish, comm_free)
-            elif memory:
-                members = self.joint_members(node)
-                finish = max(finish, probe.memory_done(npu, node, t,
-                                                       len(members) if members else 1))
+            elif kind == "COMM_SEND_NODE" and anchor is not None:
+                src, dst, _, size = _Replay._p2p_key(node)
+                program.append(("send", src, dst, size))
+            elif memory and anchor is not None:
+                program.append(("store", node, repeat))
             else:
-                return None
-        if anchor is None and roots:
-            t = released
-        return max(t, finish) - start, compute
+                program = None
+                break
+        if len(self._programs) >= PROGRAM_CACHE:
+            self._programs.clear()
+        self._programs[id(nodes)] = (nodes, program)
+        return program
 
     def _lockstep(self, graphs: Mapping[int, Sequence[Node]], symmetric: bool = False) -> bool:
         if self.config.aware or not graphs:
@@ -206,6 +243,18 @@ class Engine:
         if not symmetric and any(g is not first and g != first for g in lists[1:]):
             return False
         npus = tuple(sorted(graphs))
+        cached = self._lockstep_cache.get(id(first))
+        if cached is not None and cached[0] is first and cached[1] == npus:
+            return cached[2]
+        verdict = self._lockstep_shape(first, npus)
+        if len(self._lockstep_cache) >= PROGRAM_CACHE:
+            self._lockstep_cache.clear()
+        self._lockstep_cache[id(first)] = (first, npus, verdict)
+        return verdict
+
+    def _lockstep_shape(self, first: Sequence[Node], npus: tuple[int, ...]) -> bool:
+        """Whether identical graphs on `npus` share nothing but joint accesses (structural:
+        memoized per graph object)."""
         queued = {loc for loc, tier in self.memory.tiers.items() if tier.queued}
         for node in first:
             if node.type in ("COMM_RECV_NODE", "PIM_COMP_NODE"):
@@ -335,8 +384,8 @@ class _Replay:
 
     def compute_ns(self, node: Node) -> int:
         cfg = self.cfg
-        num_ops = int(node.attr("num_ops", 0) or 0)
         if cfg.roofline and not node.attr("is_cpu_op", False):
+            num_ops = int(node.attr("num_ops", 0) or 0)
             size = int(node.attr("tensor_size", 0) or 0)
             if size == 0:
                 return 0
@@ -380,7 +429,8 @@ class _Replay:
             raise GraphError(f"NPU {npu} node {node.id} ({node.name}): {exc}") from None
 
     # --- point to point ------------------------------------------------------------------------
-    def _p2p_key(self, node: Node) -> tuple:
+    @staticmethod
+    def _p2p_key(node: Node) -> tuple:
         return (int(node.attr("comm_src", 0) or 0), int(node.attr("comm_dst", 0) or 0),
                 int(node.attr("comm_tag", 0) or 0), int(node.attr("comm_size", 0) or 0))
 

@@ -13,6 +13,9 @@ iteration of it books its loads on the shared FIFOs, shifts the rest by the time
 took beyond the idle replay's, and books its stores at their shifted issue times: the same
 bookings and times a full replay would make. With the congestion-aware network, whose links
 keep state, every iteration is replayed in full.
+
+Plans that differ only in their attention time (every batch has its own) share one set of
+graphs: they are built once and replayed with the attention nodes' durations set per plan.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 
+from astra_sim.chakra_et import Node
 from astra_sim.engine import Engine
 from astra_sim.memory import MemorySystem
 from inference_serving.chakra_graph import engine_setup, plan_graphs
@@ -27,8 +31,25 @@ from inference_serving.fabric import InstanceFabric
 from inference_serving.iteration_cost import IterationCost
 from inference_serving.pricers.base import plan_usage
 from llmsim_core.iteration_plan import IterationPlan
+from llmsim_core.op_templates import ATTENTION
 
 MEMO_LIMIT = 16384
+
+
+def _skeleton(plan: IterationPlan) -> tuple[tuple, int]:
+    """The plan without its attention time (a hashable key), and that time."""
+    attention = 0
+    groups = []
+    for group in plan.groups:
+        ops = group.ops
+        for at, op in enumerate(ops):
+            if op.name == ATTENTION:
+                attention = op.ns
+                ops = (*ops[:at], *ops[at + 1:])
+                break
+        groups.append((group.first, group.count, ops))
+    return (plan.instance, plan.stage, plan.tokens, plan.requests, plan.loads, plan.store,
+            plan.handoff, tuple(groups)), attention
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +76,7 @@ class ReplayPricer:
             config, memory = engine_setup(fabric, num_nodes, fabric.spec.pp, self.calendar)
             self.engines[index] = Engine(config, memory)
         self._memo: dict[IterationPlan, _IdleReplay] = {}
+        self._graphs: dict[tuple, tuple[dict[int, list[Node]], list[Node]]] = {}
 
     def price(self, plan: IterationPlan, start_ns: int) -> IterationCost:
         """Replay `plan` from `start_ns` on the shared engine state."""
@@ -63,8 +85,7 @@ class ReplayPricer:
         if plan.stage == 0:  # a first stage starts at the serving clock: nothing is issued earlier
             engine.memory.forget_before(start_ns)
         if fabric.aware:
-            graphs = plan_graphs(plan, fabric, stage_links=False)
-            result = engine.replay(graphs, start_ns, symmetric=True)
+            result = engine.replay(self._graphs_of(plan, fabric), start_ns, symmetric=True)
             duration = max(result.finish_ns.values()) - start_ns
         else:
             duration = self._shifted(plan, fabric, engine, start_ns)
@@ -94,13 +115,27 @@ class ReplayPricer:
             finish = max(finish, memory.book(key, start_ns + issue + shift, length))
         return finish - start_ns
 
-    @staticmethod
-    def _idle_replay(plan: IterationPlan, fabric: InstanceFabric, engine: Engine) -> _IdleReplay:
+    def _graphs_of(self, plan: IterationPlan, fabric: InstanceFabric) -> dict[int, list[Node]]:
+        """The plan's per-NPU graphs: built once per skeleton, attention durations set."""
+        key, attention = _skeleton(plan)
+        built = self._graphs.get(key)
+        if built is None:
+            graphs = plan_graphs(plan, fabric, stage_links=False)
+            attention_nodes = [node for nodes in graphs.values() for node in nodes
+                               if node.name.endswith("." + ATTENTION)]
+            if len(self._graphs) >= MEMO_LIMIT:
+                self._graphs.clear()
+            built = self._graphs[key] = (graphs, attention_nodes)
+        for node in built[1]:
+            node.duration_micros = attention
+        return built[0]
+
+    def _idle_replay(self, plan: IterationPlan, fabric: InstanceFabric,
+                     engine: Engine) -> _IdleReplay:
         shared = engine.memory
         engine.memory = MemorySystem(tiers=shared.tiers, log=[])
         try:
-            result = engine.replay(plan_graphs(plan, fabric, stage_links=False), 0,
-                                   symmetric=True)
+            result = engine.replay(self._graphs_of(plan, fabric), 0, symmetric=True)
             log = engine.memory.log
         finally:
             engine.memory = shared
