@@ -18,6 +18,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 # LLMSIM_DATA points at the data from a checkout that does not sit beside it (a git worktree).
 DATA = Path(os.environ.get("LLMSIM_DATA", REPO.parent / "shared" / "data"))
+OBSERVED_BASE = "ShareGPT 300 req, A6000 Llama-3.1-8B, measured profiles"
 OBSERVED = "ShareGPT 300 req, same, + --trace-output --plot-dir"
 
 
@@ -110,7 +111,8 @@ def main() -> int:
     labels = [row[0] for row in rows]
     if OBSERVED in labels:
         k = labels.index(OBSERVED)
-        print(f"--trace-output and --plot-dir add {(rows[k][1] / rows[k - 1][1] - 1) * 100:.0f} "
+        base = labels.index(OBSERVED_BASE)
+        print(f"--trace-output and --plot-dir add {(rows[k][1] / rows[base][1] - 1) * 100:.0f} "
               "% to the 300-request run (limit 30 %)")
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores; peak = the process's max "
           "RSS; best of --repeat runs")

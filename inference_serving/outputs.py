@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import tempfile
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -53,7 +53,10 @@ class RequestRecord:
 
     def csv_row(self) -> tuple:
         """The CSV cells, ITL as a bracketed list."""
-        return (*astuple(self)[:-1], "[" + ", ".join(map(str, self.itl)) + "]")
+        # Not dataclasses.astuple: it deep-copies the inter-token list of every row.
+        return (self.instance_id, self.request_id, self.model, self.input, self.output,
+                self.arrival, self.end_time, self.latency, self.queuing_delay, self.ttft,
+                self.tpot, "[" + ", ".join(map(str, self.itl)) + "]")
 
 
 def finished_records(result: SimResult, routing_time_instance_id: bool) -> list[RequestRecord]:

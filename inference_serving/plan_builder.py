@@ -114,6 +114,7 @@ class PlanBuilder:
         self.stage_layers = stage_layers(model.num_layers, pp)
         self._experts: dict[int, list[int]] = {}
         self._blocks: dict[tuple, tuple] = {}
+        self._with_attention: dict[tuple, tuple[LayerGroup, ...]] = {}
         self._transfers: dict[tuple, PlanOp] = {}
         self._edges: dict[tuple, LayerGroup] = {}
         needed = (*template.pre_ops, *template.compute_block_ops, *template.post_ops,
@@ -160,6 +161,9 @@ class PlanBuilder:
         """The stage's transformer blocks; everything but attention is memoized by token count
         (attention changes with every batch's context lengths)."""
         key = (tokens, first, count, kv_bytes, extra)
+        done = self._with_attention.get((key, attention))
+        if done is not None:
+            return done
         parts = self._blocks.get(key)
         if parts is None:
             experts = self.experts_per_layer(tokens)[first:first + count] \
@@ -179,8 +183,12 @@ class PlanBuilder:
                 self._blocks.clear()
             self._blocks[key] = parts
         attn = compute(ATTENTION, attention, tokens)
-        return tuple(LayerGroup(index, n, (*before, attn, *after))
+        done = tuple(LayerGroup(index, n, (*before, attn, *after))
                      for index, n, before, after in parts)
+        if len(self._with_attention) >= CACHE_LIMIT:
+            self._with_attention.clear()
+        self._with_attention[(key, attention)] = done
+        return done
 
     def _transfer(self, kind: str, name: str, nbytes: int) -> PlanOp:
         key = (name, nbytes)
