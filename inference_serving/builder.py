@@ -87,10 +87,6 @@ def choose_pricer(cluster: ClusterConfig, options: RunOptions,
     elif name == "external":
         raise InputError("--pricer external needs an ASTRA-Sim binary", "--pricer external",
                          "add --network-backend external --astra-sim-bin PATH")
-    if name == "replay" and options.network_backend == "ns3":
-        raise InputError("the replay pricer times messages with the analytical network models "
-                         "only", "--pricer replay --network-backend ns3",
-                         "use --pricer closed-form with ns3, or an analytical backend")
     return PRICERS[name](fabrics, len(cluster.nodes), options.astra_sim_bin)
 
 

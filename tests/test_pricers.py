@@ -10,7 +10,15 @@ from inference_serving.cluster_config import InstanceSpec, MemorySpec, load_clus
 from inference_serving.fabric import InstanceFabric
 from inference_serving.options import RunOptions
 from inference_serving.pricers import ClosedFormPricer, ReplayPricer
-from llmsim_core.iteration_plan import HOST, LOAD, IterationPlan, LayerGroup, PlanOp, compute
+from llmsim_core.iteration_plan import (
+    COLLECTIVE,
+    HOST,
+    LOAD,
+    IterationPlan,
+    LayerGroup,
+    PlanOp,
+    compute,
+)
 from tests.conftest import REPO
 from tests.test_cli_errors import run_main
 
@@ -71,3 +79,20 @@ def test_external_pricer_needs_a_binary():
     options = RunOptions(cluster_config=REPO, dataset=REPO, pricer="external")
     with pytest.raises(Exception, match="needs an ASTRA-Sim binary"):
         choose_pricer(cluster, options, {})
+
+
+def test_a_packet_level_network_times_the_replayed_collectives_too():
+    # With --network-backend ns3 the fabric's collective function is ns-3's; here a stand-in
+    # that charges 12,345 ns per collective, on a TP2 instance.
+    spec = InstanceSpec(0, 0, "m", "A6000", MemorySpec(1 << 30, 1.0, 0), 2, 1, None,
+                        first_npu=0)
+    fabric = InstanceFabric(spec=spec, host=MemorySpec(1 << 30, 2.0, 0),
+                            tp_dim=Dimension("FullyConnected", 2, 100.0, 0.0),
+                            system=SystemConfig(), backend="ns3",
+                            _collective=lambda kind, nbytes: 12_345)
+    reduce = PlanOp(COLLECTIVE, "all_reduce", nbytes=4096, target="all_reduce")
+    plan = IterationPlan(0, 0, 0, 2, 8, 1, (),
+                         (LayerGroup(0, 3, (compute("matmul", 1000, 8), reduce)),))
+    expected = 3 * (1000 + 12_345)
+    assert ClosedFormPricer({0: fabric}).price(plan, 0).duration_ns == expected
+    assert ReplayPricer({0: fabric}, num_nodes=1).price(plan, 0).duration_ns == expected

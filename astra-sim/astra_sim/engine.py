@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import heapq
 from collections import defaultdict, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from astra_sim.chakra_et import COLLECTIVE_TYPES, Node
@@ -107,8 +107,13 @@ def validate_graph(npu: int, nodes: Sequence[Node]) -> None:
 class Engine:
     """Replays per-NPU graphs on one clock; network and memory state persist across calls."""
 
-    def __init__(self, config: EngineConfig, memory: MemorySystem | None = None) -> None:
+    def __init__(self, config: EngineConfig, memory: MemorySystem | None = None,
+                 collective_model: Callable[[str, int, tuple[bool, ...] | None], int]
+                 | None = None) -> None:
         self.config = config
+        # A packet-level network (ns-3) may time the lockstep collectives instead of the
+        # analytical closed forms: (kind, bytes, involved dimensions) -> ns.
+        self.collective_model = collective_model
         self.network = Network(config.dims, config.aware)
         self.memory = memory if memory is not None else MemorySystem()
         self.member_cache: dict[tuple, tuple] = {}
@@ -136,6 +141,12 @@ class Engine:
             return ReplayResult({n: solo.finish_ns[first] for n in graphs},
                                 {n: solo.exposed_comm_ns[first] for n in graphs})
         return _Replay(self, graphs, start).execute()
+
+    def collective_time(self, kind: str, size: int, involved: tuple[bool, ...] | None) -> int:
+        """Lockstep time of one collective: the collective model's, else the closed form."""
+        if self.collective_model is not None:
+            return self.collective_model(kind, size, involved)
+        return collective_ns(kind, size, self.config.dims, self.config.system, involved)
 
     def joint_members(self, node: Node) -> tuple[int, ...] | None:
         """Members of the group whose joint access a memory node is (None: a plain access)."""
@@ -218,9 +229,8 @@ class Engine:
                     program = None
                     break
                 involved = _Replay.members_of(self, npu, node)[1]
-                program.append(("coll", collective_ns(
-                    coll, int(node.attr("comm_size", 0) or 0), self.config.dims,
-                    self.config.system, involved)))
+                program.append(("coll", self.collective_time(
+                    coll, int(node.attr("comm_size", 0) or 0), involved)))
                 anchor = node.id
             elif kind == "COMM_SEND_NODE" and anchor is not None:
                 src, dst, _, size = _Replay._p2p_key(node)
@@ -508,7 +518,7 @@ class _Replay:
                              f"{comm_type}")
         members, involved = self.members(npu, node)
         if self.solo:
-            duration = collective_ns(kind, size, self.cfg.dims, self.cfg.system, involved)
+            duration = self.engine.collective_time(kind, size, involved)
             self.push(now + duration, ("done", npu, node.id, COMM))
             return
         seq_key = (npu, (kind, members))
@@ -528,7 +538,7 @@ class _Replay:
         # every other message on the network.
         if closed_form and not cfg.aware and len(set(issue.values())) == 1:
             # Lockstep: every participant finishes at the closed-form time.
-            duration = collective_ns(kind, size, cfg.dims, cfg.system, involved)
+            duration = self.engine.collective_time(kind, size, involved)
             finish = {m: now + duration for m in members}
         else:
             try:

@@ -74,7 +74,10 @@ class ReplayPricer:
         self.engines: dict[int, Engine] = {}
         for index, fabric in fabrics.items():
             config, memory = engine_setup(fabric, num_nodes, fabric.spec.pp, self.calendar)
-            self.engines[index] = Engine(config, memory)
+            # ns-3 times the TP collectives (the instance's dimension 0) as in the closed form.
+            model = (lambda kind, size, involved, f=fabric: f.collective_ns(kind, size)) \
+                if fabric.backend == "ns3" else None
+            self.engines[index] = Engine(config, memory, model)
         self._memo: dict[IterationPlan, _IdleReplay] = {}
         self._graphs: dict[tuple, tuple[dict[int, list[Node]], list[Node]]] = {}
 
