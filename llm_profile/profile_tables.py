@@ -57,7 +57,10 @@ def _count(text: str, column: str, where: str, minimum: int) -> int:
 
 
 def read_layers(path: Path, tp: int) -> dict[str, LayerCurve]:
-    """Parse layers.csv into one curve per operator for TP degree `tp` (first duplicate wins)."""
+    """Parse layers.csv into one curve per operator for TP degree `tp` (first duplicate wins).
+
+    The columns are converted with numpy; only a table that fails a check is walked row by
+    row, to name the first bad line."""
     if not path.is_file():
         raise _bad(path, "missing profile table layers.csv",
                    "profile this hardware/model/TP or pick another --perf-models root")
@@ -68,31 +71,55 @@ def read_layers(path: Path, tp: int) -> dict[str, LayerCurve]:
         raise _bad(path, f"missing column(s) {', '.join(missing)}",
                    f"the header must be {','.join(LAYERS_HEADER)}")
     col = {name: header.index(name) for name in LAYERS_HEADER}
-    points: dict[str, dict[int, int]] = {}
+    body = [row for row in rows[1:] if row]
+    curves = _layer_columns(body, col, tp) if body else None
+    if curves is None:
+        _check_rows(path, rows, col)  # raises with the first bad line
+        curves = {}
+    if not curves:
+        raise _bad(path, f"no rows with tp_size {tp}", "use the tp<N> folder matching the "
+                   "instance's TP degree")
+    return curves
+
+
+def _layer_columns(body: list[list[str]], col: dict[str, int],
+                   tp: int) -> dict[str, LayerCurve] | None:
+    """Curves from whole columns, or None when any value fails a check."""
+    if min(map(len, body)) <= max(col.values()):
+        return None
+    try:
+        names = np.array([row[col["layer_name"]] for row in body])
+        tokens = np.array([row[col["input"]] for row in body], dtype=np.int64)
+        tps = np.array([row[col["tp_size"]] for row in body], dtype=np.int64)
+        latency = np.array([row[col["latency(ns)"]] for row in body], dtype=np.float64)
+    except (ValueError, OverflowError):
+        return None
+    if (tokens < 1).any() or (tps < 1).any() or not np.isfinite(latency).all() or \
+            (latency < PROFILE_NS.low).any() or (latency > PROFILE_NS.high).any():
+        return None
+    mine = tps == tp
+    names, tokens, latency = names[mine], tokens[mine], np.trunc(latency[mine])
+    curves = {}
+    for name in dict.fromkeys(names.tolist()):
+        rows = names == name
+        unique, first = np.unique(tokens[rows], return_index=True)
+        curves[name] = LayerCurve(unique, latency[rows][first])
+    return curves
+
+
+def _check_rows(path: Path, rows: list[list[str]], col: dict[str, int]) -> None:
+    """Walk a table that failed the column checks and raise for its first bad line."""
     for lineno, row in enumerate(rows[1:], start=2):
         if not row:
             continue
         where = f"{path}:{lineno}"
         try:
-            row_tp = _count(row[col["tp_size"]], "tp_size", where, 1)
-            tokens = _count(row[col["input"]], "input", where, 1)
+            _count(row[col["tp_size"]], "tp_size", where, 1)
+            _count(row[col["input"]], "input", where, 1)
             latency = float(row[col["latency(ns)"]])
         except (ValueError, IndexError):
             raise _bad(path, f"non-numeric or missing value on line {lineno}") from None
-        if not 0.0 <= latency <= PROFILE_NS.high:  # NaN fails too; checked() says why
-            checked(latency, PROFILE_NS, "latency(ns)", where, _FIX)
-        if row_tp != tp:
-            continue
-        points.setdefault(row[col["layer_name"]], {}).setdefault(tokens, int(latency))
-    if not points:
-        raise _bad(path, f"no rows with tp_size {tp}", "use the tp<N> folder matching the "
-                   "instance's TP degree")
-    curves = {}
-    for name, by_tokens in points.items():
-        tokens = np.array(sorted(by_tokens), dtype=np.int64)
-        curves[name] = LayerCurve(tokens, np.array([by_tokens[t] for t in tokens],
-                                                   dtype=np.float64))
-    return curves
+        checked(latency, PROFILE_NS, "latency(ns)", where, _FIX)
 
 
 def read_grid(path: Path, header: tuple[str, str, str]) -> Grid:
