@@ -123,12 +123,27 @@ class Simulator:
                 for index in sorted(dirty):
                     iterations += self._start_batch(self.instances[index], time)
                 dirty.clear()
+            if kind == LOG and len(heap) == 1 and finished < total:
+                self.stalled(time)  # only the next status tick is left: nothing can move
         if finished != total:
             raise RuntimeError(f"simulation stalled with {total - finished} unfinished requests")
         if self.check:
             check_final(self.requests)
         return self.finish(SimResult(end_ns, iterations, self.counters, self.instances,
                                      self.requests))
+
+    def stalled(self, time: int) -> None:
+        """Stop a run in which requests remain but no instance can schedule any of them."""
+        stuck = [(inst, inst.scheduler.requests()) for inst in self.instances
+                 if inst.scheduler.num_requests()]
+        inst, waiting = stuck[0] if stuck else (self.instances[0], [])
+        first = f" (e.g. request {waiting[0].rid}, {waiting[0].prompt} prompt tokens)" \
+            if waiting else ""
+        raise InputError(f"the run stalled at {time / 1e9:.3f} s: instance {inst.index} holds "
+                         f"{len(waiting)} unfinished request(s){first} but its scheduler "
+                         "forms no batch", f"instance {inst.index}",
+                         "raise --max-num-seqs, --max-num-batched-tokens or the device memory, "
+                         "or check a custom scheduler")
 
     def on_window(self, time: int, rates: tuple[float, float]) -> None:
         """Publish a closed log window."""

@@ -69,7 +69,19 @@ class VllmScheduler:
         return victim, position
 
     def schedule(self, now: int) -> Batch | None:
-        """Form the next batch at `now` (serving.md §4.3)."""
+        """Form the next batch at `now` (serving.md §4.3).
+
+        `--prioritize-prefill` keeps decodes out while prompt work exists; when none of that
+        prompt work can run (no free sequence slot or KV space), the decodes run, so the
+        instance always makes progress.
+        """
+        prefill_only = self.options.prioritize_prefill and self._has_prompt_work()
+        batch = self._form(now, prefill_only)
+        if batch is None and prefill_only:
+            batch = self._form(now, False)
+        return batch
+
+    def _form(self, now: int, prefill_only: bool) -> Batch | None:
         budget = self.options.max_num_batched_tokens
         threshold = self.options.long_prefill_token_threshold
         block_size = self.kv.block_size
@@ -78,7 +90,6 @@ class VllmScheduler:
         tokens: list[int] = []
         decode: list[bool] = []
         preempted: list[Request] = []
-        prefill_only = self.options.prioritize_prefill and self._has_prompt_work()
         running = self.running
         index = 0
         in_flight = self.in_flight

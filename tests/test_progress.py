@@ -1,0 +1,66 @@
+"""Every run ends: schedulers always make progress, and a stalled run stops with one line."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from inference_serving.scheduler.vllm import VllmScheduler
+from tests.test_cli_errors import run_main
+
+EXAMPLE = "dataset/example_sharegpt_req100_rate10.jsonl"
+
+
+@pytest.mark.parametrize("flags", [
+    ["--max-num-seqs", "1"],
+    ["--max-num-seqs", "2", "--max-num-batched-tokens", "64"],
+])
+def test_prioritize_prefill_with_few_slots_finishes(tmp_path, flags):
+    out = tmp_path / "out.csv"
+    start = time.perf_counter()
+    done = run_main(["--dataset", EXAMPLE, "--num-req", "40", "--prioritize-prefill",
+                     *flags, "--check-invariants", "--output", str(out)])
+    assert done.returncode == 0, done.stderr
+    assert time.perf_counter() - start < 5
+    assert len(out.read_text().splitlines()) == 41
+
+
+def test_prioritize_prefill_runs_decodes_when_no_prompt_can_start():
+    from inference_serving.kv_cache import KVCacheManager
+    from inference_serving.request import Request
+    from inference_serving.scheduler.base import SchedulerOptions
+
+    sched = VllmScheduler(SchedulerOptions(max_num_batched_tokens=64, max_num_seqs=1,
+                                           block_size=16, prioritize_prefill=True),
+                          KVCacheManager(64, 16))
+    first, second = Request(0, 0, 8, 4), Request(1, 0, 8, 4)
+    sched.add(first)
+    batch = sched.schedule(0)
+    sched.update(batch, 10)
+    sched.add(second)  # prompt work waits, but the only sequence slot is taken
+    batch = sched.schedule(10)
+    assert batch is not None and batch.requests == [first] and batch.decode == [True]
+
+
+class NeverSchedules(VllmScheduler):
+    """A scheduler that accepts requests and never runs them."""
+
+    def schedule(self, now):
+        return None
+
+
+def test_a_scheduler_that_never_runs_anything_stops_the_run(tmp_path):
+    module = tmp_path / "stuck_scheduler.py"
+    module.write_text("from tests.test_progress import NeverSchedules as Stuck\n")
+    out = tmp_path / "out.csv"
+    start = time.perf_counter()
+    done = run_main(["--dataset", EXAMPLE, "--num-req", "5", "--scheduler", "CUSTOM",
+                     "--custom-scheduler", "stuck_scheduler:Stuck", "--output", str(out)],
+                    cwd=tmp_path)
+    assert time.perf_counter() - start < 10
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: the run stalled")
+    assert "instance 0 holds 5 unfinished request(s)" in errors[0]
+    assert "Traceback" not in done.stderr and not out.exists()
