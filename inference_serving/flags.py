@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -207,6 +208,10 @@ def _external_binary(args: argparse.Namespace) -> Path | None:
     if args.astra_sim_bin and not Path(args.astra_sim_bin).is_file():
         raise InputError("ASTRA-Sim binary not found", f"--astra-sim-bin {args.astra_sim_bin}",
                          "pass the path of your AnalyticalAstra build")
+    if args.astra_sim_bin and not os.access(args.astra_sim_bin, os.X_OK):
+        raise InputError("the ASTRA-Sim binary is not executable",
+                         f"--astra-sim-bin {args.astra_sim_bin}",
+                         f"chmod +x {args.astra_sim_bin} or pass your AnalyticalAstra build")
     return Path(args.astra_sim_bin) if args.astra_sim_bin else None
 
 

@@ -59,3 +59,20 @@ def test_binary_failure_is_reported(tmp_path):
                            "--astra-sim-dialect", "upstream", "--no-progress"],
                           cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 2 and "failed" in done.stderr
+
+
+def test_a_binary_that_is_not_executable_or_prints_garbage_is_one_error_line(tmp_path):
+    plain = tmp_path / "not_executable"
+    plain.write_text("#!/bin/sh\necho hello\n")
+    garbage = tmp_path / "garbage"
+    garbage.write_bytes(b"#!/bin/sh\nprintf 'sys[0] finished, lots of cycles\\n\\377\\376'\n")
+    garbage.chmod(0o755)
+    for binary, expected in ((plain, "not executable"), (garbage, "failed")):
+        done = run_main(["--dataset", "dataset/example_trace.jsonl", "--num-req", "2",
+                         "--network-backend", "external", "--astra-sim-bin", str(binary),
+                         "--astra-sim-dialect", "upstream", "--output",
+                         str(tmp_path / "out.csv")])
+        assert done.returncode == 2, done.stderr
+        errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and expected in errors[0]
+        assert "Traceback" not in done.stderr and not (tmp_path / "out.csv").exists()

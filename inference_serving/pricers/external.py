@@ -52,14 +52,19 @@ class ExternalPricer:
         with tempfile.TemporaryDirectory(prefix="astra_") as tmp:
             folder = Path(tmp)
             prefix = export(folder, graphs, config, memory, "upstream")
-            done = subprocess.run(
-                [str(self.binary), f"--workload-configuration={prefix}",
-                 f"--system-configuration={folder / 'system.json'}",
-                 f"--remote-memory-configuration={folder / 'memory.json'}",
-                 f"--network-configuration={folder / 'network.yml'}",
-                 *((f"--comm-group-configuration={folder / 'comm_group.json'}",)
-                   if config.comm_groups else ())],
-                capture_output=True, text=True, check=False)
+            try:
+                done = subprocess.run(
+                    [str(self.binary), f"--workload-configuration={prefix}",
+                     f"--system-configuration={folder / 'system.json'}",
+                     f"--remote-memory-configuration={folder / 'memory.json'}",
+                     f"--network-configuration={folder / 'network.yml'}",
+                     *((f"--comm-group-configuration={folder / 'comm_group.json'}",)
+                       if config.comm_groups else ())],
+                    capture_output=True, text=True, errors="replace", check=False)
+            except OSError as exc:
+                raise InputError(f"the ASTRA-Sim binary could not be started ({exc.strerror})",
+                                 str(self.binary), "pass an executable AnalyticalAstra build") \
+                    from None
         finish = [int(m.group(2)) for m in REPORT.finditer(done.stdout)]
         if done.returncode != 0 or len(finish) != len(graphs):
             raise InputError(f"the ASTRA-Sim binary failed (exit {done.returncode}, "
