@@ -74,8 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch", type=int, default=0,
                    help="max requests per iteration (0 = --max-num-seqs for vllm, unlimited "
                    "for legacy)")
-    p.add_argument("--max-num-seqs", type=int, default=128,
-                   help="max running requests per instance (vLLM max_num_seqs)")
+    p.add_argument("--max-num-seqs", type=int,
+                   help="max running requests per instance (vLLM max_num_seqs; 128 if unset)")
     p.add_argument("--max-num-batched-tokens", type=int, default=2048,
                    help="per-iteration token budget (0 = model max length)")
     p.add_argument("--block-size", type=int, default=16, help="KV block size in tokens")
@@ -118,13 +118,15 @@ def build_parser() -> argparse.ArgumentParser:
                    "binary of --network-backend external)")
     p.add_argument("--astra-sim-bin", metavar="PATH",
                    help="ASTRA-Sim analytical binary for --network-backend external")
-    p.add_argument("--astra-sim-dialect", choices=("casys", "upstream"), default="casys",
-                   help="casys: drive LLMServingSim's fork over stdin/stdout (it owns the "
-                   "clock); upstream: run the public binary once per distinct iteration")
+    p.add_argument("--astra-sim-dialect", choices=("casys", "upstream"),
+                   help="with --network-backend external: casys (if unset) drives "
+                   "LLMServingSim's fork over stdin/stdout (it owns the clock); upstream runs "
+                   "the public binary once per distinct iteration")
     p.add_argument("--export-chakra", metavar="DIR",
                    help="write every iteration's Chakra graphs and ASTRA-Sim inputs under DIR")
-    p.add_argument("--chakra-dialect", choices=("casys", "upstream"), default="casys",
-                   help="ET dialect for --export-chakra (casys keeps ns durations)")
+    p.add_argument("--chakra-dialect", choices=("casys", "upstream"),
+                   help="ET dialect for --export-chakra: casys (if unset; ns durations) or "
+                   "upstream (µs)")
     p.add_argument("--log-interval", type=float, default=0.5,
                    help="simulated seconds between status blocks")
     p.add_argument("--log-level", default="WARNING", choices=tuple(LEVELS),
@@ -166,9 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="end-to-end latency objective (see --slo-ttft-ms)")
     p.add_argument("--trace-output", metavar="PATH",
                    help="Chrome trace-event JSON of the run (Perfetto UI, chrome://tracing)")
-    p.add_argument("--trace-max-requests", type=int, default=1000,
+    p.add_argument("--trace-max-requests", type=int,
                    help="requests traced by --trace-output (the first N to arrive; batches are "
-                   "traced until they have all finished); 0 = all")
+                   "traced until they have all finished); 0 = all; 1000 if unset")
     p.add_argument("--plot-dir", metavar="DIR",
                    help="write PNG plots of the run into DIR (needs the [plot] extra)")
     return p
@@ -192,6 +194,32 @@ def _check_custom(args: argparse.Namespace) -> None:
         if given and not chosen:
             raise InputError(f"{custom_flag} is used only with {policy_flag} CUSTOM",
                              "command line", f"add {policy_flag} CUSTOM or drop {custom_flag}")
+
+
+def _check_combinations(args: argparse.Namespace) -> None:
+    """Flags that would do nothing, or contradict another, are errors."""
+    lonely = (("--chakra-dialect", args.chakra_dialect, "--export-chakra", args.export_chakra),
+              ("--astra-sim-dialect", args.astra_sim_dialect, "--network-backend external",
+               args.network_backend == "external"),
+              ("--trace-max-requests", args.trace_max_requests, "--trace-output",
+               args.trace_output))
+    for flag, value, needs, given in lonely:
+        if value is not None and not given:
+            raise InputError(f"{flag} has no effect without {needs}", "command line",
+                             f"add {needs} or drop {flag}")
+    if args.max_batch and args.max_num_seqs is not None and \
+            args.max_batch != args.max_num_seqs and args.scheduler != "legacy":
+        raise InputError(f"--max-batch {args.max_batch} and --max-num-seqs "
+                         f"{args.max_num_seqs} name the same limit and disagree",
+                         "command line", "pass one of them")
+    if args.pricer != "closed-form" and args.network_backend == "external" and \
+            args.pricer != "external":
+        raise InputError(f"--pricer {args.pricer} contradicts --network-backend external (the "
+                         "binary times every iteration)", "command line",
+                         "drop --pricer or use an analytical backend")
+    if args.enable_attn_prediction and args.perf_model == "roofline":
+        raise InputError("--enable-attn-prediction has no effect with --perf-model roofline",
+                         "command line", "drop one of them")
 
 
 def _positive(value: float, flag: str, allow_zero: bool = False) -> None:
@@ -232,7 +260,9 @@ def options_from_args(args: argparse.Namespace, need_dataset: bool = True) -> Ru
                          "--dataset dataset/example_sharegpt_req100_rate10.jsonl")
     _positive(args.num_req, "--num-req", allow_zero=True)
     _positive(args.max_batch, "--max-batch", allow_zero=True)
-    _positive(args.max_num_seqs, "--max-num-seqs")
+    if args.max_num_seqs is not None:
+        _positive(args.max_num_seqs, "--max-num-seqs")
+    _check_combinations(args)
     _positive(args.max_num_batched_tokens, "--max-num-batched-tokens", allow_zero=True)
     _positive(args.block_size, "--block-size")
     _positive(args.long_prefill_token_threshold, "--long-prefill-token-threshold",
@@ -241,7 +271,8 @@ def options_from_args(args: argparse.Namespace, need_dataset: bool = True) -> Ru
             "pass a value in that range")
     _positive(args.seed, "--seed", allow_zero=True)
     _check_custom(args)
-    _positive(args.trace_max_requests, "--trace-max-requests", allow_zero=True)
+    if args.trace_max_requests is not None:
+        _positive(args.trace_max_requests, "--trace-max-requests", allow_zero=True)
     for flag, value in (("--slo-ttft-ms", args.slo_ttft_ms), ("--slo-tpot-ms", args.slo_tpot_ms),
                         ("--slo-e2e-ms", args.slo_e2e_ms)):
         if value is not None:
@@ -267,7 +298,7 @@ def options_from_args(args: argparse.Namespace, need_dataset: bool = True) -> Ru
         metrics_json=Path(args.metrics_json) if args.metrics_json else None,
         num_req=args.num_req,
         max_num_batched_tokens=args.max_num_batched_tokens,
-        max_num_seqs=args.max_num_seqs,
+        max_num_seqs=128 if args.max_num_seqs is None else args.max_num_seqs,
         max_batch=args.max_batch,
         scheduler=args.scheduler,
         block_size=args.block_size,
@@ -291,13 +322,13 @@ def options_from_args(args: argparse.Namespace, need_dataset: bool = True) -> Ru
         network_backend=args.network_backend,
         pricer=args.pricer,
         astra_sim_bin=_external_binary(args),
-        astra_sim_dialect=args.astra_sim_dialect,
+        astra_sim_dialect=args.astra_sim_dialect or "casys",
         export_chakra=Path(args.export_chakra) if args.export_chakra else None,
-        chakra_dialect=args.chakra_dialect,
+        chakra_dialect=args.chakra_dialect or "casys",
         progress=not args.no_progress and not args.quiet and sys.stderr.isatty(),
         slo=Slo(args.slo_ttft_ms, args.slo_tpot_ms, args.slo_e2e_ms),
         trace_output=Path(args.trace_output) if args.trace_output else None,
-        trace_max_requests=args.trace_max_requests,
+        trace_max_requests=1000 if args.trace_max_requests is None else args.trace_max_requests,
         plot_dir=Path(args.plot_dir) if args.plot_dir else None,
         quiet=args.quiet,
         custom_scheduler=args.custom_scheduler,

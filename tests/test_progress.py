@@ -64,3 +64,27 @@ def test_a_scheduler_that_never_runs_anything_stops_the_run(tmp_path):
     assert len(errors) == 1 and errors[0].startswith("error: the run stalled")
     assert "instance 0 holds 5 unfinished request(s)" in errors[0]
     assert "Traceback" not in done.stderr and not out.exists()
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--chakra-dialect", "upstream"], "--chakra-dialect has no effect without --export-chakra"),
+    (["--astra-sim-dialect", "upstream"], "--astra-sim-dialect has no effect without"),
+    (["--trace-max-requests", "5"], "--trace-max-requests has no effect without --trace-output"),
+    (["--max-batch", "8", "--max-num-seqs", "16"], "name the same limit and disagree"),
+    (["--pricer", "replay", "--network-backend", "external", "--astra-sim-bin", "main.py"],
+     "contradicts --network-backend external"),
+    (["--enable-attn-prediction", "--perf-model", "roofline"], "has no effect with --perf-model"),
+])
+def test_flags_that_would_do_nothing_or_contradict_are_errors(tmp_path, flags, message):
+    out = tmp_path / "out.csv"
+    done = run_main(["--dataset", EXAMPLE, "--num-req", "5", *flags, "--output", str(out)])
+    assert done.returncode == 2
+    assert done.stderr.count("error:") == 1 and message in done.stderr
+    assert not out.exists()
+
+
+def test_agreeing_limits_and_the_legacy_max_batch_are_accepted(tmp_path):
+    for flags in (["--max-batch", "16", "--max-num-seqs", "16"],
+                  ["--scheduler", "legacy", "--max-batch", "8", "--max-num-seqs", "16"]):
+        done = run_main(["--dataset", EXAMPLE, "--num-req", "5", *flags])
+        assert done.returncode == 0, done.stderr
