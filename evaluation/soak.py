@@ -1,0 +1,63 @@
+"""Soak test: wall time and peak memory of long generated traces (`python -m evaluation.soak`).
+
+For each size (default 10^4 and 10^5 requests; `--sizes 10000,100000,1000000` adds a million)
+and each cluster (one A6000 instance, and the dual-node four-instance config), a trace is
+generated at a rate that keeps the cluster busy but stable, and `main.py` runs it in a fresh
+process with its per-request CSV written. The table gives wall seconds, requests per second and
+the process's peak RSS, so a memory that grows with the trace shows as a growing last column.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CLUSTERS = (("single A6000", "cluster_config/single_node_single_instance.json", 10.0),
+            ("dual node, 4 instances", "cluster_config/dual_node_multi_instance.json", 40.0))
+
+
+def run_one(config: str, trace: Path, size: int, out: Path) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) of one run."""
+    start = time.perf_counter()
+    child = subprocess.Popen([sys.executable, "main.py", "--cluster-config", config,
+                              "--dataset", str(trace), "--num-req", str(size), "--quiet",
+                              "--no-progress", "--output", str(out)], cwd=REPO,
+                             stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)
+    if os.waitstatus_to_exitcode(status):
+        raise SystemExit(f"soak run failed: {config}, {size} requests")
+    return time.perf_counter() - start, usage.ru_maxrss / 1024
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Generate the traces, run every (cluster, size) and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,100000",
+                        help="comma-separated request counts (default: %(default)s)")
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    print(f"{'cluster':<24} {'requests':>9} {'wall s':>8} {'req/s':>8} {'peak MiB':>9}")
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        for label, config, rate in CLUSTERS:
+            for size in sizes:
+                trace = tmp / f"trace_{rate:g}_{size}.jsonl"
+                subprocess.run([sys.executable, "-m", "dataset.generate", "--out", str(trace),
+                                "--num-req", str(size), "--rate", str(rate), "--no-token-ids",
+                                "--seed", "7"], cwd=REPO, check=True,
+                               stdout=subprocess.DEVNULL)
+                wall, peak = run_one(config, trace, size, tmp / "out.csv")
+                print(f"{label:<24} {size:9d} {wall:8.1f} {size / wall:8.0f} {peak:9.1f}",
+                      flush=True)
+                trace.unlink()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
