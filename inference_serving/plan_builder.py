@@ -116,6 +116,7 @@ class PlanBuilder:
         self._blocks: dict[tuple, tuple] = {}
         self._with_attention: dict[tuple, tuple[LayerGroup, ...]] = {}
         self._transfers: dict[tuple, PlanOp] = {}
+        self._plans: dict[tuple, list[IterationPlan]] = {}
         self._edges: dict[tuple, LayerGroup] = {}
         needed = (*template.pre_ops, *template.compute_block_ops, *template.post_ops,
                   *(EXPERT_ROWS if template.has_experts else ()))
@@ -215,6 +216,20 @@ class PlanBuilder:
             handoff = PlanOp(SEND, "token_handoff", nbytes=final, target=PD_LINK)
         elif pd is not None and self.tp > 1:
             extra = pd.decode_oproj_ns * sum(batch.decode)
+        # Plans are immutable: a batch with the same shape gets the same objects back.
+        key = (tokens, requests, attention, kv_bytes, extra, batch.swap_in_bytes,
+               batch.swap_out_bytes)
+        cached = self._plans.get(key)
+        if cached is not None:
+            return cached
+        plans = self._build(tokens, requests, attention, kv_bytes, extra, handoff, batch)
+        if len(self._plans) >= CACHE_LIMIT:
+            self._plans.clear()
+        self._plans[key] = plans
+        return plans
+
+    def _build(self, tokens: int, requests: int, attention: int, kv_bytes: int, extra: int,
+               handoff: PlanOp | None, batch: Batch) -> list[IterationPlan]:
         stages = len(self.stage_layers)
         plans = []
         first = 0

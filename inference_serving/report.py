@@ -113,8 +113,10 @@ def _clock(seconds: float) -> str:
     return f"{int(hours)}h {int(minutes)}m {secs:.3f}s"
 
 
-def summary_numbers(result: SimResult, fleet: FleetSamples | None = None) -> dict:
-    """The summary's figures, also used for --metrics-json; `fleet` adds the pooled block."""
+def summary_numbers(result: SimResult, fleet: FleetSamples | None = None,
+                    stats: dict[int, InstanceStats] | None = None) -> dict:
+    """The summary's figures, also used for --metrics-json; `fleet` adds the pooled block;
+    `stats` are the instances' statistics when the caller has them already."""
     # Under P/D a one-token request completes on its prefill instance; it still counts.
     served = [r for inst in result.instances for r in inst.completed]
     seconds = result.end_ns / 1e9 if result.end_ns else 1.0
@@ -133,11 +135,11 @@ def summary_numbers(result: SimResult, fleet: FleetSamples | None = None) -> dic
         "instances": {},
     }
     for inst in result.instances:
-        stats = served_stats(inst)
+        own = stats[inst.index] if stats is not None else served_stats(inst)
         numbers["instances"][str(inst.index)] = {
             name: None if s is None else {"mean_ms": s.mean, "median_ms": s.median,
                                           "p99_ms": s.p99}
-            for name, s in (("ttft", stats.ttft), ("tpot", stats.tpot), ("itl", stats.itl))
+            for name, s in (("ttft", own.ttft), ("tpot", own.tpot), ("itl", own.itl))
         }
         numbers["instances"][str(inst.index)]["completed"] = len(inst.completed)
     if fleet is not None:
@@ -148,7 +150,8 @@ def summary_numbers(result: SimResult, fleet: FleetSamples | None = None) -> dic
 def final_summary(result: SimResult, wall_s: float, interval_s: float,
                   output: str | None, fleet: FleetSamples | None = None) -> str:
     """The end-of-run summary (formats.md §6.4), then the fleet block when `fleet` is given."""
-    n = summary_numbers(result, fleet)
+    stats = {inst.index: served_stats(inst) for inst in result.instances}
+    n = summary_numbers(result, fleet, stats)
     lines = [BAR, "▶ Simulation results...", "", f"Total simulation time: {_clock(wall_s)}", BAR,
              "Throughput Results".center(80), BAR,
              _line("Total requests:", n["total_requests"]),
@@ -165,7 +168,7 @@ def final_summary(result: SimResult, wall_s: float, interval_s: float,
              f"Throughput per {float(interval_s)} sec: {result.counters.windows}",
              BAR]
     for inst in result.instances:
-        lines += _instance_section(inst.index, served_stats(inst))
+        lines += _instance_section(inst.index, stats[inst.index])
     if fleet is not None:
         lines += _fleet_section(n["fleet"])
     if output:
