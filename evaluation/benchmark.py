@@ -74,9 +74,11 @@ def _cases(tmp: Path) -> list[Case]:
 
 def _run(case: Case, out: Path) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of one fresh `main.py` process."""
+    # Python's bytecode cache on, as in any installed copy (some sandboxes switch it off).
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     start = time.perf_counter()
     child = subprocess.Popen([sys.executable, "main.py", *case.args, "--output", str(out),
-                              "--no-progress"], cwd=REPO, stdout=subprocess.DEVNULL)
+                              "--no-progress"], cwd=REPO, stdout=subprocess.DEVNULL, env=env)
     _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - start
     child.returncode = os.waitstatus_to_exitcode(status)
