@@ -9,6 +9,7 @@ engine network (`InstanceFabric.engine_dims`): stage · tp + rank, P/D receivers
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -126,12 +127,8 @@ def engine_setup(fabric: InstanceFabric, num_nodes: int, stages: int,
     tp = fabric.spec.tp
     groups = {stage_group(s): tuple(range(s * tp, s * tp + tp)) for s in range(stages)} \
         if tp > 1 else {}
-    base = fabric.engine_config()
-    config = EngineConfig(dims=base.dims, system=base.system, aware=base.aware,
-                          comm_groups=groups)
-    tier = host_tier(fabric.host)
-    memory = MemorySystem(tiers={REMOTE: type(tier)(tier.latency_ns, tier.bw_bytes_per_ns,
-                                                     num_nodes)})
+    config = replace(fabric.engine_config(), comm_groups=groups)
+    memory = MemorySystem(tiers={REMOTE: host_tier(fabric.host, num_nodes)})
     if calendar is not None:
         memory.calendar = calendar
     return config, memory

@@ -207,8 +207,13 @@ def _parse_instance(rd: _Reader, raw: Any, where: str, instance_id: int, node_id
         for name in (key, *aliases):
             if name in raw:
                 overrides[key] = rd.integer(raw, name, where, SCHEDULER_LIMIT)
-    for key in ("prefill_oproj_overhead_ns", "decode_oproj_overhead_ns"):
+    for key, role in (("prefill_oproj_overhead_ns", "prefill"),
+                      ("decode_oproj_overhead_ns", "decode")):
         if key in raw:
+            if pd_type != role:
+                raise rd.fail(f"{key} applies only to a {role} instance (pd_type "
+                              f"{pd_type!r} here)", f"{where}{key}",
+                              f"drop it or set pd_type to {role!r}")
             overrides[key] = rd.integer(raw, key, where, OVERHEAD_NS)
     return InstanceSpec(instance_id=instance_id, node_id=node_id, model_name=model,
                         hardware=hardware, npu_mem=npu_mem, npu_num=npu_num,

@@ -31,9 +31,10 @@ NETWORK_BACKENDS: dict[str, str] = {
 }
 
 
-def host_tier(mem: MemorySpec) -> Tier:
-    """A node's CPU memory as an engine tier; the existing backend truncates both parameters."""
-    return Tier(int(mem.latency_ns), max(int(mem.bw_bytes_per_ns), 1), 1)
+def host_tier(mem: MemorySpec, devices: int = 1) -> Tier:
+    """Nodes' CPU memories as an engine tier, one FIFO per device (node); the existing backend
+    truncates both parameters."""
+    return Tier(int(mem.latency_ns), max(int(mem.bw_bytes_per_ns), 1), devices)
 
 
 @dataclass(slots=True)
@@ -81,10 +82,9 @@ class InstanceFabric:
             dims += (self.pd_dim,)
         return dims
 
-    def engine_config(self, aware: bool | None = None) -> EngineConfig:
+    def engine_config(self) -> EngineConfig:
         """Engine settings of this instance's network."""
-        return EngineConfig(dims=self.engine_dims(), system=self.system,
-                            aware=self.aware if aware is None else aware)
+        return EngineConfig(dims=self.engine_dims(), system=self.system, aware=self.aware)
 
     def link_name(self, link: str) -> str:
         """Name of a link in `IterationCost.link_bytes`."""

@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from astra_sim.export import DIALECTS
 from inference_serving.compat import CompatProfile
 from inference_serving.expert_router import EXPERT_ROUTERS
 from inference_serving.fabric import NETWORK_BACKENDS
@@ -113,18 +114,18 @@ def build_parser() -> argparse.ArgumentParser:
                    "(--astra-sim-bin)")
     p.add_argument("--pricer", default="closed-form", choices=tuple(PRICERS),
                    help="how an iteration plan is timed: closed-form (lockstep arithmetic, the "
-                   "fast path; replaced by replay when instances share a memory), replay (the "
-                   "per-NPU graphs on the cluster-wide engine) or external (the ASTRA-Sim "
-                   "binary of --network-backend external)")
+                   "fast path), replay (the per-NPU graphs on the cluster-wide engine) or "
+                   "external (the ASTRA-Sim binary of --network-backend external); both "
+                   "in-process pricers queue instances on their node's shared CPU memory")
     p.add_argument("--astra-sim-bin", metavar="PATH",
                    help="ASTRA-Sim analytical binary for --network-backend external")
-    p.add_argument("--astra-sim-dialect", choices=("casys", "upstream"),
+    p.add_argument("--astra-sim-dialect", choices=DIALECTS,
                    help="with --network-backend external: casys (if unset) drives "
                    "LLMServingSim's fork over stdin/stdout (it owns the clock); upstream runs "
                    "the public binary once per distinct iteration")
     p.add_argument("--export-chakra", metavar="DIR",
                    help="write every iteration's Chakra graphs and ASTRA-Sim inputs under DIR")
-    p.add_argument("--chakra-dialect", choices=("casys", "upstream"),
+    p.add_argument("--chakra-dialect", choices=DIALECTS,
                    help="ET dialect for --export-chakra: casys (if unset; ns durations) or "
                    "upstream (µs)")
     p.add_argument("--log-interval", type=float, default=0.5,

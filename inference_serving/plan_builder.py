@@ -114,7 +114,6 @@ class PlanBuilder:
         self.stage_layers = stage_layers(model.num_layers, pp)
         self._experts: dict[int, list[int]] = {}
         self._blocks: dict[tuple, tuple] = {}
-        self._with_attention: dict[tuple, tuple[LayerGroup, ...]] = {}
         self._transfers: dict[tuple, PlanOp] = {}
         self._plans: dict[tuple, list[IterationPlan]] = {}
         self._edges: dict[tuple, LayerGroup] = {}
@@ -122,10 +121,6 @@ class PlanBuilder:
                   *(EXPERT_ROWS if template.has_experts else ()))
         for op in needed:
             perf.layer_ns(op, 1)  # fail fast on a table without this operator
-
-    def op_ns(self, op: str, tokens: int, requests: int) -> int:
-        """One operator's latency; lm_head runs once per request (serving.md §6.1)."""
-        return self.perf.layer_ns(op, requests if op == "lm_head" else tokens)
 
     def hidden_bytes(self, tokens: int) -> int:
         """The hidden state of `tokens` tokens: TP collectives and stage-to-stage sends."""
@@ -162,9 +157,6 @@ class PlanBuilder:
         """The stage's transformer blocks; everything but attention is memoized by token count
         (attention changes with every batch's context lengths)."""
         key = (tokens, first, count, kv_bytes, extra)
-        done = self._with_attention.get((key, attention))
-        if done is not None:
-            return done
         parts = self._blocks.get(key)
         if parts is None:
             experts = self.experts_per_layer(tokens)[first:first + count] \
@@ -184,12 +176,8 @@ class PlanBuilder:
                 self._blocks.clear()
             self._blocks[key] = parts
         attn = compute(ATTENTION, attention, tokens)
-        done = tuple(LayerGroup(index, n, (*before, attn, *after))
+        return tuple(LayerGroup(index, n, (*before, attn, *after))
                      for index, n, before, after in parts)
-        if len(self._with_attention) >= CACHE_LIMIT:
-            self._with_attention.clear()
-        self._with_attention[(key, attention)] = done
-        return done
 
     def _transfer(self, kind: str, name: str, nbytes: int) -> PlanOp:
         key = (name, nbytes)

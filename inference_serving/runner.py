@@ -79,8 +79,8 @@ def execute(options: RunOptions, cluster: ClusterConfig, log: SimLogger,
     the observers (the fleet samples are filled before any of them sees a batch end).
 
     Without `requests`, the first `options.num_req` requests of `options.dataset` are read (0:
-    all). `note` receives one-line notes about choices made for the user (the pricer switch,
-    a trace cut by --num-req).
+    all). `note` receives one-line notes about choices made for the user (a trace cut by
+    --num-req).
     """
     instances = build_instances(cluster, options, lambda msg: log.warning("PerfModel", msg))
     pipelined = [i.index for i in instances if i.spec.pp > 1]

@@ -113,18 +113,6 @@ def block_ops(template: OpTemplate, tokens: int, op_ns: Callable[[str, int], int
     return tuple(ops)
 
 
-def group_layers(first: int, per_layer: Sequence[tuple[PlanOp, ...]]) -> tuple[LayerGroup, ...]:
-    """Consecutive identical blocks become one group."""
-    groups: list[LayerGroup] = []
-    for index, ops in enumerate(per_layer, start=first):
-        if groups and groups[-1].ops == ops:
-            last = groups[-1]
-            groups[-1] = LayerGroup(last.first, last.count + 1, ops)
-        else:
-            groups.append(LayerGroup(index, 1, ops))
-    return tuple(groups)
-
-
 def rank_expert_calls(counts: Sequence[int], tp: int) -> list[dict[int, int]]:
     """Per TP rank, how many of its experts run at each token count in one layer.
 

@@ -131,10 +131,15 @@ CASES: dict[str, tuple] = {
                            "integer"),
     "mem_util_above_one": (lambda t: cluster(t, npu_mem={"mem_util": 1.5}), "mem_util"),
     "mem_size_negative": (lambda t: cluster(t, npu_mem={"mem_size": -40}), "mem_size"),
-    "oproj_overhead_negative": (lambda t: cluster(t, inst={"prefill_oproj_overhead_ns": -1}),
-                                "prefill_oproj_overhead_ns"),
-    "oproj_overhead_fraction": (lambda t: cluster(t, inst={"decode_oproj_overhead_ns": 2.5}),
-                                "decode_oproj_overhead_ns"),
+    "oproj_overhead_negative": (lambda t: cluster(t, inst={
+        "pd_type": "prefill", "prefill_oproj_overhead_ns": -1}),
+        "'prefill_oproj_overhead_ns' must be"),
+    "oproj_overhead_fraction": (lambda t: cluster(t, inst={
+        "pd_type": "decode", "decode_oproj_overhead_ns": 2.5}),
+        "'decode_oproj_overhead_ns' must be"),
+    "oproj_overhead_on_colocated": (lambda t: cluster(t, inst={
+        "prefill_oproj_overhead_ns": 1000}),
+        "prefill_oproj_overhead_ns applies only to a prefill instance"),
     # --- model config ----------------------------------------------------------------------
     "model_nan": (lambda t: model_root(t, json.dumps(LLAMA).replace(
         '"hidden_size": 4096', '"hidden_size": NaN').encode()), "NaN"),
@@ -363,10 +368,11 @@ def test_spec_keys_not_modelled_warn_once_each(tmp_path, capsys):
 
 
 def test_oproj_overheads_are_stored_on_the_instance():
-    cfg = json.loads(json.dumps(SINGLE))
+    cfg = json.loads((REPO / "cluster_config/single_node_pd_instance.json").read_text())
     cfg["nodes"][0]["instances"][0]["prefill_oproj_overhead_ns"] = 1500
-    inst = cluster_from_dict(cfg, "c.json").instances[0]
-    assert (inst.prefill_oproj_overhead_ns, inst.decode_oproj_overhead_ns) == (1500, None)
+    prefill, decode = cluster_from_dict(cfg, "c.json").instances
+    assert (prefill.prefill_oproj_overhead_ns, prefill.decode_oproj_overhead_ns) == (1500, None)
+    assert decode.decode_oproj_overhead_ns is None
 
 
 def test_calibration_and_catalogue_files_are_strict(tmp_path):

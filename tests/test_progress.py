@@ -74,6 +74,7 @@ def test_a_scheduler_that_never_runs_anything_stops_the_run(tmp_path):
     (["--pricer", "replay", "--network-backend", "external", "--astra-sim-bin", "main.py"],
      "contradicts --network-backend external"),
     (["--enable-attn-prediction", "--perf-model", "roofline"], "has no effect with --perf-model"),
+    (["--pricer", "fast"], "argument --pricer: invalid choice"),
 ])
 def test_flags_that_would_do_nothing_or_contradict_are_errors(tmp_path, flags, message):
     out = tmp_path / "out.csv"

@@ -92,11 +92,6 @@ class MemorySystem:
             self.log.append((key, start, end, now))
         return end
 
-    def busy_after(self, key: tuple, time: int) -> bool:
-        """True when FIFO `key` has an access booked that ends after `time`."""
-        slots = self.calendar.get(key)
-        return bool(slots) and max(end for _, end, _ in slots) > time
-
     def forget_before(self, time: int) -> None:
         """Drop bookings that end by `time` (no later access is issued before it)."""
         for key, slots in self.calendar.items():
