@@ -78,6 +78,18 @@ class NodeSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class CxlPool:
+    """The top-level `cxl_mem` pool (formats.md §1.6): devices `CXL:0 … CXL:n−1`.
+
+    `memory.size_bytes` is the capacity of the whole pool; bandwidth and latency are those of
+    each device, and each device has its own FIFO.
+    """
+
+    memory: MemorySpec
+    num_devices: int = 1
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterConfig:
     """The validated cluster: nodes, instances, and the NPU-to-NPU link."""
 
@@ -89,6 +101,7 @@ class ClusterConfig:
     inter_node_bw_gbps: float | None = None
     inter_node_latency_ns: float | None = None
     unmodelled: tuple[str, ...] = ()  # keys present but not modelled in this version (ignored)
+    cxl_mem: CxlPool | None = None
 
     def link(self, node_a: int, node_b: int) -> tuple[float, float]:
         """(bandwidth GB/s, latency ns) of the link between NPUs on two nodes."""
@@ -105,7 +118,7 @@ class ClusterConfig:
 # Keys this version reads, per object of the file.
 KNOWN_KEYS = {
     "top": frozenset({"num_nodes", "link_bw", "link_latency", "nodes", "inter_node_link_bw",
-                      "inter_node_link_latency"}),
+                      "inter_node_link_latency", "cxl_mem"}),
     "node": frozenset({"num_instances", "cpu_mem", "instances", "num_npus"}),
     "cpu_mem": frozenset({"mem_size", "mem_bw", "mem_latency"}),
     "instance": frozenset({"model_name", "hardware", "npu_mem", "npu_num", "npu_group",
@@ -113,11 +126,11 @@ KNOWN_KEYS = {
                            "block_size", "prefill_oproj_overhead_ns",
                            "decode_oproj_overhead_ns"}),
     "npu_mem": frozenset({"mem_size", "mem_bw", "mem_latency", "mem_util"}),
+    "cxl_mem": frozenset({"mem_size", "mem_bw", "mem_latency", "num_devices"}),
 }
 # Keys spec/formats.md §1 defines but this version does not model yet: accepted with a warning.
 # Remove a key from here when its feature lands.
 NOT_MODELLED = {
-    "top": frozenset({"cxl_mem"}),
     "node": frozenset({"power"}),
     "cpu_mem": frozenset({"pim_config"}),
     "instance": frozenset({"placement"}),
@@ -276,9 +289,16 @@ def cluster_from_dict(raw: Any, path: str) -> ClusterConfig:
         inter_bw = rd.number(raw, "inter_node_link_bw", "", BANDWIDTH)
         inter_lat = rd.number(raw, "inter_node_link_latency", "", LATENCY) \
             if "inter_node_link_latency" in raw else link_latency
+    cxl = None
+    if "cxl_mem" in raw:
+        cxl_raw = rd.obj(raw, "cxl_mem", "")
+        devices = rd.integer(cxl_raw, "num_devices", "cxl_mem.") if "num_devices" in cxl_raw \
+            else 1
+        cxl = CxlPool(memory=rd.memory(raw, "cxl_mem", "", "cxl_mem"), num_devices=devices)
     return ClusterConfig(path=path, link_bw_gbps=link_bw, link_latency_ns=link_latency,
                          nodes=tuple(nodes), inter_node_bw_gbps=inter_bw,
-                         inter_node_latency_ns=inter_lat, unmodelled=tuple(rd.unmodelled))
+                         inter_node_latency_ns=inter_lat, unmodelled=tuple(rd.unmodelled),
+                         cxl_mem=cxl)
 
 
 def load_cluster_config(path: Path) -> ClusterConfig:

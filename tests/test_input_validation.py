@@ -361,10 +361,25 @@ def test_spec_keys_not_modelled_warn_once_each(tmp_path, capsys):
     path = tmp_path / "c.json"
     path.write_text(json.dumps(cfg))
     parsed = load_cluster_config(path)
-    assert parsed.unmodelled == ("cxl_mem", "power", "pim_config", "placement")
+    assert parsed.unmodelled == ("power", "pim_config", "placement")
     assert capsys.readouterr().err.splitlines() == [
         f"warning: {key} in {path} is not modelled in this version; it has no effect"
-        for key in ("cxl_mem", "power", "pim_config", "placement")]
+        for key in ("power", "pim_config", "placement")]
+    assert parsed.cxl_mem.num_devices == 1
+    assert parsed.cxl_mem.memory.size_bytes == 512 << 30
+
+
+def test_cxl_pool_is_parsed_and_checked():
+    cfg = json.loads(json.dumps(SINGLE))
+    cfg["cxl_mem"] = {"mem_size": 256, "mem_bw": 64, "mem_latency": 250, "num_devices": 4}
+    pool = cluster_from_dict(cfg, "c.json").cxl_mem
+    assert (pool.num_devices, pool.memory.bw_bytes_per_ns, pool.memory.latency_ns) == (4, 64, 250)
+    cfg["cxl_mem"]["mem_size"] = -5
+    with pytest.raises(InputError, match="cxl_mem.mem_size"):
+        cluster_from_dict(cfg, "c.json")
+    cfg["cxl_mem"] = {"mem_size": 256, "mem_bw": 64, "mem_latency": 250, "num_device": 2}
+    with pytest.raises(InputError, match="num_devices"):
+        cluster_from_dict(cfg, "c.json")
 
 
 def test_oproj_overheads_are_stored_on_the_instance():
@@ -405,7 +420,7 @@ def test_every_reference_cluster_config_is_accepted():
     configs = _reference_configs()
     assert len(configs) >= 30
     unmodelled = {key for path in configs for key in load_cluster_config(path).unmodelled}
-    assert unmodelled == {"cxl_mem", "power", "pim_config", "placement"}
+    assert unmodelled == {"power", "pim_config", "placement"}
 
 
 def _traces() -> list[Path]:
