@@ -17,10 +17,11 @@ from inference_serving.fleet import FleetSamples
 from inference_serving.instance import Instance
 from inference_serving.observers import Observer
 from inference_serving.options import RunOptions
-from inference_serving.outputs import RequestRecord, finished_records
+from inference_serving.outputs import RequestRecord
 from inference_serving.report import summary_numbers
 from inference_serving.request import Request
 from inference_serving.runner import console_observers, execute, file_observers
+from inference_serving.scheduler.base import Batch
 from inference_serving.sim_log import SimLogger
 from inference_serving.simulator import SimResult
 from llmsim_core.errors import InputError
@@ -59,22 +60,32 @@ class Results:
 
 
 class ResultsCollector(Observer):
-    """Gathers a run's windows and, at the end, its request records and summary."""
+    """Gathers a run's windows and request records as they come, and at the end its summary."""
 
     def __init__(self, routing_time_instance_id: bool) -> None:
         self.routing_time_instance_id = routing_time_instance_id
         self.fleet: FleetSamples | None = None
         self.windows: list[Window] = []
+        self.records: dict[int, list[RequestRecord]] = {}
         self.results: Results | None = None
+
+    def on_batch_end(self, inst: Instance, batch: Batch, end_ns: int,
+                     finished: list[Request]) -> None:
+        """Keep the records of the requests `batch` finished."""
+        if finished:
+            self.records.setdefault(inst.index, []).extend(
+                RequestRecord.of(r, inst.model.name, self.routing_time_instance_id)
+                for r in finished)
 
     def on_window(self, time_ns: int, rates: tuple[float, float]) -> None:
         """Keep the window."""
         self.windows.append(Window(time_ns / 1e9, *rates))
 
     def on_finish(self, result: SimResult) -> None:
-        """Build the results."""
-        self.results = Results(finished_records(result, self.routing_time_instance_id),
-                               summary_numbers(result, self.fleet), self.windows)
+        """Build the results (records in CSV order: per instance, then completion)."""
+        assert self.fleet is not None  # set when the observers are made
+        records = [r for index in sorted(self.records) for r in self.records[index]]
+        self.results = Results(records, summary_numbers(result, self.fleet), self.windows)
 
 
 def _option_names(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:

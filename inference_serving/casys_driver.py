@@ -69,7 +69,7 @@ class CasysSimulator(Simulator):
         paths["memory"].write_text(json.dumps({"remote_mem": {
             "memory-type": "PER_NODE_MEMORY_EXPANSION", "mem-latency": int(host.latency_ns),
             "mem-bw": int(host.bw_bytes_per_ns), "num-devices": len(self.cluster.nodes)}}))
-        first = max(self.requests[0].arrival, 1)
+        first = max(int(self.requests.arrival[0]), 1)
         duration = min(first, self.counters.interval_ns)
         handler = folder / "event_handler"
         handler.mkdir()
@@ -118,7 +118,9 @@ class CasysSimulator(Simulator):
         loads = {npu: 0 for npu in (*starts, *ends)}
         reported: dict[int, set[int]] = {i.index: set() for i in self.instances}
         waiting_end: dict[int, Path] = {}
-        total, finished, next_arrival, end_ns, iterations = len(self.requests), 0, 0, 0, 0
+        total, finished, end_ns, iterations = len(self.requests), 0, 0, 0
+        pending = iter(self.requests)
+        upcoming = next(pending, None)
         next_log = self.counters.interval_ns
         now = 0
         try:
@@ -140,9 +142,9 @@ class CasysSimulator(Simulator):
                 if finished == total:
                     proc.reply("exit")
                     continue
-                while next_arrival < total and self.requests[next_arrival].arrival <= now:
-                    self.arrive(self.requests[next_arrival])
-                    next_arrival += 1
+                while upcoming is not None and upcoming.arrival <= now:
+                    self.arrive(upcoming)
+                    upcoming = next(pending, None)
                 reply = "pass"
                 if poll.npu in waiting_end:
                     reply = str(waiting_end.pop(poll.npu))
@@ -164,6 +166,5 @@ class CasysSimulator(Simulator):
         if finished != total:
             raise InputError(f"the ASTRA-Sim binary stopped with {total - finished} requests "
                              "unfinished", str(self.binary), "check the binary's output")
-        return self.finish(SimResult(end_ns, iterations, self.counters, self.instances,
-                                     self.requests))
+        return self.finish(SimResult(end_ns, iterations, self.counters, self.instances))
 

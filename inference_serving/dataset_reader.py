@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from array import array
 from pathlib import Path
 
 from inference_serving.request import Request
+from inference_serving.request_table import RequestTable
 from llmsim_core.bounds import ARRIVAL_NS, MAX_STATUS_WINDOWS, TOKENS, checked, checked_int
 from llmsim_core.errors import InputError
 from llmsim_core.strict_json import closest, loads
@@ -35,8 +36,8 @@ def _check_ids(record: dict, key: str, count: int, count_key: str, where: str) -
                          f"make them agree or drop '{key}'")
 
 
-def parse_line(line: bytes, where: str, max_len: int | None = None) -> Request | None:
-    """One request from one trace line (id unset: -1), or None for a blank line."""
+def parse_line(line: bytes, where: str, max_len: int | None = None) -> tuple[int, int, int] | None:
+    """(prompt, output, arrival ns) of one trace line, or None for a blank line."""
     if not line.strip():
         return None
     try:
@@ -44,15 +45,12 @@ def parse_line(line: bytes, where: str, max_len: int | None = None) -> Request |
     except UnicodeDecodeError as exc:
         raise InputError(f"not UTF-8 text (byte 0x{line[exc.start]:02x})", where,
                          "save the dataset as UTF-8") from None
-    request = request_from_record(loads(text, where, "each line must be one JSON object"), -1,
-                                  where, max_len)
-    return request
+    return record_fields(loads(text, where, "each line must be one JSON object"), where, max_len)
 
 
-def request_from_record(record: object, rid: int, where: str,
-                        max_len: int | None = None) -> Request:
-    """A request from one trace record (a dict with input_toks, output_toks, arrival_time_ns,
-    optionally the token id lists), validated like a dataset line."""
+def record_fields(record: object, where: str, max_len: int | None = None) -> tuple[int, int, int]:
+    """(prompt, output, arrival ns) of one trace record (a dict with input_toks, output_toks,
+    arrival_time_ns, optionally the token id lists), validated like a dataset line."""
     if not isinstance(record, dict):
         raise InputError("record is not a JSON object", where, _FIX)
     prompt = checked_int(_field(record, "input_toks", where), TOKENS, "input_toks", where, _FIX)
@@ -66,24 +64,14 @@ def request_from_record(record: object, rid: int, where: str,
                          "shorten the request or serve a model with a longer context")
     _check_ids(record, "input_tok_ids", prompt, "input_toks", where)
     _check_ids(record, "output_tok_ids", output, "output_toks", where)
+    return prompt, output, arrival
+
+
+def request_from_record(record: object, rid: int, where: str,
+                        max_len: int | None = None) -> Request:
+    """A request from one trace record, validated like a dataset line."""
+    prompt, output, arrival = record_fields(record, where, max_len)
     return Request(rid=rid, arrival=arrival, prompt=prompt, output=output)
-
-
-def iter_requests(path: Path, limit: int, max_len: int | None = None) -> Iterator[Request]:
-    """Yield the first `limit` requests of a jsonl trace, line by line (ids = line index)."""
-    if not path.is_file():
-        raise InputError("dataset not found", str(path), "pass an existing .jsonl to --dataset")
-    with path.open("rb") as handle:
-        rid = 0
-        for lineno, line in enumerate(handle, start=1):
-            if rid >= limit:
-                return
-            request = parse_line(line, f"{path}:{lineno}", max_len)
-            if request is None:
-                continue
-            request.rid = rid
-            yield request
-            rid += 1
 
 
 def trace_has_more(path: Path, count: int) -> bool:
@@ -99,18 +87,30 @@ def trace_has_more(path: Path, count: int) -> bool:
 
 
 def load_requests(path: Path, limit: int, max_len: int | None = None,
-                  interval_ns: int | None = None) -> tuple[list[Request], bool]:
-    """Read up to `limit` requests, sorted stably by arrival; also say if the file was unsorted.
+                  interval_ns: int | None = None) -> tuple[RequestTable, bool]:
+    """Read and check up to `limit` requests (ids = line index among non-blank lines) into a
+    table sorted stably by arrival; also say if the file was unsorted.
 
     `max_len` bounds prompt + output tokens; `interval_ns` (the status window) bounds the
     number of windows the clock steps through before the last arrival.
     """
-    requests = list(iter_requests(path, limit, max_len))
-    if not requests:
+    if not path.is_file():
+        raise InputError("dataset not found", str(path), "pass an existing .jsonl to --dataset")
+    arrival, prompt, output = array("q"), array("q"), array("q")
+    with path.open("rb") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            if len(arrival) >= limit:
+                break
+            fields = parse_line(line, f"{path}:{lineno}", max_len)
+            if fields is not None:
+                prompt.append(fields[0])
+                output.append(fields[1])
+                arrival.append(fields[2])
+    if not arrival:
         raise InputError("dataset has no requests", str(path), "check the file and --num-req")
-    unsorted = sort_by_arrival(requests)
-    check_windows(requests, interval_ns, str(path))
-    return requests, unsorted
+    table, unsorted = RequestTable.from_columns(arrival, prompt, output)
+    check_windows(int(table.arrival[-1]), interval_ns, str(path))
+    return table, unsorted
 
 
 def sort_by_arrival(requests: list[Request]) -> bool:
@@ -121,9 +121,9 @@ def sort_by_arrival(requests: list[Request]) -> bool:
     return unsorted
 
 
-def check_windows(requests: list[Request], interval_ns: int | None, where: str) -> None:
-    """The clock must not step through more status windows than a run can print."""
-    last = requests[-1].arrival
+def check_windows(last: int, interval_ns: int | None, where: str) -> None:
+    """The clock must not step through more status windows than a run can print; `last` is
+    the last arrival (ns)."""
     if interval_ns is not None and last / interval_ns > MAX_STATUS_WINDOWS:
         raise InputError(f"the last arrival ({last} ns) lies {last // interval_ns} status windows "
                          f"into the run (at most {MAX_STATUS_WINDOWS}, each printed, or the run "

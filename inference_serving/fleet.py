@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from inference_serving.gap_samples import GapSamples
+from inference_serving.metrics import InstanceStats, LatencyStats, latency_stats
 from inference_serving.observers import Observer
 
 if TYPE_CHECKING:  # options.py imports Slo; keep this module free of the serving stack
@@ -53,15 +55,20 @@ def spread_ms(samples_ns: array) -> dict[str, float] | None:
 
 class FleetSamples(Observer):
     """Collects every finished request's TTFT, TPOT, ITL gaps, end-to-end latency and queueing
-    delay (ns), and counts the requests that meet the SLO.
+    delay (ns) and the instance that finished it, and counts the requests that meet the SLO.
 
-    TPOT is sampled only for requests with more than one output token (it is undefined
-    otherwise), as vLLM's serving benchmark does.
+    A few bytes per request: the per-request numbers are int64 arrays and the ITL gaps a
+    `GapSamples` (bounded). TPOT is sampled only for requests with more than one output token
+    (it is undefined otherwise), as vLLM's serving benchmark does; the per-instance summary
+    counts the others as 0, as the existing simulator does.
     """
 
     def __init__(self, slo: Slo | None = None) -> None:
         self.slo = slo or Slo()
-        self.samples = {name: array("q") for name in METRICS}
+        self.samples = {name: array("q") for name in METRICS if name != "itl"}
+        self.itl = GapSamples()
+        self.instance = array("h")  # the finishing instance of each request
+        self.multi = array("b")  # 1 when the request has a TPOT sample
         self.requests = 0
         self.met = 0
 
@@ -69,26 +76,41 @@ class FleetSamples(Observer):
                      finished: list[Request]) -> None:
         """Record the requests `batch` finished."""
         for request in finished:
-            self.add(request)
+            self.add(request, inst.index)
 
-    def add(self, request: Request) -> None:
-        """Record one finished request."""
+    def add(self, request: Request, instance: int = 0) -> None:
+        """Record one request that finished on `instance`."""
         s = self.samples
         self.requests += 1
-        s["ttft"].append(request.ttft)
-        if request.output > 1:
+        self.instance.append(instance)
+        s["ttft"].append(request.first_token - request.arrival)
+        multi = request.output > 1
+        self.multi.append(multi)
+        if multi:
             s["tpot"].append(request.tpot)
-        s["itl"].extend(request.itl)
-        s["e2e"].append(request.latency)
+        self.itl.add(instance, request.itl)
+        s["e2e"].append(request.end - request.arrival)
         s["queueing"].append(request.first_scheduled - request.arrival)
         if self.slo.active and self.slo.met(request):
             self.met += 1
+
+    def instance_stats(self, instance: int) -> InstanceStats:
+        """TTFT / TPOT / ITL statistics of the requests `instance` finished (TPOT 0 for
+        one-token outputs)."""
+        mine = np.frombuffer(self.instance, dtype=np.int16) == instance
+        ttft = np.frombuffer(self.samples["ttft"], dtype=np.int64)[mine]
+        multi = np.frombuffer(self.multi, dtype=np.int8).astype(bool)
+        tpot = np.zeros(self.requests, np.int64)
+        tpot[multi] = np.frombuffer(self.samples["tpot"], dtype=np.int64)
+        itl = self.itl.instance_ms(instance)
+        return InstanceStats(latency_stats(ttft), latency_stats(tpot[mine]),
+                             None if itl is None else LatencyStats(*itl))
 
     def numbers(self, seconds: float) -> dict:
         """The fleet block of the summary; `seconds` is the simulated duration."""
         out: dict = {"requests": self.requests}
         for name in METRICS:
-            out[name] = spread_ms(self.samples[name])
+            out[name] = self._itl_spread() if name == "itl" else spread_ms(self.samples[name])
         slo = self.slo
         out["slo"] = {"ttft_ms": slo.ttft_ms, "tpot_ms": slo.tpot_ms, "e2e_ms": slo.e2e_ms} \
             if slo.active else None
@@ -98,3 +120,11 @@ class FleetSamples(Observer):
         else:
             out["slo_attainment_pct"] = out["goodput_req_s"] = None
         return out
+
+    def _itl_spread(self) -> dict[str, float] | None:
+        quantiles = tuple(q for _, q in PERCENTILES if q is not None)
+        spread = self.itl.fleet_ms(quantiles)
+        if spread is None:
+            return None
+        mean, values = spread
+        return dict(zip((key for key, _ in PERCENTILES), (mean, *values), strict=True))

@@ -11,7 +11,6 @@ from inference_serving.kv_cache import KVCacheManager
 from inference_serving.memory_model import KvBudget
 from inference_serving.plan_builder import PlanBuilder
 from inference_serving.pricers import Pricer
-from inference_serving.request import Request
 from inference_serving.scheduler.base import Batch, Scheduler
 from llmsim_core.model_config import ModelConfig
 
@@ -29,7 +28,7 @@ class Instance:
     fabric: InstanceFabric
     pricer: Pricer | None = None
     in_flight: list[Batch] = field(default_factory=list)
-    completed: list[Request] = field(default_factory=list)
+    completed: int = 0  # requests finished here (their numbers live in the fleet samples)
     stage_free: list[int] = field(default_factory=lambda: [0])
 
     def pipeline(self, batch: Batch, now: int) -> tuple[int, int, list[IterationCost]]:

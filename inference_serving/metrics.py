@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
-from itertools import chain
 
 import numpy as np
 
-from inference_serving.request import Request
 from inference_serving.scheduler.base import Batch
 
 
@@ -37,17 +36,6 @@ class InstanceStats:
     itl: LatencyStats | None
 
 
-def instance_stats(completed: list[Request]) -> InstanceStats:
-    """Per-instance statistics (ITL samples pooled over requests)."""
-    gaps = sum(len(r.itl) for r in completed)
-    return InstanceStats(
-        ttft=latency_stats(np.fromiter((r.ttft for r in completed), np.int64, len(completed))),
-        tpot=latency_stats(np.fromiter((r.tpot for r in completed), np.int64, len(completed))),
-        itl=latency_stats(np.fromiter(chain.from_iterable(r.itl for r in completed), np.int64,
-                                      gaps)),
-    )
-
-
 @dataclass(slots=True)
 class TokenCounters:
     """Prompt and generated tokens, counted when the iteration producing them completes."""
@@ -57,7 +45,8 @@ class TokenCounters:
     window_generated: int = 0
     total_prompt: int = 0
     total_generated: int = 0
-    windows: list[tuple[float, float]] = field(default_factory=list)
+    # (prompt, generation) rates of every closed window, flattened: 16 bytes a window.
+    windows: array = field(default_factory=lambda: array("d"))
 
     def on_batch_done(self, batch: Batch) -> None:
         """Count a finished iteration's first tokens (with their prompts) and decode tokens."""
@@ -71,7 +60,13 @@ class TokenCounters:
         """End the current window; return (prompt, generation) rates in tokens/s."""
         seconds = self.interval_ns / 1e9
         rates = (round(self.window_prompt / seconds, 1), round(self.window_generated / seconds, 1))
-        self.windows.append(rates)
+        self.windows.extend(rates)
         self.window_prompt = 0
         self.window_generated = 0
         return rates
+
+    def windows_text(self) -> str:
+        """The closed windows' rates as the printed list of (prompt, generation) pairs."""
+        rates = self.windows.tolist()
+        return "[" + ", ".join(f"({p!r}, {g!r})" for p, g in zip(rates[::2], rates[1::2],
+                                                                  strict=True)) + "]"

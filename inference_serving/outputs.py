@@ -4,11 +4,14 @@ each written atomically when the run completes."""
 from __future__ import annotations
 
 import csv
+import io
 import json
+import shutil
 import tempfile
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from inference_serving.fleet import FleetSamples
 from inference_serving.instance import Instance
@@ -17,8 +20,9 @@ from inference_serving.report import summary_numbers
 from inference_serving.request import Request
 from inference_serving.scheduler.base import Batch
 from inference_serving.simulator import SimResult
-from llmsim_core.atomic_write import write_atomic
+from llmsim_core.atomic_write import atomic_writer, write_atomic
 
+COPY_CHUNK = 1 << 20
 CSV_COLUMNS = ("instance id", "request id", "model", "input", "output", "arrival", "end_time",
                "latency", "queuing_delay", "TTFT", "TPOT", "ITL")
 
@@ -53,26 +57,31 @@ class RequestRecord:
 
     def csv_row(self) -> tuple:
         """The CSV cells, ITL as a bracketed list."""
-        # Not dataclasses.astuple: it deep-copies the inter-token list of every row.
         return (self.instance_id, self.request_id, self.model, self.input, self.output,
                 self.arrival, self.end_time, self.latency, self.queuing_delay, self.ttft,
-                self.tpot, "[" + ", ".join(map(str, self.itl)) + "]")
+                self.tpot, str(list(self.itl)))
 
 
-def finished_records(result: SimResult, routing_time_instance_id: bool) -> list[RequestRecord]:
-    """Every finished request's record in CSV order: per completing instance, then completion."""
-    return [RequestRecord.of(r, inst.model.name, routing_time_instance_id)
-            for inst in result.instances for r in inst.completed]
+def csv_cell(text: str) -> str:
+    """`text` as one CSV cell (quoted when the csv module would quote it)."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerow([text])
+    return out.getvalue()[:-1]
 
 
 class RequestCsv(Observer):
-    """Streams each finished request's row to a per-instance spool file, then writes the CSV
-    atomically (instances in order, each in completion order)."""
+    """Streams each finished request's row to a per-instance spool file as it finishes, then
+    writes the CSV atomically (instances in order, each in completion order).
+
+    Rows are formatted here rather than through `csv.writer`: every cell is an integer but the
+    model name (quoted once per instance) and the ITL list, whose `[a, b]` form holds the
+    delimiter whenever it has two or more gaps (then quoted, as the csv module does).
+    """
 
     def __init__(self, path: Path, routing_time_instance_id: bool = False) -> None:
         self.path = path
         self.routing_time_instance_id = routing_time_instance_id
-        self.spools: dict[int, tuple[TextIO, Any]] = {}
+        self.spools: dict[int, tuple[TextIO, str]] = {}
 
     def on_batch_end(self, inst: Instance, batch: Batch, end_ns: int,
                      finished: list[Request]) -> None:
@@ -82,22 +91,31 @@ class RequestCsv(Observer):
         spool = self.spools.get(inst.index)
         if spool is None:
             handle = tempfile.TemporaryFile("w+", newline="")
-            spool = self.spools[inst.index] = (handle, csv.writer(handle, lineterminator="\n"))
-        writer = spool[1]
+            spool = self.spools[inst.index] = (handle, csv_cell(inst.model.name))
+        handle, model = spool
+        routed = self.routing_time_instance_id
+        lines = []
         for r in finished:
-            writer.writerow(RequestRecord.of(r, inst.model.name,
-                                             self.routing_time_instance_id).csv_row())
+            itl = str(r.itl.tolist())
+            if len(r.itl) > 1:
+                itl = f'"{itl}"'
+            arrival = r.arrival
+            lines.append(f"{r.routed_instance if routed else r.instance},{r.rid},{model},"
+                         f"{r.prompt},{r.prompt + r.output},{arrival},{r.end},{r.end - arrival},"
+                         f"{r.first_scheduled - arrival},{r.first_token - arrival},{r.tpot},"
+                         f"{itl}\n")
+        handle.write("".join(lines))
 
     def on_finish(self, result: SimResult) -> None:
-        """Join the spools under the header and write the file."""
-        parts = [",".join(CSV_COLUMNS) + "\n"]
-        for index in sorted(self.spools):
-            handle = self.spools[index][0]
-            handle.seek(0)
-            parts.append(handle.read())
-            handle.close()
+        """Copy the spools under the header into the file."""
+        with atomic_writer(self.path) as out:
+            out.write(",".join(CSV_COLUMNS) + "\n")
+            for index in sorted(self.spools):
+                handle = self.spools[index][0]
+                handle.seek(0)
+                shutil.copyfileobj(handle, out, COPY_CHUNK)
+                handle.close()
         self.spools.clear()
-        write_atomic(self.path, "".join(parts))
 
 
 class ThroughputCsv(Observer):
@@ -106,11 +124,11 @@ class ThroughputCsv(Observer):
     def __init__(self, path: Path, interval_s: float) -> None:
         self.path = path
         self.interval_s = interval_s
-        self.windows: list[tuple[float, float]] = []
+        self.windows = array("d")  # (prompt, generation) pairs, flattened
 
     def on_window(self, time_ns: int, rates: tuple[float, float]) -> None:
         """Keep the window's rates."""
-        self.windows.append(rates)
+        self.windows.extend(rates)
 
     def on_finish(self, result: SimResult) -> None:
         """Write the series."""
@@ -118,9 +136,9 @@ class ThroughputCsv(Observer):
 
 
 class MetricsJson(Observer):
-    """The summary's figures as JSON (with the fleet block when `fleet` is given)."""
+    """The summary's figures as JSON, with the fleet block."""
 
-    def __init__(self, path: Path, fleet: FleetSamples | None = None) -> None:
+    def __init__(self, path: Path, fleet: FleetSamples) -> None:
         self.path = path
         self.fleet = fleet
 
@@ -129,10 +147,12 @@ class MetricsJson(Observer):
         write_atomic(self.path, metrics_json(summary_numbers(result, self.fleet)))
 
 
-def throughput_csv(interval_s: float, windows: list[tuple[float, float]]) -> str:
-    """Throughput time series: one row per periodic window, rates in tokens/s."""
+def throughput_csv(interval_s: float, windows: array) -> str:
+    """Throughput time series: one row per periodic window (`windows` holds the (prompt,
+    generation) rates in tokens/s, flattened)."""
     lines = ["time_s,prompt_tok_s,generation_tok_s"]
-    for k, (prompt, gen) in enumerate(windows, start=1):
+    rates = windows.tolist()
+    for k, (prompt, gen) in enumerate(zip(rates[::2], rates[1::2], strict=True), start=1):
         lines.append(f"{k * interval_s:g},{prompt},{gen}")
     return "\n".join(lines) + "\n"
 

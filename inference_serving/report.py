@@ -8,7 +8,7 @@ import time
 
 from inference_serving.fleet import FleetSamples
 from inference_serving.instance import Instance
-from inference_serving.metrics import InstanceStats, LatencyStats, instance_stats
+from inference_serving.metrics import InstanceStats, LatencyStats
 from inference_serving.observers import Observer
 from inference_serving.request import Request
 from inference_serving.scheduler.base import Batch
@@ -72,12 +72,12 @@ def _instance_section(index: int, stats: InstanceStats) -> list[str]:
             BAR]
 
 
-def served_stats(inst: Instance) -> InstanceStats:
+def served_stats(inst: Instance, fleet: FleetSamples) -> InstanceStats:
     """An instance's statistics; a P/D prefill instance reports none, as the existing simulator
     prints (formats.md §6.4), even when one-token requests finished on it."""
     if inst.spec.pd_type == "prefill":
         return InstanceStats(None, None, None)
-    return instance_stats(inst.completed)
+    return fleet.instance_stats(inst.index)
 
 
 FLEET_ROWS = (("TTFT", "ttft"), ("TPOT", "tpot"), ("ITL", "itl"), ("E2E latency", "e2e"),
@@ -113,21 +113,21 @@ def _clock(seconds: float) -> str:
     return f"{int(hours)}h {int(minutes)}m {secs:.3f}s"
 
 
-def summary_numbers(result: SimResult, fleet: FleetSamples | None = None,
+def summary_numbers(result: SimResult, fleet: FleetSamples,
                     stats: dict[int, InstanceStats] | None = None) -> dict:
-    """The summary's figures, also used for --metrics-json; `fleet` adds the pooled block;
+    """The summary's figures, also used for --metrics-json, with the pooled fleet block;
     `stats` are the instances' statistics when the caller has them already."""
     # Under P/D a one-token request completes on its prefill instance; it still counts.
-    served = [r for inst in result.instances for r in inst.completed]
+    served = sum(inst.completed for inst in result.instances)
     seconds = result.end_ns / 1e9 if result.end_ns else 1.0
     c = result.counters
     numbers = {
-        "total_requests": len(served),
+        "total_requests": served,
         "total_clocks_ns": result.end_ns,
         "total_latency_s": round(result.end_ns / 1e9, 3),
         "total_input_tokens": c.total_prompt,
         "total_generated_tokens": c.total_generated,
-        "request_throughput_req_s": len(served) / seconds,
+        "request_throughput_req_s": served / seconds,
         "prompt_throughput_tok_s": c.total_prompt / seconds,
         "generation_throughput_tok_s": c.total_generated / seconds,
         "total_token_throughput_tok_s": (c.total_prompt + c.total_generated) / seconds,
@@ -135,22 +135,21 @@ def summary_numbers(result: SimResult, fleet: FleetSamples | None = None,
         "instances": {},
     }
     for inst in result.instances:
-        own = stats[inst.index] if stats is not None else served_stats(inst)
+        own = stats[inst.index] if stats is not None else served_stats(inst, fleet)
         numbers["instances"][str(inst.index)] = {
             name: None if s is None else {"mean_ms": s.mean, "median_ms": s.median,
                                           "p99_ms": s.p99}
             for name, s in (("ttft", own.ttft), ("tpot", own.tpot), ("itl", own.itl))
         }
-        numbers["instances"][str(inst.index)]["completed"] = len(inst.completed)
-    if fleet is not None:
-        numbers["fleet"] = fleet.numbers(seconds)
+        numbers["instances"][str(inst.index)]["completed"] = inst.completed
+    numbers["fleet"] = fleet.numbers(seconds)
     return numbers
 
 
 def final_summary(result: SimResult, wall_s: float, interval_s: float,
-                  output: str | None, fleet: FleetSamples | None = None) -> str:
-    """The end-of-run summary (formats.md §6.4), then the fleet block when `fleet` is given."""
-    stats = {inst.index: served_stats(inst) for inst in result.instances}
+                  output: str | None, fleet: FleetSamples) -> str:
+    """The end-of-run summary (formats.md §6.4), then the fleet block."""
+    stats = {inst.index: served_stats(inst, fleet) for inst in result.instances}
     n = summary_numbers(result, fleet, stats)
     lines = [BAR, "▶ Simulation results...", "", f"Total simulation time: {_clock(wall_s)}", BAR,
              "Throughput Results".center(80), BAR,
@@ -165,12 +164,11 @@ def final_summary(result: SimResult, wall_s: float, interval_s: float,
                    f"{n['generation_throughput_tok_s']:.2f}"),
              _line("Total token throughput (tok/s):",
                    f"{n['total_token_throughput_tok_s']:.2f}"),
-             f"Throughput per {float(interval_s)} sec: {result.counters.windows}",
+             f"Throughput per {float(interval_s)} sec: {result.counters.windows_text()}",
              BAR]
     for inst in result.instances:
         lines += _instance_section(inst.index, stats[inst.index])
-    if fleet is not None:
-        lines += _fleet_section(n["fleet"])
+    lines += _fleet_section(n["fleet"])
     if output:
         lines.append(f"Saving each request's information to output file: {output}")
     return "\n".join(lines)
@@ -192,8 +190,7 @@ class PeriodicBlocks(Observer):
 class FinalSummary(Observer):
     """Prints the end-of-run summary on stdout; wall time counts from construction."""
 
-    def __init__(self, interval_s: float, output: str | None,
-                 fleet: FleetSamples | None = None) -> None:
+    def __init__(self, interval_s: float, output: str | None, fleet: FleetSamples) -> None:
         self.interval_s = interval_s
         self.output = output
         self.fleet = fleet

@@ -18,6 +18,7 @@ from inference_serving.outputs import MetricsJson, RequestCsv, ThroughputCsv
 from inference_serving.plots import PlotData
 from inference_serving.report import FinalSummary, PeriodicBlocks, ProgressLine
 from inference_serving.request import Request
+from inference_serving.request_table import RequestTable
 from inference_serving.router import make_router
 from inference_serving.run_header import run_header
 from inference_serving.scheduler.base import Batch
@@ -101,7 +102,7 @@ def execute(options: RunOptions, cluster: ClusterConfig, log: SimLogger,
         if options.dataset is None:
             raise InputError("no requests given", "dataset", "pass a dataset or requests")
         limit = options.num_req or sys.maxsize
-        requests, unsorted = load_requests(options.dataset, limit, max_len, interval_ns)
+        table, unsorted = load_requests(options.dataset, limit, max_len, interval_ns)
         if options.num_req and trace_has_more(options.dataset, options.num_req):
             note(f"note: --num-req {options.num_req} loads the first {options.num_req} "
                  f"requests of {options.dataset}; pass --num-req all for the whole trace")
@@ -113,15 +114,16 @@ def execute(options: RunOptions, cluster: ClusterConfig, log: SimLogger,
         if too_long:
             raise InputError(f"request {too_long[0]} is longer than the model's maximum length "
                              f"{max_len}", "requests", "shorten it or serve a longer-context model")
-        check_windows(requests, interval_ns, "requests")
+        check_windows(requests[-1].arrival, interval_ns, "requests")
+        table = RequestTable.of(requests)
     router = make_router(options.request_routing_policy, options.seed, options.custom_router)
     fleet = FleetSamples(options.slo)
-    observers = [fleet, *observers_for(instances, len(requests), fleet)]
+    observers = [fleet, *observers_for(instances, len(table), fleet)]
     if options.export_chakra is not None:
         exporter = ChakraExporter(len(cluster.nodes), options.export_chakra,
                                   options.chakra_dialect)
         observers.insert(0, ChakraExport(exporter))
-    sim_args = (instances, requests, router, interval_ns, log, observers,
+    sim_args = (instances, table, router, interval_ns, log, observers,
                 options.check_invariants, options.compat.idle_poll_ns)
     if options.astra_sim_bin and options.astra_sim_dialect == "casys":
         sim = CasysSimulator(*sim_args, cluster=cluster, binary=options.astra_sim_bin)

@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from inference_serving.instance import Instance
-from inference_serving.invariants import check_final, check_instance
+from inference_serving.invariants import check_finished, check_instance
 from inference_serving.metrics import TokenCounters
 from inference_serving.observers import Observer, hooks
 from inference_serving.request import Request
+from inference_serving.request_table import RequestTable
 from inference_serving.router import RoundRobinRouter, Router
 from inference_serving.scheduler.base import Batch
 from inference_serving.sim_log import SimLogger
@@ -30,13 +31,16 @@ class SimResult:
     iterations: int
     counters: TokenCounters
     instances: list[Instance]
-    requests: list[Request]
 
 
 class Simulator:
-    """Runs requests through the instances until every request has finished."""
+    """Runs requests through the instances until every request has finished.
 
-    def __init__(self, instances: list[Instance], requests: list[Request], router: Router,
+    Requests are made from the table as they arrive and dropped by the simulator once they
+    finish (observers get them at that moment), so memory follows the requests in flight.
+    """
+
+    def __init__(self, instances: list[Instance], requests: RequestTable, router: Router,
                  interval_ns: int, log: SimLogger, observers: Sequence[Observer] = (),
                  check_invariants: bool = False, idle_poll_ns: int = 0) -> None:
         self.instances = instances
@@ -71,15 +75,19 @@ class Simulator:
 
     def validate_fit(self) -> None:
         """Every request must fit in the KV pool of any instance it can be routed to."""
-        for request in self.requests:
-            tokens = request.prompt + request.output - 1
-            for inst in (*self.candidates, *self.decoders):
-                need = inst.kv.blocks_for(tokens)
-                if need > inst.kv.num_blocks:
-                    raise InputError(
-                        f"request {request.rid} needs {need} KV blocks ({tokens} tokens) but "
-                        f"instance {inst.index} holds only {inst.kv.num_blocks}", "dataset",
-                        "use more NPU memory, more NPUs or shorter requests")
+        targets = (*self.candidates, *self.decoders)
+        table = self.requests
+        first = table.first_longer_than(min(i.kv.num_blocks * i.kv.block_size for i in targets))
+        if first is None:
+            return
+        tokens = int(table.prompt[first] + table.output[first] - 1)
+        for inst in targets:
+            need = inst.kv.blocks_for(tokens)
+            if need > inst.kv.num_blocks:
+                raise InputError(
+                    f"request {int(table.rid[first])} needs {need} KV blocks ({tokens} tokens) "
+                    f"but instance {inst.index} holds only {inst.kv.num_blocks}", "dataset",
+                    "use more NPU memory, more NPUs or shorter requests")
 
     def run(self) -> SimResult:
         """Simulate to completion and return the final state."""
@@ -88,12 +96,13 @@ class Simulator:
         finished = 0
         iterations = 0
         end_ns = 0
-        next_arrival = 0
         dirty: set[int] = set()
-        self._push(self.requests[0].arrival, ARRIVAL, None)
+        pending = iter(self.requests)
+        upcoming = next(pending)
+        self._push(upcoming.arrival, ARRIVAL, upcoming)
         self._push(self.counters.interval_ns, LOG, None)
         # The existing simulator's first poll: min(first arrival (at least 1 ns), log interval).
-        self.idle_since = min(max(self.requests[0].arrival, 1), self.counters.interval_ns)
+        self.idle_since = min(max(upcoming.arrival, 1), self.counters.interval_ns)
         heap = self._heap
         while heap:
             time, kind, _, payload = heapq.heappop(heap)
@@ -107,15 +116,15 @@ class Simulator:
             elif kind == WAKE:
                 dirty.add(payload)
             elif kind == ARRIVAL:
-                index = self.arrive(self.requests[next_arrival])
+                index = self.arrive(payload)
                 poll = self._poll_instant(time)
                 if poll > time:
                     self._push(poll, WAKE, index)
                 else:
                     dirty.add(index)
-                next_arrival += 1
-                if next_arrival < total:
-                    self._push(self.requests[next_arrival].arrival, ARRIVAL, None)
+                upcoming = next(pending, None)
+                if upcoming is not None:
+                    self._push(upcoming.arrival, ARRIVAL, upcoming)
             elif finished < total:
                 self.on_window(time, self.counters.close_window())
                 self._push(time + self.counters.interval_ns, LOG, None)
@@ -127,10 +136,7 @@ class Simulator:
                 self.stalled(time)  # only the next status tick is left: nothing can move
         if finished != total:
             raise RuntimeError(f"simulation stalled with {total - finished} unfinished requests")
-        if self.check:
-            check_final(self.requests)
-        return self.finish(SimResult(end_ns, iterations, self.counters, self.instances,
-                                     self.requests))
+        return self.finish(SimResult(end_ns, iterations, self.counters, self.instances))
 
     def stalled(self, time: int) -> None:
         """Stop a run in which requests remain but no instance can schedule any of them."""
@@ -176,9 +182,11 @@ class Simulator:
         inst.in_flight.remove(batch)
         done = inst.scheduler.update(batch, time)
         self.counters.on_batch_done(batch)
-        inst.completed.extend(done)
+        inst.completed += len(done)
         if self.check:
             check_instance(inst)
+            for request in done:
+                check_finished(request)
         if self._request:
             for request in batch.prompt_done:
                 self.publish("first_token", request, time, inst.index)

@@ -103,6 +103,7 @@ def test_decode_never_starts_before_the_transfer_and_every_request_finishes_once
     from inference_serving.builder import build_instances
     from inference_serving.cluster_config import load_cluster_config
     from inference_serving.dataset_reader import load_requests
+    from inference_serving.observers import Observer
     from inference_serving.options import RunOptions
     from inference_serving.router import make_router
     from inference_serving.sim_log import SimLogger
@@ -126,15 +127,25 @@ def test_decode_never_starts_before_the_transfer_and_every_request_finishes_once
         return batch
 
     decoder.schedule = checked
-    sim = Simulator(instances, requests, make_router("RR", 42), 10**9, SimLogger(),
+
+    class Finished(Observer):
+        def __init__(self) -> None:
+            self.on: dict[int, list] = {0: [], 1: []}
+
+        def on_batch_end(self, inst, batch, end_ns, finished) -> None:
+            self.on[inst.index].extend(finished)
+
+    seen = Finished()
+    sim = Simulator(instances, requests, make_router("RR", 42), 10**9, SimLogger(), [seen],
                     check_invariants=True)
     result = sim.run()
     # A one-token request is complete when its prompt is: it never leaves the prefill side.
-    assert all(r.output == 1 for r in instances[0].completed)
-    done = instances[0].completed + instances[1].completed
+    assert all(r.output == 1 for r in seen.on[0])
+    assert [inst.completed for inst in instances] == [len(seen.on[0]), len(seen.on[1])]
+    done = seen.on[0] + seen.on[1]
     assert sorted(r.rid for r in done) == list(range(40))
-    assert all(r.instance == (0 if r.output == 1 else 1) for r in requests)
-    assert result.counters.total_generated == sum(r.output for r in requests)
+    assert all(r.instance == (0 if r.output == 1 else 1) for r in done)
+    assert result.counters.total_generated == int(requests.output.sum())
 
 
 def test_pd_overheads_are_instance_keys_shown_in_the_run_header(tmp_path):

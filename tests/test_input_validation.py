@@ -11,7 +11,7 @@ import pytest
 
 from inference_serving.cli import main
 from inference_serving.cluster_config import cluster_from_dict, load_cluster_config
-from inference_serving.dataset_reader import iter_requests, load_requests
+from inference_serving.dataset_reader import load_requests
 from llm_profile.calibrate import check_calibration
 from llm_profile.hardware_catalog import _load as load_catalogue_file
 from llmsim_core.bounds import BANDWIDTH, TOKENS, checked
@@ -432,16 +432,16 @@ def _traces() -> list[Path]:
 @pytest.mark.parametrize("path", _traces(), ids=lambda p: p.name)
 def test_every_shipped_and_reference_trace_is_accepted(path):
     # The longest context any shipped model offers; the first 300 lines keep this fast.
-    requests = list(iter_requests(path, 300, max_len=131072))
-    assert requests and all(r.prompt >= 1 and r.output >= 1 for r in requests)
-    assert [r.rid for r in requests] == list(range(len(requests)))
+    table, _ = load_requests(path, 300, max_len=131072)
+    assert len(table) and (table.prompt >= 1).all() and (table.output >= 1).all()
+    assert sorted(table.rid.tolist()) == list(range(len(table)))
 
 
 def test_load_requests_accepts_a_trace_right_at_the_window_limit(tmp_path):
     path = tmp_path / "t.jsonl"
     path.write_text(json.dumps({**GOOD, "arrival_time_ns": 2_000_000 * 500_000_000}) + "\n")
     requests, _ = load_requests(path, 10, max_len=12, interval_ns=500_000_000)
-    assert requests[0].arrival == 10**15
+    assert requests.arrival.tolist() == [10**15]
     with pytest.raises(InputError, match="status windows"):
         load_requests(path, 10, interval_ns=499_999_999)
     with pytest.raises(InputError, match="maximum length 11"):
