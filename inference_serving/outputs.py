@@ -96,7 +96,7 @@ class RequestCsv(Observer):
         routed = self.routing_time_instance_id
         lines = []
         for r in finished:
-            itl = str(r.itl.tolist())
+            itl = str(r.itl)
             if len(r.itl) > 1:
                 itl = f'"{itl}"'
             arrival = r.arrival

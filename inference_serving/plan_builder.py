@@ -76,6 +76,8 @@ def stage_layers(layers: int, stages: int) -> list[int]:
 
 def attention_batch(batch: Batch) -> AttentionBatch:
     """What attention sees: prefill chunks on their prior KV, decode context lengths."""
+    if all(batch.decode):  # the common all-decode iteration, in one pass
+        return AttentionBatch((), (), tuple([r.num_tokens for r in batch.requests]))
     prefill_q: list[int] = []
     prefill_kv: list[int] = []
     decode_lens: list[int] = []

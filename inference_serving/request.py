@@ -1,8 +1,7 @@
-"""A request and its per-token bookkeeping (plain ints, no per-token objects)."""
+"""A request and its per-token bookkeeping."""
 
 from __future__ import annotations
 
-from array import array
 from dataclasses import dataclass, field
 
 
@@ -31,8 +30,9 @@ class Request:
     first_token: int = -1
     last_token: int = -1
     end: int = -1
-    # Compact int64 storage: a long trace holds millions of inter-token gaps.
-    itl: array = field(default_factory=lambda: array("q"))
+    # A plain list: only requests in flight hold their gaps (a finished request's go to the
+    # CSV and the fleet samples), and list appends are the cheapest per token.
+    itl: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.num_tokens = self.prompt
