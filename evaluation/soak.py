@@ -3,8 +3,10 @@
 For each size (default 10^4 and 10^5 requests; `--sizes 10000,100000,1000000` adds a million)
 and each cluster (one A6000 instance, and the dual-node four-instance config), a trace is
 generated at a rate that keeps the cluster busy but stable, and `main.py` runs it in a fresh
-process with its per-request CSV written. The table gives wall seconds, requests per second and
-the process's peak RSS, so a memory that grows with the trace shows as a growing last column.
+process with its per-request CSV written. The table gives wall seconds, the process's CPU
+seconds (user + system: steadier than wall time on a shared machine), requests per second of
+wall time and the process's peak RSS, so a memory that grows with the trace shows as a growing
+last column.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ CLUSTERS = (("single A6000", "cluster_config/single_node_single_instance.json", 
             ("dual node, 4 instances", "cluster_config/dual_node_multi_instance.json", 40.0))
 
 
-def run_one(config: str, trace: Path, size: int, out: Path) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of one run."""
+def run_one(config: str, trace: Path, size: int, out: Path) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds and peak RSS (MiB) of one run."""
     start = time.perf_counter()
     child = subprocess.Popen([sys.executable, "main.py", "--cluster-config", config,
                               "--dataset", str(trace), "--num-req", str(size), "--quiet",
@@ -32,7 +34,7 @@ def run_one(config: str, trace: Path, size: int, out: Path) -> tuple[float, floa
     _, status, usage = os.wait4(child.pid, 0)
     if os.waitstatus_to_exitcode(status):
         raise SystemExit(f"soak run failed: {config}, {size} requests")
-    return time.perf_counter() - start, usage.ru_maxrss / 1024
+    return time.perf_counter() - start, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated request counts (default: %(default)s)")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
-    print(f"{'cluster':<24} {'requests':>9} {'wall s':>8} {'req/s':>8} {'peak MiB':>9}")
+    print(f"{'cluster':<24} {'requests':>9} {'wall s':>8} {'CPU s':>8} {'req/s':>8} "
+          f"{'peak MiB':>9}")
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         for label, config, rate in CLUSTERS:
@@ -52,9 +55,9 @@ def main(argv: list[str] | None = None) -> int:
                                 "--num-req", str(size), "--rate", str(rate), "--no-token-ids",
                                 "--seed", "7"], cwd=REPO, check=True,
                                stdout=subprocess.DEVNULL)
-                wall, peak = run_one(config, trace, size, tmp / "out.csv")
-                print(f"{label:<24} {size:9d} {wall:8.1f} {size / wall:8.0f} {peak:9.1f}",
-                      flush=True)
+                wall, cpu, peak = run_one(config, trace, size, tmp / "out.csv")
+                print(f"{label:<24} {size:9d} {wall:8.1f} {cpu:8.1f} {size / wall:8.0f} "
+                      f"{peak:9.1f}", flush=True)
                 trace.unlink()
     return 0
 

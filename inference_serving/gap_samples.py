@@ -92,10 +92,10 @@ class GapSamples:
         self.folded: dict[int, GapHistogram] | None = None
         self.pending: dict[int, array] = {}
 
-    def add(self, instance: int, gaps: array) -> None:
+    def add(self, instance: int, gaps: list[int]) -> None:
         """Record one finished request's gaps."""
         if self.folded is None:
-            self.raw.extend(gaps)
+            self.raw.fromlist(gaps)
             self.owners.append(instance)
             self.lengths.append(len(gaps))
             if len(self.raw) > RAW_LIMIT:
@@ -104,7 +104,7 @@ class GapSamples:
         buffer = self.pending.get(instance)
         if buffer is None:
             buffer = self.pending[instance] = array("q")
-        buffer.extend(gaps)
+        buffer.fromlist(gaps)
         if len(buffer) > FOLD_EVERY:
             self._fold(instance)
 

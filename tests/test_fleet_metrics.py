@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from array import array
 
 import numpy as np
 import pytest
@@ -25,7 +24,7 @@ def request(rid, arrival, scheduled, first, end, output, itl=()):
     r = Request(rid=rid, arrival=arrival * MS, prompt=8, output=output)
     r.first_scheduled, r.first_token, r.end = scheduled * MS, first * MS, end * MS
     r.generated = output
-    r.itl = array("q", [g * MS for g in itl])
+    r.itl = [g * MS for g in itl]
     return r
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from itertools import islice, repeat
 from typing import ClassVar
 
 from inference_serving.kv_cache import KVCacheManager
@@ -93,7 +94,23 @@ class VllmScheduler:
         running = self.running
         index = 0
         in_flight = self.in_flight
+        plain = not in_flight and not prefill_only
         while index < len(running) and budget > 0:
+            if plain:
+                # Hot path: a run of decodes that need no new block, taken in one go.
+                start = index
+                for request in islice(running, index, index + budget):
+                    num_tokens = request.num_tokens
+                    if num_tokens - request.computed != 1 or not request.prefilled or \
+                            -(-num_tokens // block_size) > request.blocks:
+                        break
+                    index += 1
+                if index > start:
+                    chosen += running[start:index]
+                    tokens += repeat(1, index - start)
+                    decode += repeat(True, index - start)
+                    budget -= index - start
+                    continue
             request = running[index]
             if in_flight and id(request) in in_flight:
                 index += 1  # already in a pipeline stage: not schedulable twice
