@@ -85,7 +85,7 @@ def test_power_runs_write_the_power_series_and_component_energy(tmp_path, capsys
     for tp in (1, 2):
         log = parse_console((tmp_path / f"figure_6/logs/power_output_tp{tp}.txt").read_text())
         power = series.read_tsv(tmp_path / f"figure_6/parsed/power_tp{tp}.tsv")["power_w"]
-        assert power == log.power_w and len(power) > 10
+        assert power == log.power_w and len(power) > 5
         # The first second is idle (the pulse arrives at 1.0 s): the figure-6 idle plateau.
         idle = 387.6 if tp == 1 else 400.6
         assert power[0] == idle and min(power) == idle and max(power) > idle + 250
