@@ -199,8 +199,8 @@ class PowerMeter(Observer):
         """(npu, cpu, dram, link) energy of one stage (J) and the PIM active energy per node."""
         usage = cost.usage()
         busy = usage.devices
-        compute = sum(b.compute_ns for b in busy.values())
-        one_rank = max((b.compute_ns for b in busy.values()), default=0)
+        one_rank = max((b.compute_ns for b in busy.values()), default=0) - usage.overhead_ns
+        compute = sum(b.compute_ns for b in busy.values()) - len(busy) * usage.overhead_ns
         dram_bytes = sum(usage.tier_bytes.values()) - usage.staging_bytes
         dram = dram_bytes * rates.dram_j_per_byte
         for node_busy in self.pim_busy(usage).items():

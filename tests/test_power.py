@@ -325,3 +325,48 @@ def test_bad_power_block_gives_one_error_line_and_exit_2(tmp_path, name):
     assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
     assert needle in lines[0]
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_the_pd_calibration_overhead_is_not_npu_or_cpu_energy():
+    # Two ranks each busy 1 s, of which 0.25 s is the fitted P/D o_proj overhead:
+    # NPU (300 − 33) × 2 × 0.75 = 400.5 J, CPU 175 × 0.2 × 0.75 = 26.25 J.
+    cfg = powered()
+    cfg["nodes"][0]["instances"][0].update(npu_num=2)
+    m, (inst,) = meter(cfg)
+    busy = DeviceBusy(S)
+    m.on_batch_start(inst, None, 0, S, [IterationCost(S, account=lambda: Usage(
+        {0: busy, 1: busy}, overhead_ns=S // 4))])
+    parts = finish(m, S).power.components_j[0]
+    assert parts[1] == pytest.approx(66 + 400.5) and parts[2] == pytest.approx(97.5 + 26.25)
+
+
+def test_plan_usage_counts_ring_volumes_staging_and_the_overhead():
+    from inference_serving.pricers.base import plan_usage
+    from llmsim_core.iteration_plan import (
+        COLLECTIVE,
+        HOST,
+        LOAD,
+        SEND,
+        STORE,
+        IterationPlan,
+        LayerGroup,
+        PlanOp,
+        compute,
+    )
+    fabric = SimpleNamespace(memory_ns=lambda target, n: 0, collective_ns=lambda target, n: 0,
+                             send_ns=lambda target, n: 0, link_name=lambda kind: f"{kind}:0",
+                             spec=SimpleNamespace(first_npu=0))
+    ops = (compute("q_proj", 10, 4), PlanOp(COLLECTIVE, "all_reduce", nbytes=1000,
+                                            target="all_reduce"),
+           PlanOp(COLLECTIVE, "all_to_all", nbytes=1000, target="all_to_all"),
+           compute("pd_overhead", 5, 4), PlanOp(SEND, "kv_send", nbytes=300, target="pd"))
+    plan = IterationPlan(0, 0, 0, 4, 4, 1, (PlanOp(LOAD, "input_load", nbytes=16, target=HOST),
+                                            PlanOp(LOAD, "kv_load", nbytes=100, target=HOST)),
+                         (LayerGroup(0, 2, ops),),
+                         store=PlanOp(STORE, "output_store", nbytes=8, target=HOST))
+    usage = plan_usage(plan, fabric)
+    # Per layer: all-reduce 2 × 3/4 × 1000 + all-to-all 3/4 × 1000; two layers.
+    assert usage.ring_bytes == {"tp:0": 2 * 2250.0, "pd:0": 600.0}
+    assert usage.tier_bytes == {"host:0": 4 * (16 + 100 + 8)}
+    assert usage.staging_bytes == 4 * (16 + 8) and usage.overhead_ns == 10
+    assert usage.devices[0].compute_ns == 30

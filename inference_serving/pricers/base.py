@@ -12,6 +12,8 @@ ALL_REDUCE = "all_reduce"
 # The per-iteration token-id staging through host memory (not DRAM traffic the power model
 # charges, serving.md §11).
 STAGING_OPS = frozenset({"input_load", "output_store"})
+# The fitted P/D o_proj overhead node of `block_ops`: NPU time, but no NPU work (§6.7, §11).
+OVERHEAD_OP = "pd_overhead"
 
 
 class Pricer(Protocol):
@@ -31,7 +33,7 @@ def plan_usage(plan: IterationPlan, fabric: InstanceFabric) -> Usage:
     links: dict[str, int] = {}
     tiers: dict[str, int] = {}
     ring: dict[str, float] = {}
-    staging = 0
+    staging = overhead = 0
     tp = plan.tp
     memory_ops = [*plan.loads, *((plan.store,) if plan.store else ())]
     for op in memory_ops:
@@ -44,6 +46,8 @@ def plan_usage(plan: IterationPlan, fabric: InstanceFabric) -> Usage:
     for op, count in plan.ops():
         if op.kind == COMPUTE:
             busy.compute_ns += count * op.ns
+            if op.name == OVERHEAD_OP:
+                overhead += count * op.ns
         elif op.kind == COLLECTIVE:
             busy.comm_ns += count * fabric.collective_ns(op.target, op.nbytes)
             name = fabric.link_name("tp")
@@ -58,5 +62,6 @@ def plan_usage(plan: IterationPlan, fabric: InstanceFabric) -> Usage:
         links[name] = links.get(name, 0) + tp * op.nbytes
         ring[name] = ring.get(name, 0.0) + op.nbytes
     first = fabric.spec.first_npu + plan.stage * tp
-    return Usage(dict.fromkeys(range(first, first + tp), busy), links, tiers, ring, staging)
+    return Usage(dict.fromkeys(range(first, first + tp), busy), links, tiers, ring, staging,
+                 overhead)
 
