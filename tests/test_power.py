@@ -370,3 +370,15 @@ def test_plan_usage_counts_ring_volumes_staging_and_the_overhead():
     assert usage.tier_bytes == {"host:0": 4 * (16 + 100 + 8)}
     assert usage.staging_bytes == 4 * (16 + 8) and usage.overhead_ns == 10
     assert usage.devices[0].compute_ns == 30
+
+
+def test_api_results_carry_the_power_report():
+    from inference_serving.api import simulate
+    results = simulate(powered(), dataset="dataset/example_trace.jsonl", num_req=4,
+                       log_interval=0.2)
+    power = results.power
+    assert power is not None and power.node_windows_w[0] == power.windows_w
+    assert results.summary["power"]["window_power_w"] == power.windows_w
+    assert len(power.windows_w) == len(results.windows)
+    assert results.summary["power"]["total_energy_kj"] == pytest.approx(power.total_j / 1000)
+    assert simulate(SINGLE, dataset="dataset/example_trace.jsonl", num_req=4).power is None
