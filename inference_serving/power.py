@@ -113,7 +113,7 @@ class PowerReport:
         """The report for --metrics-json and the API's summary."""
         return {"total_energy_kj": self.total_j / 1000,
                 "energy_per_token_j": self.energy_per_token_j,
-                "idle_power_w": self.idle_w,
+                "idle_power_w": round(self.idle_w, 6),
                 "interval_s": self.interval_s,
                 "window_power_w": list(self.windows_w),
                 "nodes": {str(n): {"total_energy_j": sum(parts),
