@@ -83,6 +83,10 @@ def power_meter(options: RunOptions, cluster: ClusterConfig, instances: list[Ins
                     node=node)
     if not enabled:
         return None
+    if options.astra_sim_bin and options.astra_sim_dialect == "casys":
+        log.warning("Power", "the casys ASTRA-Sim driver reports no iteration costs: power "
+                    "counts static and standby energy only (use the analytical backend for "
+                    "NPU, CPU, DRAM and link energy)")
     return PowerMeter(cluster, instances, options.log_interval_s,
                       options.compat.energy_at_schedule, options.check_invariants)
 
