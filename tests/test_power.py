@@ -382,3 +382,24 @@ def test_api_results_carry_the_power_report():
     assert len(power.windows_w) == len(results.windows)
     assert results.summary["power"]["total_energy_kj"] == pytest.approx(power.total_j / 1000)
     assert simulate(SINGLE, dataset="dataset/example_trace.jsonl", num_req=4).power is None
+
+
+@needs_data
+def test_figure_10_gpu_only_energy_matches_the_existing_simulator():
+    config = DATA / "artifact_configs/figure_10/gpu_only_config.json"
+    done = run_main(["--cluster-config", str(config),
+                     "--dataset", str(DATA / "datasets/fixed_in128_out512_req256_rate10.jsonl"),
+                     "--num-req", "256", "--perf-models", str(DATA / "perf_models"), "--quiet",
+                     *FIG6_FLAGS])
+    assert done.returncode == 0, done.stderr
+    ours = parse_console(done.stdout)
+    ref = (DATA / "reference_sim/figure_10/parsed/component_energy.tsv").read_text().splitlines()
+    names = {"Others": "Base Node", "GPU": "NPU", "Memory": "Memory", "CPU": "CPU",
+             "Link": "Link", "NIC": "NIC", "Storage": "Storage"}
+    for row in ref[1:]:
+        name, joules = row.split("\t")[:2]
+        assert ours.energy_j[names[name]] == pytest.approx(float(joules), abs=0.02), name
+    per_token = float((DATA / "reference_sim/figure_10/parsed/energy_per_token.tsv")
+                      .read_text().splitlines()[1].split("\t")[0])
+    line = next(ln for ln in done.stdout.splitlines() if ln.startswith("Energy per generated"))
+    assert float(line.split()[-1]) == pytest.approx(per_token, abs=1e-4)
