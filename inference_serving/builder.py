@@ -11,14 +11,16 @@ from inference_serving.instance import Instance
 from inference_serving.kv_cache import KVCacheManager
 from inference_serving.memory_model import kv_budget
 from inference_serving.options import RunOptions
+from inference_serving.placement import WeightMap
 from inference_serving.plan_builder import DisaggregationRole, PlanBuilder, StoreSizes
 from inference_serving.pricers import PRICERS, Pricer
 from inference_serving.scheduler.base import Scheduler, SchedulerOptions, SchedulerResources
 from inference_serving.scheduler.registry import make_scheduler, scheduler_class
+from inference_serving.weight_loads import WeightLoads
 from llm_profile.factory import is_tpu, make_perf_model
 from llmsim_core.errors import InputError
 from llmsim_core.model_config import ModelConfig, load_model_config
-from llmsim_core.op_templates import dense_template, moe_template
+from llmsim_core.op_templates import OpTemplate, dense_template, moe_template
 
 MIB = 1 << 20
 
@@ -78,6 +80,17 @@ def _disaggregation(cluster: ClusterConfig, spec: InstanceSpec) -> Disaggregatio
     return DisaggregationRole(spec.pd_type, receiver_tp(cluster, spec), **overheads)
 
 
+def _weight_map(spec: InstanceSpec, template: OpTemplate, num_layers: int,
+                where: str) -> WeightMap | None:
+    """The instance's resolved weight placement (None without a placement block)."""
+    if spec.placement is None:
+        return None
+    ops = (*template.pre_ops, *template.compute_block_ops, *template.post_ops,
+           *(("attn",) if "attn" in template.block_ops else ()),
+           *(("expert",) if template.has_experts else ()))
+    return spec.placement.resolve(num_layers, ops, where)
+
+
 def choose_pricer(cluster: ClusterConfig, options: RunOptions,
                   fabrics: dict[int, InstanceFabric]) -> Pricer:
     """The pricer the options name (`external` whenever an ASTRA-Sim binary times the run)."""
@@ -107,8 +120,13 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
             _check_supported(spec, model, where)
             _check_tp(model, spec.tp, where)
             block_size = spec.block_size or options.block_size
+            tpu = is_tpu(spec.hardware)
+            template = moe_template(tpu, spec.tp, options.moe_combine_alltoall,
+                                    model.qk_norm) \
+                if model.is_moe else dense_template(tpu, spec.tp, model.qk_norm)
+            placed = _weight_map(spec, template, model.num_layers, where)
             budget = kv_budget(model, spec.tp, spec.pp, options.fp_bytes, block_size,
-                               spec.npu_mem.size_bytes, spec.mem_util)
+                               spec.npu_mem.size_bytes, spec.mem_util, placed)
             if budget.num_blocks < 1:
                 raise InputError(
                     f"{model.name} does not fit: {budget.weight_bytes / MIB:.2f} MiB of weights "
@@ -117,17 +135,16 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
             perf = make_perf_model(options.perf_models, spec.hardware, model, spec.tp,
                                    options.fp_bits, warn, options.attn_prediction,
                                    options.perf_model, options.custom_perf_model)
-            tpu = is_tpu(spec.hardware)
-            template = moe_template(tpu, spec.tp, options.moe_combine_alltoall,
-                                    model.qk_norm) \
-                if model.is_moe else dense_template(tpu, spec.tp, model.qk_norm)
             plans = PlanBuilder(spec.instance_id, node.node_id, model, perf, template, spec.tp,
                                 options.fp_bytes, spec.pp, _disaggregation(cluster, spec),
                                 StoreSizes(options.compat.hidden_state_output_store,
                                            options.compat.whole_logits_handoff),
                                 expert_router(options.expert_routing_policy,
-                                              options.custom_expert_router), options.seed)
-            fabrics[spec.instance_id] = instance_fabric(cluster, spec, options.network_backend)
+                                              options.custom_expert_router), options.seed,
+                                WeightLoads(model, spec.tp, options.fp_bytes, placed,
+                                            options.local_offloading))
+            fabrics[spec.instance_id] = instance_fabric(cluster, spec, options.network_backend,
+                                                        options.local_offloading)
             kv = KVCacheManager(budget.num_blocks, block_size)
             scheduler = _make_scheduler(options, model, kv, budget.block_bytes, spec,
                                         node.cpu_mem.size_bytes, warn)

@@ -361,10 +361,11 @@ def test_spec_keys_not_modelled_warn_once_each(tmp_path, capsys):
     path = tmp_path / "c.json"
     path.write_text(json.dumps(cfg))
     parsed = load_cluster_config(path)
-    assert parsed.unmodelled == ("power", "pim_config", "placement")
+    assert parsed.unmodelled == ("power", "pim_config")
     assert capsys.readouterr().err.splitlines() == [
         f"warning: {key} in {path} is not modelled in this version; it has no effect"
-        for key in ("power", "pim_config", "placement")]
+        for key in ("power", "pim_config")]
+    assert parsed.instances[1].placement.weights == "cpu"
     assert parsed.cxl_mem.num_devices == 1
     assert parsed.cxl_mem.memory.size_bytes == 512 << 30
 
@@ -420,7 +421,7 @@ def test_every_reference_cluster_config_is_accepted():
     configs = _reference_configs()
     assert len(configs) >= 30
     unmodelled = {key for path in configs for key in load_cluster_config(path).unmodelled}
-    assert unmodelled == {"power", "pim_config", "placement"}
+    assert unmodelled == {"power", "pim_config"}
 
 
 def _traces() -> list[Path]:
