@@ -9,7 +9,7 @@ from inference_serving.expert_router import expert_router
 from inference_serving.fabric import InstanceFabric, instance_fabric, receiver_tp
 from inference_serving.instance import Instance
 from inference_serving.kv_cache import KVCacheManager
-from inference_serving.memory_model import kv_budget
+from inference_serving.memory_model import kv_budget, offloaded_weight_bytes
 from inference_serving.options import RunOptions
 from inference_serving.placement import WeightMap
 from inference_serving.plan_builder import DisaggregationRole, PlanBuilder, StoreSizes
@@ -23,6 +23,7 @@ from llmsim_core.model_config import ModelConfig, load_model_config
 from llmsim_core.op_templates import OpTemplate, dense_template, moe_template
 
 MIB = 1 << 20
+GIB = 1 << 30
 
 
 def _check_supported(spec: InstanceSpec, model: ModelConfig, where: str) -> None:
@@ -91,6 +92,19 @@ def _weight_map(spec: InstanceSpec, template: OpTemplate, num_layers: int,
     return spec.placement.resolve(num_layers, ops, where)
 
 
+def _check_capacity(cluster: ClusterConfig, placed: dict[tuple, int]) -> None:
+    """Weights placed in a node's host memory or in the CXL pool must fit in it."""
+    for (tier, index), nbytes in placed.items():
+        if tier == "cpu":
+            size, where = cluster.nodes[index].cpu_mem.size_bytes, f"nodes[{index}].cpu_mem"
+        else:
+            size, where = cluster.cxl_mem.memory.size_bytes, "cxl_mem"
+        if nbytes > size:
+            raise InputError(f"{nbytes / GIB:.2f} GiB of weights are placed in {where}, which "
+                             f"holds {size / GIB:.2f} GiB", f"key '{where}.mem_size' in "
+                             f"{cluster.path}", "enlarge it or keep more weights on the NPUs")
+
+
 def choose_pricer(cluster: ClusterConfig, options: RunOptions,
                   fabrics: dict[int, InstanceFabric]) -> Pricer:
     """The pricer the options name (`external` whenever an ASTRA-Sim binary times the run)."""
@@ -110,6 +124,7 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
     instances = []
     fabrics: dict[int, InstanceFabric] = {}
     models: dict[str, ModelConfig] = {}
+    placed: dict[tuple, int] = {}  # off-device weight bytes per (tier, node or CXL device)
     for node in cluster.nodes:
         for spec in node.instances:
             where = f"instance {spec.instance_id} (node {node.node_id}) in {cluster.path}"
@@ -124,9 +139,13 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
             template = moe_template(tpu, spec.tp, options.moe_combine_alltoall,
                                     model.qk_norm) \
                 if model.is_moe else dense_template(tpu, spec.tp, model.qk_norm)
-            placed = _weight_map(spec, template, model.num_layers, where)
+            weights = _weight_map(spec, template, model.num_layers, where)
             budget = kv_budget(model, spec.tp, spec.pp, options.fp_bytes, block_size,
-                               spec.npu_mem.size_bytes, spec.mem_util, placed)
+                               spec.npu_mem.size_bytes, spec.mem_util, weights)
+            offloaded = offloaded_weight_bytes(model, spec.tp, options.fp_bytes, weights)
+            for loc, nbytes in offloaded.items():
+                key = ("cpu", node.node_id) if loc == "cpu" else ("cxl", 0)
+                placed[key] = placed.get(key, 0) + nbytes
             if budget.num_blocks < 1:
                 raise InputError(
                     f"{model.name} does not fit: {budget.weight_bytes / MIB:.2f} MiB of weights "
@@ -141,16 +160,18 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
                                            options.compat.whole_logits_handoff),
                                 expert_router(options.expert_routing_policy,
                                               options.custom_expert_router), options.seed,
-                                WeightLoads(model, spec.tp, options.fp_bytes, placed,
+                                WeightLoads(model, spec.tp, options.fp_bytes, weights,
                                             options.local_offloading))
             fabrics[spec.instance_id] = instance_fabric(cluster, spec, options.network_backend,
                                                         options.local_offloading)
             kv = KVCacheManager(budget.num_blocks, block_size)
+            # Weights placed in host memory leave less of it for swapped-out KV.
             scheduler = _make_scheduler(options, model, kv, budget.block_bytes, spec,
-                                        node.cpu_mem.size_bytes, warn)
+                                        node.cpu_mem.size_bytes - offloaded.get("cpu", 0), warn)
             instances.append(Instance(spec=spec, model=model, scheduler=scheduler, kv=kv,
                                       budget=budget, plans=plans,
                                       fabric=fabrics[spec.instance_id]))
+    _check_capacity(cluster, placed)
     pricer = choose_pricer(cluster, options, fabrics)
     for inst in instances:
         inst.pricer = pricer

@@ -72,6 +72,21 @@ def resident_weight_bytes(model: ModelConfig, tp: int, pp: int, fp: int,
     return edge + heaviest
 
 
+def offloaded_weight_bytes(model: ModelConfig, tp: int, fp: int,
+                           weights: WeightMap | None) -> dict[str, int]:
+    """Bytes of the whole instance's weights held in each off-device location."""
+    placed: dict[str, int] = {}
+    if weights is None or not weights.offloaded:
+        return placed
+    for op, nbytes in op_weight_bytes(model, tp, fp).items():
+        blocks = (EDGE_BLOCK,) if op in EDGE_OPS else range(model.num_layers)
+        for block in blocks:
+            loc = weights.of(op, block)
+            if loc != NPU:
+                placed[loc] = placed.get(loc, 0) + tp * nbytes
+    return placed
+
+
 def kv_bytes_per_token(model: ModelConfig, fp: int) -> int:
     """K and V bytes of one token over all layers of the whole instance."""
     return 2 * model.kv_dim * model.num_layers * fp

@@ -44,6 +44,11 @@ def with_placement(placement: object, cxl: dict | None = None, **instance: objec
     return cfg
 
 
+def small_host(cfg: dict) -> dict:
+    cfg["nodes"][0]["cpu_mem"]["mem_size"] = 8
+    return cfg
+
+
 # --- parsing ------------------------------------------------------------------------------
 
 def test_locations_are_case_insensitive_and_rules_resolve_by_priority():
@@ -115,6 +120,12 @@ BAD = {
         {"blocks": [{"blocks": "0", "kv_evict_loc": "cxl:0"}]}, CXL), "only the default's"),
     "bad_kv_loc": (with_placement({"default": {"kv_loc": "gpu"}}), "unknown location 'gpu'"),
     "placement_not_object": (with_placement(["cpu"]), "placement is not a JSON object"),
+    # 16,060,522,496 B of Llama-3.1-8B weights do not fit in an 8 GiB pool or host memory.
+    "weights_exceed_cxl_pool": (with_placement({"default": {"weights": "cxl:0"}},
+                                               {**CXL, "mem_size": 8}),
+                                "14.96 GiB of weights are placed in cxl_mem, which holds 8.00"),
+    "weights_exceed_host_memory": (small_host(with_placement({"default": {"weights": "cpu"}})),
+                                   "placed in nodes[0].cpu_mem"),
 }
 
 
@@ -323,3 +334,27 @@ def test_two_instances_on_one_cxl_device_queue_and_the_pricers_agree(tmp_path):
     assert times[0][0] > busy
     # ... and the second instance, issuing 1,000 ns later, streams only once the first is done.
     assert times[0][1] == alone + busy - 1000
+
+
+# --- outputs: device memory per window ----------------------------------------------------
+
+def test_device_memory_is_reported_per_window(tmp_path):
+    import re
+
+    cfg = with_placement({"blocks": [{"blocks": "16-31", "weights": "cpu"}]})
+    lines = [json.dumps({"input_toks": 200, "output_toks": 60, "arrival_time_ns": k * 10**7})
+             for k in range(8)]
+    metrics = tmp_path / "m.json"
+    done = run_main(["--cluster-config", str(write_json(tmp_path / "c.json", cfg)),
+                     "--dataset", str(write_trace(tmp_path / "t.jsonl", lines)),
+                     "--log-interval", "0.05", "--metrics-json", str(metrics)])
+    assert done.returncode == 0, done.stderr
+    memory = json.loads(metrics.read_text())["instances"]["0"]["device_memory"]
+    # Blocks 16-31 (16 x 436,224,000 B) live in host memory and are not counted.
+    assert memory["weight_bytes"] == 16_060_522_496 - 16 * 436_224_000
+    printed = [float(m) for m in re.findall(r"Each NPU Memory Usage ([\d.]+) MB", done.stdout)]
+    assert len(printed) == len(memory["kv_bytes_per_window"]) >= 2
+    assert printed == [round((memory["weight_bytes"] + kv) / 2**20, 2)
+                       for kv in memory["kv_bytes_per_window"]]
+    assert memory["peak_kv_bytes"] == max(memory["kv_bytes_per_window"]) > 0
+    assert f"Weights per NPU of instance 0 (MB):{' ' * 33}8660.26" in done.stdout
