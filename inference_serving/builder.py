@@ -172,6 +172,12 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
                                       budget=budget, plans=plans,
                                       fabric=fabrics[spec.instance_id]))
     _check_capacity(cluster, placed)
+    loading = [i.index for i in instances if i.plans.weights is not None]
+    if loading and options.network_backend == "external":
+        raise InputError(f"instance(s) {loading} load weights every iteration (placement off "
+                         "the NPU or --enable-local-offloading), which the external binary's "
+                         "memory configuration cannot express", "--network-backend external",
+                         "use the analytical backend (closed-form or replay pricer)")
     pricer = choose_pricer(cluster, options, fabrics)
     for inst in instances:
         inst.pricer = pricer

@@ -358,3 +358,41 @@ def test_device_memory_is_reported_per_window(tmp_path):
                        for kv in memory["kv_bytes_per_window"]]
     assert memory["peak_kv_bytes"] == max(memory["kv_bytes_per_window"]) > 0
     assert f"Weights per NPU of instance 0 (MB):{' ' * 33}8660.26" in done.stdout
+
+
+def test_the_external_binary_refuses_weight_loads(tmp_path):
+    binary = tmp_path / "astra"
+    binary.write_text("#!/bin/sh\nexit 0\n")
+    binary.chmod(0o755)
+    out = tmp_path / "out.csv"
+    done = run_main(["--dataset", "dataset/example_trace.jsonl", "--enable-local-offloading",
+                     "--network-backend", "external", "--astra-sim-bin", str(binary),
+                     "--output", str(out)])
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert done.stderr.startswith("error: instance(s) [0] load weights every iteration")
+    assert not out.exists()
+
+
+def test_exported_graphs_replay_to_the_priced_time(tmp_path):
+    import subprocess
+    import sys
+
+    from inference_serving.chakra_graph import ChakraExporter
+    from tests.conftest import REPO
+
+    cfg = json.loads((REPO / "cluster_config/single_node_cxl_instance.json").read_text())
+    cfg["nodes"][0]["instances"][0]["npu_num"] = 2  # TP2: joint host and CXL accesses
+    (inst,) = roofline_instances(cfg, tmp_path)
+    batch = prefill(100)
+    prefix = ChakraExporter(1, tmp_path / "x", "casys").write(inst, batch)
+    done = subprocess.run([sys.executable, "-m", "astra_sim", "--workload", str(prefix),
+                           "--network", str(prefix.parent / "network.yml"),
+                           "--system", str(prefix.parent / "system.json"),
+                           "--memory", str(prefix.parent / "memory.json"),
+                           "--comm-group", str(prefix.parent / "comm_group.json"),
+                           "--dialect", "casys"], capture_output=True, text=True, cwd=REPO,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    (plan,) = inst.plans.plans(batch)
+    expected = ClosedFormPricer({0: inst.fabric}).price(plan, 0).duration_ns
+    assert done.stdout.splitlines()[0].startswith(f"sys[0] finished, {expected} cycles")
