@@ -396,3 +396,13 @@ def test_exported_graphs_replay_to_the_priced_time(tmp_path):
     (plan,) = inst.plans.plans(batch)
     expected = ClosedFormPricer({0: inst.fabric}).price(plan, 0).duration_ns
     assert done.stdout.splitlines()[0].startswith(f"sys[0] finished, {expected} cycles")
+
+
+def test_host_placed_weights_shrink_the_swap_space(tmp_path):
+    cfg = with_placement({"layers": {"lm_head": {"weights": "cpu"}}})
+    path = write_json(tmp_path / "c.json", cfg)
+    options = RunOptions(cluster_config=path, dataset=tmp_path / "x", scheduler="legacy",
+                         perf_models=PERF_MODELS_DIR, model_configs=MODEL_CONFIG_DIR)
+    (inst,) = build_instances(load_cluster_config(path), options, lambda msg: None)
+    # 128 GiB of host memory less lm_head's 1,050,673,152 B.
+    assert inst.scheduler.host_capacity == 128 * GIB - 1_050_673_152
