@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 
 from inference_serving.cluster_config import InstanceSpec
@@ -30,6 +31,8 @@ class Instance:
     in_flight: list[Batch] = field(default_factory=list)
     completed: int = 0  # requests finished here (their numbers live in the fleet samples)
     stage_free: list[int] = field(default_factory=lambda: [0])
+    # KV blocks in use at each window end (int64: a long run closes many windows).
+    kv_samples: array = field(default_factory=lambda: array("q"))
 
     def pipeline(self, batch: Batch, now: int) -> tuple[int, int, list[IterationCost]]:
         """Run `batch` through the pipeline stages from `now`: (first stage end, last end, the
