@@ -1,4 +1,5 @@
-"""Streaming reader for request traces in the LLMServingSim jsonl format."""
+"""Reader for request traces in the LLMServingSim jsonl format: every line checked up front,
+the trace kept as compact columns (`RequestTable`)."""
 
 from __future__ import annotations
 
