@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import multiprocessing
+import socket
 from concurrent.futures import Executor, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,8 @@ class RayRunner(PointRunner):
         if importlib.util.find_spec("ray") is None:
             raise InputError("Ray is not installed", "--ray", "pip install "
                              "'llmservingsim-py[ray]' (in a checkout: ./compile.sh ray)")
+        if address:
+            _check_reachable(address)
         import ray
 
         self.ray = ray
@@ -84,6 +87,20 @@ class RayRunner(PointRunner):
 
     def close(self) -> None:
         self.ray.shutdown()
+
+
+def _check_reachable(address: str) -> None:
+    """A HOST:PORT (or ray://HOST:PORT) address that refuses connections is an error now;
+    Ray itself would retry it for minutes."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto" and other forms Ray resolves itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as exc:
+        raise InputError(f"no Ray cluster answers at {address} ({exc.strerror or exc})",
+                         f"--ray {address}", "start the cluster (ray start --head) or drop "
+                         "ADDRESS for a local Ray") from None
 
 
 def make_runner(jobs: int, ray_address: str | None, use_ray: bool) -> PointRunner:
