@@ -91,8 +91,9 @@ def _parser() -> OneLineParser:
     p.add_argument("spec", type=Path, help="sweep spec (YAML)")
     p.add_argument("--out", type=Path,
                    help="CSV of the points (default: output/<spec name>.csv)")
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
-                   help="points simulated at once (default: the number of cores)")
+    p.add_argument("--jobs", type=int,
+                   help="points simulated at once, locally or on a new local Ray (default: "
+                   "the number of cores)")
     p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
                    help="run the points as Ray tasks: a new local Ray without ADDRESS, the "
                    "cluster at ADDRESS otherwise (extra [ray])")
@@ -110,9 +111,13 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     start = time.perf_counter()
     try:
-        if args.jobs < 1:
+        if args.jobs is not None and args.jobs < 1:
             raise InputError(f"--jobs must be >= 1, got {args.jobs}", "command line",
                              "pass a positive number")
+        if args.jobs is not None and args.ray:
+            raise InputError("--jobs has no effect with --ray ADDRESS (the cluster's CPUs "
+                             "decide)", "command line", "drop --jobs")
+        jobs = args.jobs or os.cpu_count() or 1
         out = args.out or Path("output") / f"{args.spec.stem}.csv"
         plot = None if args.no_plot else args.plot or out.with_name(f"{out.stem}_pareto.png")
         capacity_csv = out.with_name(f"{out.stem}_capacity.csv") if args.capacity else None
@@ -127,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             require_matplotlib()
         spec = load_spec(args.spec)
         trace = read_trace(spec.workload)
-        with make_runner(args.jobs, args.ray or None, args.ray is not None) as runner:
+        with make_runner(jobs, args.ray or None, args.ray is not None) as runner:
             if args.capacity:
                 results, rows = search(spec, runner, trace, checked_metrics)
             else:
@@ -144,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print("\n".join(lines))
     where = f"Ray ({args.ray or 'local'})" if args.ray is not None else \
-        f"{args.jobs} process{'es' if args.jobs > 1 else ''}"
+        f"{jobs} process{'es' if jobs > 1 else ''}"
     print(f"{len(rows)} points in {time.perf_counter() - start:.2f} s wall on {where}; rows: "
           f"{out}" + (f"; capacity: {capacity_csv}" if capacity_csv else "") +
           (f"; plot: {plot}" if plot else ""))

@@ -188,7 +188,7 @@ class _Reader:
             if not value:
                 raise InputError(f"'{key}' is an empty list", self.where(key),
                                  "give at least one value")
-            if len(set(map(json.dumps, value))) != len(value):
+            if len(set(map(repr, value))) != len(value):
                 raise InputError(f"'{key}' repeats a value", self.where(key),
                                  "list each value once")
             return value

@@ -132,6 +132,23 @@ def test_capacity_brackets_the_slo_boundary(tmp_path, capsys):
     assert sum(int(c["probes"]) for c in caps) == len(probes)
 
 
+def test_list_values_expand_into_a_grid(tmp_path):
+    spec = tmp_path / "grid.yaml"
+    spec.write_text(BASE.replace("{model: meta-llama/Llama-3.1-8B, hardware: A6000}",
+                                 "{name: pd, model: meta-llama/Llama-3.1-8B, hardware: A6000, "
+                                 "tp: [1, 2], pd: ['1:1', '1:3']}")
+                    + "options: {scheduler: [vllm, legacy], max_num_seqs: 64}\n")
+    loaded = load_spec(spec)
+    assert [c.name for c in loaded.configurations] == [
+        f"pd-tp={tp}-pd={pd} scheduler={s}" for tp in (1, 2) for pd in ("1:1", "1:3")
+        for s in ("vllm", "legacy")]
+    assert [(c.settings["tp"], c.settings["prefill"], c.settings["decode"], c.settings["gpus"])
+            for c in loaded.configurations[::2]] == [(1, 1, 1, 2), (1, 1, 3, 4), (2, 1, 1, 4),
+                                                     (2, 1, 3, 8)]
+    assert loaded.configurations[1].options == {"scheduler": "legacy", "max_num_seqs": 64}
+    assert loaded.option_names == ("scheduler", "max_num_seqs")
+
+
 def test_trace_retimed_proportionally(tmp_path):
     trace = tmp_path / "t.jsonl"
     trace.write_text("".join(f'{{"input_toks": {10 + i}, "output_toks": 5, '
@@ -248,6 +265,7 @@ def test_bad_flags_are_one_error_line(tmp_path, capsys, monkeypatch):
     out = str(tmp_path / "rows.csv")
     cases = [(["--jobs", "0"], "--jobs must be >= 1"),
              (["--ray", "127.0.0.1:9", "--no-plot"], "no Ray cluster answers at 127.0.0.1:9"),
+             (["--ray", "127.0.0.1:9", "--jobs", "2"], "--jobs has no effect with --ray"),
              (["--plot", out], "two outputs would be written to the same file"),
              (["--plot", str(tmp_path)], "output path is a directory")]
     for flags, expected in cases:
