@@ -106,6 +106,9 @@ def _strict_loader() -> type:
         out: dict = {}
         for key_node, value_node in node.value:
             key = loader.construct_object(key_node, deep=True)
+            if not isinstance(key, str | int | float | bool) and key is not None:
+                raise InputError(f"a key must be a name, got {type(key).__name__}",
+                                 f"line {key_node.start_mark.line + 1}", "write key: value")
             if key in out:
                 raise InputError(f"key {key!r} appears twice",
                                  f"line {key_node.start_mark.line + 1}", "keep one of them")

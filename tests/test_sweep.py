@@ -203,6 +203,7 @@ SPEC_ERRORS = {
                    "\n  - {name: a, model: meta-llama/Llama-3.1-8B, hardware: A6000}\n",
                    "two configurations are named 'a'"),
     "not yaml": ("rates: [1\n", "not valid YAML"),
+    "list as a key": ("? [a, b]\n: 1\n", "a key must be a name, got list"),
     "attainment above 100": ("slo: {ttft_ms: 100, min_attainment_pct: 120}\n",
                              "'slo.min_attainment_pct' must be a number in (0, 100] %"),
     "capacity bracket": ("capacity: {min_rate: 5, max_rate: 1}\n", "is not below max_rate"),
