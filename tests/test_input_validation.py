@@ -360,10 +360,11 @@ def test_spec_keys_not_modelled_warn_once_each(tmp_path, capsys):
     path = tmp_path / "c.json"
     path.write_text(json.dumps(cfg))
     parsed = load_cluster_config(path)
-    assert parsed.unmodelled == ("pim_config", "placement")
+    assert parsed.unmodelled == ("pim_config",)
     assert capsys.readouterr().err.splitlines() == [
         f"warning: {key} in {path} is not modelled in this version; it has no effect"
-        for key in ("pim_config", "placement")]
+        for key in ("pim_config",)]
+    assert parsed.instances[1].placement.weights == "cpu"
     assert parsed.cxl_mem.num_devices == 1
     assert parsed.cxl_mem.memory.size_bytes == 512 << 30
 
@@ -419,7 +420,7 @@ def test_every_reference_cluster_config_is_accepted():
     configs = _reference_configs()
     assert len(configs) >= 30
     parsed = [load_cluster_config(path) for path in configs]
-    assert {key for cluster in parsed for key in cluster.unmodelled} == {"pim_config", "placement"}
+    assert {key for cluster in parsed for key in cluster.unmodelled} == {"pim_config"}
     # Every power block of the figure 6 and 10 configs and the power example is read.
     assert sum(node.power is not None for c in parsed for node in c.nodes) >= 6
 
