@@ -44,15 +44,16 @@ def read_trace(workload: Workload) -> TraceLengths | None:
     """The trace's first `num_requests` requests (None for a generated workload)."""
     if workload.trace is None:
         return None
-    requests, _ = load_requests(workload.trace, workload.num_requests)
-    if len(requests) < workload.num_requests:
-        raise InputError(f"the trace has {len(requests)} requests, num_requests asks for "
+    table, _ = load_requests(workload.trace, workload.num_requests)
+    if len(table) < workload.num_requests:
+        raise InputError(f"the trace has {len(table)} requests, num_requests asks for "
                          f"{workload.num_requests}", str(workload.trace),
                          "lower workload.num_requests")
-    if workload.arrival == "scale" and requests[-1].arrival == requests[0].arrival:
+    if workload.arrival == "scale" and table.arrival[-1] == table.arrival[0]:
         raise InputError("every request of the trace arrives at once: there are no gaps to "
                          "scale", str(workload.trace), "use arrival: poisson or gamma")
-    return tuple((r.prompt, r.output, r.arrival) for r in requests)
+    return tuple(zip(table.prompt.tolist(), table.output.tolist(), table.arrival.tolist(),
+                     strict=True))
 
 
 def point_requests(point: Point) -> list[dict]:
