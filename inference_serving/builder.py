@@ -108,7 +108,7 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
             _check_tp(model, spec.tp, where)
             block_size = spec.block_size or options.block_size
             budget = kv_budget(model, spec.tp, spec.pp, options.fp_bytes, block_size,
-                               spec.npu_mem.size_bytes, spec.mem_util)
+                               spec.npu_mem.size_bytes, spec.mem_util, spec.ep_size)
             if budget.num_blocks < 1:
                 raise InputError(
                     f"{model.name} does not fit: {budget.weight_bytes / MIB:.2f} MiB of weights "
@@ -126,7 +126,8 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
                                 StoreSizes(options.compat.hidden_state_output_store,
                                            options.compat.whole_logits_handoff),
                                 expert_router(options.expert_routing_policy,
-                                              options.custom_expert_router), options.seed)
+                                              options.custom_expert_router), options.seed,
+                                spec.ep_size)
             fabrics[spec.instance_id] = instance_fabric(cluster, spec, options.network_backend)
             kv = KVCacheManager(budget.num_blocks, block_size)
             scheduler = _make_scheduler(options, model, kv, budget.block_bytes, spec,

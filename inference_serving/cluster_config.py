@@ -55,6 +55,14 @@ class InstanceSpec:
     # Fitted P/D overheads (serving.md §6.7); None = the defaults, 0 = off.
     prefill_oproj_overhead_ns: int | None = None
     decode_oproj_overhead_ns: int | None = None
+    # Current schema: expert-parallel degree (MoE experts split over ep_size ranks).
+    ep_size: int | None = None
+    mem_util_given: bool = False  # npu_mem.mem_util was in the file
+
+    @property
+    def ep(self) -> int:
+        """Expert-parallel degree: `ep_size` when given, else the TP degree."""
+        return self.ep_size or self.tp
 
     @property
     def tp(self) -> int:
@@ -115,6 +123,9 @@ class ClusterConfig:
         return tuple(inst for node in self.nodes for inst in node.instances)
 
 
+# The current upstream schema names an instance's devices `num_npus` and its TP degree
+# `tp_size` (pipeline stages = num_npus / tp_size) and may add `ep_size` (MoE) and `dp_group`.
+CURRENT_INSTANCE_KEYS = frozenset({"num_npus", "tp_size", "ep_size", "dp_group"})
 # Keys this version reads, per object of the file.
 KNOWN_KEYS = {
     "top": frozenset({"num_nodes", "link_bw", "link_latency", "nodes", "inter_node_link_bw",
@@ -124,7 +135,7 @@ KNOWN_KEYS = {
     "instance": frozenset({"model_name", "hardware", "npu_mem", "npu_num", "npu_group",
                            "pd_type", "max_num_batched_tokens", "max_num_seqs", "max_batch",
                            "block_size", "prefill_oproj_overhead_ns",
-                           "decode_oproj_overhead_ns"}),
+                           "decode_oproj_overhead_ns", *CURRENT_INSTANCE_KEYS}),
     "npu_mem": frozenset({"mem_size", "mem_bw", "mem_latency", "mem_util"}),
     "cxl_mem": frozenset({"mem_size", "mem_bw", "mem_latency", "num_devices"}),
 }
@@ -133,7 +144,7 @@ KNOWN_KEYS = {
 NOT_MODELLED = {
     "node": frozenset({"power"}),
     "cpu_mem": frozenset({"pim_config"}),
-    "instance": frozenset({"placement"}),
+    "instance": frozenset({"placement", "dp_group"}),
 }
 _FIX = "fix the cluster config"
 
@@ -188,6 +199,31 @@ class _Reader:
         )
 
 
+def _devices(rd: _Reader, raw: dict, where: str) -> tuple[int, int, int | None]:
+    """(npu_num, npu_group, ep_size) from either schema, auto-detected per instance:
+    `npu_num` + `npu_group` (pipeline stages), or `num_npus` + `tp_size` (+ `ep_size`)."""
+    legacy = {"npu_num", "npu_group"} & raw.keys()
+    current = {"num_npus", "tp_size", "ep_size"} & raw.keys()
+    if legacy and current:
+        raise rd.fail(f"mixes the two schemas ({', '.join(sorted(legacy))} with "
+                      f"{', '.join(sorted(current))})", f"{where}{sorted(current)[0]}",
+                      "use npu_num + npu_group, or num_npus + tp_size, not both")
+    if current:
+        npu_num = rd.integer(raw, "num_npus", where)
+        tp = rd.integer(raw, "tp_size", where)
+        if tp > npu_num or npu_num % tp:
+            raise rd.fail(f"tp_size {tp} must divide num_npus {npu_num}", f"{where}tp_size",
+                          "use a divisor of num_npus (pipeline stages = num_npus / tp_size)")
+        ep = rd.integer(raw, "ep_size", where) if "ep_size" in raw else None
+        return npu_num, npu_num // tp, ep
+    npu_num = rd.integer(raw, "npu_num", where)
+    npu_group = rd.integer(raw, "npu_group", where)
+    if npu_group > npu_num or npu_num % npu_group:
+        raise rd.fail(f"npu_group {npu_group} (pipeline stages) must divide npu_num {npu_num}",
+                      f"{where}npu_group", "use a divisor of npu_num")
+    return npu_num, npu_group, None
+
+
 def _parse_instance(rd: _Reader, raw: Any, where: str, instance_id: int, node_id: int,
                     first_npu: int) -> InstanceSpec:
     if not isinstance(raw, dict):
@@ -198,11 +234,7 @@ def _parse_instance(rd: _Reader, raw: Any, where: str, instance_id: int, node_id
     for key, value in (("model_name", model), ("hardware", hardware)):
         if not isinstance(value, str) or not value:
             raise rd.fail("expected a non-empty string", f"{where}{key}", _FIX)
-    npu_num = rd.integer(raw, "npu_num", where)
-    npu_group = rd.integer(raw, "npu_group", where)
-    if npu_group > npu_num or npu_num % npu_group:
-        raise rd.fail(f"npu_group {npu_group} (pipeline stages) must divide npu_num {npu_num}",
-                      f"{where}npu_group", "use a divisor of npu_num")
+    npu_num, npu_group, ep_size = _devices(rd, raw, where)
     if "pd_type" not in raw:
         raise rd.fail("missing required key", f"{where}pd_type",
                       "add \"pd_type\": null for a colocated instance")
@@ -212,7 +244,8 @@ def _parse_instance(rd: _Reader, raw: Any, where: str, instance_id: int, node_id
                       "use null, \"prefill\" or \"decode\"")
     npu_mem = rd.memory(raw, "npu_mem", where, "npu_mem")
     mem_util = 1.0
-    if "mem_util" in raw["npu_mem"]:
+    mem_util_given = "mem_util" in raw["npu_mem"]
+    if mem_util_given:
         mem_util = rd.number(raw["npu_mem"], "mem_util", f"{where}npu_mem.", MEM_UTIL)
     overrides = {}
     for key, aliases in (("max_num_batched_tokens", ()), ("max_num_seqs", ("max_batch",)),
@@ -231,7 +264,8 @@ def _parse_instance(rd: _Reader, raw: Any, where: str, instance_id: int, node_id
     return InstanceSpec(instance_id=instance_id, node_id=node_id, model_name=model,
                         hardware=hardware, npu_mem=npu_mem, npu_num=npu_num,
                         npu_group=npu_group, pd_type=pd_type, first_npu=first_npu,
-                        mem_util=mem_util, **overrides)
+                        mem_util=mem_util, ep_size=ep_size, mem_util_given=mem_util_given,
+                        **overrides)
 
 
 def cluster_from_dict(raw: Any, path: str) -> ClusterConfig:

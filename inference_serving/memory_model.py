@@ -7,24 +7,26 @@ from dataclasses import dataclass
 from llmsim_core.model_config import ModelConfig
 
 
-def block_weight_bytes(model: ModelConfig, tp: int, fp: int) -> int:
-    """Bytes of one transformer block's weights on one TP rank."""
+def block_weight_bytes(model: ModelConfig, tp: int, fp: int, ep: int | None = None) -> int:
+    """Bytes of one transformer block's weights on one TP rank (MoE experts split over `ep`
+    ranks, by default the TP degree)."""
     h, kvd, qd = model.hidden_size, model.kv_dim, model.q_dim
     attn = h * (qd // tp) * fp + 2 * h * (kvd // tp) * fp + (qd // tp) * h * fp
     if model.is_moe:
         experts = model.num_experts
-        ffn = h * experts * fp + 3 * h * model.intermediate_size * fp * (experts // tp)
+        ffn = h * experts * fp + 3 * h * model.intermediate_size * fp * (experts // (ep or tp))
     else:
         ffn = 3 * h * (model.intermediate_size // tp) * fp
     return 2 * h * fp + attn + ffn
 
 
-def weight_bytes_per_npu(model: ModelConfig, tp: int, pp: int, fp: int) -> int:
+def weight_bytes_per_npu(model: ModelConfig, tp: int, pp: int, fp: int,
+                         ep: int | None = None) -> int:
     """Weights on the most loaded NPU: embedding + ceil(L/pp) blocks + final norm + lm_head."""
     h = model.hidden_size
     vocab = (model.vocab_size // tp) * h * fp
     blocks = -(-model.num_layers // pp)
-    return vocab + blocks * block_weight_bytes(model, tp, fp) + h * fp + vocab
+    return vocab + blocks * block_weight_bytes(model, tp, fp, ep) + h * fp + vocab
 
 
 def kv_bytes_per_token(model: ModelConfig, fp: int) -> int:
@@ -42,9 +44,9 @@ class KvBudget:
 
 
 def kv_budget(model: ModelConfig, tp: int, pp: int, fp: int, block_size: int,
-              mem_size: int, mem_util: float) -> KvBudget:
+              mem_size: int, mem_util: float, ep: int | None = None) -> KvBudget:
     """Per-NPU KV budget: (mem_size × mem_util − weights) in whole blocks (may be <= 0)."""
-    weights = weight_bytes_per_npu(model, tp, pp, fp)
+    weights = weight_bytes_per_npu(model, tp, pp, fp, ep)
     npu_num = tp * pp
     block_bytes = kv_bytes_per_token(model, fp) * block_size // npu_num
     free = int(mem_size * mem_util) - weights

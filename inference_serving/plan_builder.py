@@ -96,7 +96,8 @@ class PlanBuilder:
                  template: OpTemplate, tp: int, fp: int, pp: int = 1,
                  disaggregation: DisaggregationRole | None = None,
                  sizes: StoreSizes = StoreSizes(),
-                 expert_routing: Callable[..., list] | None = None, seed: int = 42) -> None:
+                 expert_routing: Callable[..., list] | None = None, seed: int = 42,
+                 ep: int | None = None) -> None:
         if template.has_experts and expert_routing is None:
             raise InputError(f"model '{model.name}' is a mixture of experts", "model_name",
                              "pass an expert routing policy")
@@ -111,6 +112,11 @@ class PlanBuilder:
         self.sizes = sizes
         self.expert_routing = expert_routing
         self.seed = seed
+        self.ep = ep or tp
+        # A profile that times the whole MoE layer (current layout) prices it per rank by
+        # (tokens, activated experts) instead of summing expert rows.
+        self._moe_layer_ns = getattr(perf, "moe_layer_ns", None) if template.has_experts \
+            else None
         self.stage_layers = stage_layers(model.num_layers, pp)
         self._experts: dict[int, list[int]] = {}
         self._blocks: dict[tuple, tuple] = {}
@@ -118,7 +124,8 @@ class PlanBuilder:
         self._plans: dict[tuple, list[IterationPlan]] = {}
         self._edges: dict[tuple, LayerGroup] = {}
         needed = (*template.pre_ops, *template.compute_block_ops, *template.post_ops,
-                  *(EXPERT_ROWS if template.has_experts else ()))
+                  *(EXPERT_ROWS if template.has_experts and self._moe_layer_ns is None
+                    else ()))
         for op in needed:
             perf.layer_ns(op, 1)  # fail fast on a table without this operator
 
@@ -139,10 +146,18 @@ class PlanBuilder:
             for counts in routed:
                 key = tuple(counts.tolist())
                 if key not in per_counts:
-                    per_counts[key] = slowest_rank_ns(key, self.tp, self.perf.layer_ns)
+                    per_counts[key] = self._moe_ns(tokens, key) if self._moe_layer_ns \
+                        else slowest_rank_ns(key, self.tp, self.perf.layer_ns)
                 cached.append(per_counts[key])
             self._experts[tokens] = cached
         return cached
+
+    def _moe_ns(self, tokens: int, counts: tuple[int, ...]) -> int:
+        """The slowest expert-parallel rank's MoE layer: its experts that received tokens."""
+        share = len(counts) // self.ep
+        return max(self._moe_layer_ns(tokens, sum(1 for c in counts[r * share:(r + 1) * share]
+                                                  if c))
+                   for r in range(self.ep))
 
     def _edge(self, which: str, tokens: int, requests: int) -> LayerGroup:
         key = (which, tokens, requests)
