@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from inference_serving.cluster_config import ClusterConfig, InstanceSpec
 from inference_serving.expert_router import expert_router
 from inference_serving.fabric import InstanceFabric, instance_fabric, receiver_tp
 from inference_serving.instance import Instance
 from inference_serving.kv_cache import KVCacheManager
-from inference_serving.memory_model import kv_budget
+from inference_serving.memory_model import KvBudget, kv_budget, vllm_kv_budget
 from inference_serving.options import RunOptions
 from inference_serving.plan_builder import DisaggregationRole, PlanBuilder, StoreSizes
 from inference_serving.pricers import PRICERS, Pricer
 from inference_serving.scheduler.base import Scheduler, SchedulerOptions, SchedulerResources
 from inference_serving.scheduler.registry import make_scheduler, scheduler_class
+from inference_serving.vllm_defaults import engine_defaults, resolve_version
 from llm_profile.factory import is_tpu, make_perf_model
 from llmsim_core.errors import InputError
 from llmsim_core.model_config import ModelConfig, load_model_config
@@ -41,18 +43,52 @@ def _check_tp(model: ModelConfig, tp: int, where: str) -> None:
                              where, "choose npu_num / npu_group that divides it")
 
 
-def _make_scheduler(options: RunOptions, model: ModelConfig, kv: KVCacheManager,
-                    block_bytes: int, spec: InstanceSpec, host_capacity: int,
-                    warn: Callable[[str], None]) -> Scheduler:
-    tokens = spec.max_num_batched_tokens or options.max_num_batched_tokens
-    budget_tokens = min(tokens or model.max_position_embeddings, model.max_position_embeddings)
+@dataclass(frozen=True, slots=True)
+class EngineLimits:
+    """An instance's token budget and sequence slots, and where they came from."""
+
+    max_num_batched_tokens: int
+    max_num_seqs: int
+    reserve_full_input: bool
+    source: str
+
+
+def engine_limits(options: RunOptions, model: ModelConfig, spec: InstanceSpec,
+                  profile_vllm: str | None) -> EngineLimits:
+    """Given values (cluster config key, then flag) win; unset ones take what vLLM picks for
+    the instance's device (legacy scheduler and --compat artifact: 2048 tokens, 128 or
+    unlimited sequences)."""
     cls = scheduler_class(options.scheduler, options.custom_scheduler)
     legacy = getattr(cls, "legacy_limits", False)  # a class without it gets the vLLM meanings
+    if legacy or options.compat.artifact_defaults:
+        tokens_default, seqs_default, reserve = 2048, 128, False
+        source = "given" if not legacy else "legacy defaults"
+    else:
+        version = resolve_version(options.vllm_version, profile_vllm)
+        vllm = engine_defaults(version, spec.hardware, spec.npu_mem.size_bytes,
+                               options.vllm_usage_context)
+        tokens_default, seqs_default = vllm.max_num_batched_tokens, vllm.max_num_seqs
+        reserve, source = vllm.reserve_full_input, vllm.reason
+    given_tokens = spec.max_num_batched_tokens or options.max_num_batched_tokens
+    tokens = tokens_default if given_tokens is None else given_tokens
     # Legacy: --max-batch 0 means unlimited; vllm: it defers to --max-num-seqs.
-    seqs = options.max_batch if legacy else options.max_batch or options.max_num_seqs
+    seqs = spec.max_num_seqs or (options.max_batch if legacy else
+                                 options.max_batch or options.max_num_seqs or seqs_default)
+    if given_tokens is not None and (spec.max_num_seqs or options.max_batch or
+                                     options.max_num_seqs or legacy):
+        source = "given" + ("" if not reserve else f"; full-input reservation: {source}")
+    return EngineLimits(min(tokens or model.max_position_embeddings,
+                            model.max_position_embeddings), seqs, reserve, source)
+
+
+def _make_scheduler(options: RunOptions, limits: EngineLimits, kv: KVCacheManager,
+                    block_bytes: int, spec: InstanceSpec, host_capacity: int,
+                    warn: Callable[[str], None]) -> Scheduler:
+    cls = scheduler_class(options.scheduler, options.custom_scheduler)
+    legacy = getattr(cls, "legacy_limits", False)
     sched_options = SchedulerOptions(
-        max_num_batched_tokens=budget_tokens,
-        max_num_seqs=spec.max_num_seqs or seqs,
+        max_num_batched_tokens=limits.max_num_batched_tokens,
+        max_num_seqs=limits.max_num_seqs,
         block_size=kv.block_size,
         chunked_prefill=options.chunked_prefill and not legacy,
         long_prefill_token_threshold=options.long_prefill_token_threshold,
@@ -60,10 +96,24 @@ def _make_scheduler(options: RunOptions, model: ModelConfig, kv: KVCacheManager,
         gen_only=options.gen_only and spec.pd_type != "decode",
         handoff_after_prefill=spec.pd_type == "prefill",
         pipelined=spec.pp > 1,
+        reserve_full_input=limits.reserve_full_input,
+        limits_source=limits.source,
     )
     return make_scheduler(cls, sched_options, kv,
                           SchedulerResources(block_bytes, spec.npu_num, host_capacity, warn),
                           options.custom_scheduler)
+
+
+def _kv_budget(model: ModelConfig, spec: InstanceSpec, options: RunOptions, block_size: int,
+               limits: EngineLimits) -> KvBudget:
+    """The instance's KV blocks: vLLM's arithmetic when the config gives (or, in the current
+    schema, defaults) gpu_memory_utilization, else mem_size × mem_util − weights."""
+    if spec.vllm_memory:
+        return vllm_kv_budget(model, spec.tp, spec.pp, options.fp_bytes, block_size,
+                              spec.npu_mem.size_bytes, spec.mem_util,
+                              limits.max_num_batched_tokens, limits.max_num_seqs, spec.ep_size)
+    return kv_budget(model, spec.tp, spec.pp, options.fp_bytes, block_size,
+                     spec.npu_mem.size_bytes, spec.mem_util, spec.ep_size)
 
 
 def _disaggregation(cluster: ClusterConfig, spec: InstanceSpec) -> DisaggregationRole | None:
@@ -107,16 +157,16 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
             _check_supported(spec, model, where)
             _check_tp(model, spec.tp, where)
             block_size = spec.block_size or options.block_size
-            budget = kv_budget(model, spec.tp, spec.pp, options.fp_bytes, block_size,
-                               spec.npu_mem.size_bytes, spec.mem_util, spec.ep_size)
+            perf = make_perf_model(options.perf_models, spec.hardware, model, spec.tp,
+                                   options.fp_bits, warn, options.attn_prediction,
+                                   options.perf_model, options.custom_perf_model)
+            limits = engine_limits(options, model, spec, getattr(perf, "vllm_version", None))
+            budget = _kv_budget(model, spec, options, block_size, limits)
             if budget.num_blocks < 1:
                 raise InputError(
                     f"{model.name} does not fit: {budget.weight_bytes / MIB:.2f} MiB of weights "
                     f"per NPU leave no room for KV in {spec.npu_mem.size_bytes / MIB:.0f} MiB",
                     where, "use more NPUs (npu_num), a larger npu_mem.mem_size or a smaller --fp")
-            perf = make_perf_model(options.perf_models, spec.hardware, model, spec.tp,
-                                   options.fp_bits, warn, options.attn_prediction,
-                                   options.perf_model, options.custom_perf_model)
             tpu = is_tpu(spec.hardware)
             template = moe_template(tpu, spec.tp, options.moe_combine_alltoall,
                                     model.qk_norm) \
@@ -130,7 +180,7 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
                                 spec.ep_size)
             fabrics[spec.instance_id] = instance_fabric(cluster, spec, options.network_backend)
             kv = KVCacheManager(budget.num_blocks, block_size)
-            scheduler = _make_scheduler(options, model, kv, budget.block_bytes, spec,
+            scheduler = _make_scheduler(options, limits, kv, budget.block_bytes, spec,
                                         node.cpu_mem.size_bytes, warn)
             instances.append(Instance(spec=spec, model=model, scheduler=scheduler, kv=kv,
                                       budget=budget, plans=plans,

@@ -23,6 +23,7 @@ from llmsim_core.errors import InputError
 from llmsim_core.strict_json import check_keys, load_file
 
 GIB = 1 << 30
+VLLM_GPU_MEMORY_UTILIZATION = 0.9  # vLLM's default gpu_memory_utilization
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +58,9 @@ class InstanceSpec:
     decode_oproj_overhead_ns: int | None = None
     # Current schema: expert-parallel degree (MoE experts split over ep_size ranks).
     ep_size: int | None = None
-    mem_util_given: bool = False  # npu_mem.mem_util was in the file
+    # True: mem_util is vLLM's gpu_memory_utilization, sized with vLLM's arithmetic
+    # (memory_model.vllm_kv_budget); False: mem_size × mem_util − weights.
+    vllm_memory: bool = False
 
     @property
     def ep(self) -> int:
@@ -136,7 +139,8 @@ KNOWN_KEYS = {
                            "pd_type", "max_num_batched_tokens", "max_num_seqs", "max_batch",
                            "block_size", "prefill_oproj_overhead_ns",
                            "decode_oproj_overhead_ns", *CURRENT_INSTANCE_KEYS}),
-    "npu_mem": frozenset({"mem_size", "mem_bw", "mem_latency", "mem_util"}),
+    "npu_mem": frozenset({"mem_size", "mem_bw", "mem_latency", "mem_util",
+                          "gpu_memory_utilization"}),
     "cxl_mem": frozenset({"mem_size", "mem_bw", "mem_latency", "num_devices"}),
 }
 # Keys spec/formats.md §1 defines but this version does not model yet: accepted with a warning.
@@ -224,6 +228,20 @@ def _devices(rd: _Reader, raw: dict, where: str) -> tuple[int, int, int | None]:
     return npu_num, npu_group, None
 
 
+def _memory_fraction(rd: _Reader, mem: dict, where: str, current: bool) -> tuple[float, bool]:
+    """(fraction, vLLM arithmetic?): `mem_util` is the share of mem_size KV and weights may
+    use; `gpu_memory_utilization` is vLLM's, sized as vLLM does. With neither, the old schema
+    budgets the whole mem_size and the current one takes vLLM's default 0.9."""
+    if "mem_util" in mem and "gpu_memory_utilization" in mem:
+        raise rd.fail("mem_util and gpu_memory_utilization both set",
+                      f"{where}gpu_memory_utilization", "keep one of them")
+    if "gpu_memory_utilization" in mem:
+        return rd.number(mem, "gpu_memory_utilization", where, MEM_UTIL), True
+    if "mem_util" in mem:
+        return rd.number(mem, "mem_util", where, MEM_UTIL), False
+    return (VLLM_GPU_MEMORY_UTILIZATION, True) if current else (1.0, False)
+
+
 def _parse_instance(rd: _Reader, raw: Any, where: str, instance_id: int, node_id: int,
                     first_npu: int) -> InstanceSpec:
     if not isinstance(raw, dict):
@@ -235,6 +253,7 @@ def _parse_instance(rd: _Reader, raw: Any, where: str, instance_id: int, node_id
         if not isinstance(value, str) or not value:
             raise rd.fail("expected a non-empty string", f"{where}{key}", _FIX)
     npu_num, npu_group, ep_size = _devices(rd, raw, where)
+    current_schema = "num_npus" in raw
     if "pd_type" not in raw:
         raise rd.fail("missing required key", f"{where}pd_type",
                       "add \"pd_type\": null for a colocated instance")
@@ -243,10 +262,8 @@ def _parse_instance(rd: _Reader, raw: Any, where: str, instance_id: int, node_id
         raise rd.fail(f"unknown pd_type {pd_type!r}", f"{where}pd_type",
                       "use null, \"prefill\" or \"decode\"")
     npu_mem = rd.memory(raw, "npu_mem", where, "npu_mem")
-    mem_util = 1.0
-    mem_util_given = "mem_util" in raw["npu_mem"]
-    if mem_util_given:
-        mem_util = rd.number(raw["npu_mem"], "mem_util", f"{where}npu_mem.", MEM_UTIL)
+    mem_util, vllm_memory = _memory_fraction(rd, raw["npu_mem"], f"{where}npu_mem.",
+                                             current_schema)
     overrides = {}
     for key, aliases in (("max_num_batched_tokens", ()), ("max_num_seqs", ("max_batch",)),
                          ("block_size", ())):
@@ -264,7 +281,7 @@ def _parse_instance(rd: _Reader, raw: Any, where: str, instance_id: int, node_id
     return InstanceSpec(instance_id=instance_id, node_id=node_id, model_name=model,
                         hardware=hardware, npu_mem=npu_mem, npu_num=npu_num,
                         npu_group=npu_group, pd_type=pd_type, first_npu=first_npu,
-                        mem_util=mem_util, ep_size=ep_size, mem_util_given=mem_util_given,
+                        mem_util=mem_util, ep_size=ep_size, vllm_memory=vllm_memory,
                         **overrides)
 
 

@@ -51,3 +51,35 @@ def kv_budget(model: ModelConfig, tp: int, pp: int, fp: int, block_size: int,
     block_bytes = kv_bytes_per_token(model, fp) * block_size // npu_num
     free = int(mem_size * mem_util) - weights
     return KvBudget(weights, block_bytes, max(free, 0) // block_bytes)
+
+
+# Device memory vLLM counts outside weights and activations (CUDA context, cuBLAS and NCCL
+# workspaces, the caching allocator's reserve). vLLM reports only its result, the KV block
+# count: 1,175 MiB is what its 0.19.0 RTX 4090 run (meta.json: 2,588 blocks of Llama-3.1-8B
+# at gpu_memory_utilization 0.9) leaves after the terms below; no other run reports it.
+VLLM_NON_TORCH_BYTES = 1175 << 20
+LOGITS_BYTES = 4  # the sampler's logits are float32
+
+
+def vllm_activation_peak(model: ModelConfig, tp: int, fp: int, max_num_batched_tokens: int,
+                         max_num_seqs: int) -> int:
+    """vLLM's profiling forward (eager, CUDA graphs off as the profiles were taken): the MLP
+    of a full token budget (gate_up output, activation output, hidden state and residual)
+    plus the dummy sampler's float32 logits and probabilities of max_num_seqs rows."""
+    h = model.hidden_size
+    ffn = model.intermediate_size * (model.experts_per_token if model.is_moe else 1) // tp
+    mlp = max_num_batched_tokens * (3 * ffn + 2 * h) * fp
+    sampler = 2 * max_num_seqs * model.vocab_size * LOGITS_BYTES
+    return mlp + sampler
+
+
+def vllm_kv_budget(model: ModelConfig, tp: int, pp: int, fp: int, block_size: int,
+                   mem_size: int, gpu_memory_utilization: float, max_num_batched_tokens: int,
+                   max_num_seqs: int, ep: int | None = None) -> KvBudget:
+    """Per-NPU KV budget as vLLM sizes it: mem_size × gpu_memory_utilization − weights −
+    activation peak − non-torch memory, in whole blocks."""
+    base = kv_budget(model, tp, pp, fp, block_size, mem_size, gpu_memory_utilization, ep)
+    free = int(mem_size * gpu_memory_utilization) - base.weight_bytes \
+        - vllm_activation_peak(model, tp, fp, max_num_batched_tokens, max_num_seqs) \
+        - VLLM_NON_TORCH_BYTES
+    return KvBudget(base.weight_bytes, base.block_bytes, max(free, 0) // base.block_bytes)

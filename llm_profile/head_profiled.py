@@ -4,7 +4,7 @@ The profiler times vLLM's fused kernels, so one of our operators maps onto one p
 (`q_proj` → `qkv_proj`, `gate_proj` → `gate_up_proj`, both norms → `layernorm`, `rope` →
 `rotary_emb`) and the parts fused into it (`k_proj`, `v_proj`, `up_proj`) cost nothing.
 `lm_head` is priced per sequence together with the sampler (per_sequence.csv). Attention is one
-4-D multilinear lookup over (prefill chunk, prior KV of the prefills, decodes, mean decode
+4-D multilinear lookup over (prefill tokens, prior KV of the prefills, decodes, mean decode
 context), blended toward a lookup at the longest decode context by the profile's fitted skew
 alpha; MoE layers are one lookup over (tokens, activated experts). All tables are read at
 load; a lookup is list indexing and a few multiplications.
@@ -95,6 +95,8 @@ class HeadPerfModel(PerfModel):
                              f"(meta.yaml lists TP degrees: {have})",
                              "profile that TP degree or change tp_size")
         self.directory = directory
+        version = self.meta.get("vllm_version")
+        self.vllm_version = str(version) if version is not None else None
         self._warn = warn
         self._fallback = fallback
         self.dense: dict[str, Curve] = read_curves(directory / "dense.csv", DENSE_HEADER)
@@ -162,19 +164,18 @@ class HeadPerfModel(PerfModel):
 
     def attention_ns(self, batch: AttentionBatch) -> int:
         """One layer's attention over the batch, skew-corrected for uneven decode contexts."""
+        # The profiler's keys: all prefill chunks as one chunk on all their prior KV, and
+        # the decodes at their mean context (whole tokens), with the extremes for the skew.
         pc = sum(batch.prefill_q)
-        kp = sum(q * kv for q, kv in zip(batch.prefill_q, batch.prefill_kv,
-                                         strict=True)) // pc if pc else 0
+        kp = sum(batch.prefill_kv)
         lens = batch.decode_lens
         nd = len(lens)
         if nd:
             hi, lo = max(lens), min(lens)
-            mean = sum(lens) / nd
-            key = (pc, kp, nd, round(mean), hi, lo)
+            mean = sum(lens) // nd
         else:
-            hi = lo = 0
-            mean = 0.0
-            key = (pc, kp, 0, 0, 0, 0)
+            hi = lo = mean = 0
+        key = (pc, kp, nd, mean, hi, lo)
         cached = self._attn_cache.get(key)
         if cached is None:
             cached = self._attention(pc, kp, nd, mean, hi, lo)
@@ -183,7 +184,7 @@ class HeadPerfModel(PerfModel):
             self._attn_cache[key] = cached
         return cached
 
-    def _attention(self, pc: int, kp: int, nd: int, mean: float, hi: int, lo: int) -> int:
+    def _attention(self, pc: int, kp: int, nd: int, mean: int, hi: int, lo: int) -> int:
         t_mean = self._grid(pc, kp, nd, mean)
         if nd <= 1 or hi == lo or not self.skew.enabled:
             return max(1, round(t_mean))
