@@ -56,29 +56,36 @@ class EngineLimits:
 def engine_limits(options: RunOptions, model: ModelConfig, spec: InstanceSpec,
                   profile_vllm: str | None) -> EngineLimits:
     """Given values (cluster config key, then flag) win; unset ones take what vLLM picks for
-    the instance's device (legacy scheduler and --compat artifact: 2048 tokens, 128 or
-    unlimited sequences)."""
+    the instance's device (legacy scheduler: 2048 tokens, unlimited sequences; --compat
+    artifact: this simulator's former 2048 tokens and 128 sequences)."""
     cls = scheduler_class(options.scheduler, options.custom_scheduler)
     legacy = getattr(cls, "legacy_limits", False)  # a class without it gets the vLLM meanings
-    if legacy or options.compat.artifact_defaults:
-        tokens_default, seqs_default, reserve = 2048, 128, False
-        source = "given" if not legacy else "legacy defaults"
+    given_tokens = spec.max_num_batched_tokens or options.max_num_batched_tokens
+    # Legacy: --max-batch 0 means unlimited; vllm: it defers to --max-num-seqs.
+    given_seqs = spec.max_num_seqs or (options.max_batch if legacy else
+                                       options.max_batch or options.max_num_seqs)
+    reserve = False
+    if legacy:
+        tokens, seqs, label = 2048, 0, "legacy defaults"
+    elif options.compat.artifact_defaults:
+        tokens, seqs, label = 2048, 128, "former defaults (--compat artifact)"
     else:
         version = resolve_version(options.vllm_version, profile_vllm)
         vllm = engine_defaults(version, spec.hardware, spec.npu_mem.size_bytes,
                                options.vllm_usage_context)
-        tokens_default, seqs_default = vllm.max_num_batched_tokens, vllm.max_num_seqs
-        reserve, source = vllm.reserve_full_input, vllm.reason
-    given_tokens = spec.max_num_batched_tokens or options.max_num_batched_tokens
-    tokens = tokens_default if given_tokens is None else given_tokens
-    # Legacy: --max-batch 0 means unlimited; vllm: it defers to --max-num-seqs.
-    seqs = spec.max_num_seqs or (options.max_batch if legacy else
-                                 options.max_batch or options.max_num_seqs or seqs_default)
-    if given_tokens is not None and (spec.max_num_seqs or options.max_batch or
-                                     options.max_num_seqs or legacy):
-        source = "given" + ("" if not reserve else f"; full-input reservation: {source}")
+        tokens, seqs, reserve = vllm.max_num_batched_tokens, vllm.max_num_seqs, \
+            vllm.reserve_full_input
+        label = vllm.reason
+    unset = [name for name, value in (("max_num_seqs", given_seqs),
+                                      ("max_num_batched_tokens", given_tokens))
+             if value is None or (legacy and name == "max_num_seqs" and not value)]
+    source = f"{' and '.join(unset)}: {label}" if unset else "given"
+    if reserve:
+        source += "; whole prompt reserved at admission"
+    tokens = tokens if given_tokens is None else given_tokens
     return EngineLimits(min(tokens or model.max_position_embeddings,
-                            model.max_position_embeddings), seqs, reserve, source)
+                            model.max_position_embeddings),
+                        seqs if given_seqs is None else given_seqs, reserve, source)
 
 
 def _make_scheduler(options: RunOptions, limits: EngineLimits, kv: KVCacheManager,

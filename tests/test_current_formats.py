@@ -133,14 +133,20 @@ def test_current_schema_without_mem_util_takes_vllms_arithmetic():
 def test_run_header_names_vllms_choice_and_a_flag_overrides(tmp_path):
     cfg = write_json(tmp_path / "c.json", json.loads(json.dumps(SINGLE)))
     done = run_main(["--cluster-config", str(cfg), "--dataset", str(TRACE), "--num-req", "2"])
-    assert "max_num_seqs 256, max_num_batched_tokens 2048 (vLLM 0.11 api-server default for " \
-        "a < 70 GiB GPU)" in done.stdout
+    assert "max_num_seqs 256, max_num_batched_tokens 2048 (max_num_seqs and " \
+        "max_num_batched_tokens: vLLM 0.11 api-server default for a < 70 GiB GPU)" in done.stdout
     given = run_main(["--cluster-config", str(cfg), "--dataset", str(TRACE), "--num-req", "2",
                       "--max-num-seqs", "7", "--max-num-batched-tokens", "512"])
     assert "max_num_seqs 7, max_num_batched_tokens 512 (given)" in given.stdout
     artifact = run_main(["--cluster-config", str(cfg), "--dataset", str(TRACE), "--num-req",
                          "2", "--compat", "artifact"])
-    assert "max_num_seqs 128, max_num_batched_tokens 2048" in artifact.stdout
+    assert "max_num_seqs 128, max_num_batched_tokens 2048 (max_num_seqs and " \
+        "max_num_batched_tokens: former defaults (--compat artifact))" in artifact.stdout
+    newer = run_main(["--cluster-config", str(cfg), "--dataset", str(TRACE), "--num-req", "2",
+                      "--vllm-version", "0.19", "--max-num-seqs", "64"])
+    assert "max_num_seqs 64, max_num_batched_tokens 2048 (max_num_batched_tokens: vLLM 0.19 " \
+        "api-server default for a < 70 GiB GPU; whole prompt reserved at admission)" \
+        in newer.stdout
 
 
 class CountPreemptions(Observer):
