@@ -163,7 +163,7 @@ class QueueSeries(Observer):
         self.waiting: list[float] = []
 
     def on_batch_start(self, inst: Instance, batch: Batch, start_ns: int, end_ns: int,
-                       *args: object) -> None:
+                       costs: list) -> None:
         self.instances.setdefault(inst.index, inst)
 
     def on_window(self, time_ns: int, rates: tuple[float, float]) -> None:

@@ -63,11 +63,6 @@ class InstanceSpec:
     vllm_memory: bool = False
 
     @property
-    def ep(self) -> int:
-        """Expert-parallel degree: `ep_size` when given, else the TP degree."""
-        return self.ep_size or self.tp
-
-    @property
     def tp(self) -> int:
         """Tensor-parallel degree: NPUs per pipeline stage."""
         return self.npu_num // self.npu_group
