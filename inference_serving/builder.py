@@ -10,19 +10,27 @@ from inference_serving.expert_router import expert_router
 from inference_serving.fabric import InstanceFabric, instance_fabric, receiver_tp
 from inference_serving.instance import Instance
 from inference_serving.kv_cache import KVCacheManager
-from inference_serving.memory_model import KvBudget, kv_budget, vllm_kv_budget
+from inference_serving.memory_model import (
+    KvBudget,
+    kv_budget,
+    offloaded_weight_bytes,
+    vllm_kv_budget,
+)
 from inference_serving.options import RunOptions
+from inference_serving.placement import WeightMap
 from inference_serving.plan_builder import DisaggregationRole, PlanBuilder, StoreSizes
 from inference_serving.pricers import PRICERS, Pricer
 from inference_serving.scheduler.base import Scheduler, SchedulerOptions, SchedulerResources
 from inference_serving.scheduler.registry import make_scheduler, scheduler_class
 from inference_serving.vllm_defaults import engine_defaults, resolve_version
+from inference_serving.weight_loads import WeightLoads
 from llm_profile.factory import is_tpu, make_perf_model
 from llmsim_core.errors import InputError
 from llmsim_core.model_config import ModelConfig, load_model_config
-from llmsim_core.op_templates import dense_template, moe_template
+from llmsim_core.op_templates import OpTemplate, dense_template, moe_template
 
 MIB = 1 << 20
+GIB = 1 << 30
 
 
 def _check_supported(spec: InstanceSpec, model: ModelConfig, where: str) -> None:
@@ -112,15 +120,16 @@ def _make_scheduler(options: RunOptions, limits: EngineLimits, kv: KVCacheManage
 
 
 def _kv_budget(model: ModelConfig, spec: InstanceSpec, options: RunOptions, block_size: int,
-               limits: EngineLimits) -> KvBudget:
+               limits: EngineLimits, weights: WeightMap | None) -> KvBudget:
     """The instance's KV blocks: vLLM's arithmetic when the config gives (or, in the current
     schema, defaults) gpu_memory_utilization, else mem_size × mem_util − weights."""
     if spec.vllm_memory:
         return vllm_kv_budget(model, spec.tp, spec.pp, options.fp_bytes, block_size,
                               spec.npu_mem.size_bytes, spec.mem_util,
-                              limits.max_num_batched_tokens, limits.max_num_seqs, spec.ep_size)
+                              limits.max_num_batched_tokens, limits.max_num_seqs, weights,
+                              spec.ep_size)
     return kv_budget(model, spec.tp, spec.pp, options.fp_bytes, block_size,
-                     spec.npu_mem.size_bytes, spec.mem_util, spec.ep_size)
+                     spec.npu_mem.size_bytes, spec.mem_util, weights, spec.ep_size)
 
 
 def _disaggregation(cluster: ClusterConfig, spec: InstanceSpec) -> DisaggregationRole | None:
@@ -133,6 +142,30 @@ def _disaggregation(cluster: ClusterConfig, spec: InstanceSpec) -> Disaggregatio
     if spec.decode_oproj_overhead_ns is not None:
         overheads["decode_oproj_ns"] = spec.decode_oproj_overhead_ns
     return DisaggregationRole(spec.pd_type, receiver_tp(cluster, spec), **overheads)
+
+
+def _weight_map(spec: InstanceSpec, template: OpTemplate, num_layers: int,
+                where: str) -> WeightMap | None:
+    """The instance's resolved weight placement (None without a placement block)."""
+    if spec.placement is None:
+        return None
+    ops = (*template.pre_ops, *template.compute_block_ops, *template.post_ops,
+           *(("attn",) if "attn" in template.block_ops else ()),
+           *(("expert",) if template.has_experts else ()))
+    return spec.placement.resolve(num_layers, ops, where)
+
+
+def _check_capacity(cluster: ClusterConfig, placed: dict[tuple, int]) -> None:
+    """Weights placed in a node's host memory or in the CXL pool must fit in it."""
+    for (tier, index), nbytes in placed.items():
+        if tier == "cpu":
+            size, where = cluster.nodes[index].cpu_mem.size_bytes, f"nodes[{index}].cpu_mem"
+        else:
+            size, where = cluster.cxl_mem.memory.size_bytes, "cxl_mem"
+        if nbytes > size:
+            raise InputError(f"{nbytes / GIB:.2f} GiB of weights are placed in {where}, which "
+                             f"holds {size / GIB:.2f} GiB", f"key '{where}.mem_size' in "
+                             f"{cluster.path}", "enlarge it or keep more weights on the NPUs")
 
 
 def choose_pricer(cluster: ClusterConfig, options: RunOptions,
@@ -154,6 +187,7 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
     instances = []
     fabrics: dict[int, InstanceFabric] = {}
     models: dict[str, ModelConfig] = {}
+    placed: dict[tuple, int] = {}  # off-device weight bytes per ("cpu", node) and ("cxl", 0)
     for node in cluster.nodes:
         for spec in node.instances:
             where = f"instance {spec.instance_id} (node {node.node_id}) in {cluster.path}"
@@ -164,34 +198,49 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
             _check_supported(spec, model, where)
             _check_tp(model, spec.tp, where)
             block_size = spec.block_size or options.block_size
+            tpu = is_tpu(spec.hardware)
+            template = moe_template(tpu, spec.tp, options.moe_combine_alltoall,
+                                    model.qk_norm) \
+                if model.is_moe else dense_template(tpu, spec.tp, model.qk_norm)
+            weights = _weight_map(spec, template, model.num_layers, where)
             perf = make_perf_model(options.perf_models, spec.hardware, model, spec.tp,
                                    options.fp_bits, warn, options.attn_prediction,
                                    options.perf_model, options.custom_perf_model)
             limits = engine_limits(options, model, spec, getattr(perf, "vllm_version", None))
-            budget = _kv_budget(model, spec, options, block_size, limits)
+            budget = _kv_budget(model, spec, options, block_size, limits, weights)
+            offloaded = offloaded_weight_bytes(model, spec.tp, options.fp_bytes, weights)
+            for loc, nbytes in offloaded.items():
+                key = ("cpu", node.node_id) if loc == "cpu" else ("cxl", 0)
+                placed[key] = placed.get(key, 0) + nbytes
             if budget.num_blocks < 1:
                 raise InputError(
                     f"{model.name} does not fit: {budget.weight_bytes / MIB:.2f} MiB of weights "
                     f"per NPU leave no room for KV in {spec.npu_mem.size_bytes / MIB:.0f} MiB",
                     where, "use more NPUs (npu_num), a larger npu_mem.mem_size or a smaller --fp")
-            tpu = is_tpu(spec.hardware)
-            template = moe_template(tpu, spec.tp, options.moe_combine_alltoall,
-                                    model.qk_norm) \
-                if model.is_moe else dense_template(tpu, spec.tp, model.qk_norm)
             plans = PlanBuilder(spec.instance_id, node.node_id, model, perf, template, spec.tp,
                                 options.fp_bytes, spec.pp, _disaggregation(cluster, spec),
                                 StoreSizes(options.compat.hidden_state_output_store,
                                            options.compat.whole_logits_handoff),
                                 expert_router(options.expert_routing_policy,
                                               options.custom_expert_router), options.seed,
-                                spec.ep_size)
-            fabrics[spec.instance_id] = instance_fabric(cluster, spec, options.network_backend)
+                                WeightLoads(model, spec.tp, options.fp_bytes, weights,
+                                            options.local_offloading), ep=spec.ep_size)
+            fabrics[spec.instance_id] = instance_fabric(cluster, spec, options.network_backend,
+                                                        options.local_offloading)
             kv = KVCacheManager(budget.num_blocks, block_size)
+            # Weights placed in host memory leave less of it for swapped-out KV.
             scheduler = _make_scheduler(options, limits, kv, budget.block_bytes, spec,
-                                        node.cpu_mem.size_bytes, warn)
+                                        node.cpu_mem.size_bytes - offloaded.get("cpu", 0), warn)
             instances.append(Instance(spec=spec, model=model, scheduler=scheduler, kv=kv,
                                       budget=budget, plans=plans,
                                       fabric=fabrics[spec.instance_id]))
+    _check_capacity(cluster, placed)
+    loading = [i.index for i in instances if i.plans.weights is not None]
+    if loading and options.network_backend == "external":
+        raise InputError(f"instance(s) {loading} load weights every iteration (placement off "
+                         "the NPU or --enable-local-offloading), which the external binary's "
+                         "memory configuration cannot express", "--network-backend external",
+                         "use the analytical backend (closed-form or replay pricer)")
     pricer = choose_pricer(cluster, options, fabrics)
     for inst in instances:
         inst.pricer = pricer

@@ -184,6 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "traced until they have all finished); 0 = all; 1000 if unset")
     p.add_argument("--plot-dir", metavar="DIR",
                    help="write PNG plots of the run into DIR (needs the [plot] extra)")
+    p.add_argument("--enable-local-offloading", action="store_true",
+                   help="also time every operator's weight read from device memory "
+                   "(npu_mem.mem_bw / mem_latency); double counts if the profiles include it")
     return p
 
 
@@ -349,6 +352,7 @@ def options_from_args(args: argparse.Namespace, need_dataset: bool = True) -> Ru
         custom_expert_router=args.custom_expert_router,
         perf_model=args.perf_model,
         custom_perf_model=args.custom_perf_model,
+        local_offloading=args.enable_local_offloading,
     )
     check_run_paths(options)
     return options

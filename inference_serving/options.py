@@ -59,6 +59,7 @@ class RunOptions:
     trace_max_requests: int = 1000
     plot_dir: Path | None = None
     quiet: bool = False
+    local_offloading: bool = False  # --enable-local-offloading: time device-memory weight reads
 
     @property
     def fp_bytes(self) -> int:
