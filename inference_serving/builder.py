@@ -11,6 +11,12 @@ from inference_serving.instance import Instance
 from inference_serving.kv_cache import KVCacheManager
 from inference_serving.memory_model import kv_budget
 from inference_serving.options import RunOptions
+from inference_serving.pim_offload import (
+    PimSetup,
+    check_offloadable,
+    offload_cluster,
+    pim_setup,
+)
 from inference_serving.plan_builder import DisaggregationRole, PlanBuilder, StoreSizes
 from inference_serving.pricers import PRICERS, Pricer
 from inference_serving.scheduler.base import Scheduler, SchedulerOptions, SchedulerResources
@@ -97,7 +103,18 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
     instances = []
     fabrics: dict[int, InstanceFabric] = {}
     models: dict[str, ModelConfig] = {}
+    devices = {}
+    if options.attn_offloading:
+        if options.network_backend == "external":
+            raise InputError("attention offloading is priced in process, not by an external "
+                             "ASTRA-Sim binary", "--enable-attn-offloading",
+                             "drop --network-backend external")
+        cluster, devices = offload_cluster(cluster, options.pim_configs, warn)
     for node in cluster.nodes:
+        if not options.attn_offloading and node.cpu_mem.bw_bytes_per_ns == 0:
+            raise InputError("cpu_mem has no mem_bw / mem_latency (only attention offloading "
+                             "supplies them)", f"nodes[{node.node_id}].cpu_mem in "
+                             f"{cluster.path}", "add them or pass --enable-attn-offloading")
         for spec in node.instances:
             where = f"instance {spec.instance_id} (node {node.node_id}) in {cluster.path}"
             model = models.get(spec.model_name)
@@ -121,13 +138,21 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
             template = moe_template(tpu, spec.tp, options.moe_combine_alltoall,
                                     model.qk_norm) \
                 if model.is_moe else dense_template(tpu, spec.tp, model.qk_norm)
+            pim: PimSetup | None = None
+            if options.attn_offloading:
+                device, channels = devices[node.node_id]
+                check_offloadable(spec, model, device, options.sub_batch_interleaving, where)
+                pim = pim_setup(device, channels, model, spec.tp, options.fp_bytes,
+                                options.sub_batch_interleaving)
             plans = PlanBuilder(spec.instance_id, node.node_id, model, perf, template, spec.tp,
                                 options.fp_bytes, spec.pp, _disaggregation(cluster, spec),
                                 StoreSizes(options.compat.hidden_state_output_store,
                                            options.compat.whole_logits_handoff),
                                 expert_router(options.expert_routing_policy,
-                                              options.custom_expert_router), options.seed)
+                                              options.custom_expert_router), options.seed, pim)
             fabrics[spec.instance_id] = instance_fabric(cluster, spec, options.network_backend)
+            if pim is not None:
+                fabrics[spec.instance_id].pim_channels = pim.channels
             kv = KVCacheManager(budget.num_blocks, block_size)
             scheduler = _make_scheduler(options, model, kv, budget.block_bytes, spec,
                                         node.cpu_mem.size_bytes, warn)

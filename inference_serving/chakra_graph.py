@@ -19,7 +19,16 @@ from astra_sim.export import export
 from astra_sim.memory import REMOTE, MemorySystem
 from inference_serving.fabric import InstanceFabric, host_tier
 from inference_serving.scheduler.base import Batch
-from llmsim_core.iteration_plan import COLLECTIVE, COMPUTE, LOAD, SEND, IterationPlan, PlanOp
+from llmsim_core.iteration_plan import (
+    COLLECTIVE,
+    COMPUTE,
+    LOAD,
+    PIM,
+    PIM_WAIT,
+    SEND,
+    IterationPlan,
+    PlanOp,
+)
 
 if TYPE_CHECKING:  # the instance module imports the pricers, which import this module
     from inference_serving.instance import Instance
@@ -56,6 +65,15 @@ def _memory(graph: _Graph, op: PlanOp, device: int, group: str, deps: list[int])
     return graph.add(op.name, kind, deps, attrs=attrs)
 
 
+def _pim(graph: _Graph, name: str, op: PlanOp, device: int, deps: list[int]) -> list[int]:
+    """One PIM_COMP_NODE per op of the group, on its (device, channel) FIFO."""
+    work = op.pim
+    return [graph.add(f"{name}.{i}", "PIM_COMP_NODE", deps, duration=ns, attrs=[
+        Attr("tensor_size", "uint64", work.nbytes), Attr("tensor_loc", "uint32", REMOTE),
+        Attr("tensor_device", "uint32", device), Attr("tensor_channel", "uint32", channel)])
+        for i, (channel, ns) in enumerate(zip(work.channels, work.ns, strict=True))]
+
+
 def _p2p(graph: _Graph, name: str, kind: str, src: int, dst: int, tag: int, nbytes: int,
          deps: list[int]) -> int:
     return graph.add(name, kind, deps, attrs=[
@@ -83,11 +101,21 @@ def plan_graphs(plan: IterationPlan, fabric: InstanceFabric, receivers: bool = F
             deps = [_p2p(graph, "stage_recv", "COMM_RECV_NODE", npu - tp, npu, stage,
                          plan.receive.nbytes, [])]
         received: list[tuple[str, int, int]] = []
+        launched: dict[int, list[int]] = {}  # per sub-batch: its last PIM group's nodes
+        joins: list[int] = []  # PIM nodes the next chain node waits for
         for group_ in plan.groups:
             for layer in range(group_.first, group_.first + group_.count):
                 prefix = "" if group_.first < 0 else f"layer{layer}."
                 for op in group_.ops:
                     name = prefix + op.name
+                    if op.kind == PIM:
+                        launched[op.sub] = _pim(graph, name, op, plan.node, deps)
+                        continue
+                    if op.kind == PIM_WAIT:
+                        joins.extend(launched.pop(op.sub, []))
+                        continue
+                    if joins and op.kind in (COMPUTE, COLLECTIVE):
+                        deps, joins = [*deps, *joins], []
                     if op.kind == COMPUTE:
                         deps = [graph.add(name, "COMP_NODE", deps, duration=op.ns)]
                     elif op.kind == COLLECTIVE:
@@ -128,7 +156,8 @@ def engine_setup(fabric: InstanceFabric, num_nodes: int, stages: int,
     groups = {stage_group(s): tuple(range(s * tp, s * tp + tp)) for s in range(stages)} \
         if tp > 1 else {}
     config = replace(fabric.engine_config(), comm_groups=groups)
-    memory = MemorySystem(tiers={REMOTE: host_tier(fabric.host, num_nodes)})
+    memory = MemorySystem(tiers={REMOTE: host_tier(fabric.host, num_nodes,
+                                                   fabric.pim_channels)})
     if calendar is not None:
         memory.calendar = calendar
     return config, memory

@@ -75,6 +75,9 @@ class NodeSpec:
     cpu_mem: MemorySpec
     instances: tuple[InstanceSpec, ...]
     num_npus: int | None = None  # extension: physical NPUs of the node, checked if given
+    # Base name of the node's PIM device file (cpu_mem.pim_config); with it, cpu_mem's
+    # mem_bw / mem_latency may be omitted (0 here) since attention offloading replaces them.
+    pim_config: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +123,7 @@ KNOWN_KEYS = {
     "top": frozenset({"num_nodes", "link_bw", "link_latency", "nodes", "inter_node_link_bw",
                       "inter_node_link_latency", "cxl_mem"}),
     "node": frozenset({"num_instances", "cpu_mem", "instances", "num_npus"}),
-    "cpu_mem": frozenset({"mem_size", "mem_bw", "mem_latency"}),
+    "cpu_mem": frozenset({"mem_size", "mem_bw", "mem_latency", "pim_config"}),
     "instance": frozenset({"model_name", "hardware", "npu_mem", "npu_num", "npu_group",
                            "pd_type", "max_num_batched_tokens", "max_num_seqs", "max_batch",
                            "block_size", "prefill_oproj_overhead_ns",
@@ -132,7 +135,6 @@ KNOWN_KEYS = {
 # Remove a key from here when its feature lands.
 NOT_MODELLED = {
     "node": frozenset({"power"}),
-    "cpu_mem": frozenset({"pim_config"}),
     "instance": frozenset({"placement"}),
 }
 _FIX = "fix the cluster config"
@@ -177,15 +179,31 @@ class _Reader:
         return checked_int(self.get(parent, key, where), bound, key,
                            f"key '{where}{key}' in {self.path}", _FIX)
 
-    def memory(self, parent: dict, key: str, where: str, kind: str) -> MemorySpec:
+    def memory(self, parent: dict, key: str, where: str, kind: str,
+               pim: bool = False) -> MemorySpec:
+        """A memory object; with `pim`, a missing mem_bw / mem_latency reads as 0."""
         mem = self.obj(parent, key, where)
         sub = f"{where}{key}."
         self.keys(mem, kind, sub)
         return MemorySpec(
             size_bytes=int(self.number(mem, "mem_size", sub, MEM_SIZE) * GIB),
-            bw_bytes_per_ns=self.number(mem, "mem_bw", sub, BANDWIDTH),
-            latency_ns=self.number(mem, "mem_latency", sub, LATENCY),
+            bw_bytes_per_ns=self.number(mem, "mem_bw", sub, BANDWIDTH)
+            if not pim or "mem_bw" in mem else 0.0,
+            latency_ns=self.number(mem, "mem_latency", sub, LATENCY)
+            if not pim or "mem_latency" in mem else 0.0,
         )
+
+
+def _pim_config(rd: _Reader, node: dict, where: str) -> str | None:
+    """The node's `cpu_mem.pim_config` (a device file base name), if any."""
+    cpu_mem = rd.obj(node, "cpu_mem", where)
+    if "pim_config" not in cpu_mem:
+        return None
+    name = cpu_mem["pim_config"]
+    if not isinstance(name, str) or not name:
+        raise rd.fail("expected a non-empty string", f"{where}cpu_mem.pim_config",
+                      "name a PIM device file without its .ini extension")
+    return name
 
 
 def _parse_instance(rd: _Reader, raw: Any, where: str, instance_id: int, node_id: int,
@@ -262,7 +280,8 @@ def cluster_from_dict(raw: Any, path: str) -> ClusterConfig:
             count = len(inst_raw) if isinstance(inst_raw, list) else "not a list"
             raise rd.fail(f"num_instances is {num_inst} but instances has {count} entries",
                           f"{where}instances", "make them agree")
-        cpu_mem = rd.memory(node, "cpu_mem", where, "cpu_mem")
+        pim_config = _pim_config(rd, node, where)
+        cpu_mem = rd.memory(node, "cpu_mem", where, "cpu_mem", pim_config is not None)
         instances = []
         for k, inst in enumerate(inst_raw):
             spec = _parse_instance(rd, inst, f"{where}instances[{k}].", instance_id, node_id,
@@ -278,7 +297,7 @@ def cluster_from_dict(raw: Any, path: str) -> ClusterConfig:
                 raise rd.fail(f"the node's instances use {used} NPUs but it has {num_npus}",
                               f"{where}num_npus", "use fewer or smaller instances")
         nodes.append(NodeSpec(node_id=node_id, cpu_mem=cpu_mem, instances=tuple(instances),
-                              num_npus=num_npus))
+                              num_npus=num_npus, pim_config=pim_config))
     roles = {i.pd_type for n in nodes for i in n.instances}
     if ("prefill" in roles) != ("decode" in roles):
         missing = "decode" if "prefill" in roles else "prefill"

@@ -26,6 +26,7 @@ from llmsim_core.paths import (
     DEFAULT_CLUSTER_CONFIG,
     MODEL_CONFIG_DIR,
     PERF_MODELS_DIR,
+    PIM_CONFIG_DIR,
     resolve_user_path,
 )
 
@@ -174,6 +175,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "traced until they have all finished); 0 = all; 1000 if unset")
     p.add_argument("--plot-dir", metavar="DIR",
                    help="write PNG plots of the run into DIR (needs the [plot] extra)")
+    p.add_argument("--enable-attn-offloading", action="store_true",
+                   help="decode attention runs on the PIM channels of each node's host memory "
+                   "(needs cpu_mem.pim_config on every node)")
+    p.add_argument("--enable-sub-batch-interleaving", action="store_true",
+                   help="two interleaved sub-batches so NPU work overlaps PIM work (needs "
+                   "--enable-attn-offloading)")
+    p.add_argument("--pim-configs", default=str(PIM_CONFIG_DIR),
+                   help="PIM device root holding <name>.ini")
     return p
 
 
@@ -218,6 +227,10 @@ def _check_combinations(args: argparse.Namespace) -> None:
         raise InputError(f"--pricer {args.pricer} contradicts --network-backend external (the "
                          "binary times every iteration)", "command line",
                          "drop --pricer or use an analytical backend")
+    if args.enable_sub_batch_interleaving and not args.enable_attn_offloading:
+        raise InputError("--enable-sub-batch-interleaving interleaves PIM and NPU work and "
+                         "needs --enable-attn-offloading", "command line",
+                         "add --enable-attn-offloading")
     if args.enable_attn_prediction and args.perf_model == "roofline":
         raise InputError("--enable-attn-prediction has no effect with --perf-model roofline",
                          "command line", "drop one of them")
@@ -336,6 +349,9 @@ def options_from_args(args: argparse.Namespace, need_dataset: bool = True) -> Ru
         custom_expert_router=args.custom_expert_router,
         perf_model=args.perf_model,
         custom_perf_model=args.custom_perf_model,
+        attn_offloading=args.enable_attn_offloading,
+        sub_batch_interleaving=args.enable_sub_batch_interleaving,
+        pim_configs=resolve_user_path(args.pim_configs),
     )
     check_run_paths(options)
     return options

@@ -57,6 +57,10 @@ class RunOptions:
     trace_max_requests: int = 1000
     plot_dir: Path | None = None
     quiet: bool = False
+    # PIM attention offload and sub-batch interleaving (serving.md §10).
+    attn_offloading: bool = False
+    sub_batch_interleaving: bool = False
+    pim_configs: Path = Path("pim_config")
 
     @property
     def fp_bytes(self) -> int:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from inference_serving.pim_offload import PimSetup
+from inference_serving.pim_plans import offloaded_plan
 from inference_serving.scheduler.base import Batch
 from llm_profile.perf_model import AttentionBatch, PerfModel
 from llmsim_core.errors import InputError
@@ -96,7 +98,8 @@ class PlanBuilder:
                  template: OpTemplate, tp: int, fp: int, pp: int = 1,
                  disaggregation: DisaggregationRole | None = None,
                  sizes: StoreSizes = StoreSizes(),
-                 expert_routing: Callable[..., list] | None = None, seed: int = 42) -> None:
+                 expert_routing: Callable[..., list] | None = None, seed: int = 42,
+                 pim: PimSetup | None = None) -> None:
         if template.has_experts and expert_routing is None:
             raise InputError(f"model '{model.name}' is a mixture of experts", "model_name",
                              "pass an expert routing policy")
@@ -111,6 +114,7 @@ class PlanBuilder:
         self.sizes = sizes
         self.expert_routing = expert_routing
         self.seed = seed
+        self.pim = pim
         self.stage_layers = stage_layers(model.num_layers, pp)
         self._experts: dict[int, list[int]] = {}
         self._blocks: dict[tuple, tuple] = {}
@@ -156,6 +160,15 @@ class PlanBuilder:
                    extra: int) -> tuple[LayerGroup, ...]:
         """The stage's transformer blocks; everything but attention is memoized by token count
         (attention changes with every batch's context lengths)."""
+        attn = compute(ATTENTION, attention, tokens)
+        return tuple(LayerGroup(index, n, (*before, attn, *after))
+                     for index, n, before, after in self.block_parts(tokens, first, count,
+                                                                     kv_bytes, extra))
+
+    def block_parts(self, tokens: int, first: int, count: int, kv_bytes: int = 0,
+                    extra: int = 0) -> tuple[tuple, ...]:
+        """Runs of identical blocks as (first layer, count, ops before attention, ops after
+        it), memoized by token count."""
         key = (tokens, first, count, kv_bytes, extra)
         parts = self._blocks.get(key)
         if parts is None:
@@ -175,9 +188,25 @@ class PlanBuilder:
             if len(self._blocks) >= CACHE_LIMIT:
                 self._blocks.clear()
             self._blocks[key] = parts
-        attn = compute(ATTENTION, attention, tokens)
-        return tuple(LayerGroup(index, n, (*before, attn, *after))
-                     for index, n, before, after in parts)
+        return parts
+
+    def edge(self, which: str, tokens: int, requests: int) -> LayerGroup:
+        """The operators before (`pre`) or after (`post`) the blocks, memoized."""
+        return self._edge(which, tokens, requests)
+
+    def start_loads(self, tokens: int, batch: Batch) -> tuple[PlanOp, ...]:
+        """The first stage's start transfers: input load, KV swap-in and swap-out."""
+        return tuple(self._transfer(kind, name, nbytes) for kind, name, nbytes
+                     in ((LOAD, "input_load", tokens * self.fp * 2),
+                         (LOAD, "kv_load", batch.swap_in_bytes),
+                         (STORE, "kv_evict", batch.swap_out_bytes))
+                     if nbytes or name == "input_load")
+
+    def output_store(self, tokens: int, requests: int) -> PlanOp:
+        """The last stage's output store (token ids, or the hidden state under compat)."""
+        stored = self.hidden_bytes(tokens) if self.sizes.hidden_state_output_store \
+            else requests * OUTPUT_TOKEN_ID_BYTES
+        return self._transfer(STORE, "output_store", stored)
 
     def _transfer(self, kind: str, name: str, nbytes: int) -> PlanOp:
         key = (name, nbytes)
@@ -191,6 +220,8 @@ class PlanBuilder:
     def plans(self, batch: Batch) -> list[IterationPlan]:
         """The plans of `batch`, one per pipeline stage."""
         tokens, requests = batch.total_tokens, len(batch.requests)
+        if self.pim is not None and any(batch.decode):
+            return [offloaded_plan(self, batch)]
         attention = self.perf.attention_ns(attention_batch(batch))
         kv_bytes = extra = 0
         handoff = None
@@ -227,19 +258,13 @@ class PlanBuilder:
             receive = forward = store = None
             if stage == 0:
                 groups = (self._edge("pre", tokens, requests), *groups)
-                loads = tuple(self._transfer(kind, name, nbytes) for kind, name, nbytes
-                              in ((LOAD, "input_load", tokens * self.fp * 2),
-                                  (LOAD, "kv_load", batch.swap_in_bytes),
-                                  (STORE, "kv_evict", batch.swap_out_bytes))
-                              if nbytes or name == "input_load")
+                loads = self.start_loads(tokens, batch)
             else:
                 receive = PlanOp(SEND, "stage_recv", nbytes=self.hidden_bytes(tokens),
                                  target=STAGE_LINK)
             if stage == stages - 1:
                 groups = (*groups, self._edge("post", tokens, requests))
-                stored = self.hidden_bytes(tokens) if self.sizes.hidden_state_output_store \
-                    else requests * OUTPUT_TOKEN_ID_BYTES
-                store = self._transfer(STORE, "output_store", stored)
+                store = self.output_store(tokens, requests)
             else:
                 forward = PlanOp(SEND, "stage_send", nbytes=self.hidden_bytes(tokens),
                                  target=STAGE_LINK)
@@ -248,3 +273,4 @@ class PlanBuilder:
                                        handoff if stage == stages - 1 else None, forward))
             first += count
         return plans
+

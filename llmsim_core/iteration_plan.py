@@ -15,8 +15,24 @@ from dataclasses import dataclass
 from llmsim_core.op_templates import ATTENTION, COLLECTIVE_KIND, EXPERT_ROWS, EXPERTS, OpTemplate
 
 COMPUTE, COLLECTIVE, SEND, LOAD, STORE = "compute", "collective", "send", "load", "store"
+PIM, PIM_WAIT = "pim", "pim_wait"  # launch a PIM group; wait for the last one launched
 HOST = "host"  # the node's CPU memory (one FIFO per node)
 PD_LINK, STAGE_LINK = "pd", "pp"
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class PimWork:
+    """One layer's PIM attention ops of one (sub-)batch (serving.md §10).
+
+    Op i runs `ns[i]` ns of PIM compute on channel `channels[i]` of the node's host memory and
+    moves `nbytes` over that channel. `channel_ns` sums the compute per used channel as
+    (channel, total ns, ops). Compared by identity: a batch's work is built once.
+    """
+
+    channels: tuple[int, ...]
+    ns: tuple[int, ...]
+    nbytes: int
+    channel_ns: tuple[tuple[int, int, int], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +42,9 @@ class PlanOp:
     compute: `ns` at `tokens` tokens; collective: `target` is the collective kind
     (`all_reduce`, `all_to_all`) over the TP group; send: `nbytes` to the peer over link
     `target` on the rank's communication slot, overlapping compute; load/store: `nbytes` from
-    or to memory tier `target`, issued by all `tp` ranks together (one access each, FIFO).
+    or to memory tier `target`, issued by all `tp` ranks together (one access each, FIFO);
+    pim: launches `pim` (one op per channel FIFO of the node) when the chain reaches it, without
+    holding the chain; pim_wait: the chain waits for the last `pim` group of sub-batch `sub`.
     """
 
     kind: str
@@ -35,6 +53,8 @@ class PlanOp:
     nbytes: int = 0
     tokens: int = 0
     target: str = ""
+    sub: int = 0
+    pim: PimWork | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +90,7 @@ class IterationPlan:
     store: PlanOp | None = None
     handoff: PlanOp | None = None
     forward: PlanOp | None = None
+    offloaded: bool = False  # the chain holds `pim` / `pim_wait` ops
 
     def ops(self) -> list[tuple[PlanOp, int]]:
         """Every chain operator with the number of times it runs (groups unrolled by count)."""

@@ -361,10 +361,11 @@ def test_spec_keys_not_modelled_warn_once_each(tmp_path, capsys):
     path = tmp_path / "c.json"
     path.write_text(json.dumps(cfg))
     parsed = load_cluster_config(path)
-    assert parsed.unmodelled == ("power", "pim_config", "placement")
+    assert parsed.unmodelled == ("power", "placement")
     assert capsys.readouterr().err.splitlines() == [
         f"warning: {key} in {path} is not modelled in this version; it has no effect"
-        for key in ("power", "pim_config", "placement")]
+        for key in ("power", "placement")]
+    assert parsed.nodes[0].pim_config == "DDR4_8GB_3200_pim"
     assert parsed.cxl_mem.num_devices == 1
     assert parsed.cxl_mem.memory.size_bytes == 512 << 30
 

@@ -6,7 +6,7 @@ from typing import Protocol
 
 from inference_serving.fabric import InstanceFabric
 from inference_serving.iteration_cost import DeviceBusy, IterationCost, Usage
-from llmsim_core.iteration_plan import COLLECTIVE, COMPUTE, SEND, IterationPlan
+from llmsim_core.iteration_plan import COLLECTIVE, COMPUTE, HOST, PIM, SEND, IterationPlan
 
 
 class Pricer(Protocol):
@@ -32,8 +32,14 @@ def plan_usage(plan: IterationPlan, fabric: InstanceFabric) -> Usage:
         tier = f"{op.target}:{plan.node}"
         tiers[tier] = tiers.get(tier, 0) + tp * op.nbytes
     sends = [op for op in (plan.handoff, plan.forward) if op is not None]
+    pim_busy = pim_bytes = 0
     for op, count in plan.ops():
-        if op.kind == COMPUTE:
+        if op.kind == PIM:
+            work = op.pim
+            overhead = fabric.memory_ns(HOST, work.nbytes)
+            pim_busy += count * sum(ns + n * overhead for _, ns, n in work.channel_ns)
+            pim_bytes += count * len(work.channels) * work.nbytes
+        elif op.kind == COMPUTE:
             busy.compute_ns += count * op.ns
         elif op.kind == COLLECTIVE:
             busy.comm_ns += count * fabric.collective_ns(op.target, op.nbytes)
@@ -46,5 +52,9 @@ def plan_usage(plan: IterationPlan, fabric: InstanceFabric) -> Usage:
         name = fabric.link_name(op.target)
         links[name] = links.get(name, 0) + tp * op.nbytes
     first = fabric.spec.first_npu + plan.stage * tp
-    return Usage(dict.fromkeys(range(first, first + tp), busy), links, tiers)
+    usage = Usage(dict.fromkeys(range(first, first + tp), busy), links, tiers)
+    if plan.offloaded:
+        tiers[f"pim:{plan.node}"] = pim_bytes
+        usage.pim_busy_ns[plan.node] = pim_busy
+    return usage
 
