@@ -421,7 +421,7 @@ def test_every_reference_cluster_config_is_accepted():
     configs = _reference_configs()
     assert len(configs) >= 30
     unmodelled = {key for path in configs for key in load_cluster_config(path).unmodelled}
-    assert unmodelled == {"power", "pim_config", "placement"}
+    assert unmodelled == {"power", "placement"}
 
 
 def _traces() -> list[Path]:
