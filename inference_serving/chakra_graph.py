@@ -70,8 +70,9 @@ def _pim(graph: _Graph, name: str, op: PlanOp, device: int, deps: list[int]) -> 
     work = op.pim
     return [graph.add(f"{name}.{i}", "PIM_COMP_NODE", deps, duration=ns, attrs=[
         Attr("tensor_size", "uint64", work.nbytes), Attr("tensor_loc", "uint32", REMOTE),
-        Attr("tensor_device", "uint32", device), Attr("tensor_channel", "uint32", channel)])
-        for i, (channel, ns) in enumerate(zip(work.channels, work.ns, strict=True))]
+        Attr("tensor_device", "uint32", device), Attr("tensor_channel", "uint32", int(channel))])
+        for i, (channel, ns) in enumerate(zip(work.channels.tolist(), work.ns.tolist(),
+                                              strict=True))]
 
 
 def _p2p(graph: _Graph, name: str, kind: str, src: int, dst: int, tag: int, nbytes: int,

@@ -8,6 +8,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
+
 from inference_serving.cluster_config import GIB, ClusterConfig, InstanceSpec, MemorySpec
 from inference_serving.pim_device import (
     FIT_SHAPE,
@@ -55,26 +57,27 @@ def place(lengths: Sequence[int], setup: PimSetup) -> PimWork:
     """Decodes sorted by context length (longest first), each placed S times, every time on
     the channel with the least accumulated length (lowest index on a tie)."""
     heap = list(range(setup.channels))  # load 0 on every channel: already a heap
-    mask = (1 << CHANNEL_BITS) - 1
-    channels: list[int] = []
-    times: list[int] = []
-    sums: dict[int, list[int]] = {}
-    for length in sorted(lengths, reverse=True):
-        ns = setup.op_ns(length)
+    ordered = sorted(lengths, reverse=True)
+    split = setup.split
+    picks: list[int] = []
+    pick = picks.append
+    replace_min = heapq.heapreplace
+    for length in ordered:
         step = length << CHANNEL_BITS
-        for _ in range(setup.split):
-            channel = heap[0] & mask
-            heapq.heapreplace(heap, heap[0] + step)
-            channels.append(channel)
-            times.append(ns)
-            entry = sums.get(channel)
-            if entry is None:
-                sums[channel] = [ns, 1]
-            else:
-                entry[0] += ns
-                entry[1] += 1
-    return PimWork(tuple(channels), tuple(times), setup.op_bytes,
-                   tuple((c, total, n) for c, (total, n) in sorted(sums.items())))
+        for _ in range(split):
+            entry = heap[0]
+            replace_min(heap, entry + step)
+            pick(entry)
+    channels = np.array(picks, dtype=np.int64) & ((1 << CHANNEL_BITS) - 1)
+    d = setup.device
+    per_request = ((d.slope_ns_per_token * np.array(ordered, dtype=np.float64)
+                    + d.intercept_ns) / split).astype(np.int64)
+    ns = np.repeat(per_request, split)
+    totals = np.bincount(channels, weights=ns, minlength=setup.channels)
+    counts = np.bincount(channels, minlength=setup.channels)
+    used = np.flatnonzero(counts)
+    return PimWork(channels, ns, setup.op_bytes, used,
+                   np.rint(totals[used]).astype(np.int64), counts[used])
 
 
 def split_batch(loads: Sequence[int], arrivals: Sequence[int]) -> tuple[list[int], list[int]]:

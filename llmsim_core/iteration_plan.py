@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from llmsim_core.op_templates import ATTENTION, COLLECTIVE_KIND, EXPERT_ROWS, EXPERTS, OpTemplate
 
 COMPUTE, COLLECTIVE, SEND, LOAD, STORE = "compute", "collective", "send", "load", "store"
@@ -25,14 +27,16 @@ class PimWork:
     """One layer's PIM attention ops of one (sub-)batch (serving.md §10).
 
     Op i runs `ns[i]` ns of PIM compute on channel `channels[i]` of the node's host memory and
-    moves `nbytes` over that channel. `channel_ns` sums the compute per used channel as
-    (channel, total ns, ops). Compared by identity: a batch's work is built once.
+    moves `nbytes` over that channel. Per used channel `used[j]`: its ops' compute `used_ns[j]`
+    and their number `used_ops[j]`. Compared by identity: a batch's work is built once.
     """
 
-    channels: tuple[int, ...]
-    ns: tuple[int, ...]
+    channels: np.ndarray
+    ns: np.ndarray
     nbytes: int
-    channel_ns: tuple[tuple[int, int, int], ...]
+    used: np.ndarray
+    used_ns: np.ndarray
+    used_ops: np.ndarray
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,7 @@ def plan_usage(plan: IterationPlan, fabric: InstanceFabric) -> Usage:
         if op.kind == PIM:
             work = op.pim
             overhead = fabric.memory_ns(HOST, work.nbytes)
-            pim_busy += count * sum(ns + n * overhead for _, ns, n in work.channel_ns)
+            pim_busy += count * (int(work.used_ns.sum()) + len(work.channels) * overhead)
             pim_bytes += count * len(work.channels) * work.nbytes
         elif op.kind == COMPUTE:
             busy.compute_ns += count * op.ns

@@ -25,11 +25,10 @@ from llmsim_core.iteration_plan import (
     HOST,
     PIM,
     PIM_WAIT,
+    SEND,
     IterationPlan,
-    PimWork,
+    PlanOp,
 )
-
-WORK_CACHE = 64  # groups whose channel vectors are kept (a plan launches the same few)
 
 
 class PimChannels:
@@ -38,24 +37,11 @@ class PimChannels:
     def __init__(self) -> None:
         self.free: dict[int, np.ndarray] = {}
         self.latest: dict[int, int] = {}  # per node: when its last booked op ends
-        self._vectors: dict[int, tuple[PimWork, np.ndarray, np.ndarray, int]] = {}
 
-    def group_vectors(self, work: PimWork, overhead: int) -> tuple[np.ndarray, np.ndarray, int]:
-        """Used channels, each one's busy time for the group, and the longest."""
-        cached = self._vectors.get(id(work))
-        if cached is None or cached[0] is not work:
-            channels = np.fromiter((c for c, _, _ in work.channel_ns), np.intp,
-                                   len(work.channel_ns))
-            busy = np.fromiter((ns + n * overhead for _, ns, n in work.channel_ns), np.int64,
-                               len(work.channel_ns))
-            if len(self._vectors) >= WORK_CACHE:
-                self._vectors.clear()
-            cached = self._vectors[id(work)] = (work, channels, busy, int(busy.max()))
-        return cached[1], cached[2], cached[3]
-
-    def launch(self, node: int, count: int, work: PimWork, overhead: int, now: int) -> int:
-        """Book one group issued at `now` on `node`'s `count` channels; return when it ends."""
-        channels, busy, longest = self.group_vectors(work, overhead)
+    def launch(self, node: int, count: int, channels: np.ndarray, busy: np.ndarray,
+               longest: int, now: int) -> int:
+        """Book one group issued at `now` on `node`'s `count` channels (its used `channels`,
+        each `busy` for its ops, `longest` the most); return when the group ends."""
         free = self.free.get(node)
         if free is None:
             free = self.free[node] = np.zeros(count, dtype=np.int64)
@@ -73,6 +59,23 @@ class PimChannels:
         return end
 
 
+def _steps(ops: tuple[PlanOp, ...], fabric: InstanceFabric) -> list[tuple]:
+    """A group's operators with each PIM group's per-channel busy time worked out once."""
+    steps: list[tuple] = []
+    for op in ops:
+        if op.kind == PIM:
+            work = op.pim
+            busy = work.used_ns + work.used_ops * fabric.memory_ns(HOST, work.nbytes)
+            steps.append((PIM, op.sub, work.used, busy, int(busy.max())))
+        elif op.kind == COLLECTIVE:
+            steps.append((COLLECTIVE, fabric.collective_ns(op.target, op.nbytes)))
+        elif op.kind == SEND:
+            steps.append((SEND, fabric.send_ns(op.target, op.nbytes)))
+        else:
+            steps.append((op.kind, op.sub if op.kind == PIM_WAIT else op.ns))
+    return steps
+
+
 def offloaded_chain(plan: IterationPlan, fabric: InstanceFabric, pim: PimChannels,
                     released: int) -> tuple[int, int]:
     """(end of the chain, end of its last message), absolute, for a chain released at
@@ -81,20 +84,19 @@ def offloaded_chain(plan: IterationPlan, fabric: InstanceFabric, pim: PimChannel
     done: dict[int, int] = {}
     node, count = plan.node, fabric.pim_channels
     for group in plan.groups:
-        ops = group.ops
+        steps = _steps(group.ops, fabric)
         for _ in range(group.count):
-            for op in ops:
-                kind = op.kind
+            for step in steps:
+                kind = step[0]
                 if kind == COMPUTE:
-                    t += op.ns
+                    t += step[1]
                 elif kind == PIM:
-                    overhead = fabric.memory_ns(HOST, op.pim.nbytes)
-                    done[op.sub] = pim.launch(node, count, op.pim, overhead, t)
+                    done[step[1]] = pim.launch(node, count, step[2], step[3], step[4], t)
                 elif kind == PIM_WAIT:
-                    t = max(t, done.get(op.sub, t))
+                    t = max(t, done.get(step[1], t))
                 elif kind == COLLECTIVE:
-                    t = max(t, comm_free) + fabric.collective_ns(op.target, op.nbytes)
+                    t = max(t, comm_free) + step[1]
                     comm_free = t
                 else:
-                    comm_free = max(t, comm_free) + fabric.send_ns(op.target, op.nbytes)
+                    comm_free = max(t, comm_free) + step[1]
     return t, comm_free
