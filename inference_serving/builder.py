@@ -123,6 +123,12 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
                 models[spec.model_name] = model
             _check_supported(spec, model, where)
             _check_tp(model, spec.tp, where)
+            pim: PimSetup | None = None
+            if options.attn_offloading:
+                device, channels = devices[node.node_id]
+                check_offloadable(spec, model, device, options.sub_batch_interleaving, where)
+                pim = pim_setup(device, channels, model, spec.tp, options.fp_bytes,
+                                options.sub_batch_interleaving)
             block_size = spec.block_size or options.block_size
             budget = kv_budget(model, spec.tp, spec.pp, options.fp_bytes, block_size,
                                spec.npu_mem.size_bytes, spec.mem_util)
@@ -138,12 +144,7 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
             template = moe_template(tpu, spec.tp, options.moe_combine_alltoall,
                                     model.qk_norm) \
                 if model.is_moe else dense_template(tpu, spec.tp, model.qk_norm)
-            pim: PimSetup | None = None
-            if options.attn_offloading:
-                device, channels = devices[node.node_id]
-                check_offloadable(spec, model, device, options.sub_batch_interleaving, where)
-                pim = pim_setup(device, channels, model, spec.tp, options.fp_bytes,
-                                options.sub_batch_interleaving)
+
             plans = PlanBuilder(spec.instance_id, node.node_id, model, perf, template, spec.tp,
                                 options.fp_bytes, spec.pp, _disaggregation(cluster, spec),
                                 StoreSizes(options.compat.hidden_state_output_store,
