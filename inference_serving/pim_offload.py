@@ -1,5 +1,5 @@
-"""PIM attention offload (serving.md §10): channel placement of decode attention and the
-sub-batch split of sub-batch interleaving. Pure functions of the batch; no timing here."""
+"""PIM attention offload (serving.md §10): the nodes' PIM channels, channel placement of decode
+attention, and the sub-batch split of sub-batch interleaving. No timing here."""
 
 from __future__ import annotations
 
@@ -38,11 +38,6 @@ class PimSetup:
     split: int
     op_bytes: int
     interleave: bool = False
-
-    def op_ns(self, length: int) -> int:
-        """PIM compute of one op of a decode with context `length`: the fit divided by S."""
-        d = self.device
-        return int((d.slope_ns_per_token * length + d.intercept_ns) / self.split)
 
 
 def pim_setup(device: PimDevice, channels: int, model: ModelConfig, tp: int, fp: int,

@@ -13,7 +13,7 @@ from inference_serving.chakra_graph import engine_setup, plan_graphs
 from inference_serving.cluster_config import cluster_from_dict
 from inference_serving.fabric import instance_fabric
 from inference_serving.pim_device import PimDevice, load_pim_device, parse_ini
-from inference_serving.pim_offload import PimSetup, place, pim_setup, split_batch
+from inference_serving.pim_offload import PimSetup, pim_setup, place, split_batch
 from inference_serving.plan_builder import PlanBuilder
 from inference_serving.pricers.base import plan_usage
 from inference_serving.pricers.closed_form import ClosedFormPricer
