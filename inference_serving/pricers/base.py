@@ -34,13 +34,13 @@ def plan_usage(plan: IterationPlan, fabric: InstanceFabric) -> Usage:
     sends = [op for op in (plan.handoff, plan.forward) if op is not None]
     pim_busy = pim_bytes = 0
     for op, count in plan.ops():
-        if op.kind == PIM:
+        if op.kind == COMPUTE:
+            busy.compute_ns += count * op.ns
+        elif op.kind == PIM:
             work = op.pim
             overhead = fabric.memory_ns(HOST, work.nbytes)
             pim_busy += count * (int(work.used_ns.sum()) + len(work.channels) * overhead)
             pim_bytes += count * len(work.channels) * work.nbytes
-        elif op.kind == COMPUTE:
-            busy.compute_ns += count * op.ns
         elif op.kind == COLLECTIVE:
             busy.comm_ns += count * fabric.collective_ns(op.target, op.nbytes)
             name = fabric.link_name("tp")
