@@ -109,7 +109,7 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
             raise InputError("attention offloading is priced in process, not by an external "
                              "ASTRA-Sim binary", "--enable-attn-offloading",
                              "drop --network-backend external")
-        cluster, devices = offload_cluster(cluster, options.pim_configs, warn)
+        cluster, devices = offload_cluster(cluster, options.pim_configs)
     for node in cluster.nodes:
         if not options.attn_offloading and node.cpu_mem.bw_bytes_per_ns == 0:
             raise InputError("cpu_mem has no mem_bw / mem_latency (only attention offloading "

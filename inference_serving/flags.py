@@ -227,6 +227,12 @@ def _check_combinations(args: argparse.Namespace) -> None:
         raise InputError(f"--pricer {args.pricer} contradicts --network-backend external (the "
                          "binary times every iteration)", "command line",
                          "drop --pricer or use an analytical backend")
+    if args.enable_attn_offloading and args.chakra_dialect == "upstream":
+        raise InputError("upstream ASTRA-Sim graphs have no PIM nodes", "--chakra-dialect "
+                         "upstream with --enable-attn-offloading", "use --chakra-dialect casys")
+    if args.pim_configs != str(PIM_CONFIG_DIR) and not args.enable_attn_offloading:
+        raise InputError("--pim-configs has no effect without --enable-attn-offloading",
+                         "command line", "add --enable-attn-offloading or drop --pim-configs")
     if args.enable_sub_batch_interleaving and not args.enable_attn_offloading:
         raise InputError("--enable-sub-batch-interleaving interleaves PIM and NPU work and "
                          "needs --enable-attn-offloading", "command line",

@@ -4,7 +4,8 @@ attention, and the sub-batch split of sub-batch interleaving. No timing here."""
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -90,7 +91,7 @@ def split_batch(loads: Sequence[int], arrivals: Sequence[int]) -> tuple[list[int
     return parts
 
 
-def offload_cluster(cluster: ClusterConfig, root: Path, warn: Callable[[str], None]
+def offload_cluster(cluster: ClusterConfig, root: Path
                     ) -> tuple[ClusterConfig, dict[int, tuple[PimDevice, int]]]:
     """The cluster with every node's host memory replaced by its PIM channels (bandwidth =
     channels × channel bandwidth, latency = CL × tCK), and each node's (device, channels)."""
@@ -110,9 +111,9 @@ def offload_cluster(cluster: ClusterConfig, root: Path, warn: Callable[[str], No
                              "raise cpu_mem.mem_size or use a smaller PIM device")
         mem = node.cpu_mem
         if mem.bw_bytes_per_ns:
-            warn(f"nodes[{node.node_id}].cpu_mem mem_bw and mem_latency in {cluster.path} are "
-                 f"replaced by the PIM channels' ({channels} × {device.channel_bw_gbps:g} GB/s, "
-                 f"{device.latency_ns:g} ns)")
+            print(f"warning: nodes[{node.node_id}].cpu_mem mem_bw and mem_latency in "
+                  f"{cluster.path} are replaced by the PIM channels' ({channels} × "
+                  f"{device.channel_bw_gbps:g} GB/s, {device.latency_ns:g} ns)", file=sys.stderr)
         host = MemorySpec(mem.size_bytes, channels * device.channel_bw_gbps, device.latency_ns)
         nodes.append(replace(node, cpu_mem=host))
         devices[node.node_id] = (device, channels)

@@ -311,6 +311,15 @@ def case_host_memory_without_bandwidth_and_no_offloading(tmp):
     return ["--cluster-config", str(_pim_cluster(tmp))], "cpu_mem has no mem_bw"
 
 
+def case_pim_configs_without_offloading(tmp):
+    return ["--pim-configs", str(tmp)], "--pim-configs has no effect"
+
+
+def case_upstream_chakra_export_of_pim_nodes(tmp):
+    return [OFFLOAD, "--export-chakra", str(tmp / "et"), "--chakra-dialect", "upstream"], \
+        "no PIM nodes"
+
+
 CASES = [v for k, v in sorted(globals().items()) if k.startswith("case_")]
 
 
