@@ -52,19 +52,12 @@ def pim_setup(device: PimDevice, channels: int, model: ModelConfig, tp: int, fp:
 def place(lengths: Sequence[int], setup: PimSetup) -> PimWork:
     """Decodes sorted by context length (longest first), each placed S times, every time on
     the channel with the least accumulated length (lowest index on a tie)."""
-    heap = list(range(setup.channels))  # load 0 on every channel: already a heap
     ordered = sorted(lengths, reverse=True)
     split = setup.split
-    picks: list[int] = []
-    pick = picks.append
-    replace_min = heapq.heapreplace
-    for length in ordered:
-        step = length << CHANNEL_BITS
-        for _ in range(split):
-            entry = heap[0]
-            replace_min(heap, entry + step)
-            pick(entry)
-    channels = np.array(picks, dtype=np.int64) & ((1 << CHANNEL_BITS) - 1)
+    if setup.channels % split == 0:
+        channels = _place_in_groups(ordered, setup.channels // split, split)
+    else:
+        channels = _place_one_by_one(ordered, setup.channels, split)
     d = setup.device
     per_request = ((d.slope_ns_per_token * np.array(ordered, dtype=np.float64)
                     + d.intercept_ns) / split).astype(np.int64)
@@ -76,10 +69,40 @@ def place(lengths: Sequence[int], setup: PimSetup) -> PimWork:
                    np.rint(totals[used]).astype(np.int64), counts[used])
 
 
+def _place_one_by_one(ordered: list[int], count: int, split: int) -> np.ndarray:
+    heap = list(range(count))  # load 0 on every channel: already a heap
+    picks: list[int] = []
+    pick = picks.append
+    replace_min = heapq.heapreplace
+    for length in ordered:
+        step = length << CHANNEL_BITS
+        for _ in range(split):
+            entry = heap[0]
+            replace_min(heap, entry + step)
+            pick(entry)
+    return np.array(picks, dtype=np.int64) & ((1 << CHANNEL_BITS) - 1)
+
+
+def _place_in_groups(ordered: list[int], groups: int, split: int) -> np.ndarray:
+    """The same placement when S divides C: channels gS … gS+S−1 start equal and, taken
+    lowest index first, always receive the same request together, so they keep equal loads;
+    one pick per request on the least-loaded group gives the same channels."""
+    heap = list(range(groups))
+    picks: list[int] = []
+    pick = picks.append
+    replace_min = heapq.heapreplace
+    for length in ordered:
+        entry = heap[0]
+        replace_min(heap, entry + (length << CHANNEL_BITS))
+        pick(entry)
+    first = (np.array(picks, dtype=np.int64) & ((1 << CHANNEL_BITS) - 1)) * split
+    return (first[:, None] + np.arange(split, dtype=np.int64)).ravel()
+
+
 def split_batch(loads: Sequence[int], arrivals: Sequence[int]) -> tuple[list[int], list[int]]:
     """Entry indices of the two sub-batches: heaviest first, each to the lighter sub-batch
     (the first on a tie), then each sub-batch in arrival order."""
-    order = sorted(range(len(loads)), key=lambda i: -loads[i])
+    order = sorted(range(len(loads)), key=loads.__getitem__, reverse=True)  # stable
     parts: tuple[list[int], list[int]] = ([], [])
     weight = [0, 0]
     for i in order:
@@ -87,7 +110,8 @@ def split_batch(loads: Sequence[int], arrivals: Sequence[int]) -> tuple[list[int
         parts[k].append(i)
         weight[k] += loads[i]
     for part in parts:
-        part.sort(key=lambda i: (arrivals[i], i))
+        part.sort()
+        part.sort(key=arrivals.__getitem__)  # stable: equal arrivals keep entry order
     return parts
 
 

@@ -397,3 +397,13 @@ def test_figure_10_pim_beats_gpu_only_and_sbi_beats_pim_at_full_batch(tmp_path):
     # With all 256 requests decoding (26–35 s), SBI's overlap wins over plain PIM.
     full = {name: sum(values[26:35]) for name, values in series.items()}
     assert full["sbi"] > full["pim"] > full["gpu"]
+
+
+def test_grouped_placement_equals_one_by_one_placement():
+    """When S divides C the placement runs per group of S channels; same channels as the
+    one-placement-at-a-time greedy."""
+    from inference_serving.pim_offload import _place_in_groups, _place_one_by_one
+    lengths = sorted([(i * 7919) % 613 + 1 for i in range(300)] + [50] * 20, reverse=True)
+    for channels, split in ((256, 8), (64, 8), (16, 4), (8, 8), (6, 2)):
+        assert _place_in_groups(lengths, channels // split, split).tolist() == \
+            _place_one_by_one(lengths, channels, split).tolist()

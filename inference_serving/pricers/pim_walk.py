@@ -60,10 +60,13 @@ class PimChannels:
 
 
 def _steps(ops: tuple[PlanOp, ...], fabric: InstanceFabric) -> list[tuple]:
-    """A group's operators with each PIM group's per-channel busy time worked out once."""
+    """A group's operators with each PIM group's per-channel busy time worked out once and
+    consecutive compute summed (nothing can happen between them)."""
     steps: list[tuple] = []
     for op in ops:
-        if op.kind == PIM:
+        if op.kind == COMPUTE and steps and steps[-1][0] == COMPUTE:
+            steps[-1] = (COMPUTE, steps[-1][1] + op.ns)
+        elif op.kind == PIM:
             work = op.pim
             busy = work.used_ns + work.used_ops * fabric.memory_ns(HOST, work.nbytes)
             steps.append((PIM, op.sub, work.used, busy, int(busy.max())))
