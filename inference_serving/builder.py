@@ -128,7 +128,7 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
                 device, channels = devices[node.node_id]
                 check_offloadable(spec, model, device, options.sub_batch_interleaving, where)
                 pim = pim_setup(device, channels, model, spec.tp, options.fp_bytes,
-                                options.sub_batch_interleaving)
+                                options.sub_batch_interleaving, options.compat.pim_defects)
             block_size = spec.block_size or options.block_size
             budget = kv_budget(model, spec.tp, spec.pp, options.fp_bytes, block_size,
                                spec.npu_mem.size_bytes, spec.mem_util)

@@ -16,13 +16,17 @@ class CompatProfile:
     iteration stores one hidden state per request instead of its sampled token ids.
     `whole_logits_handoff`: a P/D prefill instance sends the whole logits with the KV.
     `routing_time_instance_id`: the per-request CSV names the instance a request was routed to
-    on arrival rather than the one that completed it.
+    on arrival rather than the one that completed it. `pim_defects` (only with
+    `--compat-pim-defects`, never part of `artifact`): with attention offloading the NPU
+    attention of a batch with a prefill still charges its decodes, and under sub-batch
+    interleaving each decode is placed on one PIM channel at 1/S of its time (serving.md §10).
     """
 
     idle_poll_ns: int = 0
     hidden_state_output_store: bool = False
     whole_logits_handoff: bool = False
     routing_time_instance_id: bool = False
+    pim_defects: bool = False
 
     @classmethod
     def artifact(cls) -> CompatProfile:

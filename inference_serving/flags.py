@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from astra_sim.export import DIALECTS
@@ -181,6 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--enable-sub-batch-interleaving", action="store_true",
                    help="two interleaved sub-batches so NPU work overlaps PIM work (needs "
                    "--enable-attn-offloading)")
+    p.add_argument("--compat-pim-defects", action="store_true",
+                   help="with --enable-attn-offloading, reproduce the existing simulator's PIM "
+                   "defects (decode attention also charged on the NPU in batches with a "
+                   "prefill; under sub-batch interleaving one placement per decode)")
     p.add_argument("--pim-configs", default=str(PIM_CONFIG_DIR),
                    help="PIM device root holding <name>.ini")
     return p
@@ -233,6 +238,9 @@ def _check_combinations(args: argparse.Namespace) -> None:
     if args.pim_configs != str(PIM_CONFIG_DIR) and not args.enable_attn_offloading:
         raise InputError("--pim-configs has no effect without --enable-attn-offloading",
                          "command line", "add --enable-attn-offloading or drop --pim-configs")
+    if args.compat_pim_defects and not args.enable_attn_offloading:
+        raise InputError("--compat-pim-defects has no effect without --enable-attn-offloading",
+                         "command line", "add --enable-attn-offloading or drop it")
     if args.enable_sub_batch_interleaving and not args.enable_attn_offloading:
         raise InputError("--enable-sub-batch-interleaving interleaves PIM and NPU work and "
                          "needs --enable-attn-offloading", "command line",
@@ -266,10 +274,12 @@ def _external_binary(args: argparse.Namespace) -> Path | None:
 def compat_profile(args: argparse.Namespace) -> CompatProfile:
     """The quirks the compatibility flags ask for."""
     if args.compat == "artifact":
-        return CompatProfile.artifact()
-    if args.compat_output_store:
-        return CompatProfile.output_store_only()
-    return CompatProfile()
+        profile = CompatProfile.artifact()
+    elif args.compat_output_store:
+        profile = CompatProfile.output_store_only()
+    else:
+        profile = CompatProfile()
+    return replace(profile, pim_defects=True) if args.compat_pim_defects else profile
 
 
 def options_from_args(args: argparse.Namespace, need_dataset: bool = True) -> RunOptions:

@@ -31,7 +31,8 @@ class PimSetup:
     """A node's PIM channels as one instance uses them.
 
     `split` S = min(channels, KV heads); `op_bytes` is one decode's transfer per op: one
-    token's q, k, v and attention output for the rank, divided by S.
+    token's q, k, v and attention output for the rank, divided by S. `defects` reproduces the
+    existing simulator's PIM defects (`CompatProfile.pim_defects`).
     """
 
     device: PimDevice
@@ -39,29 +40,32 @@ class PimSetup:
     split: int
     op_bytes: int
     interleave: bool = False
+    defects: bool = False
 
 
 def pim_setup(device: PimDevice, channels: int, model: ModelConfig, tp: int, fp: int,
-              interleave: bool) -> PimSetup:
+              interleave: bool, defects: bool = False) -> PimSetup:
     """The setup of one instance on a node with `channels` PIM channels."""
     split = min(channels, model.num_kv_heads)
     per_token = (2 * model.q_dim // tp + 2 * model.kv_dim // tp) * fp
-    return PimSetup(device, channels, split, per_token // split, interleave)
+    return PimSetup(device, channels, split, per_token // split, interleave, defects)
 
 
-def place(lengths: Sequence[int], setup: PimSetup) -> PimWork:
-    """Decodes sorted by context length (longest first), each placed S times, every time on
-    the channel with the least accumulated length (lowest index on a tie)."""
+def place(lengths: Sequence[int], setup: PimSetup, copies: int | None = None) -> PimWork:
+    """Decodes sorted by context length (longest first), each placed S times (or `copies`),
+    every time on the channel with the least accumulated length (lowest index on a tie); each
+    op takes 1/S of the decode's fitted time."""
     ordered = sorted(lengths, reverse=True)
     split = setup.split
-    if setup.channels % split == 0:
-        channels = _place_in_groups(ordered, setup.channels // split, split)
+    copies = split if copies is None else copies
+    if setup.channels % copies == 0:
+        channels = _place_in_groups(ordered, setup.channels // copies, copies)
     else:
-        channels = _place_one_by_one(ordered, setup.channels, split)
+        channels = _place_one_by_one(ordered, setup.channels, copies)
     d = setup.device
     per_request = ((d.slope_ns_per_token * np.array(ordered, dtype=np.float64)
                     + d.intercept_ns) / split).astype(np.int64)
-    ns = np.repeat(per_request, split)
+    ns = np.repeat(per_request, copies)
     totals = np.bincount(channels, weights=ns, minlength=setup.channels)
     counts = np.bincount(channels, minlength=setup.channels)
     used = np.flatnonzero(counts)

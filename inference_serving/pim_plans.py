@@ -60,12 +60,17 @@ def _sub_batch(builder: PlanBuilder, batch: Batch, entries: list[int], sub: int)
     requests = len(entries)
     mid: tuple[PlanOp, ...] = ()
     wait: tuple[PlanOp, ...] = ()
+    setup = builder.pim
     if lengths:
-        work = place(lengths, builder.pim)
+        # Existing-simulator defect: under interleaving one placement per decode.
+        copies = 1 if setup.defects and setup.interleave else None
+        work = place(lengths, setup, copies)
         mid = (PlanOp(PIM, "attn_pim", tokens=len(lengths), sub=sub, pim=work),)
         wait = (PlanOp(PIM_WAIT, "pim_wait", sub=sub),)
-    if prefill_q:  # the NPU charges only the prefills' attention
-        ns = builder.perf.attention_ns(AttentionBatch(tuple(prefill_q), tuple(prefill_kv), ()))
+    if prefill_q:  # the NPU charges only the prefills' attention (the defect: decodes too)
+        decodes = tuple(lengths) if setup.defects else ()
+        ns = builder.perf.attention_ns(AttentionBatch(tuple(prefill_q), tuple(prefill_kv),
+                                                      decodes))
         mid = (*mid, compute(ATTENTION, ns, tokens))
     return _Sub(tokens, requests, builder.edge("pre", tokens, requests).ops,
                 builder.block_parts(tokens, 0, builder.model.num_layers), mid, wait,

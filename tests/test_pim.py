@@ -320,6 +320,10 @@ def case_upstream_chakra_export_of_pim_nodes(tmp):
         "no PIM nodes"
 
 
+def case_pim_defects_without_offloading(tmp):
+    return ["--compat-pim-defects"], "--compat-pim-defects has no effect"
+
+
 CASES = [v for k, v in sorted(globals().items()) if k.startswith("case_")]
 
 
@@ -366,6 +370,23 @@ def test_example_runs_stay_close_to_the_existing_simulator(tmp_path, name, flags
     assert ours.keys() == ref.keys()
     errors = [abs(int(ours[r]["latency"]) / int(row["latency"]) - 1) for r, row in ref.items()]
     assert max(errors) < bound and min(errors) > 0
+
+
+@needs_data
+def test_with_the_defects_reproduced_sbi_matches_the_existing_simulator(tmp_path):
+    """`--compat-pim-defects` (decode attention also on the NPU with a prefill; one
+    placement per decode under SBI): the SBI example's latencies within 0.01 %."""
+    out = tmp_path / "out.csv"
+    done = run_main(["--cluster-config", str(DATA / "cluster_config/single_node_pim_instance.json"),
+                     "--dataset", str(DATA / "datasets/example_trace.jsonl"),
+                     "--perf-models", str(DATA / "perf_models"), "--num-req", "10",
+                     "--output", str(out), "--compat", "artifact", "--scheduler", "legacy",
+                     OFFLOAD, "--enable-sub-batch-interleaving", "--compat-pim-defects"])
+    assert done.returncode == 0, done.stderr
+    ours = _rows(out)
+    ref = _rows(DATA / "reference_sim/examples/example_pim_sub_batch_run.csv")
+    errors = [abs(int(ours[r]["latency"]) / int(row["latency"]) - 1) for r, row in ref.items()]
+    assert max(errors) < 1e-4
 
 
 def _generation_series(path: Path) -> list[float]:
