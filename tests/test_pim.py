@@ -428,3 +428,19 @@ def test_grouped_placement_equals_one_by_one_placement():
     for channels, split in ((256, 8), (64, 8), (16, 4), (8, 8), (6, 2)):
         assert _place_in_groups(lengths, channels // split, split).tolist() == \
             _place_one_by_one(lengths, channels, split).tolist()
+
+
+@needs_data
+@pytest.mark.parametrize("flags", [[OFFLOAD], [OFFLOAD, "--enable-sub-batch-interleaving"]])
+def test_replay_pricer_and_closed_form_agree_on_whole_runs(tmp_path, flags):
+    outputs = []
+    for pricer in ("closed-form", "replay"):
+        out = tmp_path / f"{pricer}.csv"
+        done = run_main(["--cluster-config",
+                         str(DATA / "cluster_config/single_node_pim_instance.json"),
+                         "--dataset", str(DATA / "datasets/example_trace.jsonl"),
+                         "--perf-models", str(DATA / "perf_models"), "--num-req", "10",
+                         "--output", str(out), "--pricer", pricer, *flags])
+        assert done.returncode == 0, done.stderr
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1]
