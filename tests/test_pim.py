@@ -324,6 +324,11 @@ def case_pim_defects_without_offloading(tmp):
     return ["--compat-pim-defects"], "--compat-pim-defects has no effect"
 
 
+def case_offloading_with_an_external_binary(tmp):
+    return ["--cluster-config", str(_pim_cluster(tmp)), OFFLOAD, "--network-backend",
+            "external", "--astra-sim-bin", "/bin/true"], "priced in process"
+
+
 CASES = [v for k, v in sorted(globals().items()) if k.startswith("case_")]
 
 
