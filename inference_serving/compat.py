@@ -18,8 +18,9 @@ class CompatProfile:
     `routing_time_instance_id`: the per-request CSV names the instance a request was routed to
     on arrival rather than the one that completed it. `pim_defects` (only with
     `--compat-pim-defects`, never part of `artifact`): with attention offloading the NPU
-    attention of a batch with a prefill still charges its decodes, and under sub-batch
-    interleaving each decode is placed on one PIM channel at 1/S of its time (serving.md §10).
+    attention of a batch with a prefill still charges its decodes and, without interleaving,
+    starts only after the layer's PIM group; under sub-batch interleaving each decode is placed
+    on one PIM channel at 1/S of its time (serving.md §10).
     """
 
     idle_poll_ns: int = 0

@@ -185,7 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compat-pim-defects", action="store_true",
                    help="with --enable-attn-offloading, reproduce the existing simulator's PIM "
                    "defects (decode attention also charged on the NPU in batches with a "
-                   "prefill; under sub-batch interleaving one placement per decode)")
+                   "prefill, after the PIM group without interleaving; under sub-batch "
+                   "interleaving one placement per decode)")
     p.add_argument("--pim-configs", default=str(PIM_CONFIG_DIR),
                    help="PIM device root holding <name>.ini")
     return p

@@ -33,16 +33,23 @@ if TYPE_CHECKING:  # the plan builder imports this module
 
 @dataclass(frozen=True, slots=True)
 class _Sub:
-    """One sub-batch's operators: `head` (embedding), `pre` (up to rope), `mid` (PIM launch
-    and the prefills' NPU attention), `wait`, `post` (o_proj to the FFN), `tail` (final)."""
+    """One sub-batch's operators: `head` (embedding), `runs` (blocks as (first, count, up to
+    rope, from o_proj)), `launch` (its PIM group), `attn` (the prefills' NPU attention),
+    `wait` (for the PIM group), `tail` (final norm and lm_head)."""
 
     tokens: int
     requests: int
     head: tuple[PlanOp, ...]
     runs: tuple[tuple, ...]
-    mid: tuple[PlanOp, ...]
+    launch: tuple[PlanOp, ...]
+    attn: tuple[PlanOp, ...]
     wait: tuple[PlanOp, ...]
     tail: tuple[PlanOp, ...]
+
+    @property
+    def mid(self) -> tuple[PlanOp, ...]:
+        """Between rope and the wait: the PIM launch, then the NPU attention beside it."""
+        return (*self.launch, *self.attn)
 
 
 def _sub_batch(builder: PlanBuilder, batch: Batch, entries: list[int], sub: int) -> _Sub:
@@ -58,22 +65,23 @@ def _sub_batch(builder: PlanBuilder, batch: Batch, entries: list[int], sub: int)
             prefill_kv.append(request.computed)
     tokens = sum(batch.tokens[i] for i in entries)
     requests = len(entries)
-    mid: tuple[PlanOp, ...] = ()
+    launch: tuple[PlanOp, ...] = ()
+    attn: tuple[PlanOp, ...] = ()
     wait: tuple[PlanOp, ...] = ()
     setup = builder.pim
     if lengths:
         # Existing-simulator defect: under interleaving one placement per decode.
         copies = 1 if setup.defects and setup.interleave else None
         work = place(lengths, setup, copies)
-        mid = (PlanOp(PIM, "attn_pim", tokens=len(lengths), sub=sub, pim=work),)
+        launch = (PlanOp(PIM, "attn_pim", tokens=len(lengths), sub=sub, pim=work),)
         wait = (PlanOp(PIM_WAIT, "pim_wait", sub=sub),)
     if prefill_q:  # the NPU charges only the prefills' attention (the defect: decodes too)
         decodes = tuple(lengths) if setup.defects else ()
         ns = builder.perf.attention_ns(AttentionBatch(tuple(prefill_q), tuple(prefill_kv),
                                                       decodes))
-        mid = (*mid, compute(ATTENTION, ns, tokens))
+        attn = (compute(ATTENTION, ns, tokens),)
     return _Sub(tokens, requests, builder.edge("pre", tokens, requests).ops,
-                builder.block_parts(tokens, 0, builder.model.num_layers), mid, wait,
+                builder.block_parts(tokens, 0, builder.model.num_layers), launch, attn, wait,
                 builder.edge("post", tokens, requests).ops)
 
 
@@ -100,8 +108,11 @@ def offloaded_plan(builder: PlanBuilder, batch: Batch) -> IterationPlan:
                                      *two.tail)))
     else:
         sub = _sub_batch(builder, batch, everything, 0)
+        # Existing-simulator behaviour (compat): the NPU attention waits for the PIM group.
+        middle = (*sub.launch, *sub.wait, *sub.attn) if builder.pim.defects else \
+            (*sub.mid, *sub.wait)
         groups = (LayerGroup(-1, 1, sub.head),
-                  *(LayerGroup(index, n, (*pre, *sub.mid, *sub.wait, *post))
+                  *(LayerGroup(index, n, (*pre, *middle, *post))
                     for index, n, pre, post in sub.runs),
                   LayerGroup(-1, 1, sub.tail))
     return IterationPlan(builder.instance, 0, builder.node, builder.tp, tokens, requests,
