@@ -455,3 +455,11 @@ def test_replay_pricer_and_closed_form_agree_on_whole_runs(tmp_path, flags):
         assert done.returncode == 0, done.stderr
         outputs.append(out.read_bytes())
     assert outputs[0] == outputs[1]
+
+
+def test_reproduced_sbi_defect_places_each_decode_once_at_a_fraction_of_its_time():
+    setup = _fig10_setup(interleave=True)
+    work = place([1000, 500], setup, copies=1)
+    # One op per decode (not S = 8), still (slope · len + intercept) / 8 ns each.
+    assert work.channels.tolist() == [0, 1]
+    assert work.ns.tolist() == [32071, int((242.0548 * 500 + 14513.5015) / 8)]
