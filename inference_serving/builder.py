@@ -11,6 +11,7 @@ from inference_serving.instance import Instance
 from inference_serving.kv_cache import KVCacheManager
 from inference_serving.memory_model import kv_budget
 from inference_serving.options import RunOptions
+from inference_serving.pim_device import PimDevice
 from inference_serving.pim_offload import (
     PimSetup,
     check_offloadable,
@@ -103,7 +104,7 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
     instances = []
     fabrics: dict[int, InstanceFabric] = {}
     models: dict[str, ModelConfig] = {}
-    devices = {}
+    devices: dict[int, tuple[PimDevice, int]] = {}
     if options.attn_offloading:
         if options.network_backend == "external":
             raise InputError("attention offloading is priced in process, not by an external "
@@ -144,7 +145,6 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
             template = moe_template(tpu, spec.tp, options.moe_combine_alltoall,
                                     model.qk_norm) \
                 if model.is_moe else dense_template(tpu, spec.tp, model.qk_norm)
-
             plans = PlanBuilder(spec.instance_id, node.node_id, model, perf, template, spec.tp,
                                 options.fp_bytes, spec.pp, _disaggregation(cluster, spec),
                                 StoreSizes(options.compat.hidden_state_output_store,

@@ -3,7 +3,9 @@
 The graphs hold exactly what the plan holds: the start loads (a joint access of the stage's TP
 ranks, `pg_name` = the stage's group), the compute chain with its TP collectives, P/D KV sends
 after `v_proj` and the token hand-off at the end (with the paired receivers' RECV nodes when
-asked), stage-to-stage sends and receives, and the output store. NPU ids are the instance's
+asked), stage-to-stage sends and receives, the output store, and with attention offloading one
+PIM_COMP_NODE per PIM op on its (node, channel) FIFO, which the next chain node (`o_proj`)
+depends on. NPU ids are the instance's
 engine network (`InstanceFabric.engine_dims`): stage · tp + rank, P/D receivers at rank + tp.
 """
 
@@ -70,7 +72,7 @@ def _pim(graph: _Graph, name: str, op: PlanOp, device: int, deps: list[int]) -> 
     work = op.pim
     return [graph.add(f"{name}.{i}", "PIM_COMP_NODE", deps, duration=ns, attrs=[
         Attr("tensor_size", "uint64", work.nbytes), Attr("tensor_loc", "uint32", REMOTE),
-        Attr("tensor_device", "uint32", device), Attr("tensor_channel", "uint32", int(channel))])
+        Attr("tensor_device", "uint32", device), Attr("tensor_channel", "uint32", channel)])
         for i, (channel, ns) in enumerate(zip(work.channels.tolist(), work.ns.tolist(),
                                               strict=True))]
 

@@ -148,7 +148,8 @@ class PlanBuilder:
             self._experts[tokens] = cached
         return cached
 
-    def _edge(self, which: str, tokens: int, requests: int) -> LayerGroup:
+    def edge(self, which: str, tokens: int, requests: int) -> LayerGroup:
+        """The operators before (`pre`) or after (`post`) the blocks, memoized."""
         key = (which, tokens, requests)
         group = self._edges.get(key)
         if group is None:
@@ -189,10 +190,6 @@ class PlanBuilder:
                 self._blocks.clear()
             self._blocks[key] = parts
         return parts
-
-    def edge(self, which: str, tokens: int, requests: int) -> LayerGroup:
-        """The operators before (`pre`) or after (`post`) the blocks, memoized."""
-        return self._edge(which, tokens, requests)
 
     def start_loads(self, tokens: int, batch: Batch) -> tuple[PlanOp, ...]:
         """The first stage's start transfers: input load, KV swap-in and swap-out."""
@@ -257,13 +254,13 @@ class PlanBuilder:
             loads: tuple[PlanOp, ...] = ()
             receive = forward = store = None
             if stage == 0:
-                groups = (self._edge("pre", tokens, requests), *groups)
+                groups = (self.edge("pre", tokens, requests), *groups)
                 loads = self.start_loads(tokens, batch)
             else:
                 receive = PlanOp(SEND, "stage_recv", nbytes=self.hidden_bytes(tokens),
                                  target=STAGE_LINK)
             if stage == stages - 1:
-                groups = (*groups, self._edge("post", tokens, requests))
+                groups = (*groups, self.edge("post", tokens, requests))
                 store = self.output_store(tokens, requests)
             else:
                 forward = PlanOp(SEND, "stage_send", nbytes=self.hidden_bytes(tokens),
