@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from inference_serving.power_config import PowerSpec, parse_power
 from llmsim_core.bounds import (
     BANDWIDTH,
     DEVICE_COUNT,
@@ -75,6 +76,7 @@ class NodeSpec:
     cpu_mem: MemorySpec
     instances: tuple[InstanceSpec, ...]
     num_npus: int | None = None  # extension: physical NPUs of the node, checked if given
+    power: PowerSpec | None = None  # the node's power block (formats.md §1.7)
     # Base name of the node's PIM device file (cpu_mem.pim_config); with it, cpu_mem's
     # mem_bw / mem_latency may be omitted (0 here) since attention offloading replaces them.
     pim_config: str | None = None
@@ -122,7 +124,7 @@ class ClusterConfig:
 KNOWN_KEYS = {
     "top": frozenset({"num_nodes", "link_bw", "link_latency", "nodes", "inter_node_link_bw",
                       "inter_node_link_latency", "cxl_mem"}),
-    "node": frozenset({"num_instances", "cpu_mem", "instances", "num_npus"}),
+    "node": frozenset({"num_instances", "cpu_mem", "instances", "num_npus", "power"}),
     "cpu_mem": frozenset({"mem_size", "mem_bw", "mem_latency", "pim_config"}),
     "instance": frozenset({"model_name", "hardware", "npu_mem", "npu_num", "npu_group",
                            "pd_type", "max_num_batched_tokens", "max_num_seqs", "max_batch",
@@ -134,7 +136,6 @@ KNOWN_KEYS = {
 # Keys spec/formats.md §1 defines but this version does not model yet: accepted with a warning.
 # Remove a key from here when its feature lands.
 NOT_MODELLED = {
-    "node": frozenset({"power"}),
     "instance": frozenset({"placement"}),
 }
 _FIX = "fix the cluster config"
@@ -296,8 +297,11 @@ def cluster_from_dict(raw: Any, path: str) -> ClusterConfig:
             if used > num_npus:
                 raise rd.fail(f"the node's instances use {used} NPUs but it has {num_npus}",
                               f"{where}num_npus", "use fewer or smaller instances")
+        power = parse_power(node["power"], f"{where}power.", path,
+                            list(dict.fromkeys(i.hardware for i in instances))) \
+            if "power" in node else None
         nodes.append(NodeSpec(node_id=node_id, cpu_mem=cpu_mem, instances=tuple(instances),
-                              num_npus=num_npus, pim_config=pim_config))
+                              num_npus=num_npus, power=power, pim_config=pim_config))
     roles = {i.pd_type for n in nodes for i in n.instances}
     if ("prefill" in roles) != ("decode" in roles):
         missing = "decode" if "prefill" in roles else "prefill"

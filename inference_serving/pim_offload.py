@@ -164,3 +164,4 @@ def check_offloadable(spec: InstanceSpec, model: ModelConfig, device: PimDevice,
                          f"heads and head dim 128, not {model.name}'s {shape[0]}/{shape[1]}/"
                          f"{shape[2]}", where, f"add {SLOPE_KEY} and {INTERCEPT_KEY} fitted "
                          "for this model to the PIM device file")
+

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from inference_serving.fleet import FleetSamples
 from inference_serving.instance import Instance
@@ -13,6 +14,9 @@ from inference_serving.observers import Observer
 from inference_serving.request import Request
 from inference_serving.scheduler.base import Batch
 from inference_serving.simulator import SimResult
+
+if TYPE_CHECKING:
+    from inference_serving.power import PowerMeter
 
 BAR = "-" * 80
 MIB = 1 << 20
@@ -24,9 +28,9 @@ def _line(label: str, value: object) -> str:
 
 
 def periodic_block(time_s: float, rates: tuple[float, float], instances: list[Instance],
-                   nodes: dict[int, int]) -> str:
+                   nodes: dict[int, int], power_w: float | None = None) -> str:
     """Status block for the window ending at `time_s` (formats.md §6.3); `nodes` maps node
-    ids to host-memory capacity in bytes."""
+    ids to host-memory capacity in bytes; `power_w` is the window's power, if modelled."""
     label = f"[{time_s:.1f}s]"
     lines = [f"{label} Avg prompt throughput: {rates[0]:.1f} tokens/s, "
              f"Avg generation throughput: {rates[1]:.1f} tokens/s"]
@@ -47,6 +51,8 @@ def periodic_block(time_s: float, rates: tuple[float, float], instances: list[In
             line += "(" + ", ".join(f"Instance[{i.index}]: {share:.2f} %"
                                     for i, share in zip(on_node, shares, strict=True)) + ")"
         tree.append(line)
+    if power_w is not None:
+        tree.append(f"Avg power consumption: {power_w} W")
     pad = " " * (len(label) + 2)
     for k, text in enumerate(tree):
         glyph = "└─" if k == len(tree) - 1 else "├─"
@@ -144,6 +150,8 @@ def summary_numbers(result: SimResult, fleet: FleetSamples | None = None,
         numbers["instances"][str(inst.index)]["completed"] = len(inst.completed)
     if fleet is not None:
         numbers["fleet"] = fleet.numbers(seconds)
+    if result.power is not None:
+        numbers["power"] = result.power.numbers()
     return numbers
 
 
@@ -167,6 +175,8 @@ def final_summary(result: SimResult, wall_s: float, interval_s: float,
                    f"{n['total_token_throughput_tok_s']:.2f}"),
              f"Throughput per {float(interval_s)} sec: {result.counters.windows}",
              BAR]
+    if result.power is not None:
+        lines += result.power.summary_lines()
     for inst in result.instances:
         lines += _instance_section(inst.index, stats[inst.index])
     if fleet is not None:
@@ -177,15 +187,18 @@ def final_summary(result: SimResult, wall_s: float, interval_s: float,
 
 
 class PeriodicBlocks(Observer):
-    """Prints the status block of every closed log window on stdout."""
+    """Prints the status block of every closed log window on stdout; `power` (set when power
+    is modelled) is the meter whose latest window power the block shows."""
 
     def __init__(self, instances: list[Instance], host_sizes: dict[int, int]) -> None:
         self.instances = instances
         self.host_sizes = host_sizes
+        self.power: PowerMeter | None = None
 
     def on_window(self, time_ns: int, rates: tuple[float, float]) -> None:
         """Print the block for the window ending at `time_ns`."""
-        print(periodic_block(time_ns / 1e9, rates, self.instances, self.host_sizes),
+        power_w = self.power.windows_w[-1] if self.power is not None else None
+        print(periodic_block(time_ns / 1e9, rates, self.instances, self.host_sizes, power_w),
               flush=False)
 
 

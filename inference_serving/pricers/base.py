@@ -8,6 +8,13 @@ from inference_serving.fabric import InstanceFabric
 from inference_serving.iteration_cost import DeviceBusy, IterationCost, Usage
 from llmsim_core.iteration_plan import COLLECTIVE, COMPUTE, HOST, PIM, SEND, IterationPlan
 
+ALL_REDUCE = "all_reduce"
+# The per-iteration token-id staging through host memory (not DRAM traffic the power model
+# charges, serving.md §11).
+STAGING_OPS = frozenset({"input_load", "output_store"})
+# The fitted P/D o_proj overhead node of `block_ops`: NPU time, but no NPU work (§6.7, §11).
+OVERHEAD_OP = "pd_overhead"
+
 
 class Pricer(Protocol):
     """Turns an iteration plan started at `start_ns` into its `IterationCost`."""
@@ -25,34 +32,44 @@ def plan_usage(plan: IterationPlan, fabric: InstanceFabric) -> Usage:
     busy = DeviceBusy()
     links: dict[str, int] = {}
     tiers: dict[str, int] = {}
+    ring: dict[str, float] = {}
+    staging = overhead = 0
     tp = plan.tp
     memory_ops = [*plan.loads, *((plan.store,) if plan.store else ())]
     for op in memory_ops:
         busy.memory_ns += fabric.memory_ns(op.target, op.nbytes)
         tier = f"{op.target}:{plan.node}"
         tiers[tier] = tiers.get(tier, 0) + tp * op.nbytes
+        if op.name in STAGING_OPS:
+            staging += tp * op.nbytes
     sends = [op for op in (plan.handoff, plan.forward) if op is not None]
     pim_busy = pim_bytes = 0
     for op, count in plan.ops():
         if op.kind == COMPUTE:
             busy.compute_ns += count * op.ns
+            if op.name == OVERHEAD_OP:
+                overhead += count * op.ns
         elif op.kind == PIM:
             work = op.pim
-            overhead = fabric.memory_ns(HOST, work.nbytes)
-            pim_busy += count * (int(work.used_ns.sum()) + len(work.channels) * overhead)
+            access = fabric.memory_ns(HOST, work.nbytes)
+            pim_busy += count * (int(work.used_ns.sum()) + len(work.channels) * access)
             pim_bytes += count * len(work.channels) * work.nbytes
         elif op.kind == COLLECTIVE:
             busy.comm_ns += count * fabric.collective_ns(op.target, op.nbytes)
             name = fabric.link_name("tp")
             links[name] = links.get(name, 0) + count * tp * op.nbytes
+            share = (2 if op.target == ALL_REDUCE else 1) * (tp - 1) / tp
+            ring[name] = ring.get(name, 0.0) + count * share * op.nbytes
         elif op.kind == SEND:
             sends.extend([op] * count)
     for op in sends:
         busy.comm_ns += fabric.send_ns(op.target, op.nbytes)
         name = fabric.link_name(op.target)
         links[name] = links.get(name, 0) + tp * op.nbytes
+        ring[name] = ring.get(name, 0.0) + op.nbytes
     first = fabric.spec.first_npu + plan.stage * tp
-    usage = Usage(dict.fromkeys(range(first, first + tp), busy), links, tiers)
+    usage = Usage(dict.fromkeys(range(first, first + tp), busy), links, tiers, ring_bytes=ring,
+                  staging_bytes=staging, overhead_ns=overhead)
     if plan.offloaded:
         tiers[f"pim:{plan.node}"] = pim_bytes
         usage.pim_busy_ns[plan.node] = pim_busy
