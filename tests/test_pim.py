@@ -409,7 +409,7 @@ def _generation_series(path: Path) -> list[float]:
 
 @needs_data
 def test_figure_10_pim_beats_gpu_only_and_sbi_beats_pim_at_full_batch(tmp_path):
-    series, makespan = {}, {}
+    series, makespan, joules = {}, {}, {}
     for name, config, flags in (
             ("gpu", "gpu_only_config.json", []),
             ("pim", "pim_config.json", [OFFLOAD]),
@@ -424,8 +424,11 @@ def test_figure_10_pim_beats_gpu_only_and_sbi_beats_pim_at_full_batch(tmp_path):
         rows = _rows(out)
         assert len(rows) == 256
         makespan[name] = max(int(r["end_time"]) for r in rows.values())
+        joules[name] = float(next(line.split()[-1] for line in done.stdout.splitlines()
+                                  if line.startswith("Energy per generated token")))
         series[name] = _generation_series(out.with_name(f"{name}_throughput.csv"))
     assert makespan["pim"] < 0.9 * makespan["gpu"]  # the same tokens in less time
+    assert joules["pim"] < 0.9 * joules["gpu"]  # and less energy per token (PIM channels on)
     # With all 256 requests decoding (26–35 s), SBI's overlap wins over plain PIM.
     full = {name: sum(values[26:35]) for name, values in series.items()}
     assert full["sbi"] > full["pim"] > full["gpu"]
