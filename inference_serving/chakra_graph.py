@@ -18,16 +18,20 @@ from typing import TYPE_CHECKING
 from astra_sim.chakra_et import COLLECTIVE_TYPES, Attr, Node
 from astra_sim.engine import EngineConfig
 from astra_sim.export import export
-from astra_sim.memory import REMOTE, MemorySystem
-from inference_serving.fabric import InstanceFabric, host_tier
+from astra_sim.memory import CXL, LOCAL, REMOTE, MemorySystem
+from inference_serving.fabric import InstanceFabric, cxl_tier, host_tier, local_tier
 from inference_serving.scheduler.base import Batch
 from llmsim_core.iteration_plan import (
     COLLECTIVE,
     COMPUTE,
+    CXL_PREFIX,
     LOAD,
+    LOCAL_MEM,
     PIM,
     PIM_WAIT,
+    PREFETCH,
     SEND,
+    WEIGHT_LOADS,
     IterationPlan,
     PlanOp,
 )
@@ -59,8 +63,13 @@ class _Graph:
 
 
 def _memory(graph: _Graph, op: PlanOp, device: int, group: str, deps: list[int]) -> int:
-    kind = "MEM_LOAD_NODE" if op.kind == LOAD else "MEM_STORE_NODE"
-    attrs = [Attr("tensor_size", "uint64", op.nbytes), Attr("tensor_loc", "uint32", REMOTE),
+    kind = "MEM_LOAD_NODE" if op.kind in (LOAD, *WEIGHT_LOADS) else "MEM_STORE_NODE"
+    loc = REMOTE
+    if op.target == LOCAL_MEM:
+        loc, device, group = LOCAL, 0, ""  # every NPU reads its own memory
+    elif op.target.startswith(CXL_PREFIX):
+        loc, device = CXL, int(op.target[len(CXL_PREFIX):])
+    attrs = [Attr("tensor_size", "uint64", op.nbytes), Attr("tensor_loc", "uint32", loc),
              Attr("tensor_device", "uint32", device)]
     if group:
         attrs.append(Attr("pg_name", "string", group))
@@ -104,6 +113,7 @@ def plan_graphs(plan: IterationPlan, fabric: InstanceFabric, receivers: bool = F
             deps = [_p2p(graph, "stage_recv", "COMM_RECV_NODE", npu - tp, npu, stage,
                          plan.receive.nbytes, [])]
         received: list[tuple[str, int, int]] = []
+        weights: list[int] = []
         launched: dict[int, list[int]] = {}  # per sub-batch: its last PIM group's nodes
         joins: list[int] = []  # PIM nodes the next chain node waits for
         for group_ in plan.groups:
@@ -119,8 +129,12 @@ def plan_graphs(plan: IterationPlan, fabric: InstanceFabric, receivers: bool = F
                         continue
                     if joins and op.kind in (COMPUTE, COLLECTIVE):
                         deps, joins = [*deps, *joins], []
-                    if op.kind == COMPUTE:
-                        deps = [graph.add(name, "COMP_NODE", deps, duration=op.ns)]
+                    if op.kind in WEIGHT_LOADS:  # awaited by the next compute node
+                        weights.append(_memory(graph, replace(op, name=name), plan.node, group,
+                                               [] if op.kind == PREFETCH else deps))
+                    elif op.kind == COMPUTE:
+                        deps = [graph.add(name, "COMP_NODE", deps + weights, duration=op.ns)]
+                        weights = []
                     elif op.kind == COLLECTIVE:
                         deps = [graph.add(name, "COMM_COLL_NODE", deps, attrs=[
                             Attr("comm_type", "int64", COLLECTIVE_CODES[op.target]),
@@ -153,14 +167,19 @@ def plan_graphs(plan: IterationPlan, fabric: InstanceFabric, receivers: bool = F
 
 def engine_setup(fabric: InstanceFabric, num_nodes: int, stages: int,
                  calendar: dict | None = None) -> tuple[EngineConfig, MemorySystem]:
-    """Engine settings of one instance: its network, the joint-access groups of its stages and
-    the CPU memory of the cluster's nodes (FIFO state shared through `calendar`)."""
+    """Engine settings of one instance: its network, the joint-access groups of its stages, the
+    CPU memory of the cluster's nodes, the CXL pool and the NPUs' own memory (FIFO state shared
+    through `calendar`)."""
     tp = fabric.spec.tp
     groups = {stage_group(s): tuple(range(s * tp, s * tp + tp)) for s in range(stages)} \
         if tp > 1 else {}
     config = replace(fabric.engine_config(), comm_groups=groups)
-    memory = MemorySystem(tiers={REMOTE: host_tier(fabric.host, num_nodes,
-                                                   fabric.pim_channels)})
+    tiers = {REMOTE: host_tier(fabric.host, num_nodes, fabric.pim_channels)}
+    if fabric.local_offloading:
+        tiers[LOCAL] = local_tier(fabric.spec.npu_mem)
+    if fabric.cxl is not None:
+        tiers[CXL] = cxl_tier(fabric.cxl)
+    memory = MemorySystem(tiers=tiers)
     if calendar is not None:
         memory.calendar = calendar
     return config, memory

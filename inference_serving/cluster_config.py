@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from inference_serving.placement import Placement, parse_placement
 from inference_serving.power_config import PowerSpec, parse_power
 from llmsim_core.bounds import (
     BANDWIDTH,
@@ -56,6 +57,9 @@ class InstanceSpec:
     # Fitted P/D overheads (serving.md §6.7); None = the defaults, 0 = off.
     prefill_oproj_overhead_ns: int | None = None
     decode_oproj_overhead_ns: int | None = None
+    # Weight placement (formats.md §1.5); None = everything on the device.
+    placement: Placement | None = None
+    kv_evict_loc: str = "cpu"  # where swapped-out KV goes: "cpu" or "cxl:<k>"
 
     @property
     def tp(self) -> int:
@@ -129,14 +133,13 @@ KNOWN_KEYS = {
     "instance": frozenset({"model_name", "hardware", "npu_mem", "npu_num", "npu_group",
                            "pd_type", "max_num_batched_tokens", "max_num_seqs", "max_batch",
                            "block_size", "prefill_oproj_overhead_ns",
-                           "decode_oproj_overhead_ns"}),
+                           "decode_oproj_overhead_ns", "placement"}),
     "npu_mem": frozenset({"mem_size", "mem_bw", "mem_latency", "mem_util"}),
     "cxl_mem": frozenset({"mem_size", "mem_bw", "mem_latency", "num_devices"}),
 }
 # Keys spec/formats.md §1 defines but this version does not model yet: accepted with a warning.
 # Remove a key from here when its feature lands.
 NOT_MODELLED = {
-    "instance": frozenset({"placement"}),
 }
 _FIX = "fix the cluster config"
 
@@ -208,7 +211,7 @@ def _pim_config(rd: _Reader, node: dict, where: str) -> str | None:
 
 
 def _parse_instance(rd: _Reader, raw: Any, where: str, instance_id: int, node_id: int,
-                    first_npu: int) -> InstanceSpec:
+                    first_npu: int, cxl_devices: int | None = None) -> InstanceSpec:
     if not isinstance(raw, dict):
         raise rd.fail("expected a JSON object", where.rstrip("."), _FIX)
     rd.keys(raw, "instance", where)
@@ -247,6 +250,10 @@ def _parse_instance(rd: _Reader, raw: Any, where: str, instance_id: int, node_id
                               f"{pd_type!r} here)", f"{where}{key}",
                               f"drop it or set pd_type to {role!r}")
             overrides[key] = rd.integer(raw, key, where, OVERHEAD_NS)
+    if "placement" in raw:
+        placement = parse_placement(raw["placement"], f"key '{where}placement' in {rd.path}",
+                                    cxl_devices)
+        overrides.update(placement=placement, kv_evict_loc=placement.kv_evict_loc)
     return InstanceSpec(instance_id=instance_id, node_id=node_id, model_name=model,
                         hardware=hardware, npu_mem=npu_mem, npu_num=npu_num,
                         npu_group=npu_group, pd_type=pd_type, first_npu=first_npu,
@@ -267,6 +274,12 @@ def cluster_from_dict(raw: Any, path: str) -> ClusterConfig:
         count = len(nodes_raw) if isinstance(nodes_raw, list) else "not a list"
         raise rd.fail(f"num_nodes is {num_nodes} but nodes has {count} entries", "nodes",
                       "make num_nodes equal the number of node objects")
+    cxl = None
+    if "cxl_mem" in raw:
+        cxl_raw = rd.obj(raw, "cxl_mem", "")
+        devices = rd.integer(cxl_raw, "num_devices", "cxl_mem.") if "num_devices" in cxl_raw \
+            else 1
+        cxl = CxlPool(memory=rd.memory(raw, "cxl_mem", "", "cxl_mem"), num_devices=devices)
     nodes: list[NodeSpec] = []
     instance_id = 0
     next_npu = 0
@@ -286,7 +299,7 @@ def cluster_from_dict(raw: Any, path: str) -> ClusterConfig:
         instances = []
         for k, inst in enumerate(inst_raw):
             spec = _parse_instance(rd, inst, f"{where}instances[{k}].", instance_id, node_id,
-                                   next_npu)
+                                   next_npu, cxl.num_devices if cxl else None)
             instances.append(spec)
             instance_id += 1
             # A prefill instance also owns paired receiver NPUs (formats.md §1.8).
@@ -312,12 +325,6 @@ def cluster_from_dict(raw: Any, path: str) -> ClusterConfig:
         inter_bw = rd.number(raw, "inter_node_link_bw", "", BANDWIDTH)
         inter_lat = rd.number(raw, "inter_node_link_latency", "", LATENCY) \
             if "inter_node_link_latency" in raw else link_latency
-    cxl = None
-    if "cxl_mem" in raw:
-        cxl_raw = rd.obj(raw, "cxl_mem", "")
-        devices = rd.integer(cxl_raw, "num_devices", "cxl_mem.") if "num_devices" in cxl_raw \
-            else 1
-        cxl = CxlPool(memory=rd.memory(raw, "cxl_mem", "", "cxl_mem"), num_devices=devices)
     return ClusterConfig(path=path, link_bw_gbps=link_bw, link_latency_ns=link_latency,
                          nodes=tuple(nodes), inter_node_bw_gbps=inter_bw,
                          inter_node_latency_ns=inter_lat, unmodelled=tuple(rd.unmodelled),

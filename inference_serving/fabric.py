@@ -15,9 +15,9 @@ from astra_sim import Dimension, SystemConfig, collective_ns, send_ns
 from astra_sim.engine import EngineConfig
 from astra_sim.memory import Tier
 from astra_sim.ns3_backend import INSTALL_HINT, Ns3Unavailable, ns3_collective_ns
-from inference_serving.cluster_config import ClusterConfig, InstanceSpec, MemorySpec
+from inference_serving.cluster_config import ClusterConfig, CxlPool, InstanceSpec, MemorySpec
 from llmsim_core.errors import InputError
-from llmsim_core.iteration_plan import HOST, PD_LINK
+from llmsim_core.iteration_plan import CXL_PREFIX, HOST, LOCAL_MEM, PD_LINK
 
 # The network backends by `--network-backend` name. A backend is a way of timing an
 # instance's collectives, `collective_ns(kind, nbytes) -> int`, chosen in `_collectives`
@@ -38,6 +38,17 @@ def host_tier(mem: MemorySpec, devices: int = 1, pim_channels: int = 0) -> Tier:
                 pim_channels=pim_channels)
 
 
+def cxl_tier(pool: CxlPool) -> Tier:
+    """The CXL pool as an engine tier: one FIFO per device, each with the pool's bandwidth and
+    latency (truncated like the host memory's)."""
+    return host_tier(pool.memory, pool.num_devices)
+
+
+def local_tier(mem: MemorySpec) -> Tier:
+    """An NPU's device memory as an engine tier: every NPU its own, no queue."""
+    return Tier(int(mem.latency_ns), max(int(mem.bw_bytes_per_ns), 1), queued=False)
+
+
 @dataclass(slots=True)
 class InstanceFabric:
     """Links, collectives and memory of one instance."""
@@ -49,6 +60,8 @@ class InstanceFabric:
     backend: str = "analytical"
     stage_dim: Dimension | None = None
     pd_dim: Dimension | None = None
+    cxl: CxlPool | None = None
+    local_offloading: bool = False  # device-memory weight reads are timed
     pim_channels: int = 0  # PIM channels of the node's host memory (attention offloading)
     _collective: Callable[[str, int], int] = field(default=lambda kind, nbytes: 0)
 
@@ -70,9 +83,15 @@ class InstanceFabric:
 
     def memory_ns(self, tier: str, nbytes: int) -> int:
         """One access to a memory tier: latency + bytes / bandwidth, parameters truncated."""
-        if tier != HOST:
+        if tier == HOST:
+            mem = self.host
+        elif tier == LOCAL_MEM:
+            mem = self.spec.npu_mem
+        elif tier.startswith(CXL_PREFIX) and self.cxl is not None:
+            mem = self.cxl.memory
+        else:
             raise ValueError(f"unknown memory tier {tier}")
-        return int(self.host.latency_ns) + nbytes // max(int(self.host.bw_bytes_per_ns), 1)
+        return int(mem.latency_ns) + nbytes // max(int(mem.bw_bytes_per_ns), 1)
 
     def engine_dims(self) -> tuple[Dimension, ...]:
         """The instance's engine network: TP group, then pipeline stages or the P/D pair."""
@@ -108,7 +127,8 @@ def _collectives(fabric: InstanceFabric) -> Callable[[str, int], int]:
     return lambda kind, nbytes: collective_ns(kind, nbytes, dims, system, aware=aware)
 
 
-def instance_fabric(cluster: ClusterConfig, spec: InstanceSpec, backend: str) -> InstanceFabric:
+def instance_fabric(cluster: ClusterConfig, spec: InstanceSpec, backend: str,
+                    local_offloading: bool = False) -> InstanceFabric:
     """The fabric of one instance: its TP group on the cluster's NPU link, stage-to-stage sends
     on the same link, and P/D sends over the intra-node link when a decode instance shares the
     node, else over the inter-node link."""
@@ -126,7 +146,7 @@ def instance_fabric(cluster: ClusterConfig, spec: InstanceSpec, backend: str) ->
         system=SystemConfig(local_mem_bw=spec.npu_mem.bw_bytes_per_ns),
         backend=backend,
         stage_dim=Dimension("FullyConnected", 2, link_bw, link_latency),
-        pd_dim=pd_dim)
+        pd_dim=pd_dim, cxl=cluster.cxl_mem, local_offloading=local_offloading)
     fabric._collective = _collectives(fabric)
     return fabric
 

@@ -176,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "traced until they have all finished); 0 = all; 1000 if unset")
     p.add_argument("--plot-dir", metavar="DIR",
                    help="write PNG plots of the run into DIR (needs the [plot] extra)")
+    p.add_argument("--enable-local-offloading", action="store_true",
+                   help="also time every operator's weight read from device memory "
+                   "(npu_mem.mem_bw / mem_latency); double counts if the profiles include it")
     p.add_argument("--enable-attn-offloading", action="store_true",
                    help="decode attention runs on the PIM channels of each node's host memory "
                    "(needs cpu_mem.pim_config on every node)")
@@ -366,6 +369,7 @@ def options_from_args(args: argparse.Namespace, need_dataset: bool = True) -> Ru
         custom_expert_router=args.custom_expert_router,
         perf_model=args.perf_model,
         custom_perf_model=args.custom_perf_model,
+        local_offloading=args.enable_local_offloading,
         attn_offloading=args.enable_attn_offloading,
         sub_batch_interleaving=args.enable_sub_batch_interleaving,
         pim_configs=resolve_user_path(args.pim_configs),

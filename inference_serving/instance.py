@@ -31,6 +31,7 @@ class Instance:
     in_flight: list[Batch] = field(default_factory=list)
     completed: list[Request] = field(default_factory=list)
     stage_free: list[int] = field(default_factory=lambda: [0])
+    kv_samples: list[int] = field(default_factory=list)  # KV blocks in use at each window end
 
     def pipeline(self, batch: Batch, now: int) -> tuple[int, int, list[IterationCost]]:
         """Run `batch` through the pipeline stages from `now`: (first stage end, last end, the

@@ -57,6 +57,7 @@ class RunOptions:
     trace_max_requests: int = 1000
     plot_dir: Path | None = None
     quiet: bool = False
+    local_offloading: bool = False  # --enable-local-offloading: time device-memory weight reads
     # PIM attention offload and sub-batch interleaving (serving.md §10).
     attn_offloading: bool = False
     sub_batch_interleaving: bool = False

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from inference_serving.fleet import FleetSamples
 from inference_serving.instance import Instance
+from inference_serving.memory_report import memory_numbers, memory_section
 from inference_serving.metrics import InstanceStats, LatencyStats, instance_stats
 from inference_serving.observers import Observer
 from inference_serving.request import Request
@@ -148,6 +149,7 @@ def summary_numbers(result: SimResult, fleet: FleetSamples | None = None,
             for name, s in (("ttft", own.ttft), ("tpot", own.tpot), ("itl", own.itl))
         }
         numbers["instances"][str(inst.index)]["completed"] = len(inst.completed)
+        numbers["instances"][str(inst.index)]["device_memory"] = memory_numbers(inst)
     if fleet is not None:
         numbers["fleet"] = fleet.numbers(seconds)
     if result.power is not None:
@@ -179,6 +181,7 @@ def final_summary(result: SimResult, wall_s: float, interval_s: float,
         lines += result.power.summary_lines()
     for inst in result.instances:
         lines += _instance_section(inst.index, stats[inst.index])
+    lines += memory_section(result.instances)
     if fleet is not None:
         lines += _fleet_section(n["fleet"])
     if output:

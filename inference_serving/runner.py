@@ -12,6 +12,7 @@ from inference_serving.cluster_config import ClusterConfig
 from inference_serving.dataset_reader import check_windows, load_requests, trace_has_more
 from inference_serving.fleet import FleetSamples
 from inference_serving.instance import Instance
+from inference_serving.memory_report import MemorySeries
 from inference_serving.observers import Observer
 from inference_serving.options import RunOptions
 from inference_serving.outputs import MetricsJson, RequestCsv, ThroughputCsv
@@ -140,7 +141,7 @@ def execute(options: RunOptions, cluster: ClusterConfig, log: SimLogger,
         check_windows(requests, interval_ns, "requests")
     router = make_router(options.request_routing_policy, options.seed, options.custom_router)
     fleet = FleetSamples(options.slo)
-    observers = [fleet, *observers_for(instances, len(requests), fleet)]
+    observers = [fleet, MemorySeries(instances), *observers_for(instances, len(requests), fleet)]
     meter = power_meter(options, cluster, instances, log)
     if meter is not None:
         # Before the other observers: they show the window power and read the final report.

@@ -329,6 +329,11 @@ def case_offloading_with_an_external_binary(tmp):
             "external", "--astra-sim-bin", "/bin/true"], "priced in process"
 
 
+def case_offloading_with_local_weight_reads(tmp):
+    return ["--cluster-config", str(_pim_cluster(tmp)), OFFLOAD, "--enable-local-offloading"], \
+        "weights read during the iteration"
+
+
 CASES = [v for k, v in sorted(globals().items()) if k.startswith("case_")]
 
 

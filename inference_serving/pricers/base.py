@@ -6,7 +6,17 @@ from typing import Protocol
 
 from inference_serving.fabric import InstanceFabric
 from inference_serving.iteration_cost import DeviceBusy, IterationCost, Usage
-from llmsim_core.iteration_plan import COLLECTIVE, COMPUTE, HOST, PIM, SEND, IterationPlan
+from llmsim_core.iteration_plan import (
+    COLLECTIVE,
+    COMPUTE,
+    CXL_PREFIX,
+    HOST,
+    LOCAL_MEM,
+    PIM,
+    SEND,
+    WEIGHT_LOADS,
+    IterationPlan,
+)
 
 ALL_REDUCE = "all_reduce"
 # The per-iteration token-id staging through host memory (not DRAM traffic the power model
@@ -24,6 +34,15 @@ class Pricer(Protocol):
     def price(self, plan: IterationPlan, start_ns: int) -> IterationCost:
         """Duration and usage of `plan` started at `start_ns`."""
         ...
+
+
+def weight_tier_name(target: str, plan: IterationPlan, fabric: InstanceFabric) -> str:
+    """Name of a weight load's tier in `Usage.tier_bytes`: `host:<node>`, `cxl:<k>` (shared
+    cluster-wide) or `local:<instance>`."""
+    if target.startswith(CXL_PREFIX):
+        return target
+    owner = fabric.spec.instance_id if target == LOCAL_MEM else plan.node
+    return f"{target}:{owner}"
 
 
 def plan_usage(plan: IterationPlan, fabric: InstanceFabric) -> Usage:
@@ -62,6 +81,10 @@ def plan_usage(plan: IterationPlan, fabric: InstanceFabric) -> Usage:
             ring[name] = ring.get(name, 0.0) + count * share * op.nbytes
         elif op.kind == SEND:
             sends.extend([op] * count)
+        elif op.kind in WEIGHT_LOADS:
+            busy.memory_ns += count * fabric.memory_ns(op.target, op.nbytes)
+            tier = weight_tier_name(op.target, plan, fabric)
+            tiers[tier] = tiers.get(tier, 0) + count * tp * op.nbytes
     for op in sends:
         busy.comm_ns += fabric.send_ns(op.target, op.nbytes)
         name = fabric.link_name(op.target)

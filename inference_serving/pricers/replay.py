@@ -12,8 +12,9 @@ congestion-unaware network. So each distinct plan is replayed once on idle memor
 iteration of it books its loads on the shared FIFOs, shifts the rest by the time the loads
 took beyond the idle replay's, and books its stores at their shifted issue times: the same
 bookings and times a full replay would make. With the congestion-aware network, whose links
-keep state, every iteration is replayed in full, and so is every plan with PIM attention
-offload (its PIM nodes queue on the shared channel FIFOs).
+keep state, and for plans whose operators load their weights during the chain or offload
+attention to PIM (its PIM nodes queue on the shared channel FIFOs), every iteration is replayed
+in full.
 
 Plans that differ only in their attention time (every batch has its own) share one set of
 graphs: they are built once and replayed with the attention nodes' durations set per plan.
@@ -93,7 +94,7 @@ class ReplayPricer:
             # (a batch's PIM work is new each iteration, so nothing is memoized).
             result = engine.replay(plan_graphs(plan, fabric, stage_links=False), start_ns)
             duration = max(result.finish_ns.values()) - start_ns
-        elif fabric.aware:
+        elif fabric.aware or plan.weight_loads:  # weight loads interleave with the chain
             result = engine.replay(self._graphs_of(plan, fabric), start_ns, symmetric=True)
             duration = max(result.finish_ns.values()) - start_ns
         else:
