@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,7 +108,6 @@ class ClusterConfig:
     # Extension: links between nodes (default: the same as link_bw / link_latency).
     inter_node_bw_gbps: float | None = None
     inter_node_latency_ns: float | None = None
-    unmodelled: tuple[str, ...] = ()  # keys present but not modelled in this version (ignored)
     cxl_mem: CxlPool | None = None
 
     def link(self, node_a: int, node_b: int) -> tuple[float, float]:
@@ -137,10 +135,6 @@ KNOWN_KEYS = {
     "npu_mem": frozenset({"mem_size", "mem_bw", "mem_latency", "mem_util"}),
     "cxl_mem": frozenset({"mem_size", "mem_bw", "mem_latency", "num_devices"}),
 }
-# Keys spec/formats.md §1 defines but this version does not model yet: accepted with a warning.
-# Remove a key from here when its feature lands.
-NOT_MODELLED = {
-}
 _FIX = "fix the cluster config"
 
 
@@ -149,19 +143,13 @@ class _Reader:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.unmodelled: dict[str, None] = {}  # ordered set of keys accepted with a warning
 
     def fail(self, what: str, key: str, fix: str) -> InputError:
         return InputError(what, f"key '{key}' in {self.path}", fix)
 
     def keys(self, raw: dict, kind: str, where: str) -> None:
-        """Reject unknown keys of one object; remember the not-yet-modelled ones."""
-        skipped = NOT_MODELLED.get(kind, frozenset())
-        for key in raw:
-            if key in skipped:
-                self.unmodelled[key] = None
-        check_keys({k: v for k, v in raw.items() if k not in skipped},
-                   KNOWN_KEYS[kind] | skipped, where, self.path)
+        """Reject unknown keys of one object."""
+        check_keys(raw, KNOWN_KEYS[kind], where, self.path)
 
     def obj(self, parent: dict, key: str, where: str) -> dict:
         value = self.get(parent, key, where)
@@ -327,7 +315,7 @@ def cluster_from_dict(raw: Any, path: str) -> ClusterConfig:
             if "inter_node_link_latency" in raw else link_latency
     return ClusterConfig(path=path, link_bw_gbps=link_bw, link_latency_ns=link_latency,
                          nodes=tuple(nodes), inter_node_bw_gbps=inter_bw,
-                         inter_node_latency_ns=inter_lat, unmodelled=tuple(rd.unmodelled),
+                         inter_node_latency_ns=inter_lat,
                          cxl_mem=cxl)
 
 
@@ -336,8 +324,4 @@ def load_cluster_config(path: Path) -> ClusterConfig:
     if not path.is_file():
         raise InputError("cluster config not found", str(path), "pass an existing file to "
                          "--cluster-config")
-    cluster = cluster_from_dict(load_file(path, "fix the JSON syntax"), str(path))
-    for key in cluster.unmodelled:
-        print(f"warning: {key} in {path} is not modelled in this version; it has no effect",
-              file=sys.stderr)
-    return cluster
+    return cluster_from_dict(load_file(path, "fix the JSON syntax"), str(path))
