@@ -202,6 +202,10 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
                              "drop --network-backend external")
         cluster, devices = offload_cluster(cluster, options.pim_configs)
     placed: dict[tuple, int] = {}  # off-device weight bytes per ("cpu", node) and ("cxl", 0)
+    groups = sorted({spec.dp_group for spec in cluster.instances if spec.dp_group})
+    if groups:
+        warn(f"dp_group {', '.join(groups)} in {cluster.path}: each DP rank runs as its own "
+             "instance; the group's lockstep iterations and expert all-gather are not modelled")
     for node in cluster.nodes:
         if not options.attn_offloading and node.cpu_mem.bw_bytes_per_ns == 0:
             raise InputError("cpu_mem has no mem_bw / mem_latency (only attention offloading "
