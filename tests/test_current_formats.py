@@ -284,6 +284,18 @@ def case_missing_tp_size(tmp):
     return ["--cluster-config", str(write_json(tmp / "c.json", cfg))], "tp_size"
 
 
+def case_dp_group_not_a_string(tmp):
+    cfg = current_config(dp_group=3)
+    return ["--cluster-config", str(write_json(tmp / "c.json", cfg))], "dp_group"
+
+
+def test_a_dp_group_is_named_in_a_warning(tmp_path):
+    cfg = write_json(tmp_path / "c.json", current_config(dp_group="A"))
+    done = run_main(["--cluster-config", str(cfg), "--dataset", str(TRACE), "--num-req", "2"])
+    assert done.returncode == 0, done.stderr
+    assert "dp_group A" in done.stderr and "not modelled" in done.stderr
+
+
 def _profile_case(tmp, rel: str, text: str):
     variant = write_profile(tmp / "perf")
     (variant / rel).write_text(text)
