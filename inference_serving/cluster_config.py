@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from llmsim_core.errors import InputError
 from llmsim_core.strict_json import check_keys, load_file
 
 GIB = 1 << 30
+VLLM_GPU_MEMORY_UTILIZATION = 0.9  # vLLM's default gpu_memory_utilization
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +57,12 @@ class InstanceSpec:
     # Fitted P/D overheads (serving.md §6.7); None = the defaults, 0 = off.
     prefill_oproj_overhead_ns: int | None = None
     decode_oproj_overhead_ns: int | None = None
+    # Current schema: expert-parallel degree (MoE experts split over ep_size ranks).
+    ep_size: int | None = None
+    dp_group: str | None = None  # current schema: data-parallel group name (see the builder)
+    # True: mem_util is vLLM's gpu_memory_utilization, sized with vLLM's arithmetic
+    # (memory_model.vllm_kv_budget); False: mem_size × mem_util − weights.
+    vllm_memory: bool = False
     # Weight placement (formats.md §1.5); None = everything on the device.
     placement: Placement | None = None
     kv_evict_loc: str = "cpu"  # where swapped-out KV goes: "cpu" or "cxl:<k>"
@@ -81,6 +87,9 @@ class NodeSpec:
     instances: tuple[InstanceSpec, ...]
     num_npus: int | None = None  # extension: physical NPUs of the node, checked if given
     power: PowerSpec | None = None  # the node's power block (formats.md §1.7)
+    # Base name of the node's PIM device file (cpu_mem.pim_config); with it, cpu_mem's
+    # mem_bw / mem_latency may be omitted (0 here) since attention offloading replaces them.
+    pim_config: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +115,6 @@ class ClusterConfig:
     # Extension: links between nodes (default: the same as link_bw / link_latency).
     inter_node_bw_gbps: float | None = None
     inter_node_latency_ns: float | None = None
-    unmodelled: tuple[str, ...] = ()  # keys present but not modelled in this version (ignored)
     cxl_mem: CxlPool | None = None
 
     def link(self, node_a: int, node_b: int) -> tuple[float, float]:
@@ -121,23 +129,22 @@ class ClusterConfig:
         return tuple(inst for node in self.nodes for inst in node.instances)
 
 
+# The current upstream schema names an instance's devices `num_npus` and its TP degree
+# `tp_size` (pipeline stages = num_npus / tp_size) and may add `ep_size` (MoE) and `dp_group`.
+CURRENT_INSTANCE_KEYS = frozenset({"num_npus", "tp_size", "ep_size", "dp_group"})
 # Keys this version reads, per object of the file.
 KNOWN_KEYS = {
     "top": frozenset({"num_nodes", "link_bw", "link_latency", "nodes", "inter_node_link_bw",
                       "inter_node_link_latency", "cxl_mem"}),
     "node": frozenset({"num_instances", "cpu_mem", "instances", "num_npus", "power"}),
-    "cpu_mem": frozenset({"mem_size", "mem_bw", "mem_latency"}),
+    "cpu_mem": frozenset({"mem_size", "mem_bw", "mem_latency", "pim_config"}),
     "instance": frozenset({"model_name", "hardware", "npu_mem", "npu_num", "npu_group",
                            "pd_type", "max_num_batched_tokens", "max_num_seqs", "max_batch",
                            "block_size", "prefill_oproj_overhead_ns",
-                           "decode_oproj_overhead_ns", "placement"}),
-    "npu_mem": frozenset({"mem_size", "mem_bw", "mem_latency", "mem_util"}),
+                           "decode_oproj_overhead_ns", "placement", *CURRENT_INSTANCE_KEYS}),
+    "npu_mem": frozenset({"mem_size", "mem_bw", "mem_latency", "mem_util",
+                          "gpu_memory_utilization"}),
     "cxl_mem": frozenset({"mem_size", "mem_bw", "mem_latency", "num_devices"}),
-}
-# Keys spec/formats.md §1 defines but this version does not model yet: accepted with a warning.
-# Remove a key from here when its feature lands.
-NOT_MODELLED = {
-    "cpu_mem": frozenset({"pim_config"}),
 }
 _FIX = "fix the cluster config"
 
@@ -147,19 +154,13 @@ class _Reader:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.unmodelled: dict[str, None] = {}  # ordered set of keys accepted with a warning
 
     def fail(self, what: str, key: str, fix: str) -> InputError:
         return InputError(what, f"key '{key}' in {self.path}", fix)
 
     def keys(self, raw: dict, kind: str, where: str) -> None:
-        """Reject unknown keys of one object; remember the not-yet-modelled ones."""
-        skipped = NOT_MODELLED.get(kind, frozenset())
-        for key in raw:
-            if key in skipped:
-                self.unmodelled[key] = None
-        check_keys({k: v for k, v in raw.items() if k not in skipped},
-                   KNOWN_KEYS[kind] | skipped, where, self.path)
+        """Reject unknown keys of one object."""
+        check_keys(raw, KNOWN_KEYS[kind], where, self.path)
 
     def obj(self, parent: dict, key: str, where: str) -> dict:
         value = self.get(parent, key, where)
@@ -181,15 +182,70 @@ class _Reader:
         return checked_int(self.get(parent, key, where), bound, key,
                            f"key '{where}{key}' in {self.path}", _FIX)
 
-    def memory(self, parent: dict, key: str, where: str, kind: str) -> MemorySpec:
+    def memory(self, parent: dict, key: str, where: str, kind: str,
+               pim: bool = False) -> MemorySpec:
+        """A memory object; with `pim`, a missing mem_bw / mem_latency reads as 0."""
         mem = self.obj(parent, key, where)
         sub = f"{where}{key}."
         self.keys(mem, kind, sub)
         return MemorySpec(
             size_bytes=int(self.number(mem, "mem_size", sub, MEM_SIZE) * GIB),
-            bw_bytes_per_ns=self.number(mem, "mem_bw", sub, BANDWIDTH),
-            latency_ns=self.number(mem, "mem_latency", sub, LATENCY),
+            bw_bytes_per_ns=self.number(mem, "mem_bw", sub, BANDWIDTH)
+            if not pim or "mem_bw" in mem else 0.0,
+            latency_ns=self.number(mem, "mem_latency", sub, LATENCY)
+            if not pim or "mem_latency" in mem else 0.0,
         )
+
+
+def _devices(rd: _Reader, raw: dict, where: str) -> tuple[int, int, int | None]:
+    """(npu_num, npu_group, ep_size) from either schema, auto-detected per instance:
+    `npu_num` + `npu_group` (pipeline stages), or `num_npus` + `tp_size` (+ `ep_size`)."""
+    legacy = {"npu_num", "npu_group"} & raw.keys()
+    current = {"num_npus", "tp_size", "ep_size"} & raw.keys()
+    if legacy and current:
+        raise rd.fail(f"mixes the two schemas ({', '.join(sorted(legacy))} with "
+                      f"{', '.join(sorted(current))})", f"{where}{sorted(current)[0]}",
+                      "use npu_num + npu_group, or num_npus + tp_size, not both")
+    if current:
+        npu_num = rd.integer(raw, "num_npus", where)
+        tp = rd.integer(raw, "tp_size", where)
+        if tp > npu_num or npu_num % tp:
+            raise rd.fail(f"tp_size {tp} must divide num_npus {npu_num}", f"{where}tp_size",
+                          "use a divisor of num_npus (pipeline stages = num_npus / tp_size)")
+        ep = rd.integer(raw, "ep_size", where) if "ep_size" in raw else None
+        return npu_num, npu_num // tp, ep
+    npu_num = rd.integer(raw, "npu_num", where)
+    npu_group = rd.integer(raw, "npu_group", where)
+    if npu_group > npu_num or npu_num % npu_group:
+        raise rd.fail(f"npu_group {npu_group} (pipeline stages) must divide npu_num {npu_num}",
+                      f"{where}npu_group", "use a divisor of npu_num")
+    return npu_num, npu_group, None
+
+
+def _memory_fraction(rd: _Reader, mem: dict, where: str, current: bool) -> tuple[float, bool]:
+    """(fraction, vLLM arithmetic?): `mem_util` is the share of mem_size KV and weights may
+    use; `gpu_memory_utilization` is vLLM's, sized as vLLM does. With neither, the old schema
+    budgets the whole mem_size and the current one takes vLLM's default 0.9."""
+    if "mem_util" in mem and "gpu_memory_utilization" in mem:
+        raise rd.fail("mem_util and gpu_memory_utilization both set",
+                      f"{where}gpu_memory_utilization", "keep one of them")
+    if "gpu_memory_utilization" in mem:
+        return rd.number(mem, "gpu_memory_utilization", where, MEM_UTIL), True
+    if "mem_util" in mem:
+        return rd.number(mem, "mem_util", where, MEM_UTIL), False
+    return (VLLM_GPU_MEMORY_UTILIZATION, True) if current else (1.0, False)
+
+
+def _pim_config(rd: _Reader, node: dict, where: str) -> str | None:
+    """The node's `cpu_mem.pim_config` (a device file base name), if any."""
+    cpu_mem = rd.obj(node, "cpu_mem", where)
+    if "pim_config" not in cpu_mem:
+        return None
+    name = cpu_mem["pim_config"]
+    if not isinstance(name, str) or not name:
+        raise rd.fail("expected a non-empty string", f"{where}cpu_mem.pim_config",
+                      "name a PIM device file without its .ini extension")
+    return name
 
 
 def _parse_instance(rd: _Reader, raw: Any, where: str, instance_id: int, node_id: int,
@@ -202,11 +258,11 @@ def _parse_instance(rd: _Reader, raw: Any, where: str, instance_id: int, node_id
     for key, value in (("model_name", model), ("hardware", hardware)):
         if not isinstance(value, str) or not value:
             raise rd.fail("expected a non-empty string", f"{where}{key}", _FIX)
-    npu_num = rd.integer(raw, "npu_num", where)
-    npu_group = rd.integer(raw, "npu_group", where)
-    if npu_group > npu_num or npu_num % npu_group:
-        raise rd.fail(f"npu_group {npu_group} (pipeline stages) must divide npu_num {npu_num}",
-                      f"{where}npu_group", "use a divisor of npu_num")
+    npu_num, npu_group, ep_size = _devices(rd, raw, where)
+    dp_group = raw.get("dp_group")
+    if dp_group is not None and (not isinstance(dp_group, str) or not dp_group):
+        raise rd.fail("expected a non-empty string", f"{where}dp_group", "name the DP group")
+    current_schema = "num_npus" in raw
     if "pd_type" not in raw:
         raise rd.fail("missing required key", f"{where}pd_type",
                       "add \"pd_type\": null for a colocated instance")
@@ -215,9 +271,8 @@ def _parse_instance(rd: _Reader, raw: Any, where: str, instance_id: int, node_id
         raise rd.fail(f"unknown pd_type {pd_type!r}", f"{where}pd_type",
                       "use null, \"prefill\" or \"decode\"")
     npu_mem = rd.memory(raw, "npu_mem", where, "npu_mem")
-    mem_util = 1.0
-    if "mem_util" in raw["npu_mem"]:
-        mem_util = rd.number(raw["npu_mem"], "mem_util", f"{where}npu_mem.", MEM_UTIL)
+    mem_util, vllm_memory = _memory_fraction(rd, raw["npu_mem"], f"{where}npu_mem.",
+                                             current_schema)
     overrides = {}
     for key, aliases in (("max_num_batched_tokens", ()), ("max_num_seqs", ("max_batch",)),
                          ("block_size", ())):
@@ -239,7 +294,9 @@ def _parse_instance(rd: _Reader, raw: Any, where: str, instance_id: int, node_id
     return InstanceSpec(instance_id=instance_id, node_id=node_id, model_name=model,
                         hardware=hardware, npu_mem=npu_mem, npu_num=npu_num,
                         npu_group=npu_group, pd_type=pd_type, first_npu=first_npu,
-                        mem_util=mem_util, **overrides)
+                        mem_util=mem_util, ep_size=ep_size, vllm_memory=vllm_memory,
+                        dp_group=dp_group,
+                        **overrides)
 
 
 def cluster_from_dict(raw: Any, path: str) -> ClusterConfig:
@@ -276,7 +333,8 @@ def cluster_from_dict(raw: Any, path: str) -> ClusterConfig:
             count = len(inst_raw) if isinstance(inst_raw, list) else "not a list"
             raise rd.fail(f"num_instances is {num_inst} but instances has {count} entries",
                           f"{where}instances", "make them agree")
-        cpu_mem = rd.memory(node, "cpu_mem", where, "cpu_mem")
+        pim_config = _pim_config(rd, node, where)
+        cpu_mem = rd.memory(node, "cpu_mem", where, "cpu_mem", pim_config is not None)
         instances = []
         for k, inst in enumerate(inst_raw):
             spec = _parse_instance(rd, inst, f"{where}instances[{k}].", instance_id, node_id,
@@ -295,7 +353,7 @@ def cluster_from_dict(raw: Any, path: str) -> ClusterConfig:
                             list(dict.fromkeys(i.hardware for i in instances))) \
             if "power" in node else None
         nodes.append(NodeSpec(node_id=node_id, cpu_mem=cpu_mem, instances=tuple(instances),
-                              num_npus=num_npus, power=power))
+                              num_npus=num_npus, power=power, pim_config=pim_config))
     roles = {i.pd_type for n in nodes for i in n.instances}
     if ("prefill" in roles) != ("decode" in roles):
         missing = "decode" if "prefill" in roles else "prefill"
@@ -308,7 +366,7 @@ def cluster_from_dict(raw: Any, path: str) -> ClusterConfig:
             if "inter_node_link_latency" in raw else link_latency
     return ClusterConfig(path=path, link_bw_gbps=link_bw, link_latency_ns=link_latency,
                          nodes=tuple(nodes), inter_node_bw_gbps=inter_bw,
-                         inter_node_latency_ns=inter_lat, unmodelled=tuple(rd.unmodelled),
+                         inter_node_latency_ns=inter_lat,
                          cxl_mem=cxl)
 
 
@@ -317,8 +375,4 @@ def load_cluster_config(path: Path) -> ClusterConfig:
     if not path.is_file():
         raise InputError("cluster config not found", str(path), "pass an existing file to "
                          "--cluster-config")
-    cluster = cluster_from_dict(load_file(path, "fix the JSON syntax"), str(path))
-    for key in cluster.unmodelled:
-        print(f"warning: {key} in {path} is not modelled in this version; it has no effect",
-              file=sys.stderr)
-    return cluster
+    return cluster_from_dict(load_file(path, "fix the JSON syntax"), str(path))

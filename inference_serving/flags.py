@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from astra_sim.export import DIALECTS
@@ -19,6 +20,8 @@ from inference_serving.pricers import PRICERS
 from inference_serving.router import ROUTERS
 from inference_serving.scheduler.registry import SCHEDULERS
 from inference_serving.sim_log import LEVELS
+from inference_serving.vllm_defaults import USAGE_CONTEXTS
+from inference_serving.vllm_defaults import VERSIONS as VLLM_VERSIONS
 from llm_profile.factory import PERF_MODELS
 from llmsim_core.bounds import LOG_INTERVAL_S, SLO_MS, checked
 from llmsim_core.errors import InputError
@@ -26,6 +29,7 @@ from llmsim_core.paths import (
     DEFAULT_CLUSTER_CONFIG,
     MODEL_CONFIG_DIR,
     PERF_MODELS_DIR,
+    PIM_CONFIG_DIR,
     resolve_user_path,
 )
 
@@ -76,9 +80,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="max requests per iteration (0 = --max-num-seqs for vllm, unlimited "
                    "for legacy)")
     p.add_argument("--max-num-seqs", type=int,
-                   help="max running requests per instance (vLLM max_num_seqs; 128 if unset)")
-    p.add_argument("--max-num-batched-tokens", type=int, default=2048,
-                   help="per-iteration token budget (0 = model max length)")
+                   help="max running requests per instance (vLLM max_num_seqs; default: what "
+                   "--vllm-version picks for the instance's device; legacy: unlimited)")
+    p.add_argument("--max-num-batched-tokens", type=int,
+                   help="per-iteration token budget (0 = model max length; default: what "
+                   "--vllm-version picks for the instance's device; legacy: 2048)")
+    p.add_argument("--vllm-version", default="auto", choices=("auto", *VLLM_VERSIONS),
+                   help="the vLLM whose defaults unset limits follow (auto: the profile's "
+                   "meta.yaml, else 0.11)")
+    p.add_argument("--vllm-usage-context", default="api-server", choices=USAGE_CONTEXTS,
+                   help="vLLM's defaults for `vllm serve` (api-server) or the offline LLM "
+                   "class (llm)")
     p.add_argument("--block-size", type=int, default=16, help="KV block size in tokens")
     p.add_argument("--fp", type=int, default=16, choices=(8, 16, 32),
                    help="bits per element for every byte size")
@@ -177,6 +189,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--enable-local-offloading", action="store_true",
                    help="also time every operator's weight read from device memory "
                    "(npu_mem.mem_bw / mem_latency); double counts if the profiles include it")
+    p.add_argument("--enable-attn-offloading", action="store_true",
+                   help="decode attention runs on the PIM channels of each node's host memory "
+                   "(needs cpu_mem.pim_config on every node)")
+    p.add_argument("--enable-sub-batch-interleaving", action="store_true",
+                   help="two interleaved sub-batches so NPU work overlaps PIM work (needs "
+                   "--enable-attn-offloading)")
+    p.add_argument("--compat-pim-defects", action="store_true",
+                   help="with --enable-attn-offloading, reproduce the existing simulator's PIM "
+                   "defects (decode attention also charged on the NPU in batches with a "
+                   "prefill, after the PIM group without interleaving; under sub-batch "
+                   "interleaving one placement per decode)")
+    p.add_argument("--pim-configs", default=str(PIM_CONFIG_DIR),
+                   help="PIM device root holding <name>.ini")
     return p
 
 
@@ -221,6 +246,19 @@ def _check_combinations(args: argparse.Namespace) -> None:
         raise InputError(f"--pricer {args.pricer} contradicts --network-backend external (the "
                          "binary times every iteration)", "command line",
                          "drop --pricer or use an analytical backend")
+    if args.enable_attn_offloading and args.chakra_dialect == "upstream":
+        raise InputError("upstream ASTRA-Sim graphs have no PIM nodes", "--chakra-dialect "
+                         "upstream with --enable-attn-offloading", "use --chakra-dialect casys")
+    if args.pim_configs != str(PIM_CONFIG_DIR) and not args.enable_attn_offloading:
+        raise InputError("--pim-configs has no effect without --enable-attn-offloading",
+                         "command line", "add --enable-attn-offloading or drop --pim-configs")
+    if args.compat_pim_defects and not args.enable_attn_offloading:
+        raise InputError("--compat-pim-defects has no effect without --enable-attn-offloading",
+                         "command line", "add --enable-attn-offloading or drop it")
+    if args.enable_sub_batch_interleaving and not args.enable_attn_offloading:
+        raise InputError("--enable-sub-batch-interleaving interleaves PIM and NPU work and "
+                         "needs --enable-attn-offloading", "command line",
+                         "add --enable-attn-offloading")
     if args.enable_attn_prediction and args.perf_model == "roofline":
         raise InputError("--enable-attn-prediction has no effect with --perf-model roofline",
                          "command line", "drop one of them")
@@ -250,10 +288,12 @@ def _external_binary(args: argparse.Namespace) -> Path | None:
 def compat_profile(args: argparse.Namespace) -> CompatProfile:
     """The quirks the compatibility flags ask for."""
     if args.compat == "artifact":
-        return CompatProfile.artifact()
-    if args.compat_output_store:
-        return CompatProfile.output_store_only()
-    return CompatProfile()
+        profile = CompatProfile.artifact()
+    elif args.compat_output_store:
+        profile = CompatProfile.output_store_only()
+    else:
+        profile = CompatProfile()
+    return replace(profile, pim_defects=True) if args.compat_pim_defects else profile
 
 
 def options_from_args(args: argparse.Namespace, need_dataset: bool = True) -> RunOptions:
@@ -267,7 +307,8 @@ def options_from_args(args: argparse.Namespace, need_dataset: bool = True) -> Ru
     if args.max_num_seqs is not None:
         _positive(args.max_num_seqs, "--max-num-seqs")
     _check_combinations(args)
-    _positive(args.max_num_batched_tokens, "--max-num-batched-tokens", allow_zero=True)
+    if args.max_num_batched_tokens is not None:
+        _positive(args.max_num_batched_tokens, "--max-num-batched-tokens", allow_zero=True)
     _positive(args.block_size, "--block-size")
     _positive(args.long_prefill_token_threshold, "--long-prefill-token-threshold",
               allow_zero=True)
@@ -302,7 +343,9 @@ def options_from_args(args: argparse.Namespace, need_dataset: bool = True) -> Ru
         metrics_json=Path(args.metrics_json) if args.metrics_json else None,
         num_req=args.num_req,
         max_num_batched_tokens=args.max_num_batched_tokens,
-        max_num_seqs=128 if args.max_num_seqs is None else args.max_num_seqs,
+        max_num_seqs=args.max_num_seqs,
+        vllm_version=args.vllm_version,
+        vllm_usage_context=args.vllm_usage_context,
         max_batch=args.max_batch,
         scheduler=args.scheduler,
         block_size=args.block_size,
@@ -340,6 +383,9 @@ def options_from_args(args: argparse.Namespace, need_dataset: bool = True) -> Ru
         perf_model=args.perf_model,
         custom_perf_model=args.custom_perf_model,
         local_offloading=args.enable_local_offloading,
+        attn_offloading=args.enable_attn_offloading,
+        sub_batch_interleaving=args.enable_sub_batch_interleaving,
+        pim_configs=resolve_user_path(args.pim_configs),
     )
     check_run_paths(options)
     return options

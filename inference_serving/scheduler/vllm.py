@@ -177,6 +177,9 @@ class VllmScheduler:
                     break
             else:
                 count = min(count, budget)
+            if self.options.reserve_full_input and \
+                    self.kv.blocks_for(request.num_tokens) - request.blocks > self.kv.free_blocks:
+                break
             if not self.kv.allocate_slots(request, request.computed + count):
                 break
             self.waiting.popleft()
