@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,7 +36,8 @@ def _check_ids(record: dict, key: str, count: int, count_key: str, where: str) -
                          f"make them agree or drop '{key}'")
 
 
-def parse_line(line: bytes, where: str, max_len: int | None = None) -> Request | None:
+def parse_line(line: bytes, where: str, max_len: int | None = None,
+               keep_ids: bool = False) -> Request | None:
     """One request from one trace line (id unset: -1), or None for a blank line."""
     if not line.strip():
         return None
@@ -45,14 +47,15 @@ def parse_line(line: bytes, where: str, max_len: int | None = None) -> Request |
         raise InputError(f"not UTF-8 text (byte 0x{line[exc.start]:02x})", where,
                          "save the dataset as UTF-8") from None
     request = request_from_record(loads(text, where, "each line must be one JSON object"), -1,
-                                  where, max_len)
+                                  where, max_len, keep_ids)
     return request
 
 
 def request_from_record(record: object, rid: int, where: str,
-                        max_len: int | None = None) -> Request:
+                        max_len: int | None = None, keep_ids: bool = False) -> Request:
     """A request from one trace record (a dict with input_toks, output_toks, arrival_time_ns,
-    optionally the token id lists), validated like a dataset line."""
+    optionally the token id lists), validated like a dataset line; `keep_ids` (prefix caching)
+    keeps the prompt ids, then the output ids, as the request's token ids."""
     if not isinstance(record, dict):
         raise InputError("record is not a JSON object", where, _FIX)
     prompt = checked_int(_field(record, "input_toks", where), TOKENS, "input_toks", where, _FIX)
@@ -66,10 +69,15 @@ def request_from_record(record: object, rid: int, where: str,
                          "shorten the request or serve a model with a longer context")
     _check_ids(record, "input_tok_ids", prompt, "input_toks", where)
     _check_ids(record, "output_tok_ids", output, "output_toks", where)
-    return Request(rid=rid, arrival=arrival, prompt=prompt, output=output)
+    request = Request(rid=rid, arrival=arrival, prompt=prompt, output=output)
+    if keep_ids and record.get("input_tok_ids") is not None:
+        request.token_ids = array("q", record["input_tok_ids"])
+        request.token_ids.extend(record.get("output_tok_ids") or ())
+    return request
 
 
-def iter_requests(path: Path, limit: int, max_len: int | None = None) -> Iterator[Request]:
+def iter_requests(path: Path, limit: int, max_len: int | None = None,
+                  keep_ids: bool = False) -> Iterator[Request]:
     """Yield the first `limit` requests of a jsonl trace, line by line (ids = line index)."""
     if not path.is_file():
         raise InputError("dataset not found", str(path), "pass an existing .jsonl to --dataset")
@@ -78,7 +86,7 @@ def iter_requests(path: Path, limit: int, max_len: int | None = None) -> Iterato
         for lineno, line in enumerate(handle, start=1):
             if rid >= limit:
                 return
-            request = parse_line(line, f"{path}:{lineno}", max_len)
+            request = parse_line(line, f"{path}:{lineno}", max_len, keep_ids)
             if request is None:
                 continue
             request.rid = rid
@@ -99,13 +107,15 @@ def trace_has_more(path: Path, count: int) -> bool:
 
 
 def load_requests(path: Path, limit: int, max_len: int | None = None,
-                  interval_ns: int | None = None) -> tuple[list[Request], bool]:
+                  interval_ns: int | None = None,
+                  keep_ids: bool = False) -> tuple[list[Request], bool]:
     """Read up to `limit` requests, sorted stably by arrival; also say if the file was unsorted.
 
     `max_len` bounds prompt + output tokens; `interval_ns` (the status window) bounds the
-    number of windows the clock steps through before the last arrival.
+    number of windows the clock steps through before the last arrival; `keep_ids` keeps the
+    token ids (prefix caching).
     """
-    requests = list(iter_requests(path, limit, max_len))
+    requests = list(iter_requests(path, limit, max_len, keep_ids))
     if not requests:
         raise InputError("dataset has no requests", str(path), "check the file and --num-req")
     unsorted = sort_by_arrival(requests)

@@ -33,6 +33,14 @@ class Request:
     end: int = -1
     # Compact int64 storage: a long trace holds millions of inter-token gaps.
     itl: array = field(default_factory=lambda: array("q"))
+    # Prefix caching only: prompt then output token ids (None: the request never hits), the
+    # chained keys of its full blocks, the block ids it references, how many of those are
+    # published in the cache, and the per-NPU bytes of its KV parked on the swap space.
+    token_ids: array | None = None
+    hashes: list[int] = field(default_factory=list)
+    block_ids: list[int] = field(default_factory=list)
+    published: int = 0
+    swap_bytes: int = 0
 
     def __post_init__(self) -> None:
         self.num_tokens = self.prompt

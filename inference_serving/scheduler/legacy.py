@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from inference_serving.kv_cache import KVCacheManager
+from inference_serving.kv import KVCacheManager, SwapSpace
 from inference_serving.request import Request
 from inference_serving.scheduler.base import (
     Batch,
@@ -29,15 +29,19 @@ class LegacyScheduler:
                  resources: SchedulerResources) -> None:
         self.options = options
         self.kv = kv
-        self.block_bytes = resources.block_bytes
-        self.npu_num = resources.npu_num
-        self.host_capacity = resources.host_capacity
-        self.host_bytes = 0
+        if kv.swap is None:
+            kv.swap = SwapSpace(resources.host_capacity)
+            kv.block_bytes, kv.npu_num = resources.block_bytes, resources.npu_num
         self.warn = resources.warn
         self.queue: list[Request] = []
         self.in_flight: list[Request] = []
         self.next_batch_id = 0
         self.num_preemptions = 0
+
+    @property
+    def host_bytes(self) -> int:
+        """Memory held by this instance's swapped-out KV (whole-instance bytes)."""
+        return self.kv.swap.used_bytes
 
     def add(self, request: Request) -> None:
         """Queue an arrived request."""
@@ -65,13 +69,11 @@ class LegacyScheduler:
         return len(candidates)
 
     def _swap_out(self, victim: Request, batch: Batch) -> bool:
-        per_npu = victim.blocks * self.block_bytes
-        if self.host_bytes + per_npu * self.npu_num > self.host_capacity:
+        per_npu = self.kv.swap_out(victim)
+        if per_npu is None:
             return False
-        self.host_bytes += per_npu * self.npu_num
         batch.swap_out_bytes += per_npu
-        self.kv.free(victim)
-        victim.swapped = True
+        batch.swap_target = self.kv.swap.target
         self.num_preemptions += 1
         batch.num_preempted += 1
         batch.preempted.append(victim)
@@ -107,10 +109,8 @@ class LegacyScheduler:
         self.queue = [r for r in self.queue if id(r) not in picked]
         for request, tokens in zip(chosen, cost, strict=True):
             if request.swapped:
-                request.swapped = False
-                bytes_per_npu = self.kv.blocks_for(request.num_tokens) * self.block_bytes
-                batch.swap_in_bytes += bytes_per_npu
-                self.host_bytes -= bytes_per_npu * self.npu_num
+                batch.swap_in_bytes += self.kv.swap_in(request)
+                batch.swap_target = self.kv.swap.target
             self.kv.allocate_slots(request, request.num_tokens + 1)
             if request.first_scheduled < 0:
                 request.first_scheduled = now
