@@ -8,8 +8,9 @@ from inference_serving.cluster_config import ClusterConfig, InstanceSpec
 from inference_serving.expert_router import expert_router
 from inference_serving.fabric import InstanceFabric, instance_fabric, receiver_tp
 from inference_serving.instance import Instance
-from inference_serving.kv_cache import KVCacheManager
-from inference_serving.memory_model import kv_budget
+from inference_serving.kv import KVCacheManager
+from inference_serving.kv.setup import KvSetup
+from inference_serving.memory_model import kv_budget, kv_bytes_per_token
 from inference_serving.options import RunOptions
 from inference_serving.plan_builder import DisaggregationRole, PlanBuilder, StoreSizes
 from inference_serving.pricers import PRICERS, Pricer
@@ -60,6 +61,7 @@ def _make_scheduler(options: RunOptions, model: ModelConfig, kv: KVCacheManager,
         gen_only=options.gen_only and spec.pd_type != "decode",
         handoff_after_prefill=spec.pd_type == "prefill",
         pipelined=spec.pp > 1,
+        preemption=options.preemption_mode,
     )
     return make_scheduler(cls, sched_options, kv,
                           SchedulerResources(block_bytes, spec.npu_num, host_capacity, warn),
@@ -97,6 +99,7 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
     instances = []
     fabrics: dict[int, InstanceFabric] = {}
     models: dict[str, ModelConfig] = {}
+    kv_setup = KvSetup(cluster, options)
     for node in cluster.nodes:
         for spec in node.instances:
             where = f"instance {spec.instance_id} (node {node.node_id}) in {cluster.path}"
@@ -128,7 +131,8 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
                                 expert_router(options.expert_routing_policy,
                                               options.custom_expert_router), options.seed)
             fabrics[spec.instance_id] = instance_fabric(cluster, spec, options.network_backend)
-            kv = KVCacheManager(budget.num_blocks, block_size)
+            kv = kv_setup.manager(node, spec, budget, block_size,
+                                  kv_bytes_per_token(model, options.fp_bytes))
             scheduler = _make_scheduler(options, model, kv, budget.block_bytes, spec,
                                         node.cpu_mem.size_bytes, warn)
             instances.append(Instance(spec=spec, model=model, scheduler=scheduler, kv=kv,

@@ -16,10 +16,18 @@ from typing import TYPE_CHECKING
 from astra_sim.chakra_et import COLLECTIVE_TYPES, Attr, Node
 from astra_sim.engine import EngineConfig
 from astra_sim.export import export
-from astra_sim.memory import REMOTE, MemorySystem
+from astra_sim.memory import CXL, REMOTE, MemorySystem
 from inference_serving.fabric import InstanceFabric, host_tier
 from inference_serving.scheduler.base import Batch
-from llmsim_core.iteration_plan import COLLECTIVE, COMPUTE, LOAD, SEND, IterationPlan, PlanOp
+from llmsim_core.iteration_plan import (
+    COLLECTIVE,
+    COMPUTE,
+    LOAD,
+    SEND,
+    IterationPlan,
+    PlanOp,
+    cxl_device,
+)
 
 if TYPE_CHECKING:  # the instance module imports the pricers, which import this module
     from inference_serving.instance import Instance
@@ -49,7 +57,9 @@ class _Graph:
 
 def _memory(graph: _Graph, op: PlanOp, device: int, group: str, deps: list[int]) -> int:
     kind = "MEM_LOAD_NODE" if op.kind == LOAD else "MEM_STORE_NODE"
-    attrs = [Attr("tensor_size", "uint64", op.nbytes), Attr("tensor_loc", "uint32", REMOTE),
+    cxl = cxl_device(op.target)
+    loc, device = (REMOTE, device) if cxl is None else (CXL, cxl)
+    attrs = [Attr("tensor_size", "uint64", op.nbytes), Attr("tensor_loc", "uint32", loc),
              Attr("tensor_device", "uint32", device)]
     if group:
         attrs.append(Attr("pg_name", "string", group))
@@ -128,7 +138,10 @@ def engine_setup(fabric: InstanceFabric, num_nodes: int, stages: int,
     groups = {stage_group(s): tuple(range(s * tp, s * tp + tp)) for s in range(stages)} \
         if tp > 1 else {}
     config = replace(fabric.engine_config(), comm_groups=groups)
-    memory = MemorySystem(tiers={REMOTE: host_tier(fabric.host, num_nodes)})
+    tiers = {REMOTE: host_tier(fabric.host, num_nodes)}
+    if fabric.cxl is not None:
+        tiers[CXL] = host_tier(fabric.cxl, fabric.cxl_devices)
+    memory = MemorySystem(tiers=tiers)
     if calendar is not None:
         memory.calendar = calendar
     return config, memory

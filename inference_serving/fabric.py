@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 
 from astra_sim import Dimension, SystemConfig, collective_ns, send_ns
 from astra_sim.engine import EngineConfig
-from astra_sim.memory import Tier
+from astra_sim.memory import CXL, REMOTE, Tier
 from astra_sim.ns3_backend import INSTALL_HINT, Ns3Unavailable, ns3_collective_ns
 from inference_serving.cluster_config import ClusterConfig, InstanceSpec, MemorySpec
 from llmsim_core.errors import InputError
-from llmsim_core.iteration_plan import HOST, PD_LINK
+from llmsim_core.iteration_plan import HOST, PD_LINK, cxl_device
 
 # The network backends by `--network-backend` name. A backend is a way of timing an
 # instance's collectives, `collective_ns(kind, nbytes) -> int`, chosen in `_collectives`
@@ -48,6 +48,8 @@ class InstanceFabric:
     backend: str = "analytical"
     stage_dim: Dimension | None = None
     pd_dim: Dimension | None = None
+    cxl: MemorySpec | None = None  # each device of the cluster's CXL pool
+    cxl_devices: int = 0
     _collective: Callable[[str, int], int] = field(default=lambda kind, nbytes: 0)
 
     @property
@@ -68,9 +70,15 @@ class InstanceFabric:
 
     def memory_ns(self, tier: str, nbytes: int) -> int:
         """One access to a memory tier: latency + bytes / bandwidth, parameters truncated."""
-        if tier != HOST:
+        mem = self.host if tier == HOST else self.cxl if cxl_device(tier) is not None else None
+        if mem is None:
             raise ValueError(f"unknown memory tier {tier}")
-        return int(self.host.latency_ns) + nbytes // max(int(self.host.bw_bytes_per_ns), 1)
+        return int(mem.latency_ns) + nbytes // max(int(mem.bw_bytes_per_ns), 1)
+
+    def memory_fifo(self, tier: str, node: int) -> tuple[int, int]:
+        """The shared FIFO an access to `tier` from `node` queues on."""
+        device = cxl_device(tier)
+        return (REMOTE, node) if device is None else (CXL, device)
 
     def engine_dims(self) -> tuple[Dimension, ...]:
         """The instance's engine network: TP group, then pipeline stages or the P/D pair."""
@@ -124,7 +132,9 @@ def instance_fabric(cluster: ClusterConfig, spec: InstanceSpec, backend: str) ->
         system=SystemConfig(local_mem_bw=spec.npu_mem.bw_bytes_per_ns),
         backend=backend,
         stage_dim=Dimension("FullyConnected", 2, link_bw, link_latency),
-        pd_dim=pd_dim)
+        pd_dim=pd_dim,
+        cxl=cluster.cxl_mem.memory if cluster.cxl_mem is not None else None,
+        cxl_devices=cluster.cxl_mem.num_devices if cluster.cxl_mem is not None else 0)
     fabric._collective = _collectives(fabric)
     return fabric
 

@@ -57,6 +57,10 @@ class RunOptions:
     trace_max_requests: int = 1000
     plot_dir: Path | None = None
     quiet: bool = False
+    prefix_caching: bool = False
+    prefix_storage: str | None = None  # None, "CPU" or "CXL"
+    prefix_sharing: bool = False
+    preemption_mode: str = "recompute"
 
     @property
     def fp_bytes(self) -> int:

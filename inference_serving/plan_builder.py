@@ -179,13 +179,13 @@ class PlanBuilder:
         return tuple(LayerGroup(index, n, (*before, attn, *after))
                      for index, n, before, after in parts)
 
-    def _transfer(self, kind: str, name: str, nbytes: int) -> PlanOp:
-        key = (name, nbytes)
+    def _transfer(self, kind: str, name: str, nbytes: int, target: str = HOST) -> PlanOp:
+        key = (name, nbytes, target)
         op = self._transfers.get(key)
         if op is None:
             if len(self._transfers) >= CACHE_LIMIT:
                 self._transfers.clear()
-            op = self._transfers[key] = PlanOp(kind, name, nbytes=nbytes, target=HOST)
+            op = self._transfers[key] = PlanOp(kind, name, nbytes=nbytes, target=target)
         return op
 
     def plans(self, batch: Batch) -> list[IterationPlan]:
@@ -206,7 +206,7 @@ class PlanBuilder:
             extra = pd.decode_oproj_ns * sum(batch.decode)
         # Plans are immutable: a batch with the same shape gets the same objects back.
         key = (tokens, requests, attention, kv_bytes, extra, batch.swap_in_bytes,
-               batch.swap_out_bytes)
+               batch.swap_out_bytes, batch.recall_bytes, batch.swap_target, batch.recall_target)
         cached = self._plans.get(key)
         if cached is not None:
             return cached
@@ -227,10 +227,15 @@ class PlanBuilder:
             receive = forward = store = None
             if stage == 0:
                 groups = (self._edge("pre", tokens, requests), *groups)
-                loads = tuple(self._transfer(kind, name, nbytes) for kind, name, nbytes
-                              in ((LOAD, "input_load", tokens * self.fp * 2),
-                                  (LOAD, "kv_load", batch.swap_in_bytes),
-                                  (STORE, "kv_evict", batch.swap_out_bytes))
+                # Swap traffic goes to the swap space's tier, a prefix recall comes from the
+                # second tier; both gate the chain like the input load.
+                loads = tuple(self._transfer(kind, name, nbytes, target)
+                              for kind, name, nbytes, target
+                              in ((LOAD, "input_load", tokens * self.fp * 2, HOST),
+                                  (LOAD, "kv_load", batch.swap_in_bytes, batch.swap_target),
+                                  (STORE, "kv_evict", batch.swap_out_bytes, batch.swap_target),
+                                  (LOAD, "prefix_recall", batch.recall_bytes,
+                                   batch.recall_target))
                               if nbytes or name == "input_load")
             else:
                 receive = PlanOp(SEND, "stage_recv", nbytes=self.hidden_bytes(tokens),

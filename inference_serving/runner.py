@@ -101,7 +101,11 @@ def execute(options: RunOptions, cluster: ClusterConfig, log: SimLogger,
         if options.dataset is None:
             raise InputError("no requests given", "dataset", "pass a dataset or requests")
         limit = options.num_req or sys.maxsize
-        requests, unsorted = load_requests(options.dataset, limit, max_len, interval_ns)
+        requests, unsorted = load_requests(options.dataset, limit, max_len, interval_ns,
+                                           options.prefix_caching)
+        if options.prefix_caching and all(r.token_ids is None for r in requests):
+            log.warning("Dataset", f"{options.dataset} has no input_tok_ids: with prefix "
+                        "caching no request can hit")
         if options.num_req and trace_has_more(options.dataset, options.num_req):
             note(f"note: --num-req {options.num_req} loads the first {options.num_req} "
                  f"requests of {options.dataset}; pass --num-req all for the whole trace")

@@ -16,6 +16,17 @@ from llmsim_core.op_templates import ATTENTION, COLLECTIVE_KIND, EXPERT_ROWS, EX
 
 COMPUTE, COLLECTIVE, SEND, LOAD, STORE = "compute", "collective", "send", "load", "store"
 HOST = "host"  # the node's CPU memory (one FIFO per node)
+CXL_PREFIX = "cxl:"  # `cxl:<k>`: device k of the cluster's CXL pool (one FIFO per device)
+
+
+def cxl_target(device: int) -> str:
+    """The memory-tier name of CXL device `device`."""
+    return f"{CXL_PREFIX}{device}"
+
+
+def cxl_device(target: str) -> int | None:
+    """The CXL device a memory-tier name addresses, or None for another tier."""
+    return int(target[len(CXL_PREFIX):]) if target.startswith(CXL_PREFIX) else None
 PD_LINK, STAGE_LINK = "pd", "pp"
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from astra_sim.memory import REMOTE, MemorySystem
+from astra_sim.memory import MemorySystem
 from inference_serving.fabric import InstanceFabric
 from inference_serving.iteration_cost import IterationCost
 from inference_serving.pricers.base import plan_usage
@@ -73,19 +73,20 @@ class ClosedFormPricer:
         fabric = self.fabrics[plan.instance]
         tp = plan.tp
         memory = self.memory
-        fifo = (REMOTE, plan.node)
         if plan.stage == 0:  # a first stage starts at the serving clock: nothing is issued earlier
             memory.forget_before(start_ns)
         released = start_ns
         for op in plan.loads:
             released = max(released, memory.book(
-                fifo, start_ns, tp * fabric.memory_ns(op.target, op.nbytes)))
+                fabric.memory_fifo(op.target, plan.node), start_ns,
+                tp * fabric.memory_ns(op.target, op.nbytes)))
         t, comm_free = self._chain(plan, fabric)
         t += released - start_ns
         comm_free += released - start_ns
         end = t
         if plan.store is not None:
-            end = memory.book(fifo, start_ns + t, tp * fabric.memory_ns(
+            end = memory.book(fabric.memory_fifo(plan.store.target, plan.node), start_ns + t,
+                              tp * fabric.memory_ns(
                 plan.store.target, plan.store.nbytes)) - start_ns
         if plan.handoff is not None:
             comm_free = max(t, comm_free) + fabric.send_ns(plan.handoff.target,

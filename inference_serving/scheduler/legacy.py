@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from inference_serving.kv import KVCacheManager, SwapSpace
+from inference_serving.kv import NO_HIT, KVCacheManager, SwapSpace
 from inference_serving.request import Request
 from inference_serving.scheduler.base import (
     Batch,
@@ -61,7 +61,7 @@ class LegacyScheduler:
         return max(self.kv.blocks_for(request.num_tokens + 1) - request.blocks, 0)
 
     def _fit(self, candidates: list[Request]) -> int:
-        free = self.kv.free_blocks
+        free = self.kv.available_blocks()
         for n, request in enumerate(candidates):
             free -= self._extra_blocks(request)
             if free < 0:
@@ -107,13 +107,23 @@ class LegacyScheduler:
                       f"{budget}-token budget; running it alone")
         picked = set(map(id, chosen))
         self.queue = [r for r in self.queue if id(r) not in picked]
+        kv = self.kv
         for request, tokens in zip(chosen, cost, strict=True):
             if request.swapped:
-                batch.swap_in_bytes += self.kv.swap_in(request)
-                batch.swap_target = self.kv.swap.target
-            self.kv.allocate_slots(request, request.num_tokens + 1)
+                batch.swap_in_bytes += kv.swap_in(request)
+                batch.swap_target = kv.swap.target
+            hit = kv.get_computed_blocks(request) if kv.prefix_caching else NO_HIT
+            kv.allocate_slots(request, request.num_tokens + 1, hit)
+            if hit.tokens:
+                # q = prompt − hit (at least the last token); the hit is prior KV.
+                tokens -= hit.tokens
+                batch.recall_bytes += hit.recall_bytes
+                if hit.recall_bytes:
+                    batch.recall_target = kv.tier.target
             if request.first_scheduled < 0:
                 request.first_scheduled = now
+                if kv.prefix_caching:
+                    kv.count_hit(request, hit)
             batch.requests.append(request)
             batch.tokens.append(tokens)
             batch.decode.append(request.prefilled)
@@ -126,7 +136,7 @@ class LegacyScheduler:
         finished = advance_tokens(batch, now)
         leaving = hand_off(batch) if self.options.handoff_after_prefill else []
         for request in (*finished, *leaving):
-            self.kv.free(request)
+            self.kv.finish(request)
         gone = set(map(id, leaving))
         pool = [r for r in batch.requests if r.end < 0 and id(r) not in gone]
         done_ids = set(map(id, batch.requests))

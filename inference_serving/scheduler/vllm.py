@@ -215,7 +215,7 @@ class VllmScheduler:
         leaving = hand_off(batch) if self.options.handoff_after_prefill else []
         if finished or leaving:
             for request in (*finished, *leaving):
-                self.kv.free(request)
+                self.kv.finish(request)
             gone = set(map(id, leaving))
             self.running = [r for r in self.running if r.end < 0 and id(r) not in gone]
         return finished
