@@ -8,6 +8,14 @@ import time
 
 from inference_serving.fleet import FleetSamples
 from inference_serving.instance import Instance
+from inference_serving.memory_report import (
+    cxl_lines,
+    host_bytes,
+    instance_suffix,
+    memory_numbers,
+    shared_cpu_pool,
+    summary_lines,
+)
 from inference_serving.metrics import InstanceStats, LatencyStats, instance_stats
 from inference_serving.observers import Observer
 from inference_serving.request import Request
@@ -24,9 +32,9 @@ def _line(label: str, value: object) -> str:
 
 
 def periodic_block(time_s: float, rates: tuple[float, float], instances: list[Instance],
-                   nodes: dict[int, int]) -> str:
+                   nodes: dict[int, int], cxl_capacity: int = 0) -> str:
     """Status block for the window ending at `time_s` (formats.md §6.3); `nodes` maps node
-    ids to host-memory capacity in bytes."""
+    ids to host-memory capacity in bytes; `cxl_capacity` is the CXL pool's."""
     label = f"[{time_s:.1f}s]"
     lines = [f"{label} Avg prompt throughput: {rates[0]:.1f} tokens/s, "
              f"Avg generation throughput: {rates[1]:.1f} tokens/s"]
@@ -36,17 +44,22 @@ def periodic_block(time_s: float, rates: tuple[float, float], instances: list[In
         cap = inst.spec.npu_mem.size_bytes
         tree.append(f"Running Instance[{inst.index}]: {inst.scheduler.num_requests()} reqs, "
                     f"Total # {inst.spec.npu_num} NPUs, Each NPU Memory Usage "
-                    f"{used / MIB:.2f} MB ({used / cap * 100:.3f} % Used)")
+                    f"{used / MIB:.2f} MB ({used / cap * 100:.3f} % Used)" + instance_suffix(inst))
     for node_id, host_size in nodes.items():
         on_node = [i for i in instances if i.spec.node_id == node_id]
-        used = sum(i.host_used_bytes() for i in on_node)
+        pool = shared_cpu_pool(instances, node_id)
+        used = sum(host_bytes(i) for i in on_node) + (pool.used_bytes if pool else 0)
         line = (f"Node[{node_id}]: Total CPU Memory Usage {used / MIB:.2f} MB, "
                 f"{used / host_size * 100:.3f} % Used ")
-        if len(on_node) > 1:
-            shares = (i.host_used_bytes() / used * 100 if used else 0.0 for i in on_node)
+        if pool is not None:
+            line += (f", Prefix Cache Hit ratio {pool.hit_ratio:.2f} %, "
+                     f"({pool.hits} / {pool.requested})")
+        elif len(on_node) > 1:
+            shares = (host_bytes(i) / used * 100 if used else 0.0 for i in on_node)
             line += "(" + ", ".join(f"Instance[{i.index}]: {share:.2f} %"
                                     for i, share in zip(on_node, shares, strict=True)) + ")"
         tree.append(line)
+    tree += cxl_lines(instances, cxl_capacity)
     pad = " " * (len(label) + 2)
     for k, text in enumerate(tree):
         glyph = "└─" if k == len(tree) - 1 else "├─"
@@ -142,6 +155,9 @@ def summary_numbers(result: SimResult, fleet: FleetSamples | None = None,
             for name, s in (("ttft", own.ttft), ("tpot", own.tpot), ("itl", own.itl))
         }
         numbers["instances"][str(inst.index)]["completed"] = len(inst.completed)
+        if inst.memory_series is not None:
+            numbers["instances"][str(inst.index)].update(
+                memory=memory_numbers(inst), memory_series=inst.memory_series)
     if fleet is not None:
         numbers["fleet"] = fleet.numbers(seconds)
     return numbers
@@ -166,7 +182,7 @@ def final_summary(result: SimResult, wall_s: float, interval_s: float,
              _line("Total token throughput (tok/s):",
                    f"{n['total_token_throughput_tok_s']:.2f}"),
              f"Throughput per {float(interval_s)} sec: {result.counters.windows}",
-             BAR]
+             BAR, *summary_lines(result.instances)]
     for inst in result.instances:
         lines += _instance_section(inst.index, stats[inst.index])
     if fleet is not None:
@@ -179,14 +195,16 @@ def final_summary(result: SimResult, wall_s: float, interval_s: float,
 class PeriodicBlocks(Observer):
     """Prints the status block of every closed log window on stdout."""
 
-    def __init__(self, instances: list[Instance], host_sizes: dict[int, int]) -> None:
+    def __init__(self, instances: list[Instance], host_sizes: dict[int, int],
+                 cxl_capacity: int = 0) -> None:
         self.instances = instances
         self.host_sizes = host_sizes
+        self.cxl_capacity = cxl_capacity
 
     def on_window(self, time_ns: int, rates: tuple[float, float]) -> None:
         """Print the block for the window ending at `time_ns`."""
-        print(periodic_block(time_ns / 1e9, rates, self.instances, self.host_sizes),
-              flush=False)
+        print(periodic_block(time_ns / 1e9, rates, self.instances, self.host_sizes,
+                             self.cxl_capacity), flush=False)
 
 
 class FinalSummary(Observer):

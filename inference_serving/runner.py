@@ -12,6 +12,7 @@ from inference_serving.cluster_config import ClusterConfig
 from inference_serving.dataset_reader import check_windows, load_requests, trace_has_more
 from inference_serving.fleet import FleetSamples
 from inference_serving.instance import Instance
+from inference_serving.memory_report import MemorySeries
 from inference_serving.observers import Observer
 from inference_serving.options import RunOptions
 from inference_serving.outputs import MetricsJson, RequestCsv, ThroughputCsv
@@ -47,7 +48,8 @@ def console_observers(options: RunOptions, instances: list[Instance], cluster: C
     if not options.quiet:
         print(run_header(options, cluster, instances, instances[0].pricer.name, total))
     progress: list[Observer] = [ProgressLine(total)] if options.progress else []
-    blocks: list[Observer] = [] if options.quiet else [PeriodicBlocks(instances, host_sizes)]
+    cxl = cluster.cxl_mem.memory.size_bytes if cluster.cxl_mem is not None else 0
+    blocks: list[Observer] = [] if options.quiet else [PeriodicBlocks(instances, host_sizes, cxl)]
     return [*progress, *blocks,
             FinalSummary(options.log_interval_s,
                          str(options.output) if options.output else None, fleet)]
@@ -121,6 +123,8 @@ def execute(options: RunOptions, cluster: ClusterConfig, log: SimLogger,
     router = make_router(options.request_routing_policy, options.seed, options.custom_router)
     fleet = FleetSamples(options.slo)
     observers = [fleet, *observers_for(instances, len(requests), fleet)]
+    if options.prefix_caching or options.preemption_mode == "swap":
+        observers.insert(0, MemorySeries(instances))
     if options.export_chakra is not None:
         exporter = ChakraExporter(len(cluster.nodes), options.export_chakra,
                                   options.chakra_dialect)
