@@ -1,0 +1,159 @@
+"""Prefix caching, the second-tier store and KV offloading: worked numbers."""
+
+from __future__ import annotations
+
+import json
+from array import array
+
+from inference_serving.builder import build_instances
+from inference_serving.cluster_config import load_cluster_config
+from inference_serving.kv import KVCacheManager, PrefixCachingManager, PrefixTier, SwapSpace
+from inference_serving.options import RunOptions
+from inference_serving.pricers import ReplayPricer
+from inference_serving.request import Request
+from inference_serving.scheduler.base import Batch, SchedulerOptions
+from inference_serving.scheduler.vllm import VllmScheduler
+from llmsim_core.iteration_plan import HOST
+from tests.conftest import REPO
+from tests.test_cli_errors import run_main
+
+LLAMA_8B_TOKEN_BYTES = 131_072  # 2 (K, V) x 1024 (kv dim) x 32 layers x 2 bytes
+
+
+def request(rid: int, ids: list[int], output: int = 4) -> Request:
+    """A request whose prompt is `ids` and whose generated ids follow on from 1000."""
+    r = Request(rid=rid, arrival=0, prompt=len(ids), output=output)
+    r.token_ids = array("q", [*ids, *range(1000, 1000 + output)])
+    return r
+
+
+def test_a_second_turn_hits_the_first_turns_whole_blocks_only_along_its_chain():
+    kv = PrefixCachingManager(100, 4, bytes_per_token=1)
+    first = request(0, list(range(1, 11)), output=4)  # 10 prompt ids, then 1000..1003
+    assert kv.get_computed_blocks(first).tokens == 0
+    assert kv.allocate_slots(first, 10)
+    first.computed, first.num_tokens = 10, 14  # prefilled, three tokens generated and fed back
+    assert kv.allocate_slots(first, 14)  # publishes the third full block (ids 9..1001)
+    kv.finish(first)
+    assert kv.free_blocks == 100 and kv.cached_blocks == 3
+    # Turn two: the first turn's 14 tokens, then 3 new ones: 3 full cached blocks = 12 tokens.
+    second = request(1, [*range(1, 11), 1000, 1001, 1002, 1003, 50, 51, 52])
+    hit = kv.get_computed_blocks(second)
+    assert (hit.device_tokens, hit.tier_tokens, len(hit.blocks)) == (12, 0, 3)
+    assert kv.allocate_slots(second, 17, hit) and second.computed == 12
+    assert kv.free_blocks == 100 - 5  # 3 shared + 2 new blocks for tokens 13..17
+    # Same second block, different first block: chained keys never match.
+    other = request(2, [9, 2, 3, 4, 5, 6, 7, 8, 9])
+    assert kv.get_computed_blocks(other).tokens == 0
+    # A full-prefix hit still computes the last token: 8 ids hit 1 block, not 2.
+    exact = request(3, list(range(1, 9)))
+    assert kv.get_computed_blocks(exact).device_tokens == 4
+
+
+def test_zero_reference_blocks_are_reused_least_recently_released_first():
+    kv = PrefixCachingManager(4, 2, bytes_per_token=1)
+    a, b = request(0, [1, 2, 3, 4, 9]), request(1, [5, 6, 7, 8, 9])
+    for r in (a, b):
+        assert kv.allocate_slots(r, 4)
+    kv.finish(a)  # released first: its tail block, then its head block
+    kv.finish(b)
+    assert list(kv.pool.free) == [1, 0, 3, 2]
+    c = request(2, [20, 21, 22, 23, 24])
+    assert kv.allocate_slots(c, 2)  # takes a's tail block: a keeps only its first block
+    assert kv.get_computed_blocks(request(3, [1, 2, 3, 4, 9])).device_tokens == 2
+    assert kv.get_computed_blocks(request(4, [5, 6, 7, 8, 9])).device_tokens == 4
+
+
+def test_a_second_tier_hit_beyond_the_device_hit_is_recalled():
+    tier = PrefixTier("CPU", HOST, 0, capacity_bytes=10_000, page_tokens=256)
+    kv = PrefixCachingManager(1000, 16, bytes_per_token=4, npu_num=2, tier=tier)
+    ids = list(range(600))
+    first = request(0, ids)
+    assert kv.allocate_slots(first, 600)
+    assert tier.used_bytes == 2 * 256 * 4  # two whole 256-token chunks written through
+    kv.finish(first)
+    kv.pool.cached.clear()  # the device copy is gone; only the CPU tier holds the prefix
+    hit = kv.get_computed_blocks(request(1, ids))
+    assert (hit.device_tokens, hit.tier_tokens) == (0, 512)
+    assert hit.recall_bytes == 512 * 4 // 2  # per NPU
+
+
+def _two_instances(tmp_path, cpu_bw: int, cpu_latency: int) -> list:
+    config = json.loads((REPO / "cluster_config/single_node_multi_instance.json").read_text())
+    config["nodes"][0]["cpu_mem"].update(mem_bw=cpu_bw, mem_latency=cpu_latency)
+    path = tmp_path / "cluster.json"
+    path.write_text(json.dumps(config))
+    options = RunOptions(cluster_config=path, prefix_caching=True, prefix_storage="CPU",
+                         prefix_sharing=True, pricer="replay")
+    return build_instances(load_cluster_config(path), options, lambda message: None)
+
+
+def _prefill(rid: int, computed: int, tokens: int) -> Batch:
+    r = Request(rid=rid, arrival=0, prompt=computed + tokens, output=2)
+    r.computed = computed
+    return Batch(0, [r], [tokens], [False])
+
+
+def test_a_recall_is_a_load_on_the_cpu_fifo_and_two_instances_queue_on_it(tmp_path):
+    instances = _two_instances(tmp_path, cpu_bw=64, cpu_latency=500)
+    assert instances[0].kv.tier is instances[1].kv.tier  # one shared pool on the node
+    recall = 512 * LLAMA_8B_TOKEN_BYTES  # 512 tokens recalled, TP1: all bytes on one NPU
+    pricer = ReplayPricer({i.index: i.fabric for i in instances}, num_nodes=1)
+    plain = pricer.price(instances[0].plans.plans(_prefill(0, 512, 100))[0], 0).duration_ns
+    batch = _prefill(1, 512, 100)
+    batch.recall_bytes = recall
+    (plan,) = instances[0].plans.plans(batch)
+    assert [(op.name, op.nbytes, op.target) for op in plan.loads] == \
+        [("input_load", 200 * 2, HOST), ("prefix_recall", recall, HOST)]
+    recall_ns = 500 + recall // 64  # latency + bytes / (64 B/ns) = 1,049,076 ns
+    input_ns = 500 + 400 // 64
+    start = 10_000_000
+    first = pricer.price(plan, start).duration_ns
+    assert first == plain + recall_ns
+    # Instance 1 recalls the same bytes at the same moment: it waits for instance 0's loads.
+    (other,) = instances[1].plans.plans(batch)
+    second = pricer.price(other, start).duration_ns
+    assert second == first + input_ns + recall_ns
+
+
+def test_swap_preemption_moves_the_victims_blocks_out_and_back_in_timed(tmp_path):
+    block_bytes = 16 * LLAMA_8B_TOKEN_BYTES
+    kv = KVCacheManager(4, 16, SwapSpace(1 << 30), block_bytes=block_bytes)
+    options = SchedulerOptions(max_num_batched_tokens=256, max_num_seqs=8, block_size=16,
+                               preemption="swap")
+    sched = VllmScheduler(options, kv)
+    old, new = Request(rid=0, arrival=0, prompt=32, output=20), \
+        Request(rid=1, arrival=0, prompt=17, output=20)
+    sched.add(old)
+    sched.add(new)
+    sched.update(sched.schedule(0), 1)  # both prefilled: 2 + 2 blocks, pool full
+    batch = sched.schedule(2)  # old's decode needs a third block: new (admitted last) goes
+    assert batch.preempted == [new] and new.swapped and new.computed == 17
+    assert batch.swap_out_bytes == 2 * block_bytes and kv.swap.used_bytes == 2 * block_bytes
+    sched.update(batch, 3)
+    while not old.finished:
+        sched.update(sched.schedule(4), 5)
+    batch = sched.schedule(6)  # new returns: its two blocks come back from CPU memory
+    assert batch.requests == [new] and batch.swap_in_bytes == 2 * block_bytes
+    assert kv.swap.used_bytes == 0 and not new.swapped
+    # Timed on the CPU FIFO of the plan: 2 blocks of Llama-3.1-8B KV at 256 B/ns.
+    instances = _two_instances(tmp_path, cpu_bw=256, cpu_latency=0)
+    (plan,) = instances[0].plans.plans(batch)
+    load = next(op for op in plan.loads if op.name == "kv_load")
+    assert (load.nbytes, load.target) == (2 * block_bytes, HOST)
+    assert instances[0].fabric.memory_ns(load.target, load.nbytes) == 2 * block_bytes // 256
+
+
+def test_prefix_caching_run_keeps_the_invariants_and_reports_hits(tmp_path):
+    out, metrics = tmp_path / "out.csv", tmp_path / "m.json"
+    done = run_main(["--cluster-config", "cluster_config/single_node_multi_instance.json",
+                     "--dataset", "dataset/example_sharegpt_req100_rate10.jsonl",
+                     "--num-req", "60", "--enable-prefix-caching", "--prefix-storage", "CPU",
+                     "--enable-prefix-sharing", "--check-invariants", "--log-interval", "1",
+                     "--output", str(out), "--metrics-json", str(metrics)])
+    assert done.returncode == 0, done.stderr
+    assert "Prefix Caching Results" in done.stdout and "CPU prefix hit ratio" in done.stdout
+    summary = json.loads(metrics.read_text())
+    inst = summary["instances"]["0"]
+    assert inst["memory"]["prefix_requested_tokens"] > 0
+    assert len(inst["memory_series"]) >= 1 and "tier_used_mb" in inst["memory_series"][0]
