@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from array import array
+from pathlib import Path
+
+import pytest
 
 from inference_serving.builder import build_instances
 from inference_serving.cluster_config import load_cluster_config
 from inference_serving.kv import KVCacheManager, PrefixCachingManager, PrefixTier, SwapSpace
+from inference_serving.kv.setup import swap_space
 from inference_serving.options import RunOptions
 from inference_serving.pricers import ReplayPricer
 from inference_serving.request import Request
 from inference_serving.scheduler.base import Batch, SchedulerOptions
 from inference_serving.scheduler.vllm import VllmScheduler
+from llmsim_core.errors import InputError
 from llmsim_core.iteration_plan import HOST
-from tests.conftest import REPO
-from tests.test_cli_errors import run_main
+from tests.conftest import DATA, REPO, needs_data
+from tests.test_cli_errors import GOOD_LINE, run_main, write_trace
 
 LLAMA_8B_TOKEN_BYTES = 131_072  # 2 (K, V) x 1024 (kv dim) x 32 layers x 2 bytes
 
@@ -157,3 +163,99 @@ def test_prefix_caching_run_keeps_the_invariants_and_reports_hits(tmp_path):
     inst = summary["instances"]["0"]
     assert inst["memory"]["prefix_requested_tokens"] > 0
     assert len(inst["memory_series"]) >= 1 and "tier_used_mb" in inst["memory_series"][0]
+
+
+def _cxl_config(tmp_path) -> str:
+    config = json.loads((REPO / "cluster_config/single_node_single_instance.json").read_text())
+    config["cxl_mem"] = {"mem_size": 64, "mem_bw": 64, "mem_latency": 250, "num_devices": 1}
+    path = tmp_path / "cxl.json"
+    path.write_text(json.dumps(config))
+    return str(path)
+
+
+BAD_FLAGS = [
+    (["--enable-prefix-caching", "--prefix-storage", "CXL"], "--prefix-storage CXL needs a CXL"),
+    (["--enable-prefix-caching", "--enable-prefix-sharing"],
+     "--enable-prefix-sharing has no effect without --prefix-storage"),
+    (["--prefix-storage", "CPU"], "--prefix-storage has no effect without --enable-prefix"),
+    (["--scheduler", "legacy", "--preemption-mode", "swap"], "--preemption-mode applies"),
+    (["--enable-prefix-caching", "--prefix-storage", "GPU"], "invalid choice"),
+    (["--preemption-mode", "later"], "invalid choice"),
+]
+
+
+@pytest.mark.parametrize("flags,needle", BAD_FLAGS)
+def test_bad_prefix_flags_are_one_error_line(tmp_path, flags, needle):
+    trace = write_trace(tmp_path / "ok.jsonl", [json.dumps(GOOD_LINE)] * 3)
+    out = tmp_path / "out.csv"
+    done = run_main(["--dataset", str(trace), "--output", str(out), *flags])
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), \
+        done.stderr
+    assert needle in lines[0]
+    assert not out.exists()
+
+
+def test_a_swap_target_outside_the_cxl_pool_is_an_input_error(tmp_path):
+    cluster = load_cluster_config(Path(_cxl_config(tmp_path)))
+    assert swap_space(cluster, cluster.nodes[0], "cxl:0").target == "cxl:0"
+    with pytest.raises(InputError, match="'cxl:1' does not exist"):
+        swap_space(cluster, cluster.nodes[0], "cxl:1")
+
+
+def test_a_cxl_prefix_store_recalls_on_the_cxl_device(tmp_path):
+    out = tmp_path / "out.csv"
+    done = run_main(["--cluster-config", _cxl_config(tmp_path), "--dataset",
+                     "dataset/example_sharegpt_req100_rate10.jsonl", "--num-req", "30",
+                     "--enable-prefix-caching", "--prefix-storage", "CXL", "--log-interval",
+                     "1", "--check-invariants", "--output", str(out)])
+    assert done.returncode == 0, done.stderr
+    assert "CXL[0]: Total CXL Device Memory Usage" in done.stdout
+    assert "CXL prefix hit ratio (%)" in done.stdout
+
+
+PC_PS = ["--enable-prefix-caching", "--enable-prefix-sharing", "--prefix-storage", "CPU"]
+
+
+@needs_data
+@pytest.mark.parametrize("config,reference,flags", [
+    ("single_node_single_instance", "example_prefix_run", ["--enable-prefix-caching"]),
+    ("single_node_single_instance", "example_prefix_cpu_mem_run", ["--enable-prefix-caching"]),
+    ("single_node_multi_instance", "example_prefix_cpu_mem_pool_run", PC_PS),
+    ("dual_node_multi_instance", "example_dual_prefix_cpu_mem_pool_run", PC_PS),
+])
+def test_prefix_examples_match_the_existing_simulator_per_request(tmp_path, config, reference,
+                                                                  flags):
+    out = tmp_path / "out.csv"
+    done = run_main(["--cluster-config", str(DATA / f"cluster_config/{config}.json"),
+                     "--dataset", str(DATA / "datasets/example_trace.jsonl"), "--num-req", "10",
+                     "--perf-models", str(DATA / "perf_models"), "--fp", "16", "--block-size",
+                     "16", "--compat", "artifact", "--scheduler", "legacy", "--output", str(out),
+                     "--check-invariants", *flags])
+    assert done.returncode == 0, done.stderr
+    with out.open() as mine, (DATA / f"reference_sim/examples/{reference}.csv").open() as ref:
+        ours = {r["request id"]: r for r in csv.DictReader(mine)}
+        theirs = {r["request id"]: r for r in csv.DictReader(ref)}
+    assert ours.keys() == theirs.keys()
+    for rid, row in theirs.items():
+        assert abs(int(ours[rid]["latency"]) / int(row["latency"]) - 1) < 0.01, rid
+
+
+@needs_data
+def test_figure_7_shared_pool_hits_equal_the_published_run(tmp_path):
+    folder = DATA / "artifact_configs/figure_7"
+    done = run_main(["--cluster-config", str(folder / "MD+PC+PS_config.json"), "--dataset",
+                     str(DATA / "datasets/sharegpt_pulse_req50_n6_delay15_pc.jsonl"),
+                     "--num-req", "300", "--perf-models", str(DATA / "perf_models"),
+                     "--scheduler", "legacy", "--compat", "artifact", "--log-interval", "1",
+                     *PC_PS])
+    assert done.returncode == 0, done.stderr
+    # The existing simulator's summary: 10080 NPU and 7696 CPU hit tokens of 82645.
+    for line in ("NPU prefix hit prompt tokens:", "CPU prefix hit prompt tokens:",
+                 "Total requested prompt tokens:"):
+        assert line in done.stdout
+    numbers = {line.split(":")[0]: line.split()[-1] for line in done.stdout.splitlines()
+               if "prefix hit prompt tokens" in line or "requested prompt" in line}
+    assert numbers == {"Total requested prompt tokens": "82645",
+                       "NPU prefix hit prompt tokens": "10080",
+                       "CPU prefix hit prompt tokens": "7696"}
