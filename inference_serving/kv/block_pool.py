@@ -17,16 +17,12 @@ class BlockPool:
         self.key: list[int | None] = [None] * num_blocks
         self.cached: dict[int, int] = {}  # block key -> block id
         self.free: OrderedDict[int, None] = OrderedDict.fromkeys(range(num_blocks))
+        self.num_cached_free = 0  # free blocks still holding a cached prefix
 
     @property
     def num_free(self) -> int:
         """Blocks no request references (cached ones included)."""
         return len(self.free)
-
-    @property
-    def num_cached_free(self) -> int:
-        """Free blocks still holding a cached prefix."""
-        return sum(1 for block in self.cached.values() if not self.ref[block])
 
     def lookup(self, key: int) -> int | None:
         """The block caching `key`, if any."""
@@ -36,6 +32,7 @@ class BlockPool:
         """One more reference to `block` (a prefix hit); a free block leaves the free queue."""
         if not self.ref[block]:
             del self.free[block]
+            self.num_cached_free -= 1  # a hit block is always a cached one
         self.ref[block] += 1
 
     def take(self) -> int:
@@ -44,6 +41,7 @@ class BlockPool:
         block, _ = self.free.popitem(last=False)
         key = self.key[block]
         if key is not None:
+            self.num_cached_free -= 1
             if self.cached.get(key) == block:
                 del self.cached[key]
             self.key[block] = None
@@ -53,11 +51,13 @@ class BlockPool:
     def release(self, blocks: list[int]) -> None:
         """Drop one reference to each block, tail first (vLLM: a sequence's last blocks are the
         first evicted)."""
-        ref, free = self.ref, self.free
+        ref, free, key = self.ref, self.free, self.key
         for block in reversed(blocks):
             ref[block] -= 1
             if not ref[block]:
                 free[block] = None
+                if key[block] is not None:
+                    self.num_cached_free += 1
 
     def cache(self, block: int, key: int) -> None:
         """Publish `block` as holding prefix `key` (the first block with a key keeps it)."""

@@ -141,6 +141,8 @@ class PrefixCachingManager(KVCacheManager):
             return "a block reference count is negative"
         if any(pool.ref[block] for block in pool.free):
             return "a block is both free and referenced"
+        if pool.num_cached_free != sum(1 for b in pool.free if pool.key[b] is not None):
+            return "the count of cached free blocks is wrong"
         if held != sum(pool.ref):
             return f"requests hold {held} block references, the pool counts {sum(pool.ref)}"
         tier = self.tier
