@@ -177,8 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--enable-prefix-caching", action="store_true",
                    help="reuse cached KV of equal prompt prefixes (needs input_tok_ids in the "
                    "dataset; requests without ids never hit)")
-    p.add_argument("--prefix-storage", default="None", choices=("None", "CPU", "CXL"),
-                   help="second-tier prefix store in CPU memory or the CXL pool (needs "
+    p.add_argument("--prefix-storage", choices=("None", "CPU", "CXL"),
+                   help="second-tier prefix store in CPU memory or the CXL pool; None (if "
+                   "unset) = no second tier (needs "
                    "--enable-prefix-caching; CXL needs cxl_mem in the cluster config)")
     p.add_argument("--enable-prefix-sharing", action="store_true",
                    help="share the second tier: one CPU pool per node, one CXL pool for the "
@@ -231,7 +232,7 @@ def _check_combinations(args: argparse.Namespace) -> None:
         raise InputError(f"--pricer {args.pricer} contradicts --network-backend external (the "
                          "binary times every iteration)", "command line",
                          "drop --pricer or use an analytical backend")
-    storage = args.prefix_storage != "None"
+    storage = args.prefix_storage not in (None, "None")
     prefix = (("--prefix-storage", storage, "--enable-prefix-caching",
                args.enable_prefix_caching),
               ("--enable-prefix-sharing", args.enable_prefix_sharing, "--prefix-storage CPU|CXL",
@@ -363,7 +364,7 @@ def options_from_args(args: argparse.Namespace, need_dataset: bool = True) -> Ru
         perf_model=args.perf_model,
         custom_perf_model=args.custom_perf_model,
         prefix_caching=args.enable_prefix_caching,
-        prefix_storage=None if args.prefix_storage == "None" else args.prefix_storage,
+        prefix_storage=None if args.prefix_storage in (None, "None") else args.prefix_storage,
         prefix_sharing=args.enable_prefix_sharing,
         preemption_mode=args.preemption_mode or "recompute",
     )
