@@ -259,3 +259,50 @@ def test_figure_7_shared_pool_hits_equal_the_published_run(tmp_path):
     assert numbers == {"Total requested prompt tokens": "82645",
                        "NPU prefix hit prompt tokens": "10080",
                        "CPU prefix hit prompt tokens": "7696"}
+
+
+def _tight_cxl_config(tmp_path) -> str:
+    config = json.loads((REPO / "cluster_config/single_node_single_instance.json").read_text())
+    config["nodes"][0]["instances"][0]["npu_mem"]["mem_size"] = 16  # ~1 GiB of KV: preemptions
+    config["cxl_mem"] = {"mem_size": 64, "mem_bw": 64, "mem_latency": 250, "num_devices": 2}
+    path = tmp_path / "tight.json"
+    path.write_text(json.dumps(config))
+    return str(path)
+
+
+def test_swap_and_cxl_store_time_the_same_under_both_pricers(tmp_path):
+    common = ["--cluster-config", _tight_cxl_config(tmp_path), "--dataset",
+              "dataset/example_sharegpt_req100_rate10.jsonl", "--num-req", "100",
+              "--preemption-mode", "swap", "--enable-prefix-caching", "--prefix-storage", "CXL",
+              "--check-invariants"]
+    outputs = []
+    for pricer in ("closed-form", "replay"):
+        out = tmp_path / f"{pricer}.csv"
+        done = run_main([*common, "--pricer", pricer, "--output", str(out)])
+        assert done.returncode == 0, done.stderr
+        outputs.append(out.read_bytes())
+        swapped = [line for line in done.stdout.splitlines() if "Swapped-" in line]
+        assert len(swapped) == 2 and swapped[0].split()[-1] == swapped[1].split()[-1] != "0"
+    assert outputs[0] == outputs[1]
+    # Recompute (the default) on the same memory: no KV moves, other timings.
+    out = tmp_path / "recompute.csv"
+    done = run_main([*common[:6], *common[8:], "--output", str(out)])
+    assert done.returncode == 0, done.stderr
+    assert "KV Offloading Results" not in done.stdout and out.read_bytes() != outputs[0]
+
+
+@needs_data
+def test_shared_cpu_pool_hits_time_the_same_under_both_pricers(tmp_path):
+    common = ["--cluster-config", str(DATA / "artifact_configs/figure_7/MD+PC+PS_config.json"),
+              "--dataset", str(DATA / "datasets/sharegpt_pulse_req50_n6_delay15_pc.jsonl"),
+              "--num-req", "120", "--perf-models", str(DATA / "perf_models"), *PC_PS,
+              "--check-invariants"]
+    outputs = []
+    for pricer in ("closed-form", "replay"):
+        out = tmp_path / f"{pricer}.csv"
+        done = run_main([*common, "--pricer", pricer, "--output", str(out)])
+        assert done.returncode == 0, done.stderr
+        recalled = next(line for line in done.stdout.splitlines() if "recalled bytes" in line)
+        assert int(recalled.split()[-1]) > 0
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1]

@@ -57,6 +57,7 @@ class PrefixStats:
 class KVCacheManager:
     """Hands out fixed-size KV blocks to requests; capacity is per NPU, in blocks."""
 
+    scheme: ClassVar[str] = "no caching"
     prefix_caching: ClassVar[bool] = False
 
     def __init__(self, num_blocks: int, block_size: int, swap: SwapSpace | None = None,

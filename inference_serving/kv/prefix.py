@@ -24,6 +24,7 @@ class PrefixCachingManager(KVCacheManager):
     hit and are never published.
     """
 
+    scheme: ClassVar[str] = "block pool, chained hashes"
     prefix_caching: ClassVar[bool] = True
 
     def __init__(self, num_blocks: int, block_size: int, bytes_per_token: int,

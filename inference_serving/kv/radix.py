@@ -38,6 +38,7 @@ class _Page:
 class RadixPrefixManager(KVCacheManager):
     """Page-tree prefix accounting; `request.published` counts the pages a request locks."""
 
+    scheme: ClassVar[str] = "page tree (existing simulator)"
     prefix_caching: ClassVar[bool] = True
 
     def __init__(self, num_blocks: int, block_size: int, bytes_per_token: int,
