@@ -86,6 +86,9 @@ def attention_batch(batch: Batch) -> AttentionBatch:
         else:
             prefill_q.append(count)
             prefill_kv.append(request.computed)
+    if batch.hidden_kv is not None:
+        hidden = [h for h, d in zip(batch.hidden_kv, batch.decode, strict=True) if not d]
+        prefill_kv = [kv - h for kv, h in zip(prefill_kv, hidden, strict=True)]
     return AttentionBatch(tuple(prefill_q), tuple(prefill_kv), tuple(decode_lens))
 
 

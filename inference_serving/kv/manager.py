@@ -58,6 +58,7 @@ class KVCacheManager:
     """Hands out fixed-size KV blocks to requests; capacity is per NPU, in blocks."""
 
     scheme: ClassVar[str] = "no caching"
+    hits_are_prior_kv: ClassVar[bool] = True
     prefix_caching: ClassVar[bool] = False
 
     def __init__(self, num_blocks: int, block_size: int, swap: SwapSpace | None = None,

@@ -8,7 +8,8 @@ inserts its whole sequence but the last token and unlocks it. Device memory in u
 tree's pages plus the page each running request is filling, so cached tokens of finished
 requests stay counted until they are evicted (unlocked leaves, least recently used first, when
 a batch needs room) — the published memory curves never decrease. The second tier is written
-through with the same pages; a hit there beyond the device hit is recalled (timed).
+through with the same pages; a hit there beyond the device hit is recalled (timed). As in the
+existing simulator, a hit is not prior KV for the prefill's attention (`hits_are_prior_kv`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class RadixPrefixManager(KVCacheManager):
     """Page-tree prefix accounting; `request.published` counts the pages a request locks."""
 
     scheme: ClassVar[str] = "page tree (existing simulator)"
+    hits_are_prior_kv: ClassVar[bool] = False
     prefix_caching: ClassVar[bool] = True
 
     def __init__(self, num_blocks: int, block_size: int, bytes_per_token: int,

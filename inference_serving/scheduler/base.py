@@ -28,6 +28,9 @@ class Batch:
     recall_bytes: int = 0  # per NPU, prefix KV recalled from the second tier
     recall_target: str = HOST
     swap_target: str = HOST  # where swap_in / swap_out bytes go
+    # Per entry, prefix-hit tokens attention does not see as prior KV (existing simulator's
+    # accounting), or None.
+    hidden_kv: list[int] | None = None
     prompt_done: list[Request] = field(default_factory=list)
     handoff: list[Request] = field(default_factory=list)
     preempted: list[Request] = field(default_factory=list)  # the num_preempted victims

@@ -108,11 +108,16 @@ class LegacyScheduler:
         picked = set(map(id, chosen))
         self.queue = [r for r in self.queue if id(r) not in picked]
         kv = self.kv
-        for request, tokens in zip(chosen, cost, strict=True):
+        # Every prompt is matched before any of the batch is inserted: a prompt never hits
+        # the pages of another prompt of the same batch (serving.md §8.1).
+        hits = [kv.get_computed_blocks(r) for r in chosen] if kv.prefix_caching \
+            else [NO_HIT] * len(chosen)
+        if not kv.hits_are_prior_kv and any(hit.tokens for hit in hits):
+            batch.hidden_kv = [hit.tokens for hit in hits]
+        for request, tokens, hit in zip(chosen, cost, hits, strict=True):
             if request.swapped:
                 batch.swap_in_bytes += kv.swap_in(request)
                 batch.swap_target = kv.swap.target
-            hit = kv.get_computed_blocks(request) if kv.prefix_caching else NO_HIT
             kv.allocate_slots(request, request.num_tokens + 1, hit)
             if hit.tokens:
                 # q = prompt − hit (at least the last token); the hit is prior KV.
