@@ -7,6 +7,7 @@ and reads the child's peak RSS from the OS. Usage: `python evaluation/benchmark.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -21,6 +22,7 @@ DATA = Path(os.environ.get("LLMSIM_DATA", REPO.parent / "shared" / "data"))
 OBSERVED_BASE = "ShareGPT 300 req, A6000 Llama-3.1-8B, measured profiles"
 OBSERVED = "ShareGPT 300 req, same, + --trace-output --plot-dir"
 PREFIX = ("--enable-prefix-caching", "--prefix-storage", "CPU", "--enable-prefix-sharing")
+POWERED = "ShareGPT 300 req, same, + a power block (power and energy on)"
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,14 @@ def _cases(tmp: Path) -> list[Case]:
                           300, (*base.args, "--cluster-config",
                                 str(DATA / "cluster_config/single_node_multi_instance.json"),
                                 *PREFIX), 1.0))
+        # Power modelling may add at most 20 % to the same run.
+        cfg = json.loads(Path(single).read_text())
+        power = json.loads((REPO / "cluster_config/single_node_power_instance.json").read_text())
+        cfg["nodes"][0]["power"] = power["nodes"][0]["power"]
+        (tmp / "power.json").write_text(json.dumps(cfg))
+        powered = list(base.args)
+        powered[powered.index(single)] = str(tmp / "power.json")
+        cases.append(Case(POWERED, base.requests, tuple(powered), base.target_s * 1.2))
     else:
         print("../shared/data not found: skipping the measured-profile cases", file=sys.stderr)
     trace = tmp / "generated_10k.jsonl"
@@ -127,6 +137,11 @@ def main() -> int:
         base = labels.index(OBSERVED_BASE)
         print(f"--trace-output and --plot-dir add {(rows[k][1] / rows[base][1] - 1) * 100:.0f} "
               "% to the 300-request run (limit 30 %)")
+    if POWERED in labels:
+        k = labels.index(POWERED)
+        base = labels.index(OBSERVED_BASE)
+        print(f"power modelling adds {(rows[k][1] / rows[base][1] - 1) * 100:.0f} % to the "
+              "300-request run (limit 20 %)")
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores; peak = the process's max "
           "RSS; best of --repeat runs")
     return 0

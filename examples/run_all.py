@@ -46,6 +46,8 @@ EXAMPLES = (
             _config("dual_node_pd_tp2")),
     Example("moe", "mixture of experts (Phi-mini-MoE), seeded expert routing",
             _config("single_node_moe_instance")),
+    Example("cxl", "blocks 24-31 on two CXL devices, lm_head in host memory",
+            _config("single_node_cxl_instance")),
     Example("legacy", "the existing LLMServingSim scheduler (whole prompts, swapping)",
             (*_config("single_node_single_instance"), "--scheduler", "legacy")),
     Example("custom_router", "a user's router class",

@@ -18,6 +18,7 @@ from inference_serving.instance import Instance
 from inference_serving.observers import Observer
 from inference_serving.options import RunOptions
 from inference_serving.outputs import RequestRecord, finished_records
+from inference_serving.power import PowerReport
 from inference_serving.report import summary_numbers
 from inference_serving.request import Request
 from inference_serving.runner import console_observers, execute, file_observers
@@ -39,12 +40,15 @@ class Window:
 @dataclass(slots=True)
 class Results:
     """A finished run: per-request records (the CSV's rows, in its order), the summary (the
-    `--metrics-json` content), the per-window throughput series and the diagnostic lines."""
+    `--metrics-json` content), the per-window throughput series and the diagnostic lines;
+    `power` holds the energy per node and component and the power per window (per node too)
+    when every node has a power block."""
 
     requests: list[RequestRecord]
     summary: dict
     windows: list[Window]
     diagnostics: list[str] = field(default_factory=list)
+    power: PowerReport | None = None
 
     def to_pandas(self) -> Any:
         """The request records as a pandas DataFrame, one column per field."""
@@ -74,7 +78,8 @@ class ResultsCollector(Observer):
     def on_finish(self, result: SimResult) -> None:
         """Build the results."""
         self.results = Results(finished_records(result, self.routing_time_instance_id),
-                               summary_numbers(result, self.fleet), self.windows)
+                               summary_numbers(result, self.fleet), self.windows,
+                               power=result.power)
 
 
 def _option_names(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:

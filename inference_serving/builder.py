@@ -10,18 +10,21 @@ from inference_serving.fabric import InstanceFabric, instance_fabric, receiver_t
 from inference_serving.instance import Instance
 from inference_serving.kv import KVCacheManager
 from inference_serving.kv.setup import KvSetup
-from inference_serving.memory_model import kv_budget, kv_bytes_per_token
+from inference_serving.memory_model import kv_budget, kv_bytes_per_token, offloaded_weight_bytes
 from inference_serving.options import RunOptions
+from inference_serving.placement import WeightMap
 from inference_serving.plan_builder import DisaggregationRole, PlanBuilder, StoreSizes
 from inference_serving.pricers import PRICERS, Pricer
 from inference_serving.scheduler.base import Scheduler, SchedulerOptions, SchedulerResources
 from inference_serving.scheduler.registry import make_scheduler, scheduler_class
+from inference_serving.weight_loads import WeightLoads
 from llm_profile.factory import is_tpu, make_perf_model
 from llmsim_core.errors import InputError
 from llmsim_core.model_config import ModelConfig, load_model_config
-from llmsim_core.op_templates import dense_template, moe_template
+from llmsim_core.op_templates import OpTemplate, dense_template, moe_template
 
 MIB = 1 << 20
+GIB = 1 << 30
 
 
 def _check_supported(spec: InstanceSpec, model: ModelConfig, where: str) -> None:
@@ -80,6 +83,30 @@ def _disaggregation(cluster: ClusterConfig, spec: InstanceSpec) -> Disaggregatio
     return DisaggregationRole(spec.pd_type, receiver_tp(cluster, spec), **overheads)
 
 
+def _weight_map(spec: InstanceSpec, template: OpTemplate, num_layers: int,
+                where: str) -> WeightMap | None:
+    """The instance's resolved weight placement (None without a placement block)."""
+    if spec.placement is None:
+        return None
+    ops = (*template.pre_ops, *template.compute_block_ops, *template.post_ops,
+           *(("attn",) if "attn" in template.block_ops else ()),
+           *(("expert",) if template.has_experts else ()))
+    return spec.placement.resolve(num_layers, ops, where)
+
+
+def _check_capacity(cluster: ClusterConfig, placed: dict[tuple, int]) -> None:
+    """Weights placed in a node's host memory or in the CXL pool must fit in it."""
+    for (tier, index), nbytes in placed.items():
+        if tier == "cpu":
+            size, where = cluster.nodes[index].cpu_mem.size_bytes, f"nodes[{index}].cpu_mem"
+        else:
+            size, where = cluster.cxl_mem.memory.size_bytes, "cxl_mem"
+        if nbytes > size:
+            raise InputError(f"{nbytes / GIB:.2f} GiB of weights are placed in {where}, which "
+                             f"holds {size / GIB:.2f} GiB", f"key '{where}.mem_size' in "
+                             f"{cluster.path}", "enlarge it or keep more weights on the NPUs")
+
+
 def choose_pricer(cluster: ClusterConfig, options: RunOptions,
                   fabrics: dict[int, InstanceFabric]) -> Pricer:
     """The pricer the options name (`external` whenever an ASTRA-Sim binary times the run)."""
@@ -100,6 +127,7 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
     fabrics: dict[int, InstanceFabric] = {}
     models: dict[str, ModelConfig] = {}
     kv_setup = KvSetup(cluster, options)
+    placed: dict[tuple, int] = {}  # off-device weight bytes per ("cpu", node) and ("cxl", 0)
     for node in cluster.nodes:
         for spec in node.instances:
             where = f"instance {spec.instance_id} (node {node.node_id}) in {cluster.path}"
@@ -110,8 +138,17 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
             _check_supported(spec, model, where)
             _check_tp(model, spec.tp, where)
             block_size = spec.block_size or options.block_size
+            tpu = is_tpu(spec.hardware)
+            template = moe_template(tpu, spec.tp, options.moe_combine_alltoall,
+                                    model.qk_norm) \
+                if model.is_moe else dense_template(tpu, spec.tp, model.qk_norm)
+            weights = _weight_map(spec, template, model.num_layers, where)
             budget = kv_budget(model, spec.tp, spec.pp, options.fp_bytes, block_size,
-                               spec.npu_mem.size_bytes, spec.mem_util)
+                               spec.npu_mem.size_bytes, spec.mem_util, weights)
+            offloaded = offloaded_weight_bytes(model, spec.tp, options.fp_bytes, weights)
+            for loc, nbytes in offloaded.items():
+                key = ("cpu", node.node_id) if loc == "cpu" else ("cxl", 0)
+                placed[key] = placed.get(key, 0) + nbytes
             if budget.num_blocks < 1:
                 raise InputError(
                     f"{model.name} does not fit: {budget.weight_bytes / MIB:.2f} MiB of weights "
@@ -120,24 +157,32 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
             perf = make_perf_model(options.perf_models, spec.hardware, model, spec.tp,
                                    options.fp_bits, warn, options.attn_prediction,
                                    options.perf_model, options.custom_perf_model)
-            tpu = is_tpu(spec.hardware)
-            template = moe_template(tpu, spec.tp, options.moe_combine_alltoall,
-                                    model.qk_norm) \
-                if model.is_moe else dense_template(tpu, spec.tp, model.qk_norm)
             plans = PlanBuilder(spec.instance_id, node.node_id, model, perf, template, spec.tp,
                                 options.fp_bytes, spec.pp, _disaggregation(cluster, spec),
                                 StoreSizes(options.compat.hidden_state_output_store,
                                            options.compat.whole_logits_handoff),
                                 expert_router(options.expert_routing_policy,
-                                              options.custom_expert_router), options.seed)
-            fabrics[spec.instance_id] = instance_fabric(cluster, spec, options.network_backend)
+                                              options.custom_expert_router), options.seed,
+                                WeightLoads(model, spec.tp, options.fp_bytes, weights,
+                                            options.local_offloading))
+            fabrics[spec.instance_id] = instance_fabric(cluster, spec, options.network_backend,
+                                                        options.local_offloading)
+            # Weights placed in host memory leave less of it for swapped-out KV.
             kv = kv_setup.manager(node, spec, budget, block_size,
-                                  kv_bytes_per_token(model, options.fp_bytes))
+                                  kv_bytes_per_token(model, options.fp_bytes),
+                                  spec.kv_evict_loc, offloaded.get("cpu", 0))
             scheduler = _make_scheduler(options, model, kv, budget.block_bytes, spec,
-                                        node.cpu_mem.size_bytes, warn)
+                                        node.cpu_mem.size_bytes - offloaded.get("cpu", 0), warn)
             instances.append(Instance(spec=spec, model=model, scheduler=scheduler, kv=kv,
                                       budget=budget, plans=plans,
                                       fabric=fabrics[spec.instance_id]))
+    _check_capacity(cluster, placed)
+    loading = [i.index for i in instances if i.plans.weights is not None]
+    if loading and options.network_backend == "external":
+        raise InputError(f"instance(s) {loading} load weights every iteration (placement off "
+                         "the NPU or --enable-local-offloading), which the external binary's "
+                         "memory configuration cannot express", "--network-backend external",
+                         "use the analytical backend (closed-form or replay pricer)")
     pricer = choose_pricer(cluster, options, fabrics)
     for inst in instances:
         inst.pricer = pricer

@@ -16,17 +16,20 @@ from typing import TYPE_CHECKING
 from astra_sim.chakra_et import COLLECTIVE_TYPES, Attr, Node
 from astra_sim.engine import EngineConfig
 from astra_sim.export import export
-from astra_sim.memory import CXL, REMOTE, MemorySystem
-from inference_serving.fabric import InstanceFabric, host_tier
+from astra_sim.memory import CXL, LOCAL, REMOTE, MemorySystem
+from inference_serving.fabric import InstanceFabric, cxl_tier, host_tier, local_tier
 from inference_serving.scheduler.base import Batch
 from llmsim_core.iteration_plan import (
     COLLECTIVE,
     COMPUTE,
+    CXL_PREFIX,
     LOAD,
+    LOCAL_MEM,
+    PREFETCH,
     SEND,
+    WEIGHT_LOADS,
     IterationPlan,
     PlanOp,
-    cxl_device,
 )
 
 if TYPE_CHECKING:  # the instance module imports the pricers, which import this module
@@ -56,9 +59,12 @@ class _Graph:
 
 
 def _memory(graph: _Graph, op: PlanOp, device: int, group: str, deps: list[int]) -> int:
-    kind = "MEM_LOAD_NODE" if op.kind == LOAD else "MEM_STORE_NODE"
-    cxl = cxl_device(op.target)
-    loc, device = (REMOTE, device) if cxl is None else (CXL, cxl)
+    kind = "MEM_LOAD_NODE" if op.kind in (LOAD, *WEIGHT_LOADS) else "MEM_STORE_NODE"
+    loc = REMOTE
+    if op.target == LOCAL_MEM:
+        loc, device, group = LOCAL, 0, ""  # every NPU reads its own memory
+    elif op.target.startswith(CXL_PREFIX):
+        loc, device = CXL, int(op.target[len(CXL_PREFIX):])
     attrs = [Attr("tensor_size", "uint64", op.nbytes), Attr("tensor_loc", "uint32", loc),
              Attr("tensor_device", "uint32", device)]
     if group:
@@ -93,13 +99,18 @@ def plan_graphs(plan: IterationPlan, fabric: InstanceFabric, receivers: bool = F
             deps = [_p2p(graph, "stage_recv", "COMM_RECV_NODE", npu - tp, npu, stage,
                          plan.receive.nbytes, [])]
         received: list[tuple[str, int, int]] = []
+        weights: list[int] = []
         for group_ in plan.groups:
             for layer in range(group_.first, group_.first + group_.count):
                 prefix = "" if group_.first < 0 else f"layer{layer}."
                 for op in group_.ops:
                     name = prefix + op.name
-                    if op.kind == COMPUTE:
-                        deps = [graph.add(name, "COMP_NODE", deps, duration=op.ns)]
+                    if op.kind in WEIGHT_LOADS:  # awaited by the next compute node
+                        weights.append(_memory(graph, replace(op, name=name), plan.node, group,
+                                               [] if op.kind == PREFETCH else deps))
+                    elif op.kind == COMPUTE:
+                        deps = [graph.add(name, "COMP_NODE", deps + weights, duration=op.ns)]
+                        weights = []
                     elif op.kind == COLLECTIVE:
                         deps = [graph.add(name, "COMM_COLL_NODE", deps, attrs=[
                             Attr("comm_type", "int64", COLLECTIVE_CODES[op.target]),
@@ -132,15 +143,18 @@ def plan_graphs(plan: IterationPlan, fabric: InstanceFabric, receivers: bool = F
 
 def engine_setup(fabric: InstanceFabric, num_nodes: int, stages: int,
                  calendar: dict | None = None) -> tuple[EngineConfig, MemorySystem]:
-    """Engine settings of one instance: its network, the joint-access groups of its stages and
-    the CPU memory of the cluster's nodes (FIFO state shared through `calendar`)."""
+    """Engine settings of one instance: its network, the joint-access groups of its stages, the
+    CPU memory of the cluster's nodes, the CXL pool and the NPUs' own memory (FIFO state shared
+    through `calendar`)."""
     tp = fabric.spec.tp
     groups = {stage_group(s): tuple(range(s * tp, s * tp + tp)) for s in range(stages)} \
         if tp > 1 else {}
     config = replace(fabric.engine_config(), comm_groups=groups)
     tiers = {REMOTE: host_tier(fabric.host, num_nodes)}
+    if fabric.local_offloading:
+        tiers[LOCAL] = local_tier(fabric.spec.npu_mem)
     if fabric.cxl is not None:
-        tiers[CXL] = host_tier(fabric.cxl, fabric.cxl_devices)
+        tiers[CXL] = cxl_tier(fabric.cxl)
     memory = MemorySystem(tiers=tiers)
     if calendar is not None:
         memory.calendar = calendar

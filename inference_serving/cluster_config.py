@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from inference_serving.placement import Placement, parse_placement
+from inference_serving.power_config import PowerSpec, parse_power
 from llmsim_core.bounds import (
     BANDWIDTH,
     DEVICE_COUNT,
@@ -55,6 +57,9 @@ class InstanceSpec:
     # Fitted P/D overheads (serving.md §6.7); None = the defaults, 0 = off.
     prefill_oproj_overhead_ns: int | None = None
     decode_oproj_overhead_ns: int | None = None
+    # Weight placement (formats.md §1.5); None = everything on the device.
+    placement: Placement | None = None
+    kv_evict_loc: str = "cpu"  # where swapped-out KV goes: "cpu" or "cxl:<k>"
 
     @property
     def tp(self) -> int:
@@ -75,6 +80,7 @@ class NodeSpec:
     cpu_mem: MemorySpec
     instances: tuple[InstanceSpec, ...]
     num_npus: int | None = None  # extension: physical NPUs of the node, checked if given
+    power: PowerSpec | None = None  # the node's power block (formats.md §1.7)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,21 +125,19 @@ class ClusterConfig:
 KNOWN_KEYS = {
     "top": frozenset({"num_nodes", "link_bw", "link_latency", "nodes", "inter_node_link_bw",
                       "inter_node_link_latency", "cxl_mem"}),
-    "node": frozenset({"num_instances", "cpu_mem", "instances", "num_npus"}),
+    "node": frozenset({"num_instances", "cpu_mem", "instances", "num_npus", "power"}),
     "cpu_mem": frozenset({"mem_size", "mem_bw", "mem_latency"}),
     "instance": frozenset({"model_name", "hardware", "npu_mem", "npu_num", "npu_group",
                            "pd_type", "max_num_batched_tokens", "max_num_seqs", "max_batch",
                            "block_size", "prefill_oproj_overhead_ns",
-                           "decode_oproj_overhead_ns"}),
+                           "decode_oproj_overhead_ns", "placement"}),
     "npu_mem": frozenset({"mem_size", "mem_bw", "mem_latency", "mem_util"}),
     "cxl_mem": frozenset({"mem_size", "mem_bw", "mem_latency", "num_devices"}),
 }
 # Keys spec/formats.md §1 defines but this version does not model yet: accepted with a warning.
 # Remove a key from here when its feature lands.
 NOT_MODELLED = {
-    "node": frozenset({"power"}),
     "cpu_mem": frozenset({"pim_config"}),
-    "instance": frozenset({"placement"}),
 }
 _FIX = "fix the cluster config"
 
@@ -189,7 +193,7 @@ class _Reader:
 
 
 def _parse_instance(rd: _Reader, raw: Any, where: str, instance_id: int, node_id: int,
-                    first_npu: int) -> InstanceSpec:
+                    first_npu: int, cxl_devices: int | None = None) -> InstanceSpec:
     if not isinstance(raw, dict):
         raise rd.fail("expected a JSON object", where.rstrip("."), _FIX)
     rd.keys(raw, "instance", where)
@@ -228,6 +232,10 @@ def _parse_instance(rd: _Reader, raw: Any, where: str, instance_id: int, node_id
                               f"{pd_type!r} here)", f"{where}{key}",
                               f"drop it or set pd_type to {role!r}")
             overrides[key] = rd.integer(raw, key, where, OVERHEAD_NS)
+    if "placement" in raw:
+        placement = parse_placement(raw["placement"], f"key '{where}placement' in {rd.path}",
+                                    cxl_devices)
+        overrides.update(placement=placement, kv_evict_loc=placement.kv_evict_loc)
     return InstanceSpec(instance_id=instance_id, node_id=node_id, model_name=model,
                         hardware=hardware, npu_mem=npu_mem, npu_num=npu_num,
                         npu_group=npu_group, pd_type=pd_type, first_npu=first_npu,
@@ -248,6 +256,12 @@ def cluster_from_dict(raw: Any, path: str) -> ClusterConfig:
         count = len(nodes_raw) if isinstance(nodes_raw, list) else "not a list"
         raise rd.fail(f"num_nodes is {num_nodes} but nodes has {count} entries", "nodes",
                       "make num_nodes equal the number of node objects")
+    cxl = None
+    if "cxl_mem" in raw:
+        cxl_raw = rd.obj(raw, "cxl_mem", "")
+        devices = rd.integer(cxl_raw, "num_devices", "cxl_mem.") if "num_devices" in cxl_raw \
+            else 1
+        cxl = CxlPool(memory=rd.memory(raw, "cxl_mem", "", "cxl_mem"), num_devices=devices)
     nodes: list[NodeSpec] = []
     instance_id = 0
     next_npu = 0
@@ -266,7 +280,7 @@ def cluster_from_dict(raw: Any, path: str) -> ClusterConfig:
         instances = []
         for k, inst in enumerate(inst_raw):
             spec = _parse_instance(rd, inst, f"{where}instances[{k}].", instance_id, node_id,
-                                   next_npu)
+                                   next_npu, cxl.num_devices if cxl else None)
             instances.append(spec)
             instance_id += 1
             # A prefill instance also owns paired receiver NPUs (formats.md §1.8).
@@ -277,8 +291,11 @@ def cluster_from_dict(raw: Any, path: str) -> ClusterConfig:
             if used > num_npus:
                 raise rd.fail(f"the node's instances use {used} NPUs but it has {num_npus}",
                               f"{where}num_npus", "use fewer or smaller instances")
+        power = parse_power(node["power"], f"{where}power.", path,
+                            list(dict.fromkeys(i.hardware for i in instances))) \
+            if "power" in node else None
         nodes.append(NodeSpec(node_id=node_id, cpu_mem=cpu_mem, instances=tuple(instances),
-                              num_npus=num_npus))
+                              num_npus=num_npus, power=power))
     roles = {i.pd_type for n in nodes for i in n.instances}
     if ("prefill" in roles) != ("decode" in roles):
         missing = "decode" if "prefill" in roles else "prefill"
@@ -289,12 +306,6 @@ def cluster_from_dict(raw: Any, path: str) -> ClusterConfig:
         inter_bw = rd.number(raw, "inter_node_link_bw", "", BANDWIDTH)
         inter_lat = rd.number(raw, "inter_node_link_latency", "", LATENCY) \
             if "inter_node_link_latency" in raw else link_latency
-    cxl = None
-    if "cxl_mem" in raw:
-        cxl_raw = rd.obj(raw, "cxl_mem", "")
-        devices = rd.integer(cxl_raw, "num_devices", "cxl_mem.") if "num_devices" in cxl_raw \
-            else 1
-        cxl = CxlPool(memory=rd.memory(raw, "cxl_mem", "", "cxl_mem"), num_devices=devices)
     return ClusterConfig(path=path, link_bw_gbps=link_bw, link_latency_ns=link_latency,
                          nodes=tuple(nodes), inter_node_bw_gbps=inter_bw,
                          inter_node_latency_ns=inter_lat, unmodelled=tuple(rd.unmodelled),

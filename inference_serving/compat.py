@@ -16,14 +16,17 @@ class CompatProfile:
     iteration stores one hidden state per request instead of its sampled token ids.
     `whole_logits_handoff`: a P/D prefill instance sends the whole logits with the KV.
     `routing_time_instance_id`: the per-request CSV names the instance a request was routed to
-    on arrival rather than the one that completed it. `radix_prefix_cache`: prefix caching
-    keeps the existing simulator's page-tree accounting (serving.md §8.1).
+    on arrival rather than the one that completed it. `energy_at_schedule`: an iteration's
+    whole energy lands when it is scheduled instead of while its operations run.
+    `radix_prefix_cache`: prefix caching keeps the existing simulator's page-tree accounting
+    (serving.md §8.1).
     """
 
     idle_poll_ns: int = 0
     hidden_state_output_store: bool = False
     whole_logits_handoff: bool = False
     routing_time_instance_id: bool = False
+    energy_at_schedule: bool = False
     radix_prefix_cache: bool = False
 
     @classmethod
@@ -31,7 +34,7 @@ class CompatProfile:
         """Every quirk on: `--compat artifact` reproduces the existing simulator's outputs."""
         return cls(idle_poll_ns=IDLE_POLL_NS, hidden_state_output_store=True,
                    whole_logits_handoff=True, routing_time_instance_id=True,
-                   radix_prefix_cache=True)
+                   energy_at_schedule=True, radix_prefix_cache=True)
 
     @classmethod
     def output_store_only(cls) -> CompatProfile:

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 
 from astra_sim import Dimension, SystemConfig, collective_ns, send_ns
 from astra_sim.engine import EngineConfig
-from astra_sim.memory import CXL, REMOTE, Tier
+from astra_sim.memory import Tier
 from astra_sim.ns3_backend import INSTALL_HINT, Ns3Unavailable, ns3_collective_ns
-from inference_serving.cluster_config import ClusterConfig, InstanceSpec, MemorySpec
+from inference_serving.cluster_config import ClusterConfig, CxlPool, InstanceSpec, MemorySpec
 from llmsim_core.errors import InputError
-from llmsim_core.iteration_plan import HOST, PD_LINK, cxl_device
+from llmsim_core.iteration_plan import CXL_PREFIX, HOST, LOCAL_MEM, PD_LINK
 
 # The network backends by `--network-backend` name. A backend is a way of timing an
 # instance's collectives, `collective_ns(kind, nbytes) -> int`, chosen in `_collectives`
@@ -37,6 +37,17 @@ def host_tier(mem: MemorySpec, devices: int = 1) -> Tier:
     return Tier(int(mem.latency_ns), max(int(mem.bw_bytes_per_ns), 1), devices)
 
 
+def cxl_tier(pool: CxlPool) -> Tier:
+    """The CXL pool as an engine tier: one FIFO per device, each with the pool's bandwidth and
+    latency (truncated like the host memory's)."""
+    return host_tier(pool.memory, pool.num_devices)
+
+
+def local_tier(mem: MemorySpec) -> Tier:
+    """An NPU's device memory as an engine tier: every NPU its own, no queue."""
+    return Tier(int(mem.latency_ns), max(int(mem.bw_bytes_per_ns), 1), queued=False)
+
+
 @dataclass(slots=True)
 class InstanceFabric:
     """Links, collectives and memory of one instance."""
@@ -48,8 +59,8 @@ class InstanceFabric:
     backend: str = "analytical"
     stage_dim: Dimension | None = None
     pd_dim: Dimension | None = None
-    cxl: MemorySpec | None = None  # each device of the cluster's CXL pool
-    cxl_devices: int = 0
+    cxl: CxlPool | None = None
+    local_offloading: bool = False  # device-memory weight reads are timed
     _collective: Callable[[str, int], int] = field(default=lambda kind, nbytes: 0)
 
     @property
@@ -70,15 +81,15 @@ class InstanceFabric:
 
     def memory_ns(self, tier: str, nbytes: int) -> int:
         """One access to a memory tier: latency + bytes / bandwidth, parameters truncated."""
-        mem = self.host if tier == HOST else self.cxl if cxl_device(tier) is not None else None
-        if mem is None:
+        if tier == HOST:
+            mem = self.host
+        elif tier == LOCAL_MEM:
+            mem = self.spec.npu_mem
+        elif tier.startswith(CXL_PREFIX) and self.cxl is not None:
+            mem = self.cxl.memory
+        else:
             raise ValueError(f"unknown memory tier {tier}")
         return int(mem.latency_ns) + nbytes // max(int(mem.bw_bytes_per_ns), 1)
-
-    def memory_fifo(self, tier: str, node: int) -> tuple[int, int]:
-        """The shared FIFO an access to `tier` from `node` queues on."""
-        device = cxl_device(tier)
-        return (REMOTE, node) if device is None else (CXL, device)
 
     def engine_dims(self) -> tuple[Dimension, ...]:
         """The instance's engine network: TP group, then pipeline stages or the P/D pair."""
@@ -114,7 +125,8 @@ def _collectives(fabric: InstanceFabric) -> Callable[[str, int], int]:
     return lambda kind, nbytes: collective_ns(kind, nbytes, dims, system, aware=aware)
 
 
-def instance_fabric(cluster: ClusterConfig, spec: InstanceSpec, backend: str) -> InstanceFabric:
+def instance_fabric(cluster: ClusterConfig, spec: InstanceSpec, backend: str,
+                    local_offloading: bool = False) -> InstanceFabric:
     """The fabric of one instance: its TP group on the cluster's NPU link, stage-to-stage sends
     on the same link, and P/D sends over the intra-node link when a decode instance shares the
     node, else over the inter-node link."""
@@ -132,9 +144,7 @@ def instance_fabric(cluster: ClusterConfig, spec: InstanceSpec, backend: str) ->
         system=SystemConfig(local_mem_bw=spec.npu_mem.bw_bytes_per_ns),
         backend=backend,
         stage_dim=Dimension("FullyConnected", 2, link_bw, link_latency),
-        pd_dim=pd_dim,
-        cxl=cluster.cxl_mem.memory if cluster.cxl_mem is not None else None,
-        cxl_devices=cluster.cxl_mem.num_devices if cluster.cxl_mem is not None else 0)
+        pd_dim=pd_dim, cxl=cluster.cxl_mem, local_offloading=local_offloading)
     fabric._collective = _collectives(fabric)
     return fabric
 

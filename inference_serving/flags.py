@@ -188,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="vllm scheduler: a preempted request's KV is dropped and recomputed "
                    "(vLLM's default, used if unset) or swapped out to the KV eviction memory "
                    "and back in (timed)")
+    p.add_argument("--enable-local-offloading", action="store_true",
+                   help="also time every operator's weight read from device memory "
+                   "(npu_mem.mem_bw / mem_latency); double counts if the profiles include it")
     return p
 
 
@@ -367,6 +370,7 @@ def options_from_args(args: argparse.Namespace, need_dataset: bool = True) -> Ru
         prefix_storage=None if args.prefix_storage in (None, "None") else args.prefix_storage,
         prefix_sharing=args.enable_prefix_sharing,
         preemption_mode=args.preemption_mode or "recompute",
+        local_offloading=args.enable_local_offloading,
     )
     check_run_paths(options)
     return options

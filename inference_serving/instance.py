@@ -32,7 +32,8 @@ class Instance:
     completed: list[Request] = field(default_factory=list)
     stage_free: list[int] = field(default_factory=lambda: [0])
     # KV memory figures per log window (prefix caching or swap preemption on), else None.
-    memory_series: list[dict] | None = None
+    kv_series: list[dict] | None = None
+    kv_samples: list[int] = field(default_factory=list)  # KV blocks in use at each window end
 
     def pipeline(self, batch: Batch, now: int) -> tuple[int, int, list[IterationCost]]:
         """Run `batch` through the pipeline stages from `now`: (first stage end, last end, the

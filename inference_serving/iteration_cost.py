@@ -21,11 +21,19 @@ class Usage:
 
     Link names: `"tp:<instance>"` (TP collectives), `"pd:<instance>"` (P/D sends of a prefill
     instance), `"pp:<instance>"` (stage to stage); tier names: `"host:<node>"`.
+    `ring_bytes` is what the links carry by the ring algorithm (all-reduce 2(N−1)S/N,
+    all-to-all (N−1)S/N, a send its size once); `staging_bytes` is the part of `tier_bytes`
+    that stages token ids in and out (not DRAM traffic the power model charges, §11);
+    `overhead_ns` is the part of each device's compute time that is a fitted calibration
+    overhead rather than NPU work (not charged as NPU or CPU energy).
     """
 
     devices: dict[int, DeviceBusy] = field(default_factory=dict)
     link_bytes: dict[str, int] = field(default_factory=dict)
     tier_bytes: dict[str, int] = field(default_factory=dict)
+    ring_bytes: dict[str, float] = field(default_factory=dict)
+    staging_bytes: int = 0
+    overhead_ns: int = 0
 
 
 @dataclass(slots=True)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from inference_serving.placement import EDGE_BLOCK, NPU, WeightMap
 from llmsim_core.model_config import ModelConfig
+
+EDGE_OPS = ("embedding", "final_layernorm", "lm_head")
 
 
 def block_weight_bytes(model: ModelConfig, tp: int, fp: int) -> int:
@@ -27,6 +30,63 @@ def weight_bytes_per_npu(model: ModelConfig, tp: int, pp: int, fp: int) -> int:
     return vocab + blocks * block_weight_bytes(model, tp, fp) + h * fp + vocab
 
 
+def op_weight_bytes(model: ModelConfig, tp: int, fp: int) -> dict[str, int]:
+    """Weight bytes of each operator on one TP rank (§5.1); `expert` is all of the rank's
+    experts of one block. Operators without weights are absent."""
+    h, kvd, qd = model.hidden_size, model.kv_dim, model.q_dim
+    vocab = (model.vocab_size // tp) * h * fp
+    ops = {"embedding": vocab, "input_layernorm": h * fp, "q_proj": h * (qd // tp) * fp,
+           "k_proj": h * (kvd // tp) * fp, "v_proj": h * (kvd // tp) * fp,
+           "o_proj": (qd // tp) * h * fp, "post_layernorm": h * fp,
+           "final_layernorm": h * fp, "lm_head": vocab}
+    if model.is_moe:
+        ops["gate"] = h * model.num_experts * fp
+        ops["expert"] = expert_weight_bytes(model, fp) * (model.num_experts // tp)
+    else:
+        for op in ("gate_proj", "up_proj", "down_proj"):
+            ops[op] = h * (model.intermediate_size // tp) * fp
+    return ops
+
+
+def expert_weight_bytes(model: ModelConfig, fp: int) -> int:
+    """One expert's weights (w1, w2, w3; experts are not TP-split)."""
+    return 3 * model.hidden_size * model.intermediate_size * fp
+
+
+def resident_weight_bytes(model: ModelConfig, tp: int, pp: int, fp: int,
+                          weights: WeightMap | None) -> int:
+    """Weights kept in device memory on the most loaded NPU: like `weight_bytes_per_npu`, but
+    without the operators whose weights are placed on host or CXL memory (serving.md §5)."""
+    if weights is None or not weights.offloaded:
+        return weight_bytes_per_npu(model, tp, pp, fp)
+    ops = op_weight_bytes(model, tp, fp)
+    edge = sum(ops[op] for op in EDGE_OPS if weights.of(op, EDGE_BLOCK) == NPU)
+    blocks = [sum(n for op, n in ops.items() if op not in EDGE_OPS and weights.of(op, b) == NPU)
+              for b in range(model.num_layers)]
+    # Stages hold whole blocks, the remainder on the earlier stages (serving.md §13).
+    heaviest, first = 0, 0
+    for stage in range(pp):
+        count = model.num_layers // pp + (1 if stage < model.num_layers % pp else 0)
+        heaviest = max(heaviest, sum(blocks[first:first + count]))
+        first += count
+    return edge + heaviest
+
+
+def offloaded_weight_bytes(model: ModelConfig, tp: int, fp: int,
+                           weights: WeightMap | None) -> dict[str, int]:
+    """Bytes of the whole instance's weights held in each off-device location."""
+    placed: dict[str, int] = {}
+    if weights is None or not weights.offloaded:
+        return placed
+    for op, nbytes in op_weight_bytes(model, tp, fp).items():
+        blocks = (EDGE_BLOCK,) if op in EDGE_OPS else range(model.num_layers)
+        for block in blocks:
+            loc = weights.of(op, block)
+            if loc != NPU:
+                placed[loc] = placed.get(loc, 0) + tp * nbytes
+    return placed
+
+
 def kv_bytes_per_token(model: ModelConfig, fp: int) -> int:
     """K and V bytes of one token over all layers of the whole instance."""
     return 2 * model.kv_dim * model.num_layers * fp
@@ -42,9 +102,10 @@ class KvBudget:
 
 
 def kv_budget(model: ModelConfig, tp: int, pp: int, fp: int, block_size: int,
-              mem_size: int, mem_util: float) -> KvBudget:
-    """Per-NPU KV budget: (mem_size × mem_util − weights) in whole blocks (may be <= 0)."""
-    weights = weight_bytes_per_npu(model, tp, pp, fp)
+              mem_size: int, mem_util: float, placed: WeightMap | None = None) -> KvBudget:
+    """Per-NPU KV budget: (mem_size × mem_util − device-resident weights) in whole blocks (may
+    be <= 0)."""
+    weights = resident_weight_bytes(model, tp, pp, fp, placed)
     npu_num = tp * pp
     block_bytes = kv_bytes_per_token(model, fp) * block_size // npu_num
     free = int(mem_size * mem_util) - weights

@@ -61,6 +61,7 @@ class RunOptions:
     prefix_storage: str | None = None  # None, "CPU" or "CXL"
     prefix_sharing: bool = False
     preemption_mode: str = "recompute"
+    local_offloading: bool = False  # --enable-local-offloading: time device-memory weight reads
 
     @property
     def fp_bytes(self) -> int:

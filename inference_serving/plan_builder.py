@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from inference_serving.scheduler.base import Batch
+from inference_serving.weight_loads import WeightLoads
 from llm_profile.perf_model import AttentionBatch, PerfModel
 from llmsim_core.errors import InputError
 from llmsim_core.iteration_plan import (
@@ -99,7 +100,8 @@ class PlanBuilder:
                  template: OpTemplate, tp: int, fp: int, pp: int = 1,
                  disaggregation: DisaggregationRole | None = None,
                  sizes: StoreSizes = StoreSizes(),
-                 expert_routing: Callable[..., list] | None = None, seed: int = 42) -> None:
+                 expert_routing: Callable[..., list] | None = None, seed: int = 42,
+                 weights: WeightLoads | None = None) -> None:
         if template.has_experts and expert_routing is None:
             raise InputError(f"model '{model.name}' is a mixture of experts", "model_name",
                              "pass an expert routing policy")
@@ -114,8 +116,10 @@ class PlanBuilder:
         self.sizes = sizes
         self.expert_routing = expert_routing
         self.seed = seed
+        self.weights = weights if weights is not None and weights.active else None
         self.stage_layers = stage_layers(model.num_layers, pp)
         self._experts: dict[int, list[int]] = {}
+        self._active: dict[int, list[int]] = {}
         self._blocks: dict[tuple, tuple] = {}
         self._transfers: dict[tuple, PlanOp] = {}
         self._plans: dict[tuple, list[IterationPlan]] = {}
@@ -139,12 +143,17 @@ class PlanBuilder:
                                          m.num_layers, self.seed)
             per_counts: dict[tuple, int] = {}
             cached = []
+            active = []
             for counts in routed:
                 key = tuple(counts.tolist())
                 if key not in per_counts:
                     per_counts[key] = slowest_rank_ns(key, self.tp, self.perf.layer_ns)
                 cached.append(per_counts[key])
+                # Experts with tokens on the rank that has most of them (offloaded experts).
+                active.append(max(sum(1 for n in key[r::self.tp] if n)
+                                  for r in range(self.tp)))
             self._experts[tokens] = cached
+            self._active[tokens] = active
         return cached
 
     def _edge(self, which: str, tokens: int, requests: int) -> LayerGroup:
@@ -152,7 +161,9 @@ class PlanBuilder:
         group = self._edges.get(key)
         if group is None:
             names = self.template.pre_ops if which == "pre" else self.template.post_ops
-            group = self._edges[key] = edge_group(names, tokens, requests, self.perf.layer_ns)
+            loads = self.weights.edge() if self.weights is not None else None
+            group = self._edges[key] = edge_group(names, tokens, requests, self.perf.layer_ns,
+                                                  loads)
         return group
 
     def _blocks_of(self, tokens: int, attention: int, first: int, count: int, kv_bytes: int,
@@ -162,16 +173,28 @@ class PlanBuilder:
         key = (tokens, first, count, kv_bytes, extra)
         parts = self._blocks.get(key)
         if parts is None:
-            experts = self.experts_per_layer(tokens)[first:first + count] \
-                if self.template.has_experts else [0] * count
+            moe = self.template.has_experts
+            experts = self.experts_per_layer(tokens)[first:first + count] if moe \
+                else [0] * count
+            active = self._active[tokens][first:first + count] if moe else [0] * count
+            weights = self.weights
             collective = self.hidden_bytes(tokens)
             runs: list[list] = []
+            previous = None
             for index, cost in enumerate(experts, start=first):
-                if runs and cost == experts[index - first - 1]:
+                # Consecutive blocks with the same expert time and weight loads are one group.
+                shape = (cost, None) if weights is None else \
+                    (cost, weights.signature(index), active[index - first])
+                if runs and shape == previous:
                     runs[-1][1] += 1
                     continue
+                previous = shape
+                loads = fetch = None
+                if weights is not None:
+                    loads = weights.block(index)
+                    fetch = weights.expert_fetch(index, active[index - first]) if moe else None
                 ops = block_ops(self.template, tokens, self.perf.layer_ns, 0, cost,
-                                collective, kv_bytes, extra)
+                                collective, kv_bytes, extra, loads, fetch)
                 at = next(i for i, op in enumerate(ops) if op.name == ATTENTION)
                 runs.append([index, 1, ops[:at], ops[at + 1:]])
             parts = tuple(tuple(run) for run in runs)
@@ -253,6 +276,7 @@ class PlanBuilder:
                                  target=STAGE_LINK)
             plans.append(IterationPlan(self.instance, stage, self.node, self.tp, tokens,
                                        requests, loads, groups, receive, store,
-                                       handoff if stage == stages - 1 else None, forward))
+                                       handoff if stage == stages - 1 else None, forward,
+                                       self.weights is not None))
             first += count
         return plans

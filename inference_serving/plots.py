@@ -1,7 +1,8 @@
 """`--plot-dir`: PNG plots of a run, drawn from series collected by an observer.
 
 Series: throughput per log window, TTFT / TPOT / E2E distributions (from the fleet samples),
-running and waiting requests and device memory per instance sampled at every log tick.
+running and waiting requests and device memory per instance sampled at every log tick, and
+(when power is modelled) the power of every node and of the cluster per log window.
 The charts are drawn with Pillow (`chart.py`), imported only when the plots are drawn.
 """
 
@@ -16,6 +17,7 @@ import numpy as np
 from inference_serving.fleet import FleetSamples
 from inference_serving.instance import Instance
 from inference_serving.observers import Observer
+from inference_serving.power import PowerReport
 from inference_serving.simulator import SimResult
 from llmsim_core.atomic_write import write_atomic
 from llmsim_core.errors import InputError
@@ -23,6 +25,7 @@ from llmsim_core.errors import InputError
 MIB = 1 << 20
 PLOT_FILES = ("throughput.png", "ttft_cdf.png", "tpot_cdf.png", "e2e_cdf.png", "requests.png",
               "memory.png")
+POWER_PLOT = "power.png"  # drawn only when power is modelled
 
 
 def require_plotting() -> None:
@@ -70,12 +73,12 @@ class PlotData(Observer):
 
     def on_finish(self, result: SimResult) -> None:
         """Write every PNG."""
-        for name, png in charts(self).items():
+        for name, png in charts(self, result.power).items():
             write_atomic(self.folder / name, png)
 
 
-def charts(data: PlotData) -> dict[str, bytes]:
-    """The PNG bytes of every file of PLOT_FILES."""
+def charts(data: PlotData, power: PowerReport | None = None) -> dict[str, bytes]:
+    """The PNG bytes of every file of PLOT_FILES, and of POWER_PLOT when `power` is given."""
     from inference_serving.chart import Series, line_chart
 
     times = data.times_s.tolist()
@@ -101,4 +104,12 @@ def charts(data: PlotData) -> dict[str, bytes]:
         "Device memory per NPU", "simulated time (s)", "MiB",
         [Series(times, memory[:, k].tolist(), f"instance {inst.index}", k)
          for k, inst in enumerate(data.instances)])
+    if power is not None:
+        times = [(k + 1) * power.interval_s for k in range(len(power.windows_w))]
+        nodes = [Series(times, watts, f"node {n}", k + 1)
+                 for k, (n, watts) in enumerate(power.node_windows_w.items())]
+        out[POWER_PLOT] = line_chart(
+            "Power per log window", "simulated time (s)", "W",
+            [Series(times, list(power.windows_w), "cluster", 0),
+             *(nodes if len(nodes) > 1 else [])])
     return out

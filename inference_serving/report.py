@@ -5,22 +5,27 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from inference_serving.fleet import FleetSamples
 from inference_serving.instance import Instance
-from inference_serving.memory_report import (
+from inference_serving.kv_report import (
     cxl_lines,
     host_bytes,
     instance_suffix,
-    memory_numbers,
+    kv_numbers,
     shared_cpu_pool,
     summary_lines,
 )
+from inference_serving.memory_report import memory_numbers, memory_section
 from inference_serving.metrics import InstanceStats, LatencyStats, instance_stats
 from inference_serving.observers import Observer
 from inference_serving.request import Request
 from inference_serving.scheduler.base import Batch
 from inference_serving.simulator import SimResult
+
+if TYPE_CHECKING:
+    from inference_serving.power import PowerMeter
 
 BAR = "-" * 80
 MIB = 1 << 20
@@ -32,9 +37,11 @@ def _line(label: str, value: object) -> str:
 
 
 def periodic_block(time_s: float, rates: tuple[float, float], instances: list[Instance],
-                   nodes: dict[int, int], cxl_capacity: int = 0) -> str:
+                   nodes: dict[int, int], power_w: float | None = None,
+                   cxl_capacity: int = 0) -> str:
     """Status block for the window ending at `time_s` (formats.md §6.3); `nodes` maps node
-    ids to host-memory capacity in bytes; `cxl_capacity` is the CXL pool's."""
+    ids to host-memory capacity in bytes; `power_w` is the window's power, if modelled;
+    `cxl_capacity` is the CXL pool's."""
     label = f"[{time_s:.1f}s]"
     lines = [f"{label} Avg prompt throughput: {rates[0]:.1f} tokens/s, "
              f"Avg generation throughput: {rates[1]:.1f} tokens/s"]
@@ -60,6 +67,8 @@ def periodic_block(time_s: float, rates: tuple[float, float], instances: list[In
                                     for i, share in zip(on_node, shares, strict=True)) + ")"
         tree.append(line)
     tree += cxl_lines(instances, cxl_capacity)
+    if power_w is not None:
+        tree.append(f"Avg power consumption: {power_w} W")
     pad = " " * (len(label) + 2)
     for k, text in enumerate(tree):
         glyph = "└─" if k == len(tree) - 1 else "├─"
@@ -155,11 +164,14 @@ def summary_numbers(result: SimResult, fleet: FleetSamples | None = None,
             for name, s in (("ttft", own.ttft), ("tpot", own.tpot), ("itl", own.itl))
         }
         numbers["instances"][str(inst.index)]["completed"] = len(inst.completed)
-        if inst.memory_series is not None:
-            numbers["instances"][str(inst.index)].update(
-                memory=memory_numbers(inst), memory_series=inst.memory_series)
+        numbers["instances"][str(inst.index)]["device_memory"] = memory_numbers(inst)
+        if inst.kv_series is not None:
+            numbers["instances"][str(inst.index)].update(kv=kv_numbers(inst),
+                                                         kv_series=inst.kv_series)
     if fleet is not None:
         numbers["fleet"] = fleet.numbers(seconds)
+    if result.power is not None:
+        numbers["power"] = result.power.numbers()
     return numbers
 
 
@@ -183,8 +195,11 @@ def final_summary(result: SimResult, wall_s: float, interval_s: float,
                    f"{n['total_token_throughput_tok_s']:.2f}"),
              f"Throughput per {float(interval_s)} sec: {result.counters.windows}",
              BAR, *summary_lines(result.instances)]
+    if result.power is not None:
+        lines += result.power.summary_lines()
     for inst in result.instances:
         lines += _instance_section(inst.index, stats[inst.index])
+    lines += memory_section(result.instances)
     if fleet is not None:
         lines += _fleet_section(n["fleet"])
     if output:
@@ -193,17 +208,20 @@ def final_summary(result: SimResult, wall_s: float, interval_s: float,
 
 
 class PeriodicBlocks(Observer):
-    """Prints the status block of every closed log window on stdout."""
+    """Prints the status block of every closed log window on stdout; `power` (set when power
+    is modelled) is the meter whose latest window power the block shows."""
 
     def __init__(self, instances: list[Instance], host_sizes: dict[int, int],
                  cxl_capacity: int = 0) -> None:
         self.instances = instances
         self.host_sizes = host_sizes
         self.cxl_capacity = cxl_capacity
+        self.power: PowerMeter | None = None
 
     def on_window(self, time_ns: int, rates: tuple[float, float]) -> None:
         """Print the block for the window ending at `time_ns`."""
-        print(periodic_block(time_ns / 1e9, rates, self.instances, self.host_sizes,
+        power_w = self.power.windows_w[-1] if self.power is not None else None
+        print(periodic_block(time_ns / 1e9, rates, self.instances, self.host_sizes, power_w,
                              self.cxl_capacity), flush=False)
 
 

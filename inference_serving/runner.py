@@ -12,11 +12,13 @@ from inference_serving.cluster_config import ClusterConfig
 from inference_serving.dataset_reader import check_windows, load_requests, trace_has_more
 from inference_serving.fleet import FleetSamples
 from inference_serving.instance import Instance
+from inference_serving.kv_report import KvSeries
 from inference_serving.memory_report import MemorySeries
 from inference_serving.observers import Observer
 from inference_serving.options import RunOptions
 from inference_serving.outputs import MetricsJson, RequestCsv, ThroughputCsv
 from inference_serving.plots import PlotData
+from inference_serving.power import PowerMeter, power_enabled
 from inference_serving.report import FinalSummary, PeriodicBlocks, ProgressLine
 from inference_serving.request import Request
 from inference_serving.router import make_router
@@ -73,6 +75,25 @@ def file_observers(options: RunOptions, fleet: FleetSamples, instances: list[Ins
     return observers
 
 
+def power_meter(options: RunOptions, cluster: ClusterConfig, instances: list[Instance],
+                log: SimLogger) -> PowerMeter | None:
+    """The power meter when every node has a power block (a warning names a node without one
+    when others have one); None otherwise."""
+    enabled, without = power_enabled(cluster)
+    for node in without:
+        log.warning("Power", f"node {node} has no power block while other nodes have one; "
+                    "power and energy are not modelled (add a power block to every node)",
+                    node=node)
+    if not enabled:
+        return None
+    if options.astra_sim_bin and options.astra_sim_dialect == "casys":
+        log.warning("Power", "the casys ASTRA-Sim driver reports no iteration costs: power "
+                    "counts static and standby energy only (use the analytical backend for "
+                    "NPU, CPU, DRAM and link energy)")
+    return PowerMeter(cluster, instances, options.log_interval_s,
+                      options.compat.energy_at_schedule, options.check_invariants)
+
+
 def execute(options: RunOptions, cluster: ClusterConfig, log: SimLogger,
             observers_for: Callable[[list[Instance], int, FleetSamples], list[Observer]],
             requests: list[Request] | None = None,
@@ -122,9 +143,16 @@ def execute(options: RunOptions, cluster: ClusterConfig, log: SimLogger,
         check_windows(requests, interval_ns, "requests")
     router = make_router(options.request_routing_policy, options.seed, options.custom_router)
     fleet = FleetSamples(options.slo)
-    observers = [fleet, *observers_for(instances, len(requests), fleet)]
+    observers = [fleet, MemorySeries(instances), *observers_for(instances, len(requests), fleet)]
     if options.prefix_caching or options.preemption_mode == "swap":
-        observers.insert(0, MemorySeries(instances))
+        observers.insert(0, KvSeries(instances))
+    meter = power_meter(options, cluster, instances, log)
+    if meter is not None:
+        # Before the other observers: they show the window power and read the final report.
+        observers.insert(1, meter)
+        for observer in observers:
+            if isinstance(observer, PeriodicBlocks):
+                observer.power = meter
     if options.export_chakra is not None:
         exporter = ChakraExporter(len(cluster.nodes), options.export_chakra,
                                   options.chakra_dialect)

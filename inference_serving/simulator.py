@@ -5,6 +5,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from inference_serving.instance import Instance
 from inference_serving.invariants import check_final, check_instance
@@ -15,6 +16,9 @@ from inference_serving.router import RoundRobinRouter, Router
 from inference_serving.scheduler.base import Batch
 from inference_serving.sim_log import SimLogger
 from llmsim_core.errors import InputError
+
+if TYPE_CHECKING:
+    from inference_serving.power import PowerReport
 
 # Event kinds double as tie-break priorities: at one instant, completions and wake-ups (a
 # pipeline's first stage freeing, a compatibility poll) come before arrivals, and all before
@@ -31,6 +35,7 @@ class SimResult:
     counters: TokenCounters
     instances: list[Instance]
     requests: list[Request]
+    power: PowerReport | None = None  # set by the power meter when power is modelled
 
 
 class Simulator:

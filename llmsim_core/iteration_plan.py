@@ -9,14 +9,20 @@ rank; consecutive identical transformer blocks are one `LayerGroup` with a count
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from llmsim_core.op_templates import ATTENTION, COLLECTIVE_KIND, EXPERT_ROWS, EXPERTS, OpTemplate
 
 COMPUTE, COLLECTIVE, SEND, LOAD, STORE = "compute", "collective", "send", "load", "store"
+# Weight loads inside the chain (serving.md §6.6, §7): a prefetch is issued at the iteration's
+# start, a fetch when the chain reaches it; the next compute node waits for either.
+PREFETCH, FETCH = "prefetch", "fetch"
+WEIGHT_LOADS = (PREFETCH, FETCH)
 HOST = "host"  # the node's CPU memory (one FIFO per node)
-CXL_PREFIX = "cxl:"  # `cxl:<k>`: device k of the cluster's CXL pool (one FIFO per device)
+LOCAL_MEM = "local"  # the NPU's own device memory (no queue)
+CXL_PREFIX = "cxl:"  # "cxl:<k>": device k of the cluster's CXL pool (one FIFO per device)
+PD_LINK, STAGE_LINK = "pd", "pp"
 
 
 def cxl_target(device: int) -> str:
@@ -27,7 +33,6 @@ def cxl_target(device: int) -> str:
 def cxl_device(target: str) -> int | None:
     """The CXL device a memory-tier name addresses, or None for another tier."""
     return int(target[len(CXL_PREFIX):]) if target.startswith(CXL_PREFIX) else None
-PD_LINK, STAGE_LINK = "pd", "pp"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +42,9 @@ class PlanOp:
     compute: `ns` at `tokens` tokens; collective: `target` is the collective kind
     (`all_reduce`, `all_to_all`) over the TP group; send: `nbytes` to the peer over link
     `target` on the rank's communication slot, overlapping compute; load/store: `nbytes` from
-    or to memory tier `target`, issued by all `tp` ranks together (one access each, FIFO).
+    or to memory tier `target`, issued by all `tp` ranks together (one access each, FIFO);
+    prefetch/fetch: one rank's `nbytes` of weights from tier `target` for the next compute node
+    (every rank loads its own share; on a shared FIFO the ranks' accesses queue back to back).
     """
 
     kind: str
@@ -81,6 +88,7 @@ class IterationPlan:
     store: PlanOp | None = None
     handoff: PlanOp | None = None
     forward: PlanOp | None = None
+    weight_loads: bool = False  # the chain holds prefetch or fetch nodes
 
     def ops(self) -> list[tuple[PlanOp, int]]:
         """Every chain operator with the number of times it runs (groups unrolled by count)."""
@@ -93,21 +101,32 @@ def compute(name: str, ns: int, tokens: int) -> PlanOp:
 
 
 def edge_group(names: Sequence[str], tokens: int, requests: int,
-               op_ns: Callable[[str, int], int]) -> LayerGroup:
-    """The operators before or after the blocks; lm_head runs once per request (§6.1)."""
-    return LayerGroup(-1, 1, tuple(
-        compute(op, op_ns(op, requests if op == "lm_head" else tokens),
-                requests if op == "lm_head" else tokens) for op in names))
+               op_ns: Callable[[str, int], int],
+               loads: Mapping[str, PlanOp] | None = None) -> LayerGroup:
+    """The operators before or after the blocks, each after its weight load if it has one;
+    lm_head runs once per request (§6.1)."""
+    ops: list[PlanOp] = []
+    for op in names:
+        if loads and op in loads:
+            ops.append(loads[op])
+        n = requests if op == "lm_head" else tokens
+        ops.append(compute(op, op_ns(op, n), n))
+    return LayerGroup(-1, 1, tuple(ops))
 
 
 def block_ops(template: OpTemplate, tokens: int, op_ns: Callable[[str, int], int],
               attention_ns: int, experts_ns: int, collective_bytes: int,
-              kv_send_bytes: int = 0, oproj_extra_ns: int = 0) -> tuple[PlanOp, ...]:
+              kv_send_bytes: int = 0, oproj_extra_ns: int = 0,
+              loads: Mapping[str, PlanOp] | None = None,
+              expert_fetch: PlanOp | None = None) -> tuple[PlanOp, ...]:
     """One transformer block: the template's operators at `tokens` tokens, attention and the
     expert rows as single nodes, TP collectives of `collective_bytes`, a P/D KV send after
-    `v_proj` and a fitted overhead after `o_proj` when those are non-zero."""
+    `v_proj` and a fitted overhead after `o_proj` when those are non-zero; an operator with a
+    weight load in `loads` comes after it, and `expert_fetch` follows the router `gate`."""
     ops: list[PlanOp] = []
     for op in template.block_ops:
+        if loads and op in loads:
+            ops.append(loads[op])
         if op == ATTENTION:
             ops.append(compute(op, attention_ns, tokens))
         elif op == EXPERTS:
@@ -117,6 +136,8 @@ def block_ops(template: OpTemplate, tokens: int, op_ns: Callable[[str, int], int
             ops.append(PlanOp(COLLECTIVE, kind, nbytes=collective_bytes, target=kind))
         else:
             ops.append(compute(op, op_ns(op, tokens), tokens))
+        if op == "gate" and expert_fetch is not None:
+            ops.append(expert_fetch)
         if op == "v_proj" and kv_send_bytes:
             ops.append(PlanOp(SEND, "kv_send", nbytes=kv_send_bytes, target=PD_LINK))
         elif op == "o_proj" and oproj_extra_ns:

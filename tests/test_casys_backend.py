@@ -54,3 +54,14 @@ def test_casys_network_dimensions_follow_the_existing_simulator():
     assert sizes("single_node_tp2_instance.json") == [2]
     assert sizes("single_node_multi_instance.json") == [1, 2]
     assert sizes("single_node_single_instance_H100.json") == [4]
+
+
+def test_power_with_the_casys_driver_warns_that_only_static_energy_is_counted(tmp_path, binary):
+    done = run_main(["--cluster-config", "cluster_config/single_node_power_instance.json",
+                     "--dataset", "dataset/example_trace.jsonl", "--num-req", "4",
+                     "--log-interval", "0.2", "--network-backend", "external",
+                     "--astra-sim-bin", str(binary), "--check-invariants"])
+    assert done.returncode == 0, done.stderr
+    warnings = [ln for ln in done.stderr.splitlines() if "WARNING" in ln]
+    assert len(warnings) == 1 and "static and standby energy only" in warnings[0]
+    assert "Power per 0.2 sec (W): [387.6" in done.stdout

@@ -161,8 +161,8 @@ def test_prefix_caching_run_keeps_the_invariants_and_reports_hits(tmp_path):
     assert "Prefix Caching Results" in done.stdout and "CPU prefix hit ratio" in done.stdout
     summary = json.loads(metrics.read_text())
     inst = summary["instances"]["0"]
-    assert inst["memory"]["prefix_requested_tokens"] > 0
-    assert len(inst["memory_series"]) >= 1 and "tier_used_mb" in inst["memory_series"][0]
+    assert inst["kv"]["prefix_requested_tokens"] > 0
+    assert len(inst["kv_series"]) >= 1 and "tier_used_mb" in inst["kv_series"][0]
 
 
 def _cxl_config(tmp_path) -> str:
@@ -315,8 +315,8 @@ def test_api_results_carry_the_memory_series():
                        dataset="dataset/example_sharegpt_req100_rate10.jsonl", num_req=20,
                        enable_prefix_caching=True, log_interval=1.0)
     inst = results.summary["instances"]["0"]
-    assert inst["memory"]["prefix_requested_tokens"] == sum(r.input for r in results.requests)
-    series = inst["memory_series"]
+    assert inst["kv"]["prefix_requested_tokens"] == sum(r.input for r in results.requests)
+    series = inst["kv_series"]
     assert [w["time_s"] for w in series] == [float(k) for k in range(1, len(series) + 1)]
     assert all(w["kv_in_use_mb"] >= 0 and w["device_memory_mb"] > 0 for w in series)
 

@@ -17,11 +17,13 @@ from llmsim_core.iteration_plan import HOST, cxl_device, cxl_target
 LEGACY_SHARED_CPU_PAGE = 256  # the existing simulator's shared CPU pool page
 
 
-def swap_space(cluster: ClusterConfig, node: NodeSpec, evict_loc: str = "cpu") -> SwapSpace:
-    """Swap space on `evict_loc`: `cpu` (the node's CPU memory) or `cxl:<k>` (device k of the
-    CXL pool, an equal share of the pool's capacity)."""
+def swap_space(cluster: ClusterConfig, node: NodeSpec, evict_loc: str = "cpu",
+               host_weights: int = 0) -> SwapSpace:
+    """Swap space on `evict_loc`: `cpu` (the node's CPU memory, less `host_weights` bytes of
+    weights placed there) or `cxl:<k>` (device k of the CXL pool, an equal share of the pool's
+    capacity)."""
     if evict_loc == "cpu":
-        return SwapSpace(node.cpu_mem.size_bytes)
+        return SwapSpace(node.cpu_mem.size_bytes - host_weights)
     device = cxl_device(evict_loc)
     pool = cluster.cxl_mem
     if device is None or pool is None or not 0 <= device < pool.num_devices:
@@ -68,9 +70,11 @@ class KvSetup:
         return self.tiers[key]
 
     def manager(self, node: NodeSpec, spec: InstanceSpec, budget: KvBudget, block_size: int,
-                bytes_per_token: int, evict_loc: str = "cpu") -> KVCacheManager:
-        """The KV manager of one instance; preempted KV is swapped to `evict_loc`."""
-        swap = swap_space(self.cluster, node, evict_loc)
+                bytes_per_token: int, evict_loc: str = "cpu",
+                host_weights: int = 0) -> KVCacheManager:
+        """The KV manager of one instance; preempted KV is swapped to `evict_loc`
+        (`host_weights`: bytes of this instance's weights placed in its node's CPU memory)."""
+        swap = swap_space(self.cluster, node, evict_loc, host_weights)
         if not self.options.prefix_caching:
             return KVCacheManager(budget.num_blocks, block_size, swap, budget.block_bytes,
                                   spec.npu_num)

@@ -11,17 +11,32 @@ cluster-wide calendar the replay pricer uses (`astra_sim.memory`), so an instanc
 wait behind another's starts its chain later. A plan's shared accesses are its start loads and
 its end stores, and between them nothing is shared on the congestion-unaware network, so this
 equals the engine replay on every plan (tested on every shipped cluster config).
+
+Plans with weight loads (placement off the device, local offloading) are walked operator by
+operator instead: their prefetches are booked at the start in chain order on their FIFOs (host
+memory of the node, one CXL device each), a fetch when the chain reaches it, and each operator
+starts once its own load has arrived, as the engine replay orders them.
 """
 
 from __future__ import annotations
 
 from functools import partial
 
-from astra_sim.memory import MemorySystem
+from astra_sim.memory import CXL, REMOTE, MemorySystem
 from inference_serving.fabric import InstanceFabric
 from inference_serving.iteration_cost import IterationCost
 from inference_serving.pricers.base import plan_usage
-from llmsim_core.iteration_plan import COLLECTIVE, COMPUTE, SEND, IterationPlan
+from llmsim_core.iteration_plan import (
+    COLLECTIVE,
+    COMPUTE,
+    CXL_PREFIX,
+    FETCH,
+    HOST,
+    PREFETCH,
+    SEND,
+    IterationPlan,
+    PlanOp,
+)
 
 CHAIN_CACHE = 8192  # chain results kept before the cache starts over
 
@@ -71,23 +86,22 @@ class ClosedFormPricer:
         """Duration of `plan` started at `start_ns` (its memory accesses queue on the node's
         shared FIFO)."""
         fabric = self.fabrics[plan.instance]
-        tp = plan.tp
         memory = self.memory
         if plan.stage == 0:  # a first stage starts at the serving clock: nothing is issued earlier
             memory.forget_before(start_ns)
         released = start_ns
-        for op in plan.loads:
-            released = max(released, memory.book(
-                fabric.memory_fifo(op.target, plan.node), start_ns,
-                tp * fabric.memory_ns(op.target, op.nbytes)))
-        t, comm_free = self._chain(plan, fabric)
-        t += released - start_ns
-        comm_free += released - start_ns
+        for op in plan.loads:  # on the FIFO of each load's tier (CPU, CXL device)
+            released = max(released, self._load(plan, fabric, op, start_ns))
+        if plan.weight_loads:
+            t = comm_free = released - start_ns
+            t, comm_free = self._loaded_chain(plan, fabric, start_ns, t)
+        else:
+            t, comm_free = self._chain(plan, fabric)
+            t += released - start_ns
+            comm_free += released - start_ns
         end = t
         if plan.store is not None:
-            end = memory.book(fabric.memory_fifo(plan.store.target, plan.node), start_ns + t,
-                              tp * fabric.memory_ns(
-                plan.store.target, plan.store.nbytes)) - start_ns
+            end = self._load(plan, fabric, plan.store, start_ns + t) - start_ns
         if plan.handoff is not None:
             comm_free = max(t, comm_free) + fabric.send_ns(plan.handoff.target,
                                                            plan.handoff.nbytes)
@@ -96,6 +110,48 @@ class ClosedFormPricer:
         if plan.forward is not None:
             cost.forward_ns = fabric.send_ns(plan.forward.target, plan.forward.nbytes)
         return cost
+
+    def _load(self, plan: IterationPlan, fabric: InstanceFabric, op: PlanOp, issue: int) -> int:
+        """End of one access (a weight load, a start load or the store) issued at `issue`:
+        every rank's share back to back on a shared FIFO, each rank on its own in device
+        memory."""
+        duration = fabric.memory_ns(op.target, op.nbytes)
+        if op.target == HOST:
+            return self.memory.book((REMOTE, plan.node), issue, plan.tp * duration)
+        if op.target.startswith(CXL_PREFIX):
+            return self.memory.book((CXL, int(op.target[len(CXL_PREFIX):])), issue,
+                                    plan.tp * duration)
+        return issue + duration
+
+    def _loaded_chain(self, plan: IterationPlan, fabric: InstanceFabric, start_ns: int,
+                      t: int) -> tuple[int, int]:
+        """(end of the chain, end of its last message) of a plan with weight loads, the chain
+        starting `t` after `start_ns`."""
+        prefetched = [self._load(plan, fabric, op, start_ns)
+                      for group in plan.groups for _ in range(group.count)
+                      for op in group.ops if op.kind == PREFETCH]
+        comm_free = t
+        waits = 0  # absolute time the next compute operator's weights are in
+        k = 0
+        for group in plan.groups:
+            ops = group.ops
+            for _ in range(group.count):
+                for op in ops:
+                    kind = op.kind
+                    if kind == COMPUTE:
+                        t = max(t, waits - start_ns) + op.ns
+                        waits = 0
+                    elif kind == PREFETCH:
+                        waits = max(waits, prefetched[k])
+                        k += 1
+                    elif kind == FETCH:
+                        waits = max(waits, self._load(plan, fabric, op, start_ns + t))
+                    elif kind == COLLECTIVE:
+                        t = max(t, comm_free) + fabric.collective_ns(op.target, op.nbytes)
+                        comm_free = t
+                    else:
+                        comm_free = max(t, comm_free) + fabric.send_ns(op.target, op.nbytes)
+        return t, max(comm_free, t)
 
 
 def _walk(ops: tuple, fabric: InstanceFabric, t: int, comm_free: int) -> tuple[int, int]:

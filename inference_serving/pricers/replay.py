@@ -12,7 +12,8 @@ congestion-unaware network. So each distinct plan is replayed once on idle memor
 iteration of it books its loads on the shared FIFOs, shifts the rest by the time the loads
 took beyond the idle replay's, and books its stores at their shifted issue times: the same
 bookings and times a full replay would make. With the congestion-aware network, whose links
-keep state, every iteration is replayed in full.
+keep state, and for plans whose operators load their weights during the chain, every iteration
+is replayed in full.
 
 Plans that differ only in their attention time (every batch has its own) share one set of
 graphs: they are built once and replayed with the attention nodes' durations set per plan.
@@ -87,7 +88,7 @@ class ReplayPricer:
         engine = self.engines[plan.instance]
         if plan.stage == 0:  # a first stage starts at the serving clock: nothing is issued earlier
             engine.memory.forget_before(start_ns)
-        if fabric.aware:
+        if fabric.aware or plan.weight_loads:  # weight loads interleave with the chain
             result = engine.replay(self._graphs_of(plan, fabric), start_ns, symmetric=True)
             duration = max(result.finish_ns.values()) - start_ns
         else:

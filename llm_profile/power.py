@@ -1,0 +1,220 @@
+"""Measure an NPU's power states for a cluster config's `power.npu` entry (formats.md §1.7).
+
+Samples the GPU's board power through NVML (the `power` extra: nvidia-ml-py) for a while before,
+during and after a command, then estimates the three states of the power model:
+
+* idle: the median of the samples before the command started (the GPU at rest);
+* active: the 95th percentile of the samples while the command ran (kernels running);
+* standby: after the last active sample, the GPU stays above idle for a while before it drops
+  back; standby power is the median of that stretch and `standby_duration` its length (s).
+
+    python -m llm_profile.power --hardware A6000 [--gpu 0] [--interval 0.05] [--idle 5]
+        [--tail 30] [--output power.json] [--samples-output samples.csv] -- <command ...>
+    python -m llm_profile.power --hardware A6000 --samples samples.csv   (re-estimate)
+
+The JSON written is `{"npu": {"<hardware>": {idle_power, standby_power, active_power,
+standby_duration}}}`, ready to paste into a node's `power` block. A sample file is CSV with
+the header `time_s,power_w,phase` (phase: `before`, `during` or `after`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from llmsim_core.atomic_write import write_atomic
+from llmsim_core.errors import InputError
+
+PHASES = ("before", "during", "after")
+ACTIVE_PERCENTILE = 95
+# A sample counts as above idle when it exceeds idle by this fraction (or 2 W): NVML readings
+# of a resting GPU wander by a few watts.
+IDLE_MARGIN = 0.05
+IDLE_MARGIN_W = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One power reading: seconds since sampling started, watts, and the command's phase."""
+
+    time_s: float
+    power_w: float
+    phase: str
+
+
+@dataclass(frozen=True, slots=True)
+class NpuEstimate:
+    """The `power.npu.<hardware>` values (W, W, W, s)."""
+
+    idle_power: float
+    standby_power: float
+    active_power: float
+    standby_duration: float
+
+    def entry(self) -> dict[str, float]:
+        """The JSON object of the estimate, powers rounded to 0.1 W and time to 0.1 s."""
+        return {"idle_power": round(self.idle_power, 1),
+                "standby_power": round(self.standby_power, 1),
+                "active_power": round(self.active_power, 1),
+                "standby_duration": round(self.standby_duration, 1)}
+
+
+def estimate(samples: list[Sample]) -> NpuEstimate:
+    """Idle, active and standby power and the standby duration of a sample series."""
+    by_phase = {p: [s for s in samples if s.phase == p] for p in PHASES}
+    for phase in ("before", "during"):
+        if not by_phase[phase]:
+            raise InputError(f"no samples taken {phase} the command", "power samples",
+                             "sample longer (raise --idle, or run a longer command)")
+    idle = float(np.median([s.power_w for s in by_phase["before"]]))
+    active = float(np.percentile([s.power_w for s in by_phase["during"]], ACTIVE_PERCENTILE))
+    above = idle + max(IDLE_MARGIN * idle, IDLE_MARGIN_W)
+    half = (idle + active) / 2
+    ordered = sorted(samples, key=lambda s: s.time_s)
+    busy = [k for k, s in enumerate(ordered) if s.phase == "during" and s.power_w >= half]
+    start = busy[-1] + 1 if busy else next(k for k, s in enumerate(ordered)
+                                            if s.phase != "before")
+    # The standby stretch: consecutive samples above idle after the last active one.
+    stretch = []
+    for s in ordered[start:]:
+        if s.power_w <= above:
+            break
+        stretch.append(s)
+    if not stretch:
+        return NpuEstimate(idle, idle, max(active, idle), 0.0)
+    standby = float(np.median([s.power_w for s in stretch]))
+    began = ordered[start - 1].time_s if start else stretch[0].time_s
+    return NpuEstimate(idle, min(max(standby, idle), max(active, idle)), max(active, idle),
+                       stretch[-1].time_s - began)
+
+
+def read_samples(path: Path) -> list[Sample]:
+    """A sample file written by --samples-output (header time_s,power_w,phase)."""
+    if not path.is_file():
+        raise InputError("sample file not found", str(path), "pass a file written by "
+                         "--samples-output")
+    rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
+    out = []
+    for n, row in enumerate(rows, start=2):
+        try:
+            sample = Sample(float(row["time_s"]), float(row["power_w"]), row["phase"])
+        except (KeyError, TypeError, ValueError):
+            raise InputError("expected time_s,power_w,phase", f"line {n} of {path}",
+                             "fix the row") from None
+        if sample.phase not in PHASES or not np.isfinite(sample.power_w) or \
+                sample.power_w < 0:
+            raise InputError(f"bad sample {row}", f"line {n} of {path}",
+                             f"use a phase of {', '.join(PHASES)} and a power >= 0")
+        out.append(sample)
+    return out
+
+
+def samples_csv(samples: list[Sample]) -> str:
+    """The sample file text."""
+    lines = ["time_s,power_w,phase", *(f"{s.time_s:.4f},{s.power_w:.3f},{s.phase}"
+                                       for s in samples)]
+    return "\n".join(lines) + "\n"
+
+
+def _nvml_reader(gpu: int):
+    """A function returning the GPU's power in W, or an InputError when there is no GPU."""
+    try:
+        import pynvml
+    except ImportError:
+        raise InputError("NVML bindings are not installed", "python -m llm_profile.power",
+                         "pip install 'llmservingsim-py[power]' on a machine with an NVIDIA "
+                         "GPU, or re-estimate recorded samples with --samples") from None
+    try:
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(gpu)
+    except pynvml.NVMLError as exc:
+        raise InputError(f"no NVIDIA GPU {gpu} available ({exc})", "python -m llm_profile.power",
+                         "run it on a machine with an NVIDIA GPU and driver, or re-estimate "
+                         "recorded samples with --samples") from None
+    return lambda: pynvml.nvmlDeviceGetPowerUsage(handle) / 1000.0  # mW -> W
+
+
+def record(command: list[str], gpu: int, interval_s: float, idle_s: float,
+           tail_s: float) -> list[Sample]:
+    """Sample the GPU's power `idle_s` before, while `command` runs and `tail_s` after it."""
+    read = _nvml_reader(gpu)
+    samples: list[Sample] = []
+    t0 = time.monotonic()
+
+    def sample_until(phase: str, done) -> None:
+        while not done():
+            samples.append(Sample(time.monotonic() - t0, read(), phase))
+            time.sleep(interval_s)
+
+    sample_until("before", lambda: time.monotonic() - t0 >= idle_s)
+    try:
+        proc = subprocess.Popen(command)
+    except OSError as exc:
+        raise InputError(f"cannot start the command ({exc.strerror})", " ".join(command),
+                         "check the command after --") from None
+    sample_until("during", lambda: proc.poll() is not None)
+    ended = time.monotonic()
+    sample_until("after", lambda: time.monotonic() - ended >= tail_s)
+    if proc.returncode != 0:
+        print(f"warning: the command exited with status {proc.returncode}", file=sys.stderr)
+    return samples
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Flags of `python -m llm_profile.power`."""
+    p = argparse.ArgumentParser(prog="python -m llm_profile.power", description=__doc__
+                                .split("\n\n")[0])
+    p.add_argument("--hardware", required=True, help="name of the NPU entry (e.g. A6000)")
+    p.add_argument("--gpu", type=int, default=0, help="NVML device index (default 0)")
+    p.add_argument("--interval", type=float, default=0.05, help="seconds between samples")
+    p.add_argument("--idle", type=float, default=5.0, help="seconds sampled before the command")
+    p.add_argument("--tail", type=float, default=30.0,
+                   help="seconds sampled after the command (must cover standby)")
+    p.add_argument("--samples", type=Path, help="estimate from a recorded sample file instead")
+    p.add_argument("--samples-output", type=Path, help="also write the samples (CSV)")
+    p.add_argument("--output", type=Path, help="write the JSON here (default: stdout)")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="-- the command to run")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point."""
+    args = build_parser().parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    try:
+        if args.samples is not None:
+            samples = read_samples(args.samples)
+        else:
+            if not command:
+                raise InputError("no command given", "command line",
+                                 "pass the workload after --, or --samples FILE")
+            for name, value in (("--interval", args.interval), ("--idle", args.idle),
+                                ("--tail", args.tail)):
+                if not value > 0:
+                    raise InputError(f"{name} must be positive, got {value}", name,
+                                     "pass a number of seconds")
+            samples = record(command, args.gpu, args.interval, args.idle, args.tail)
+            if args.samples_output is not None:
+                write_atomic(args.samples_output, samples_csv(samples))
+        text = json.dumps({"npu": {args.hardware: estimate(samples).entry()}}, indent=2) + "\n"
+    except InputError as exc:
+        print(exc.line(), file=sys.stderr)
+        return 2
+    if args.output is not None:
+        write_atomic(args.output, text)
+    else:
+        print(text, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
