@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Set up if needed (with the [dev], [profile] and [plot] extras), lint, then run the whole test suite.
+# Set up if needed (with the [dev], [profile], [plot] and [ray] extras), lint, then run the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")"
-./compile.sh dev,profile,plot >&2
+./compile.sh dev,profile,plot,ray >&2
 # mlc-chakra only cross-checks our Chakra encoder; its declared dependencies are not needed.
 if [ ! -f .venv/.installed-chakra ]; then
     .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps \

@@ -33,6 +33,7 @@ class Case:
     requests: int
     args: tuple[str, ...]
     target_s: float
+    module: str | None = None  # run `python -m module args` instead of main.py
 
 
 def _cases(tmp: Path) -> list[Case]:
@@ -92,6 +93,10 @@ def _cases(tmp: Path) -> list[Case]:
                       ("--cluster-config", "cluster_config/four_node_16_instance_pd.json",
                        "--dataset", str(with_ids), "--num-req", "10000",
                        "--enable-prefix-caching"), 3 * 20.0))
+    # The shipped sweep: 3 configurations x 4 rates x 1,000 requests, two processes, with plot.
+    cases.append(Case("sweep llama70b_8xh100 (12 points x 1,000 req), --jobs 2", 12_000, (
+        "evaluation/sweeps/llama70b_8xh100_sweep.yaml", "--jobs", "2", "--out",
+        str(tmp / "sweep.csv")), 15.0, module="evaluation.sweep"))
     return cases
 
 
@@ -100,8 +105,10 @@ def _run(case: Case, out: Path) -> tuple[float, float]:
     # Python's bytecode cache on, as in any installed copy (some sandboxes switch it off).
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     start = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "main.py", *case.args, "--output", str(out),
-                              "--no-progress"], cwd=REPO, stdout=subprocess.DEVNULL, env=env)
+    command = ["-m", case.module, *case.args] if case.module else \
+        ["main.py", *case.args, "--output", str(out), "--no-progress"]
+    child = subprocess.Popen([sys.executable, *command], cwd=REPO, stdout=subprocess.DEVNULL,
+                             env=env)
     _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - start
     child.returncode = os.waitstatus_to_exitcode(status)

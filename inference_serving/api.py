@@ -125,6 +125,11 @@ def _namespace(options: dict[str, Any]) -> argparse.Namespace:
     return args
 
 
+def check_options(options: dict[str, Any]) -> RunOptions:
+    """The run options `options` give simulate() with requests passed in, checked as it does."""
+    return options_from_args(_namespace(options), need_dataset=False)
+
+
 def _cluster(config: str | os.PathLike | dict) -> tuple[ClusterConfig, str]:
     """The validated cluster and the path recorded for it in the options."""
     if isinstance(config, dict):

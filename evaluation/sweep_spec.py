@@ -1,0 +1,380 @@
+"""The sweep spec: a YAML file read strictly (unknown keys, duplicate keys and bad values are
+one-line errors) into the configurations, rates and workload of a sweep."""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from evaluation.sweep_cluster import build_cluster, describe_cluster, hardware_names
+from inference_serving.cluster_config import cluster_from_dict
+from inference_serving.fleet import Slo
+from llmsim_core.bounds import SLO_MS, TOKENS, Bound, checked, checked_int
+from llmsim_core.errors import InputError
+from llmsim_core.paths import resolve_user_path
+
+RATE = Bound(0, 1e6, "req/s", "a request rate must be positive and below a million per second",
+             low_open=True)
+NUM_REQUESTS = Bound(1, 10_000_000, "", "a sweep point simulates at least one request and at "
+                     "most ten million", integer=True)
+PARALLEL = Bound(1, 64, "", "a degree of parallelism is a whole number of NPUs", integer=True)
+INSTANCES = Bound(1, 4096, "", "instances are counted in whole numbers", integer=True)
+SEED = Bound(0, 2**63 - 1, "", "seeds are non-negative 64-bit integers", integer=True)
+ATTAINMENT = Bound(0, 100, "%", "it is a percentage of requests", low_open=True)
+CV = Bound(0, 100, "", "the coefficient of variation of the inter-arrival gaps is positive",
+           low_open=True)
+COST = Bound(0, 1e12, "", "a price per GPU is positive", low_open=True)
+MEM_GB = Bound(0, 1e9, "GB", "a device memory must hold something", low_open=True)
+BW = Bound(1e-3, 1e12, "GB/s", "slower links make every iteration last hours")
+
+# Simulator options the sweep itself sets, each with the spec key that replaces it.
+RESERVED = {"dataset": "workload", "cluster_config": "clusters", "num_req":
+            "workload.num_requests", "seed": "seed", "slo_ttft_ms": "slo.ttft_ms",
+            "slo_tpot_ms": "slo.tpot_ms", "slo_e2e_ms": "slo.e2e_ms"}
+# Options that write files or print per run: a sweep point returns numbers only.
+PER_RUN_OUTPUTS = ("output", "throughput_output", "metrics_json", "trace_output",
+                   "trace_max_requests", "plot_dir", "export_chakra", "chakra_dialect",
+                   "quiet", "no_progress", "log_level")
+CLUSTER_KEYS = ("name", "model", "hardware", "tp", "pp", "instances", "pd", "mem_gb", "mem_bw",
+                "link_bw", "cluster_config")
+ARRIVALS = ("poisson", "gamma", "scale")
+LATENCIES = ("ttft", "tpot", "itl", "e2e")
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """The requests of every point: generated lengths or a trace's, re-timed to each rate."""
+
+    num_requests: int
+    input: str | None
+    output: str | None
+    trace: Path | None
+    arrival: str
+    cv: float
+    max_total: int
+
+
+@dataclass(frozen=True, slots=True)
+class Capacity:
+    """The `--capacity` search: rate bracket, stopping width and the rate to carry."""
+
+    target_rate: float | None
+    tolerance: float
+    min_rate: float
+    max_rate: float
+
+
+@dataclass(frozen=True, slots=True)
+class Configuration:
+    """One cluster with one choice of simulator options: a line on the Pareto plot."""
+
+    name: str
+    cluster: dict
+    settings: dict[str, Any]
+    options: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SweepSpec:
+    """A validated sweep spec."""
+
+    path: Path
+    seed: int
+    slo: Slo
+    min_attainment_pct: float
+    workload: Workload
+    rates: tuple[float, ...]
+    configurations: tuple[Configuration, ...]
+    option_names: tuple[str, ...]
+    capacity: Capacity
+    pareto_latency: str
+    cost: dict[str, float]
+
+
+def _strict_loader() -> type:
+    """A yaml SafeLoader that refuses a mapping key given twice (YAML keeps the last)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
+        out: dict = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if not isinstance(key, str | int | float | bool) and key is not None:
+                raise InputError(f"a key must be a name, got {type(key).__name__}",
+                                 f"line {key_node.start_mark.line + 1}", "write key: value")
+            if key in out:
+                raise InputError(f"key {key!r} appears twice",
+                                 f"line {key_node.start_mark.line + 1}", "keep one of them")
+            out[key] = loader.construct_object(value_node, deep=True)
+        return out
+
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    return Loader
+
+
+def _read_yaml(path: Path) -> Any:
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot read the sweep spec ({exc.strerror})", str(path),
+                         "pass an existing YAML file") from None
+    try:
+        return yaml.load(text, Loader=_strict_loader())
+    except InputError as exc:
+        raise InputError(exc.what, f"{path} {exc.where}", exc.fix) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path} line {mark.line + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or "malformed YAML"
+        raise InputError(f"not valid YAML ({problem})", where, "fix the YAML syntax") from None
+
+
+class _Reader:
+    """Checks values of one spec file, naming each by its key path."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def where(self, key: str) -> str:
+        return f"{self.path}: {key}"
+
+    def mapping(self, value: Any, key: str, allowed: tuple[str, ...],
+                required: tuple[str, ...] = ()) -> dict:
+        """`value` as a dict with only `allowed` keys and every `required` one."""
+        if not isinstance(value, dict):
+            raise InputError(f"'{key or 'the spec'}' must be a mapping, got "
+                             f"{type(value).__name__}", self.where(key or "top level"),
+                             "write key: value lines")
+        for name in value:
+            if name not in allowed:
+                close = difflib.get_close_matches(str(name), allowed, n=1)
+                hint = f"did you mean '{close[0]}'?" if close else \
+                    f"known keys: {', '.join(allowed)}"
+                raise InputError(f"unknown key '{name}'", self.where(
+                    f"{key}.{name}" if key else str(name)), hint)
+        for name in required:
+            if name not in value:
+                raise InputError(f"missing key '{name}'", self.where(key or "top level"),
+                                 f"add {name}: ...")
+        return value
+
+    def number(self, value: Any, key: str, bound: Bound) -> float:
+        return checked(value, bound, key, self.where(key), "pass a value in that range")
+
+    def integer(self, value: Any, key: str, bound: Bound) -> int:
+        return checked_int(value, bound, key, self.where(key), "pass a value in that range")
+
+    def text(self, value: Any, key: str) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise InputError(f"'{key}' must be a non-empty string, got {value!r}",
+                             self.where(key), "quote a name")
+        return value
+
+    def choice(self, value: Any, key: str, choices: tuple[str, ...]) -> str:
+        if value not in choices:
+            raise InputError(f"'{key}' must be one of {', '.join(choices)}, got {value!r}",
+                             self.where(key), "pick one of them")
+        return value
+
+    def axis(self, value: Any, key: str) -> list:
+        """A grid axis: a list of values, or one value."""
+        if isinstance(value, list):
+            if not value:
+                raise InputError(f"'{key}' is an empty list", self.where(key),
+                                 "give at least one value")
+            if len(set(map(repr, value))) != len(value):
+                raise InputError(f"'{key}' repeats a value", self.where(key),
+                                 "list each value once")
+            return value
+        return [value]
+
+
+def _workload(r: _Reader, raw: Any) -> Workload:
+    keys = ("num_requests", "input", "output", "trace", "arrival", "cv", "max_total")
+    w = r.mapping(raw, "workload", keys, ("num_requests",))
+    num = r.integer(w["num_requests"], "workload.num_requests", NUM_REQUESTS)
+    trace = None
+    if "trace" in w:
+        for key in ("input", "output", "max_total"):
+            if key in w:
+                raise InputError(f"'workload.{key}' has no effect with a trace",
+                                 r.where(f"workload.{key}"), "drop it or drop trace")
+        trace = resolve_user_path(r.text(w["trace"], "workload.trace"))
+        if not trace.is_file():
+            raise InputError("trace not found", r.where("workload.trace"),
+                             "give the path of a .jsonl trace")
+    arrival = r.choice(w.get("arrival", "poisson"), "workload.arrival", ARRIVALS)
+    if arrival == "scale" and trace is None:
+        raise InputError("arrival 'scale' re-times a trace's own gaps", r.where(
+            "workload.arrival"), "add workload.trace or use poisson or gamma")
+    if "cv" in w and arrival != "gamma":
+        raise InputError("'workload.cv' has an effect only with arrival gamma",
+                         r.where("workload.cv"), "set arrival: gamma or drop cv")
+    cv = r.number(w.get("cv", 1.0), "workload.cv", CV)
+    max_total = r.integer(w.get("max_total", 2048), "workload.max_total", TOKENS)
+    lengths = {}
+    for key in ("input", "output"):
+        lengths[key] = None if trace else r.text(w.get(key, "sharegpt"), f"workload.{key}")
+    if trace is None:
+        from dataset.generate import parse_dist
+        try:
+            low = sum(parse_dist(lengths[k], k == "output").minimum for k in ("input", "output"))
+        except ValueError as exc:
+            raise InputError(str(exc), r.where("workload"), "fix input or output") from None
+        if low > max_total:
+            raise InputError(f"the shortest request ({low} tokens) exceeds max_total "
+                             f"{max_total}", r.where("workload.max_total"), "raise max_total")
+    return Workload(num, lengths["input"], lengths["output"], trace, arrival, cv, max_total)
+
+
+def _pd(r: _Reader, value: Any, key: str) -> tuple[int, int]:
+    parts = value.split(":") if isinstance(value, str) else []
+    if len(parts) != 2 or not all(p.isdigit() and int(p) >= 1 for p in parts):
+        raise InputError(f"'{key}' must be 'P:D' (prefill and decode instance counts, each "
+                         f">= 1), got {value!r}", r.where(key), "write e.g. pd: '1:3'")
+    return int(parts[0]), int(parts[1])
+
+
+def _cluster_variants(r: _Reader, raw: Any, index: int) -> list[tuple[str, dict]]:
+    """The clusters one `clusters` entry expands to, each with its name."""
+    key = f"clusters[{index}]"
+    entry = r.mapping(raw, key, CLUSTER_KEYS)
+    if "cluster_config" in entry:
+        others = sorted(set(entry) - {"name", "cluster_config"})
+        if others:
+            raise InputError(f"'{others[0]}' has no effect with cluster_config",
+                             r.where(f"{key}.{others[0]}"), "edit the cluster file instead")
+        path = resolve_user_path(r.text(entry["cluster_config"], f"{key}.cluster_config"))
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot read the cluster config ({exc})",
+                             r.where(f"{key}.cluster_config"), "give a cluster JSON") from None
+        cluster_from_dict(data, str(path))
+        return [(r.text(entry.get("name", path.stem), f"{key}.name"), data)]
+    for name in ("model", "hardware"):
+        if name not in entry:
+            raise InputError(f"missing key '{name}'", r.where(key),
+                             f"add {name}: ... or cluster_config: FILE")
+    if "pd" in entry and "instances" in entry:
+        raise InputError("'instances' and 'pd' both set the instance count",
+                         r.where(f"{key}.instances"), "keep one of them")
+    axes = {name: r.axis(entry[name], f"{key}.{name}")
+            for name in CLUSTER_KEYS if name in entry and name != "name"}
+    varied = [name for name, values in axes.items() if len(values) > 1]
+    out = []
+    for combo in itertools.product(*axes.values()):
+        values = dict(zip(axes, combo, strict=True))
+        where = key + "".join(f" {n}={values[n]}" for n in varied)
+        tp = r.integer(values.get("tp", 1), f"{key}.tp", PARALLEL)
+        pp = r.integer(values.get("pp", 1), f"{key}.pp", PARALLEL)
+        pd = _pd(r, values["pd"], f"{key}.pd") if "pd" in values else None
+        count = r.integer(values.get("instances", 1), f"{key}.instances", INSTANCES)
+        mem = {n: r.number(values[n], f"{key}.{n}", MEM_GB if n == "mem_gb" else BW)
+               for n in ("mem_gb", "mem_bw", "link_bw") if n in values}
+        cluster = build_cluster(r.text(values["model"], f"{key}.model"),
+                                r.text(values["hardware"], f"{key}.hardware"), tp, pp, count,
+                                pd, mem, r.where(where))
+        label = entry.get("name")
+        if label is None:
+            s = describe_cluster(cluster)
+            split = f"{s['prefill']}P{s['decode']}D" if pd else f"x{count}"
+            label = f"{s['hardware']}-tp{tp}pp{pp}-{split}"
+        else:
+            label = r.text(label, f"{key}.name") + "".join(
+                f"-{n}={values[n]}" for n in varied)
+        out.append((label, cluster))
+    return out
+
+
+def _options(r: _Reader, raw: Any) -> tuple[list[dict], tuple[str, ...]]:
+    """Every combination of the `options` grid, each checked as simulate() would."""
+    from inference_serving.api import check_options
+    from inference_serving.flags import build_parser
+
+    known = tuple(a.dest for a in build_parser()._actions if a.dest != "help")
+    opts = r.mapping(raw or {}, "options", known)
+    for name in opts:
+        if name in RESERVED:
+            raise InputError(f"option '{name}' is set by the sweep", r.where(f"options.{name}"),
+                             f"use the spec's {RESERVED[name]} instead")
+        if name in PER_RUN_OUTPUTS:
+            raise InputError(f"option '{name}' writes or prints per run; a sweep point keeps "
+                             "numbers only", r.where(f"options.{name}"), "drop it")
+    axes = {name: r.axis(value, f"options.{name}") for name, value in opts.items()}
+    combos = [dict(zip(axes, c, strict=True)) for c in itertools.product(*axes.values())]
+    for combo in combos:
+        try:
+            check_options(combo)
+        except InputError as exc:
+            raise InputError(exc.what, r.where("options") + f" ({exc.where})", exc.fix) from None
+    return combos, tuple(opts)
+
+
+def _slo(r: _Reader, raw: Any) -> tuple[Slo, float]:
+    s = r.mapping(raw, "slo", ("ttft_ms", "tpot_ms", "e2e_ms", "min_attainment_pct"))
+    values = {k: r.number(s[k], f"slo.{k}", SLO_MS) if s.get(k) is not None else None
+              for k in ("ttft_ms", "tpot_ms", "e2e_ms")}
+    slo = Slo(**values)
+    if not slo.active:
+        raise InputError("no latency objective set", r.where("slo"),
+                         "set at least one of ttft_ms, tpot_ms, e2e_ms")
+    return slo, r.number(s.get("min_attainment_pct", 99), "slo.min_attainment_pct", ATTAINMENT)
+
+
+def _capacity(r: _Reader, raw: Any, rates: tuple[float, ...]) -> Capacity:
+    c = r.mapping(raw or {}, "capacity", ("target_rate", "tolerance", "min_rate", "max_rate"))
+    target = r.number(c["target_rate"], "capacity.target_rate", RATE) \
+        if c.get("target_rate") is not None else None
+    low = r.number(c.get("min_rate", min(rates) / 16), "capacity.min_rate", RATE)
+    high = r.number(c.get("max_rate", max(rates) * 16), "capacity.max_rate", RATE)
+    if low >= high:
+        raise InputError(f"capacity.min_rate {low:g} is not below max_rate {high:g}",
+                         r.where("capacity"), "widen the bracket")
+    tolerance = r.number(c.get("tolerance", min(rates) / 20), "capacity.tolerance", RATE)
+    return Capacity(target, tolerance, low, high)
+
+
+def load_spec(path: Path) -> SweepSpec:
+    """Read and validate a sweep spec; every fault is an InputError naming its key."""
+    r = _Reader(path)
+    top_keys = ("seed", "slo", "workload", "rates", "clusters", "options", "capacity",
+                "pareto", "cost")
+    spec = r.mapping(_read_yaml(path), "", top_keys, ("slo", "workload", "rates", "clusters"))
+    seed = r.integer(spec.get("seed", 42), "seed", SEED)
+    slo, attainment = _slo(r, spec["slo"])
+    workload = _workload(r, spec["workload"])
+    rates = tuple(r.number(v, f"rates[{i}]", RATE)
+                  for i, v in enumerate(r.axis(spec["rates"], "rates")))
+    if not isinstance(spec["clusters"], list) or not spec["clusters"]:
+        raise InputError("'clusters' must be a non-empty list", r.where("clusters"),
+                         "list at least one cluster")
+    clusters = [c for i, raw in enumerate(spec["clusters"]) for c in _cluster_variants(r, raw, i)]
+    combos, option_names = _options(r, spec.get("options"))
+    varied = [n for n in option_names if isinstance(spec["options"][n], list)
+              and len(spec["options"][n]) > 1]
+    configs = []
+    for (label, cluster), combo in itertools.product(clusters, combos):
+        name = label + "".join(f" {n}={combo[n]}" for n in varied)
+        configs.append(Configuration(name, cluster, describe_cluster(cluster), combo))
+    names = [c.name for c in configs]
+    for name in names:
+        if names.count(name) > 1:
+            raise InputError(f"two configurations are named '{name}'", r.where("clusters"),
+                             "give each cluster entry its own name")
+    pareto = r.mapping(spec.get("pareto") or {}, "pareto", ("latency",))
+    latency = r.choice(pareto.get("latency", "e2e"), "pareto.latency", LATENCIES)
+    cost_raw = r.mapping(spec.get("cost") or {}, "cost",
+                         tuple(sorted(set().union(*(hardware_names(c.cluster) for c in configs)))))
+    cost = {hw: r.number(v, f"cost.{hw}", COST) for hw, v in cost_raw.items()}
+    return SweepSpec(path, seed, slo, attainment, workload, tuple(sorted(rates)), tuple(configs),
+                     option_names, _capacity(r, spec.get("capacity"), rates), latency, cost)
