@@ -127,6 +127,7 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
     fabrics: dict[int, InstanceFabric] = {}
     models: dict[str, ModelConfig] = {}
     kv_setup = KvSetup(cluster, options)
+    perfs: dict[tuple, object] = {}
     placed: dict[tuple, int] = {}  # off-device weight bytes per ("cpu", node) and ("cxl", 0)
     for node in cluster.nodes:
         for spec in node.instances:
@@ -154,9 +155,14 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
                     f"{model.name} does not fit: {budget.weight_bytes / MIB:.2f} MiB of weights "
                     f"per NPU leave no room for KV in {spec.npu_mem.size_bytes / MIB:.0f} MiB",
                     where, "use more NPUs (npu_num), a larger npu_mem.mem_size or a smaller --fp")
-            perf = make_perf_model(options.perf_models, spec.hardware, model, spec.tp,
-                                   options.fp_bits, warn, options.attn_prediction,
-                                   options.perf_model, options.custom_perf_model)
+            # Instances of one model on one hardware at one TP share their (pure, memoizing)
+            # perf model: its tables are read once. A user's CUSTOM class gets one each.
+            perf_key = (spec.hardware, spec.model_name, spec.tp)
+            perf = perfs.get(perf_key) if options.perf_model != "CUSTOM" else None
+            if perf is None:
+                perf = perfs[perf_key] = make_perf_model(
+                    options.perf_models, spec.hardware, model, spec.tp, options.fp_bits, warn,
+                    options.attn_prediction, options.perf_model, options.custom_perf_model)
             plans = PlanBuilder(spec.instance_id, node.node_id, model, perf, template, spec.tp,
                                 options.fp_bytes, spec.pp, _disaggregation(cluster, spec),
                                 StoreSizes(options.compat.hidden_state_output_store,
