@@ -65,6 +65,13 @@ def _cases(tmp: Path) -> list[Case]:
         powered = list(base.args)
         powered[powered.index(single)] = str(tmp / "power.json")
         cases.append(Case(POWERED, base.requests, tuple(powered), base.target_s * 1.2))
+        # Figure 10: PIM attention offload with sub-batch interleaving, 256 req x 512 tokens.
+        cases.append(Case("Figure 10 PIM + SBI, 256 req x 512 out, A6000 Llama-3.1-8B", 256, (
+            "--cluster-config", str(DATA / "artifact_configs/figure_10/pim_config.json"),
+            "--dataset", str(DATA / "datasets/fixed_in128_out512_req256_rate10.jsonl"),
+            "--perf-models", str(DATA / "perf_models"), "--num-req", "256",
+            "--scheduler", "legacy", "--enable-attn-offloading",
+            "--enable-sub-batch-interleaving"), 3.0))
     else:
         print("../shared/data not found: skipping the measured-profile cases", file=sys.stderr)
     trace = tmp / "generated_10k.jsonl"

@@ -12,6 +12,13 @@ from inference_serving.kv import KVCacheManager
 from inference_serving.kv.setup import KvSetup
 from inference_serving.memory_model import kv_budget, kv_bytes_per_token, offloaded_weight_bytes
 from inference_serving.options import RunOptions
+from inference_serving.pim_device import PimDevice
+from inference_serving.pim_offload import (
+    PimSetup,
+    check_offloadable,
+    offload_cluster,
+    pim_setup,
+)
 from inference_serving.placement import WeightMap
 from inference_serving.plan_builder import DisaggregationRole, PlanBuilder, StoreSizes
 from inference_serving.pricers import PRICERS, Pricer
@@ -126,10 +133,21 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
     instances = []
     fabrics: dict[int, InstanceFabric] = {}
     models: dict[str, ModelConfig] = {}
-    kv_setup = KvSetup(cluster, options)
     perfs: dict[tuple, object] = {}
+    devices: dict[int, tuple[PimDevice, int]] = {}
+    if options.attn_offloading:
+        if options.network_backend == "external":
+            raise InputError("attention offloading is priced in process, not by an external "
+                             "ASTRA-Sim binary", "--enable-attn-offloading",
+                             "drop --network-backend external")
+        cluster, devices = offload_cluster(cluster, options.pim_configs)
+    kv_setup = KvSetup(cluster, options)
     placed: dict[tuple, int] = {}  # off-device weight bytes per ("cpu", node) and ("cxl", 0)
     for node in cluster.nodes:
+        if not options.attn_offloading and node.cpu_mem.bw_bytes_per_ns == 0:
+            raise InputError("cpu_mem has no mem_bw / mem_latency (only attention offloading "
+                             "supplies them)", f"nodes[{node.node_id}].cpu_mem in "
+                             f"{cluster.path}", "add them or pass --enable-attn-offloading")
         for spec in node.instances:
             where = f"instance {spec.instance_id} (node {node.node_id}) in {cluster.path}"
             model = models.get(spec.model_name)
@@ -138,6 +156,12 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
                 models[spec.model_name] = model
             _check_supported(spec, model, where)
             _check_tp(model, spec.tp, where)
+            pim: PimSetup | None = None
+            if options.attn_offloading:
+                device, channels = devices[node.node_id]
+                check_offloadable(spec, model, device, options.sub_batch_interleaving, where)
+                pim = pim_setup(device, channels, model, spec.tp, options.fp_bytes,
+                                options.sub_batch_interleaving, options.compat.pim_defects)
             block_size = spec.block_size or options.block_size
             tpu = is_tpu(spec.hardware)
             template = moe_template(tpu, spec.tp, options.moe_combine_alltoall,
@@ -163,16 +187,24 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
                 perf = perfs[perf_key] = make_perf_model(
                     options.perf_models, spec.hardware, model, spec.tp, options.fp_bits, warn,
                     options.attn_prediction, options.perf_model, options.custom_perf_model)
+            loads = WeightLoads(model, spec.tp, options.fp_bytes, weights,
+                                options.local_offloading)
+            if pim is not None and loads.active:
+                raise InputError("attention offloading with weights read during the iteration "
+                                 "(placement off the NPU or --enable-local-offloading) is not "
+                                 "available in this version", where,
+                                 "keep the weights on the NPU or drop --enable-attn-offloading")
             plans = PlanBuilder(spec.instance_id, node.node_id, model, perf, template, spec.tp,
                                 options.fp_bytes, spec.pp, _disaggregation(cluster, spec),
                                 StoreSizes(options.compat.hidden_state_output_store,
                                            options.compat.whole_logits_handoff),
                                 expert_router(options.expert_routing_policy,
                                               options.custom_expert_router), options.seed,
-                                WeightLoads(model, spec.tp, options.fp_bytes, weights,
-                                            options.local_offloading))
+                                loads, pim)
             fabrics[spec.instance_id] = instance_fabric(cluster, spec, options.network_backend,
                                                         options.local_offloading)
+            if pim is not None:
+                fabrics[spec.instance_id].pim_channels = pim.channels
             # Weights placed in host memory leave less of it for swapped-out KV.
             kv = kv_setup.manager(node, spec, budget, block_size,
                                   kv_bytes_per_token(model, options.fp_bytes),

@@ -3,7 +3,9 @@
 The graphs hold exactly what the plan holds: the start loads (a joint access of the stage's TP
 ranks, `pg_name` = the stage's group), the compute chain with its TP collectives, P/D KV sends
 after `v_proj` and the token hand-off at the end (with the paired receivers' RECV nodes when
-asked), stage-to-stage sends and receives, and the output store. NPU ids are the instance's
+asked), stage-to-stage sends and receives, the output store, and with attention offloading one
+PIM_COMP_NODE per PIM op on its (node, channel) FIFO, which the next chain node (`o_proj`)
+depends on. NPU ids are the instance's
 engine network (`InstanceFabric.engine_dims`): stage · tp + rank, P/D receivers at rank + tp.
 """
 
@@ -25,6 +27,8 @@ from llmsim_core.iteration_plan import (
     CXL_PREFIX,
     LOAD,
     LOCAL_MEM,
+    PIM,
+    PIM_WAIT,
     PREFETCH,
     SEND,
     WEIGHT_LOADS,
@@ -72,6 +76,16 @@ def _memory(graph: _Graph, op: PlanOp, device: int, group: str, deps: list[int])
     return graph.add(op.name, kind, deps, attrs=attrs)
 
 
+def _pim(graph: _Graph, name: str, op: PlanOp, device: int, deps: list[int]) -> list[int]:
+    """One PIM_COMP_NODE per op of the group, on its (device, channel) FIFO."""
+    work = op.pim
+    return [graph.add(f"{name}.{i}", "PIM_COMP_NODE", deps, duration=ns, attrs=[
+        Attr("tensor_size", "uint64", work.nbytes), Attr("tensor_loc", "uint32", REMOTE),
+        Attr("tensor_device", "uint32", device), Attr("tensor_channel", "uint32", channel)])
+        for i, (channel, ns) in enumerate(zip(work.channels.tolist(), work.ns.tolist(),
+                                              strict=True))]
+
+
 def _p2p(graph: _Graph, name: str, kind: str, src: int, dst: int, tag: int, nbytes: int,
          deps: list[int]) -> int:
     return graph.add(name, kind, deps, attrs=[
@@ -100,11 +114,21 @@ def plan_graphs(plan: IterationPlan, fabric: InstanceFabric, receivers: bool = F
                          plan.receive.nbytes, [])]
         received: list[tuple[str, int, int]] = []
         weights: list[int] = []
+        launched: dict[int, list[int]] = {}  # per sub-batch: its last PIM group's nodes
+        joins: list[int] = []  # PIM nodes the next chain node waits for
         for group_ in plan.groups:
             for layer in range(group_.first, group_.first + group_.count):
                 prefix = "" if group_.first < 0 else f"layer{layer}."
                 for op in group_.ops:
                     name = prefix + op.name
+                    if op.kind == PIM:
+                        launched[op.sub] = _pim(graph, name, op, plan.node, deps)
+                        continue
+                    if op.kind == PIM_WAIT:
+                        joins.extend(launched.pop(op.sub, []))
+                        continue
+                    if joins and op.kind in (COMPUTE, COLLECTIVE):
+                        deps, joins = [*deps, *joins], []
                     if op.kind in WEIGHT_LOADS:  # awaited by the next compute node
                         weights.append(_memory(graph, replace(op, name=name), plan.node, group,
                                                [] if op.kind == PREFETCH else deps))
@@ -150,7 +174,7 @@ def engine_setup(fabric: InstanceFabric, num_nodes: int, stages: int,
     groups = {stage_group(s): tuple(range(s * tp, s * tp + tp)) for s in range(stages)} \
         if tp > 1 else {}
     config = replace(fabric.engine_config(), comm_groups=groups)
-    tiers = {REMOTE: host_tier(fabric.host, num_nodes)}
+    tiers = {REMOTE: host_tier(fabric.host, num_nodes, fabric.pim_channels)}
     if fabric.local_offloading:
         tiers[LOCAL] = local_tier(fabric.spec.npu_mem)
     if fabric.cxl is not None:

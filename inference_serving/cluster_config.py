@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,6 +80,9 @@ class NodeSpec:
     instances: tuple[InstanceSpec, ...]
     num_npus: int | None = None  # extension: physical NPUs of the node, checked if given
     power: PowerSpec | None = None  # the node's power block (formats.md §1.7)
+    # Base name of the node's PIM device file (cpu_mem.pim_config); with it, cpu_mem's
+    # mem_bw / mem_latency may be omitted (0 here) since attention offloading replaces them.
+    pim_config: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +108,6 @@ class ClusterConfig:
     # Extension: links between nodes (default: the same as link_bw / link_latency).
     inter_node_bw_gbps: float | None = None
     inter_node_latency_ns: float | None = None
-    unmodelled: tuple[str, ...] = ()  # keys present but not modelled in this version (ignored)
     cxl_mem: CxlPool | None = None
 
     def link(self, node_a: int, node_b: int) -> tuple[float, float]:
@@ -126,18 +127,13 @@ KNOWN_KEYS = {
     "top": frozenset({"num_nodes", "link_bw", "link_latency", "nodes", "inter_node_link_bw",
                       "inter_node_link_latency", "cxl_mem"}),
     "node": frozenset({"num_instances", "cpu_mem", "instances", "num_npus", "power"}),
-    "cpu_mem": frozenset({"mem_size", "mem_bw", "mem_latency"}),
+    "cpu_mem": frozenset({"mem_size", "mem_bw", "mem_latency", "pim_config"}),
     "instance": frozenset({"model_name", "hardware", "npu_mem", "npu_num", "npu_group",
                            "pd_type", "max_num_batched_tokens", "max_num_seqs", "max_batch",
                            "block_size", "prefill_oproj_overhead_ns",
                            "decode_oproj_overhead_ns", "placement"}),
     "npu_mem": frozenset({"mem_size", "mem_bw", "mem_latency", "mem_util"}),
     "cxl_mem": frozenset({"mem_size", "mem_bw", "mem_latency", "num_devices"}),
-}
-# Keys spec/formats.md §1 defines but this version does not model yet: accepted with a warning.
-# Remove a key from here when its feature lands.
-NOT_MODELLED = {
-    "cpu_mem": frozenset({"pim_config"}),
 }
 _FIX = "fix the cluster config"
 
@@ -147,19 +143,13 @@ class _Reader:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.unmodelled: dict[str, None] = {}  # ordered set of keys accepted with a warning
 
     def fail(self, what: str, key: str, fix: str) -> InputError:
         return InputError(what, f"key '{key}' in {self.path}", fix)
 
     def keys(self, raw: dict, kind: str, where: str) -> None:
-        """Reject unknown keys of one object; remember the not-yet-modelled ones."""
-        skipped = NOT_MODELLED.get(kind, frozenset())
-        for key in raw:
-            if key in skipped:
-                self.unmodelled[key] = None
-        check_keys({k: v for k, v in raw.items() if k not in skipped},
-                   KNOWN_KEYS[kind] | skipped, where, self.path)
+        """Reject unknown keys of one object."""
+        check_keys(raw, KNOWN_KEYS[kind], where, self.path)
 
     def obj(self, parent: dict, key: str, where: str) -> dict:
         value = self.get(parent, key, where)
@@ -181,15 +171,31 @@ class _Reader:
         return checked_int(self.get(parent, key, where), bound, key,
                            f"key '{where}{key}' in {self.path}", _FIX)
 
-    def memory(self, parent: dict, key: str, where: str, kind: str) -> MemorySpec:
+    def memory(self, parent: dict, key: str, where: str, kind: str,
+               pim: bool = False) -> MemorySpec:
+        """A memory object; with `pim`, a missing mem_bw / mem_latency reads as 0."""
         mem = self.obj(parent, key, where)
         sub = f"{where}{key}."
         self.keys(mem, kind, sub)
         return MemorySpec(
             size_bytes=int(self.number(mem, "mem_size", sub, MEM_SIZE) * GIB),
-            bw_bytes_per_ns=self.number(mem, "mem_bw", sub, BANDWIDTH),
-            latency_ns=self.number(mem, "mem_latency", sub, LATENCY),
+            bw_bytes_per_ns=self.number(mem, "mem_bw", sub, BANDWIDTH)
+            if not pim or "mem_bw" in mem else 0.0,
+            latency_ns=self.number(mem, "mem_latency", sub, LATENCY)
+            if not pim or "mem_latency" in mem else 0.0,
         )
+
+
+def _pim_config(rd: _Reader, node: dict, where: str) -> str | None:
+    """The node's `cpu_mem.pim_config` (a device file base name), if any."""
+    cpu_mem = rd.obj(node, "cpu_mem", where)
+    if "pim_config" not in cpu_mem:
+        return None
+    name = cpu_mem["pim_config"]
+    if not isinstance(name, str) or not name:
+        raise rd.fail("expected a non-empty string", f"{where}cpu_mem.pim_config",
+                      "name a PIM device file without its .ini extension")
+    return name
 
 
 def _parse_instance(rd: _Reader, raw: Any, where: str, instance_id: int, node_id: int,
@@ -276,7 +282,8 @@ def cluster_from_dict(raw: Any, path: str) -> ClusterConfig:
             count = len(inst_raw) if isinstance(inst_raw, list) else "not a list"
             raise rd.fail(f"num_instances is {num_inst} but instances has {count} entries",
                           f"{where}instances", "make them agree")
-        cpu_mem = rd.memory(node, "cpu_mem", where, "cpu_mem")
+        pim_config = _pim_config(rd, node, where)
+        cpu_mem = rd.memory(node, "cpu_mem", where, "cpu_mem", pim_config is not None)
         instances = []
         for k, inst in enumerate(inst_raw):
             spec = _parse_instance(rd, inst, f"{where}instances[{k}].", instance_id, node_id,
@@ -295,7 +302,7 @@ def cluster_from_dict(raw: Any, path: str) -> ClusterConfig:
                             list(dict.fromkeys(i.hardware for i in instances))) \
             if "power" in node else None
         nodes.append(NodeSpec(node_id=node_id, cpu_mem=cpu_mem, instances=tuple(instances),
-                              num_npus=num_npus, power=power))
+                              num_npus=num_npus, power=power, pim_config=pim_config))
     roles = {i.pd_type for n in nodes for i in n.instances}
     if ("prefill" in roles) != ("decode" in roles):
         missing = "decode" if "prefill" in roles else "prefill"
@@ -308,7 +315,7 @@ def cluster_from_dict(raw: Any, path: str) -> ClusterConfig:
             if "inter_node_link_latency" in raw else link_latency
     return ClusterConfig(path=path, link_bw_gbps=link_bw, link_latency_ns=link_latency,
                          nodes=tuple(nodes), inter_node_bw_gbps=inter_bw,
-                         inter_node_latency_ns=inter_lat, unmodelled=tuple(rd.unmodelled),
+                         inter_node_latency_ns=inter_lat,
                          cxl_mem=cxl)
 
 
@@ -317,8 +324,4 @@ def load_cluster_config(path: Path) -> ClusterConfig:
     if not path.is_file():
         raise InputError("cluster config not found", str(path), "pass an existing file to "
                          "--cluster-config")
-    cluster = cluster_from_dict(load_file(path, "fix the JSON syntax"), str(path))
-    for key in cluster.unmodelled:
-        print(f"warning: {key} in {path} is not modelled in this version; it has no effect",
-              file=sys.stderr)
-    return cluster
+    return cluster_from_dict(load_file(path, "fix the JSON syntax"), str(path))

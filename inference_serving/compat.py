@@ -20,6 +20,11 @@ class CompatProfile:
     whole energy lands when it is scheduled instead of while its operations run.
     `radix_prefix_cache`: prefix caching keeps the existing simulator's page-tree accounting
     (serving.md §8.1).
+    whole energy lands when it is scheduled instead of while its operations run. `pim_defects`
+    (only with `--compat-pim-defects`, never part of `artifact`): with attention offloading the
+    NPU attention of a batch with a prefill still charges its decodes and, without
+    interleaving, starts only after the layer's PIM group; under sub-batch interleaving each
+    decode is placed on one PIM channel at 1/S of its time (serving.md §10).
     """
 
     idle_poll_ns: int = 0
@@ -28,6 +33,7 @@ class CompatProfile:
     routing_time_instance_id: bool = False
     energy_at_schedule: bool = False
     radix_prefix_cache: bool = False
+    pim_defects: bool = False
 
     @classmethod
     def artifact(cls) -> CompatProfile:

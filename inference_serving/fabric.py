@@ -31,10 +31,11 @@ NETWORK_BACKENDS: dict[str, str] = {
 }
 
 
-def host_tier(mem: MemorySpec, devices: int = 1) -> Tier:
-    """Nodes' CPU memories as an engine tier, one FIFO per device (node); the existing backend
-    truncates both parameters."""
-    return Tier(int(mem.latency_ns), max(int(mem.bw_bytes_per_ns), 1), devices)
+def host_tier(mem: MemorySpec, devices: int = 1, pim_channels: int = 0) -> Tier:
+    """Nodes' CPU memories as an engine tier, one FIFO per device (node) and per (device, PIM
+    channel); the existing backend truncates both parameters."""
+    return Tier(int(mem.latency_ns), max(int(mem.bw_bytes_per_ns), 1), devices,
+                pim_channels=pim_channels)
 
 
 def cxl_tier(pool: CxlPool) -> Tier:
@@ -61,6 +62,7 @@ class InstanceFabric:
     pd_dim: Dimension | None = None
     cxl: CxlPool | None = None
     local_offloading: bool = False  # device-memory weight reads are timed
+    pim_channels: int = 0  # PIM channels of the node's host memory (attention offloading)
     _collective: Callable[[str, int], int] = field(default=lambda kind, nbytes: 0)
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from astra_sim.export import DIALECTS
@@ -26,6 +27,7 @@ from llmsim_core.paths import (
     DEFAULT_CLUSTER_CONFIG,
     MODEL_CONFIG_DIR,
     PERF_MODELS_DIR,
+    PIM_CONFIG_DIR,
     resolve_user_path,
 )
 
@@ -191,6 +193,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--enable-local-offloading", action="store_true",
                    help="also time every operator's weight read from device memory "
                    "(npu_mem.mem_bw / mem_latency); double counts if the profiles include it")
+    p.add_argument("--enable-attn-offloading", action="store_true",
+                   help="decode attention runs on the PIM channels of each node's host memory "
+                   "(needs cpu_mem.pim_config on every node)")
+    p.add_argument("--enable-sub-batch-interleaving", action="store_true",
+                   help="two interleaved sub-batches so NPU work overlaps PIM work (needs "
+                   "--enable-attn-offloading)")
+    p.add_argument("--compat-pim-defects", action="store_true",
+                   help="with --enable-attn-offloading, reproduce the existing simulator's PIM "
+                   "defects (decode attention also charged on the NPU in batches with a "
+                   "prefill, after the PIM group without interleaving; under sub-batch "
+                   "interleaving one placement per decode)")
+    p.add_argument("--pim-configs", default=str(PIM_CONFIG_DIR),
+                   help="PIM device root holding <name>.ini")
     return p
 
 
@@ -248,6 +263,19 @@ def _check_combinations(args: argparse.Namespace) -> None:
         raise InputError("--preemption-mode applies to the vllm scheduler (legacy always "
                          "swaps)", "command line", "drop --preemption-mode or use --scheduler "
                          "vllm")
+    if args.enable_attn_offloading and args.chakra_dialect == "upstream":
+        raise InputError("upstream ASTRA-Sim graphs have no PIM nodes", "--chakra-dialect "
+                         "upstream with --enable-attn-offloading", "use --chakra-dialect casys")
+    if args.pim_configs != str(PIM_CONFIG_DIR) and not args.enable_attn_offloading:
+        raise InputError("--pim-configs has no effect without --enable-attn-offloading",
+                         "command line", "add --enable-attn-offloading or drop --pim-configs")
+    if args.compat_pim_defects and not args.enable_attn_offloading:
+        raise InputError("--compat-pim-defects has no effect without --enable-attn-offloading",
+                         "command line", "add --enable-attn-offloading or drop it")
+    if args.enable_sub_batch_interleaving and not args.enable_attn_offloading:
+        raise InputError("--enable-sub-batch-interleaving interleaves PIM and NPU work and "
+                         "needs --enable-attn-offloading", "command line",
+                         "add --enable-attn-offloading")
     if args.enable_attn_prediction and args.perf_model == "roofline":
         raise InputError("--enable-attn-prediction has no effect with --perf-model roofline",
                          "command line", "drop one of them")
@@ -277,10 +305,12 @@ def _external_binary(args: argparse.Namespace) -> Path | None:
 def compat_profile(args: argparse.Namespace) -> CompatProfile:
     """The quirks the compatibility flags ask for."""
     if args.compat == "artifact":
-        return CompatProfile.artifact()
-    if args.compat_output_store:
-        return CompatProfile.output_store_only()
-    return CompatProfile()
+        profile = CompatProfile.artifact()
+    elif args.compat_output_store:
+        profile = CompatProfile.output_store_only()
+    else:
+        profile = CompatProfile()
+    return replace(profile, pim_defects=True) if args.compat_pim_defects else profile
 
 
 def options_from_args(args: argparse.Namespace, need_dataset: bool = True) -> RunOptions:
@@ -371,6 +401,9 @@ def options_from_args(args: argparse.Namespace, need_dataset: bool = True) -> Ru
         prefix_sharing=args.enable_prefix_sharing,
         preemption_mode=args.preemption_mode or "recompute",
         local_offloading=args.enable_local_offloading,
+        attn_offloading=args.enable_attn_offloading,
+        sub_batch_interleaving=args.enable_sub_batch_interleaving,
+        pim_configs=resolve_user_path(args.pim_configs),
     )
     check_run_paths(options)
     return options

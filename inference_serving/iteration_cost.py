@@ -20,7 +20,11 @@ class Usage:
     """Per-device busy time and bytes moved per link and per memory tier of one iteration.
 
     Link names: `"tp:<instance>"` (TP collectives), `"pd:<instance>"` (P/D sends of a prefill
-    instance), `"pp:<instance>"` (stage to stage); tier names: `"host:<node>"`.
+    instance), `"pp:<instance>"` (stage to stage); tier names: `"host:<node>"`, and with
+    attention offloading `"pim:<node>"`: the bytes the PIM ops move over the node's PIM
+    channels. `pim_busy_ns[node]` is the busy time of the node's PIM channels summed over its
+    channels (channel-ns: each op's PIM compute plus its channel access), so PIM active energy
+    is (peak − idle channel power) × pim_busy_ns.
     `ring_bytes` is what the links carry by the ring algorithm (all-reduce 2(N−1)S/N,
     all-to-all (N−1)S/N, a send its size once); `staging_bytes` is the part of `tier_bytes`
     that stages token ids in and out (not DRAM traffic the power model charges, §11);
@@ -31,6 +35,7 @@ class Usage:
     devices: dict[int, DeviceBusy] = field(default_factory=dict)
     link_bytes: dict[str, int] = field(default_factory=dict)
     tier_bytes: dict[str, int] = field(default_factory=dict)
+    pim_busy_ns: dict[int, int] = field(default_factory=dict)
     ring_bytes: dict[str, float] = field(default_factory=dict)
     staging_bytes: int = 0
     overhead_ns: int = 0

@@ -62,6 +62,10 @@ class RunOptions:
     prefix_sharing: bool = False
     preemption_mode: str = "recompute"
     local_offloading: bool = False  # --enable-local-offloading: time device-memory weight reads
+    # PIM attention offload and sub-batch interleaving (serving.md §10).
+    attn_offloading: bool = False
+    sub_batch_interleaving: bool = False
+    pim_configs: Path = Path("pim_config")
 
     @property
     def fp_bytes(self) -> int:

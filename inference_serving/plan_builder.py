@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from inference_serving.pim_offload import PimSetup
+from inference_serving.pim_plans import offloaded_plan
 from inference_serving.scheduler.base import Batch
 from inference_serving.weight_loads import WeightLoads
 from llm_profile.perf_model import AttentionBatch, PerfModel
@@ -101,7 +103,7 @@ class PlanBuilder:
                  disaggregation: DisaggregationRole | None = None,
                  sizes: StoreSizes = StoreSizes(),
                  expert_routing: Callable[..., list] | None = None, seed: int = 42,
-                 weights: WeightLoads | None = None) -> None:
+                 weights: WeightLoads | None = None, pim: PimSetup | None = None) -> None:
         if template.has_experts and expert_routing is None:
             raise InputError(f"model '{model.name}' is a mixture of experts", "model_name",
                              "pass an expert routing policy")
@@ -117,6 +119,7 @@ class PlanBuilder:
         self.expert_routing = expert_routing
         self.seed = seed
         self.weights = weights if weights is not None and weights.active else None
+        self.pim = pim
         self.stage_layers = stage_layers(model.num_layers, pp)
         self._experts: dict[int, list[int]] = {}
         self._active: dict[int, list[int]] = {}
@@ -156,7 +159,8 @@ class PlanBuilder:
             self._active[tokens] = active
         return cached
 
-    def _edge(self, which: str, tokens: int, requests: int) -> LayerGroup:
+    def edge(self, which: str, tokens: int, requests: int) -> LayerGroup:
+        """The operators before (`pre`) or after (`post`) the blocks, memoized."""
         key = (which, tokens, requests)
         group = self._edges.get(key)
         if group is None:
@@ -170,6 +174,15 @@ class PlanBuilder:
                    extra: int) -> tuple[LayerGroup, ...]:
         """The stage's transformer blocks; everything but attention is memoized by token count
         (attention changes with every batch's context lengths)."""
+        attn = compute(ATTENTION, attention, tokens)
+        return tuple(LayerGroup(index, n, (*before, attn, *after))
+                     for index, n, before, after in self.block_parts(tokens, first, count,
+                                                                     kv_bytes, extra))
+
+    def block_parts(self, tokens: int, first: int, count: int, kv_bytes: int = 0,
+                    extra: int = 0) -> tuple[tuple, ...]:
+        """Runs of identical blocks as (first layer, count, ops before attention, ops after
+        it), memoized by token count."""
         key = (tokens, first, count, kv_bytes, extra)
         parts = self._blocks.get(key)
         if parts is None:
@@ -201,9 +214,24 @@ class PlanBuilder:
             if len(self._blocks) >= CACHE_LIMIT:
                 self._blocks.clear()
             self._blocks[key] = parts
-        attn = compute(ATTENTION, attention, tokens)
-        return tuple(LayerGroup(index, n, (*before, attn, *after))
-                     for index, n, before, after in parts)
+        return parts
+
+    def start_loads(self, tokens: int, batch: Batch) -> tuple[PlanOp, ...]:
+        """The first stage's start transfers: input load, KV swap-in and swap-out (on the
+        swap space's tier) and a prefix recall (from the second tier); all gate the chain."""
+        return tuple(self._transfer(kind, name, nbytes, target)
+                     for kind, name, nbytes, target
+                     in ((LOAD, "input_load", tokens * self.fp * 2, HOST),
+                         (LOAD, "kv_load", batch.swap_in_bytes, batch.swap_target),
+                         (STORE, "kv_evict", batch.swap_out_bytes, batch.swap_target),
+                         (LOAD, "prefix_recall", batch.recall_bytes, batch.recall_target))
+                     if nbytes or name == "input_load")
+
+    def output_store(self, tokens: int, requests: int) -> PlanOp:
+        """The last stage's output store (token ids, or the hidden state under compat)."""
+        stored = self.hidden_bytes(tokens) if self.sizes.hidden_state_output_store \
+            else requests * OUTPUT_TOKEN_ID_BYTES
+        return self._transfer(STORE, "output_store", stored)
 
     def _transfer(self, kind: str, name: str, nbytes: int, target: str = HOST) -> PlanOp:
         key = (name, nbytes, target)
@@ -217,6 +245,8 @@ class PlanBuilder:
     def plans(self, batch: Batch) -> list[IterationPlan]:
         """The plans of `batch`, one per pipeline stage."""
         tokens, requests = batch.total_tokens, len(batch.requests)
+        if self.pim is not None and any(batch.decode):
+            return [offloaded_plan(self, batch)]
         attention = self.perf.attention_ns(attention_batch(batch))
         kv_bytes = extra = 0
         handoff = None
@@ -252,25 +282,14 @@ class PlanBuilder:
             loads: tuple[PlanOp, ...] = ()
             receive = forward = store = None
             if stage == 0:
-                groups = (self._edge("pre", tokens, requests), *groups)
-                # Swap traffic goes to the swap space's tier, a prefix recall comes from the
-                # second tier; both gate the chain like the input load.
-                loads = tuple(self._transfer(kind, name, nbytes, target)
-                              for kind, name, nbytes, target
-                              in ((LOAD, "input_load", tokens * self.fp * 2, HOST),
-                                  (LOAD, "kv_load", batch.swap_in_bytes, batch.swap_target),
-                                  (STORE, "kv_evict", batch.swap_out_bytes, batch.swap_target),
-                                  (LOAD, "prefix_recall", batch.recall_bytes,
-                                   batch.recall_target))
-                              if nbytes or name == "input_load")
+                groups = (self.edge("pre", tokens, requests), *groups)
+                loads = self.start_loads(tokens, batch)
             else:
                 receive = PlanOp(SEND, "stage_recv", nbytes=self.hidden_bytes(tokens),
                                  target=STAGE_LINK)
             if stage == stages - 1:
-                groups = (*groups, self._edge("post", tokens, requests))
-                stored = self.hidden_bytes(tokens) if self.sizes.hidden_state_output_store \
-                    else requests * OUTPUT_TOKEN_ID_BYTES
-                store = self._transfer(STORE, "output_store", stored)
+                groups = (*groups, self.edge("post", tokens, requests))
+                store = self.output_store(tokens, requests)
             else:
                 forward = PlanOp(SEND, "stage_send", nbytes=self.hidden_bytes(tokens),
                                  target=STAGE_LINK)
@@ -280,3 +299,4 @@ class PlanBuilder:
                                        self.weights is not None))
             first += count
         return plans
+

@@ -17,8 +17,9 @@ from inference_serving.memory_report import MemorySeries
 from inference_serving.observers import Observer
 from inference_serving.options import RunOptions
 from inference_serving.outputs import MetricsJson, RequestCsv, ThroughputCsv
+from inference_serving.pim_power import pim_busy, pim_power
 from inference_serving.plots import PlotData
-from inference_serving.power import PowerMeter, power_enabled
+from inference_serving.power import PowerMeter, no_pim_busy, power_enabled
 from inference_serving.report import FinalSummary, PeriodicBlocks, ProgressLine
 from inference_serving.request import Request
 from inference_serving.router import make_router
@@ -90,8 +91,11 @@ def power_meter(options: RunOptions, cluster: ClusterConfig, instances: list[Ins
         log.warning("Power", "the casys ASTRA-Sim driver reports no iteration costs: power "
                     "counts static and standby energy only (use the analytical backend for "
                     "NPU, CPU, DRAM and link energy)")
+    pim = {inst.spec.node_id: pim_power(inst.plans.pim.device)
+           for inst in instances if inst.plans.pim is not None}
     return PowerMeter(cluster, instances, options.log_interval_s,
-                      options.compat.energy_at_schedule, options.check_invariants)
+                      options.compat.energy_at_schedule, options.check_invariants, pim,
+                      pim_busy if pim else no_pim_busy)
 
 
 def execute(options: RunOptions, cluster: ClusterConfig, log: SimLogger,

@@ -12,9 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from llmsim_core.op_templates import ATTENTION, COLLECTIVE_KIND, EXPERT_ROWS, EXPERTS, OpTemplate
 
 COMPUTE, COLLECTIVE, SEND, LOAD, STORE = "compute", "collective", "send", "load", "store"
+PIM, PIM_WAIT = "pim", "pim_wait"  # launch a PIM group; wait for the last one launched
 # Weight loads inside the chain (serving.md §6.6, §7): a prefetch is issued at the iteration's
 # start, a fetch when the chain reaches it; the next compute node waits for either.
 PREFETCH, FETCH = "prefetch", "fetch"
@@ -33,6 +36,21 @@ def cxl_target(device: int) -> str:
 def cxl_device(target: str) -> int | None:
     """The CXL device a memory-tier name addresses, or None for another tier."""
     return int(target[len(CXL_PREFIX):]) if target.startswith(CXL_PREFIX) else None
+@dataclass(frozen=True, slots=True, eq=False)
+class PimWork:
+    """One layer's PIM attention ops of one (sub-)batch (serving.md §10).
+
+    Op i runs `ns[i]` ns of PIM compute on channel `channels[i]` of the node's host memory and
+    moves `nbytes` over that channel. Per used channel `used[j]`: its ops' compute `used_ns[j]`
+    and their number `used_ops[j]`. Compared by identity: a batch's work is built once.
+    """
+
+    channels: np.ndarray
+    ns: np.ndarray
+    nbytes: int
+    used: np.ndarray
+    used_ns: np.ndarray
+    used_ops: np.ndarray
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +62,9 @@ class PlanOp:
     `target` on the rank's communication slot, overlapping compute; load/store: `nbytes` from
     or to memory tier `target`, issued by all `tp` ranks together (one access each, FIFO);
     prefetch/fetch: one rank's `nbytes` of weights from tier `target` for the next compute node
-    (every rank loads its own share; on a shared FIFO the ranks' accesses queue back to back).
+    (every rank loads its own share; on a shared FIFO the ranks' accesses queue back to back);
+    pim: launches `pim` (one op per channel FIFO of the node) when the chain reaches it, without
+    holding the chain; pim_wait: the chain waits for the last `pim` group of sub-batch `sub`.
     """
 
     kind: str
@@ -53,6 +73,8 @@ class PlanOp:
     nbytes: int = 0
     tokens: int = 0
     target: str = ""
+    sub: int = 0
+    pim: PimWork | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +111,7 @@ class IterationPlan:
     handoff: PlanOp | None = None
     forward: PlanOp | None = None
     weight_loads: bool = False  # the chain holds prefetch or fetch nodes
+    offloaded: bool = False  # the chain holds `pim` / `pim_wait` ops
 
     def ops(self) -> list[tuple[PlanOp, int]]:
         """Every chain operator with the number of times it runs (groups unrolled by count)."""

@@ -12,6 +12,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_ROOT = REPO_ROOT / "llmservingsim_data"
 DATA_ROOT = BUNDLED_ROOT if BUNDLED_ROOT.is_dir() else REPO_ROOT
 MODEL_CONFIG_DIR = DATA_ROOT / "model_config"
+PIM_CONFIG_DIR = DATA_ROOT / "pim_config"
 PERF_MODELS_DIR = REPO_ROOT / "llm_profile" / "perf_models"
 DEFAULT_CLUSTER_CONFIG = Path("cluster_config/single_node_single_instance.json")
 

@@ -34,12 +34,14 @@ SOURCES = {
     "llmservingsim_data/model_config": "model_config",
     "llmservingsim_data/cluster_config": "cluster_config",
     "llmservingsim_data/dataset": "dataset",
+    "llmservingsim_data/pim_config": "pim_config",
 }
 # Data every installed copy must carry: installed folder -> glob of its files in the checkout.
 BUNDLED = {
     "llmservingsim_data/model_config": "*/*.json",
     "llmservingsim_data/cluster_config": "*.json",
     "llmservingsim_data/dataset": "*.jsonl",
+    "llmservingsim_data/pim_config": "*.ini",
     "llm_profile/hardware": "*.json",
     "llm_profile/calibration": "*.json",
 }

@@ -10,7 +10,9 @@ from llmsim_core.iteration_plan import (
     COLLECTIVE,
     COMPUTE,
     CXL_PREFIX,
+    HOST,
     LOCAL_MEM,
+    PIM,
     SEND,
     WEIGHT_LOADS,
     IterationPlan,
@@ -60,11 +62,17 @@ def plan_usage(plan: IterationPlan, fabric: InstanceFabric) -> Usage:
         if op.name in STAGING_OPS:
             staging += tp * op.nbytes
     sends = [op for op in (plan.handoff, plan.forward) if op is not None]
+    pim_busy = pim_bytes = 0
     for op, count in plan.ops():
         if op.kind == COMPUTE:
             busy.compute_ns += count * op.ns
             if op.name == OVERHEAD_OP:
                 overhead += count * op.ns
+        elif op.kind == PIM:
+            work = op.pim
+            access = fabric.memory_ns(HOST, work.nbytes)
+            pim_busy += count * (int(work.used_ns.sum()) + len(work.channels) * access)
+            pim_bytes += count * len(work.channels) * work.nbytes
         elif op.kind == COLLECTIVE:
             busy.comm_ns += count * fabric.collective_ns(op.target, op.nbytes)
             name = fabric.link_name("tp")
@@ -83,6 +91,10 @@ def plan_usage(plan: IterationPlan, fabric: InstanceFabric) -> Usage:
         links[name] = links.get(name, 0) + tp * op.nbytes
         ring[name] = ring.get(name, 0.0) + op.nbytes
     first = fabric.spec.first_npu + plan.stage * tp
-    return Usage(dict.fromkeys(range(first, first + tp), busy), links, tiers, ring, staging,
-                 overhead)
+    usage = Usage(dict.fromkeys(range(first, first + tp), busy), links, tiers, ring_bytes=ring,
+                  staging_bytes=staging, overhead_ns=overhead)
+    if plan.offloaded:
+        tiers[f"pim:{plan.node}"] = pim_bytes
+        usage.pim_busy_ns[plan.node] = pim_busy
+    return usage
 

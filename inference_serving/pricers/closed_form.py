@@ -10,7 +10,8 @@ The node's memory FIFOs are shared by its instances: loads and stores are booked
 cluster-wide calendar the replay pricer uses (`astra_sim.memory`), so an instance whose loads
 wait behind another's starts its chain later. A plan's shared accesses are its start loads and
 its end stores, and between them nothing is shared on the congestion-unaware network, so this
-equals the engine replay on every plan (tested on every shipped cluster config).
+equals the engine replay on every plan (tested on every shipped cluster config). A plan with
+PIM attention offload runs its chain through `pim_walk`, the same replay computed per PIM group.
 
 Plans with weight loads (placement off the device, local offloading) are walked operator by
 operator instead: their prefetches are booked at the start in chain order on their FIFOs (host
@@ -26,6 +27,7 @@ from astra_sim.memory import CXL, REMOTE, MemorySystem
 from inference_serving.fabric import InstanceFabric
 from inference_serving.iteration_cost import IterationCost
 from inference_serving.pricers.base import plan_usage
+from inference_serving.pricers.pim_walk import PimChannels, offloaded_chain
 from llmsim_core.iteration_plan import (
     COLLECTIVE,
     COMPUTE,
@@ -49,6 +51,7 @@ class ClosedFormPricer:
     def __init__(self, fabrics: dict[int, InstanceFabric]) -> None:
         self.fabrics = fabrics
         self.memory = MemorySystem()
+        self.pim = PimChannels()
         self._chains: dict[int, tuple[IterationPlan, int, int]] = {}
 
     def _chain(self, plan: IterationPlan, fabric: InstanceFabric) -> tuple[int, int]:
@@ -92,7 +95,11 @@ class ClosedFormPricer:
         released = start_ns
         for op in plan.loads:  # on the FIFO of each load's tier (CPU, CXL device)
             released = max(released, self._load(plan, fabric, op, start_ns))
-        if plan.weight_loads:
+        if plan.offloaded:
+            t, comm_free = offloaded_chain(plan, fabric, self.pim, released)
+            t -= start_ns
+            comm_free -= start_ns
+        elif plan.weight_loads:
             t = comm_free = released - start_ns
             t, comm_free = self._loaded_chain(plan, fabric, start_ns, t)
         else:

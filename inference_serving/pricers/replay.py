@@ -1,7 +1,7 @@
 """The replay pricer: every plan becomes per-NPU Chakra graphs replayed by the engine.
 
 One engine per instance network, all sharing one cluster-wide memory state: the CPU-memory
-FIFO of every node (and later CXL devices and PIM channels) keeps its calendar of accesses
+FIFO of every node and every (node, PIM channel) FIFO keeps its calendar of accesses
 across instances and iterations, so instances that use a shared memory at the same time queue
 on it. Each iteration is replayed from its start time (`astra_sim.memory` says how accesses of
 replays that overlap in time are ordered).
@@ -12,8 +12,9 @@ congestion-unaware network. So each distinct plan is replayed once on idle memor
 iteration of it books its loads on the shared FIFOs, shifts the rest by the time the loads
 took beyond the idle replay's, and books its stores at their shifted issue times: the same
 bookings and times a full replay would make. With the congestion-aware network, whose links
-keep state, and for plans whose operators load their weights during the chain, every iteration
-is replayed in full.
+keep state, and for plans whose operators load their weights during the chain or offload
+attention to PIM (its PIM nodes queue on the shared channel FIFOs), every iteration is replayed
+in full.
 
 Plans that differ only in their attention time (every batch has its own) share one set of
 graphs: they are built once and replayed with the attention nodes' durations set per plan.
@@ -88,7 +89,12 @@ class ReplayPricer:
         engine = self.engines[plan.instance]
         if plan.stage == 0:  # a first stage starts at the serving clock: nothing is issued earlier
             engine.memory.forget_before(start_ns)
-        if fabric.aware or plan.weight_loads:  # weight loads interleave with the chain
+        if plan.offloaded:
+            # Every PIM op is its own node on its (node, channel) FIFO: replayed as built
+            # (a batch's PIM work is new each iteration, so nothing is memoized).
+            result = engine.replay(plan_graphs(plan, fabric, stage_links=False), start_ns)
+            duration = max(result.finish_ns.values()) - start_ns
+        elif fabric.aware or plan.weight_loads:  # weight loads interleave with the chain
             result = engine.replay(self._graphs_of(plan, fabric), start_ns, symmetric=True)
             duration = max(result.finish_ns.values()) - start_ns
         else:

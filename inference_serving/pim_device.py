@@ -1,0 +1,132 @@
+"""PIM device files (`pim_config/<name>.ini`, formats.md §5) and what a node derives from them.
+
+A DRAMSim3-style INI: section headers, blank lines and `;` lines are skipped, anything after
+`#` is a comment; every other line is `key = value` in one flat map. The keys below give the
+channel geometry, bandwidth, read latency and power; the attention fit (ns per context token
+and a fixed part) comes from the INI's extension keys or, for the four published devices, from
+the table of formats.md §5 (valid for 32 query heads, 8 KV heads, head dim 128 only).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from llmsim_core.errors import InputError
+
+GIB = 1 << 30
+REQUIRED = ("bankgroups", "banks_per_group", "rows", "columns", "device_width", "bus_width",
+            "channel_size", "data_rate", "CL", "tCK", "idle_power", "peak_power")
+SLOPE_KEY, INTERCEPT_KEY = "pim_attn_slope_ns_per_token", "pim_attn_intercept_ns"
+# Published attention fits per device file (formats.md §5): (ns per token, ns).
+ATTENTION_FITS = {
+    "DDR4_8GB_3200_pim": (333.2538, 30675.2739),
+    "HBM2_1GB_2000_pim": (242.0548, 14513.5015),
+    "LPDDR4X_2GB_4266_pim": (432.4458, 33918.1734),
+    "LPDDR5_2GB_6400_pim": (282.4338, 15996.7018),
+}
+FIT_SHAPE = (32, 8, 128)  # query heads, KV heads, head dim the published fits hold for
+
+
+@dataclass(frozen=True, slots=True)
+class PimDevice:
+    """One PIM channel (DIMM) type: capacity, bandwidth, read latency, power, attention fit.
+
+    `fit_is_published` is True when the fit comes from the built-in table (then only the
+    `FIT_SHAPE` head shape is supported).
+    """
+
+    name: str
+    channel_bytes: int
+    channel_bw_gbps: float
+    latency_ns: float
+    idle_power_w: float
+    peak_power_w: float
+    slope_ns_per_token: float
+    intercept_ns: float
+    fit_is_published: bool = True
+
+    def channels(self, mem_bytes: int) -> int:
+        """Channels of a node whose host memory holds `mem_bytes`."""
+        return mem_bytes // self.channel_bytes
+
+
+def _value(text: str) -> float | int | str:
+    """A value as the INI reader types it: `.` means float, else int, else string."""
+    try:
+        return float(text) if "." in text else int(text)
+    except ValueError:
+        return text
+
+
+def parse_ini(text: str, where: str) -> dict[str, float | int | str]:
+    """The flat key map of a DRAMSim3-style INI."""
+    values: dict[str, float | int | str] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line or line.startswith((";", "[")):
+            continue
+        key, sep, value = line.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key or not value:
+            raise InputError(f"line {number} is not 'key = value'", where,
+                             "fix the PIM device file (formats.md §5)")
+        values[key] = _value(value)
+    return values
+
+
+def _number(values: dict, key: str, where: str, positive: bool = True) -> float:
+    value = values.get(key)
+    if value is None:
+        raise InputError(f"missing key '{key}'", where, "add it (formats.md §5)")
+    ok = isinstance(value, int | float) and math.isfinite(value) and \
+        (value > 0 if positive else value >= 0)
+    if not ok:
+        bound = "a positive" if positive else "a non-negative"
+        raise InputError(f"'{key}' must be {bound} finite number, got {value!r}", where,
+                         "fix the PIM device file")
+    return float(value)
+
+
+def device_from_values(name: str, values: dict, where: str) -> PimDevice:
+    """Validate the keys of formats.md §5 and derive one channel's parameters."""
+    v = {key: _number(values, key, where) for key in REQUIRED}
+    devices_per_rank = v["bus_width"] / v["device_width"]
+    page_bytes = v["columns"] * v["device_width"] / 8
+    mb_per_rank = page_bytes * v["rows"] / 1024 / 1024 * v["bankgroups"] * \
+        v["banks_per_group"] * devices_per_rank
+    ranks = max(1, math.ceil(v["channel_size"] / mb_per_rank))
+    channel_mb = ranks * mb_per_rank
+    fitted = SLOPE_KEY in values or INTERCEPT_KEY in values
+    if fitted:
+        slope = _number(values, SLOPE_KEY, where, positive=False)
+        intercept = _number(values, INTERCEPT_KEY, where, positive=False)
+    elif name in ATTENTION_FITS:
+        slope, intercept = ATTENTION_FITS[name]
+    else:
+        raise InputError(f"no attention fit for PIM device '{name}'", where,
+                         f"add '{SLOPE_KEY}' and '{INTERCEPT_KEY}' to the file")
+    return PimDevice(
+        name=name, channel_bytes=int(channel_mb * (1 << 20)),
+        channel_bw_gbps=v["bus_width"] / 8 * v["data_rate"] / 1000,
+        latency_ns=v["CL"] * v["tCK"],
+        idle_power_w=v["idle_power"] / 1000, peak_power_w=v["peak_power"] / 1000,
+        slope_ns_per_token=slope, intercept_ns=intercept, fit_is_published=not fitted)
+
+
+def load_pim_device(name: str, root: Path, where: str) -> PimDevice:
+    """Read `<root>/<name>.ini`; `where` names the cluster-config key that asked for it."""
+    if not name or "/" in name or "\\" in name or name.endswith(".ini"):
+        raise InputError(f"PIM device name {name!r} is not a file base name", where,
+                         "name a file of --pim-configs without folder or extension")
+    path = root / f"{name}.ini"
+    if not path.is_file():
+        raise InputError(f"PIM device file {path} not found", where,
+                         "fix cpu_mem.pim_config or pass --pim-configs DIR")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError("PIM device file is not UTF-8 text", str(path),
+                         "save it as UTF-8") from None
+    return device_from_values(name, parse_ini(text, str(path)), str(path))
