@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from inference_serving.cluster_config import ClusterConfig, InstanceSpec
 from inference_serving.expert_router import expert_router
@@ -10,7 +11,13 @@ from inference_serving.fabric import InstanceFabric, instance_fabric, receiver_t
 from inference_serving.instance import Instance
 from inference_serving.kv import KVCacheManager
 from inference_serving.kv.setup import KvSetup
-from inference_serving.memory_model import kv_budget, kv_bytes_per_token, offloaded_weight_bytes
+from inference_serving.memory_model import (
+    KvBudget,
+    kv_budget,
+    kv_bytes_per_token,
+    offloaded_weight_bytes,
+    vllm_kv_budget,
+)
 from inference_serving.options import RunOptions
 from inference_serving.pim_device import PimDevice
 from inference_serving.pim_offload import (
@@ -24,6 +31,7 @@ from inference_serving.plan_builder import DisaggregationRole, PlanBuilder, Stor
 from inference_serving.pricers import PRICERS, Pricer
 from inference_serving.scheduler.base import Scheduler, SchedulerOptions, SchedulerResources
 from inference_serving.scheduler.registry import make_scheduler, scheduler_class
+from inference_serving.vllm_defaults import engine_defaults, resolve_version
 from inference_serving.weight_loads import WeightLoads
 from llm_profile.factory import is_tpu, make_perf_model
 from llmsim_core.errors import InputError
@@ -52,18 +60,59 @@ def _check_tp(model: ModelConfig, tp: int, where: str) -> None:
                              where, "choose npu_num / npu_group that divides it")
 
 
-def _make_scheduler(options: RunOptions, model: ModelConfig, kv: KVCacheManager,
-                    block_bytes: int, spec: InstanceSpec, host_capacity: int,
-                    warn: Callable[[str], None]) -> Scheduler:
-    tokens = spec.max_num_batched_tokens or options.max_num_batched_tokens
-    budget_tokens = min(tokens or model.max_position_embeddings, model.max_position_embeddings)
+@dataclass(frozen=True, slots=True)
+class EngineLimits:
+    """An instance's token budget and sequence slots, and where they came from."""
+
+    max_num_batched_tokens: int
+    max_num_seqs: int
+    reserve_full_input: bool
+    source: str
+
+
+def engine_limits(options: RunOptions, model: ModelConfig, spec: InstanceSpec,
+                  profile_vllm: str | None) -> EngineLimits:
+    """Given values (cluster config key, then flag) win; unset ones take what vLLM picks for
+    the instance's device (legacy scheduler: 2048 tokens, unlimited sequences; --compat
+    artifact: this simulator's former 2048 tokens and 128 sequences)."""
     cls = scheduler_class(options.scheduler, options.custom_scheduler)
     legacy = getattr(cls, "legacy_limits", False)  # a class without it gets the vLLM meanings
+    given_tokens = spec.max_num_batched_tokens or options.max_num_batched_tokens
     # Legacy: --max-batch 0 means unlimited; vllm: it defers to --max-num-seqs.
-    seqs = options.max_batch if legacy else options.max_batch or options.max_num_seqs
+    given_seqs = spec.max_num_seqs or (options.max_batch if legacy else
+                                       options.max_batch or options.max_num_seqs)
+    reserve = False
+    if legacy:
+        tokens, seqs, label = 2048, 0, "legacy defaults"
+    elif options.compat.artifact_defaults:
+        tokens, seqs, label = 2048, 128, "former defaults (--compat artifact)"
+    else:
+        version = resolve_version(options.vllm_version, profile_vllm)
+        vllm = engine_defaults(version, spec.hardware, spec.npu_mem.size_bytes,
+                               options.vllm_usage_context)
+        tokens, seqs, reserve = vllm.max_num_batched_tokens, vllm.max_num_seqs, \
+            vllm.reserve_full_input
+        label = vllm.reason
+    unset = [name for name, value in (("max_num_seqs", given_seqs),
+                                      ("max_num_batched_tokens", given_tokens))
+             if value is None or (legacy and name == "max_num_seqs" and not value)]
+    source = f"{' and '.join(unset)}: {label}" if unset else "given"
+    if reserve:
+        source += "; whole prompt reserved at admission"
+    tokens = tokens if given_tokens is None else given_tokens
+    return EngineLimits(min(tokens or model.max_position_embeddings,
+                            model.max_position_embeddings),
+                        seqs if given_seqs is None else given_seqs, reserve, source)
+
+
+def _make_scheduler(options: RunOptions, limits: EngineLimits, kv: KVCacheManager,
+                    block_bytes: int, spec: InstanceSpec, host_capacity: int,
+                    warn: Callable[[str], None]) -> Scheduler:
+    cls = scheduler_class(options.scheduler, options.custom_scheduler)
+    legacy = getattr(cls, "legacy_limits", False)
     sched_options = SchedulerOptions(
-        max_num_batched_tokens=budget_tokens,
-        max_num_seqs=spec.max_num_seqs or seqs,
+        max_num_batched_tokens=limits.max_num_batched_tokens,
+        max_num_seqs=limits.max_num_seqs,
         block_size=kv.block_size,
         chunked_prefill=options.chunked_prefill and not legacy,
         long_prefill_token_threshold=options.long_prefill_token_threshold,
@@ -72,10 +121,25 @@ def _make_scheduler(options: RunOptions, model: ModelConfig, kv: KVCacheManager,
         handoff_after_prefill=spec.pd_type == "prefill",
         pipelined=spec.pp > 1,
         preemption=options.preemption_mode,
+        reserve_full_input=limits.reserve_full_input,
+        limits_source=limits.source,
     )
     return make_scheduler(cls, sched_options, kv,
                           SchedulerResources(block_bytes, spec.npu_num, host_capacity, warn),
                           options.custom_scheduler)
+
+
+def _kv_budget(model: ModelConfig, spec: InstanceSpec, options: RunOptions, block_size: int,
+               limits: EngineLimits, weights: WeightMap | None) -> KvBudget:
+    """The instance's KV blocks: vLLM's arithmetic when the config gives (or, in the current
+    schema, defaults) gpu_memory_utilization, else mem_size × mem_util − weights."""
+    if spec.vllm_memory:
+        return vllm_kv_budget(model, spec.tp, spec.pp, options.fp_bytes, block_size,
+                              spec.npu_mem.size_bytes, spec.mem_util,
+                              limits.max_num_batched_tokens, limits.max_num_seqs, weights,
+                              spec.ep_size)
+    return kv_budget(model, spec.tp, spec.pp, options.fp_bytes, block_size,
+                     spec.npu_mem.size_bytes, spec.mem_util, weights, spec.ep_size)
 
 
 def _disaggregation(cluster: ClusterConfig, spec: InstanceSpec) -> DisaggregationRole | None:
@@ -143,6 +207,10 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
         cluster, devices = offload_cluster(cluster, options.pim_configs)
     kv_setup = KvSetup(cluster, options)
     placed: dict[tuple, int] = {}  # off-device weight bytes per ("cpu", node) and ("cxl", 0)
+    groups = sorted({spec.dp_group for spec in cluster.instances if spec.dp_group})
+    if groups:
+        warn(f"dp_group {', '.join(groups)} in {cluster.path}: each DP rank runs as its own "
+             "instance; the group's lockstep iterations and expert all-gather are not modelled")
     for node in cluster.nodes:
         if not options.attn_offloading and node.cpu_mem.bw_bytes_per_ns == 0:
             raise InputError("cpu_mem has no mem_bw / mem_latency (only attention offloading "
@@ -168,8 +236,16 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
                                     model.qk_norm) \
                 if model.is_moe else dense_template(tpu, spec.tp, model.qk_norm)
             weights = _weight_map(spec, template, model.num_layers, where)
-            budget = kv_budget(model, spec.tp, spec.pp, options.fp_bytes, block_size,
-                               spec.npu_mem.size_bytes, spec.mem_util, weights)
+            # Instances of one model on one hardware at one TP share their (pure, memoizing)
+            # perf model: its tables are read once. A user's CUSTOM class gets one each.
+            perf_key = (spec.hardware, spec.model_name, spec.tp)
+            perf = perfs.get(perf_key) if options.perf_model != "CUSTOM" else None
+            if perf is None:
+                perf = perfs[perf_key] = make_perf_model(
+                    options.perf_models, spec.hardware, model, spec.tp, options.fp_bits, warn,
+                    options.attn_prediction, options.perf_model, options.custom_perf_model)
+            limits = engine_limits(options, model, spec, getattr(perf, "vllm_version", None))
+            budget = _kv_budget(model, spec, options, block_size, limits, weights)
             offloaded = offloaded_weight_bytes(model, spec.tp, options.fp_bytes, weights)
             for loc, nbytes in offloaded.items():
                 key = ("cpu", node.node_id) if loc == "cpu" else ("cxl", 0)
@@ -179,14 +255,6 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
                     f"{model.name} does not fit: {budget.weight_bytes / MIB:.2f} MiB of weights "
                     f"per NPU leave no room for KV in {spec.npu_mem.size_bytes / MIB:.0f} MiB",
                     where, "use more NPUs (npu_num), a larger npu_mem.mem_size or a smaller --fp")
-            # Instances of one model on one hardware at one TP share their (pure, memoizing)
-            # perf model: its tables are read once. A user's CUSTOM class gets one each.
-            perf_key = (spec.hardware, spec.model_name, spec.tp)
-            perf = perfs.get(perf_key) if options.perf_model != "CUSTOM" else None
-            if perf is None:
-                perf = perfs[perf_key] = make_perf_model(
-                    options.perf_models, spec.hardware, model, spec.tp, options.fp_bits, warn,
-                    options.attn_prediction, options.perf_model, options.custom_perf_model)
             loads = WeightLoads(model, spec.tp, options.fp_bytes, weights,
                                 options.local_offloading)
             if pim is not None and loads.active:
@@ -200,7 +268,7 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
                                            options.compat.whole_logits_handoff),
                                 expert_router(options.expert_routing_policy,
                                               options.custom_expert_router), options.seed,
-                                loads, pim)
+                                loads, pim, ep=spec.ep_size)
             fabrics[spec.instance_id] = instance_fabric(cluster, spec, options.network_backend,
                                                         options.local_offloading)
             if pim is not None:
@@ -209,7 +277,7 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
             kv = kv_setup.manager(node, spec, budget, block_size,
                                   kv_bytes_per_token(model, options.fp_bytes),
                                   spec.kv_evict_loc, offloaded.get("cpu", 0))
-            scheduler = _make_scheduler(options, model, kv, budget.block_bytes, spec,
+            scheduler = _make_scheduler(options, limits, kv, budget.block_bytes, spec,
                                         node.cpu_mem.size_bytes - offloaded.get("cpu", 0), warn)
             instances.append(Instance(spec=spec, model=model, scheduler=scheduler, kv=kv,
                                       budget=budget, plans=plans,

@@ -24,6 +24,7 @@ from llmsim_core.errors import InputError
 from llmsim_core.strict_json import check_keys, load_file
 
 GIB = 1 << 30
+VLLM_GPU_MEMORY_UTILIZATION = 0.9  # vLLM's default gpu_memory_utilization
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,12 @@ class InstanceSpec:
     # Fitted P/D overheads (serving.md §6.7); None = the defaults, 0 = off.
     prefill_oproj_overhead_ns: int | None = None
     decode_oproj_overhead_ns: int | None = None
+    # Current schema: expert-parallel degree (MoE experts split over ep_size ranks).
+    ep_size: int | None = None
+    dp_group: str | None = None  # current schema: data-parallel group name (see the builder)
+    # True: mem_util is vLLM's gpu_memory_utilization, sized with vLLM's arithmetic
+    # (memory_model.vllm_kv_budget); False: mem_size × mem_util − weights.
+    vllm_memory: bool = False
     # Weight placement (formats.md §1.5); None = everything on the device.
     placement: Placement | None = None
     kv_evict_loc: str = "cpu"  # where swapped-out KV goes: "cpu" or "cxl:<k>"
@@ -122,6 +129,9 @@ class ClusterConfig:
         return tuple(inst for node in self.nodes for inst in node.instances)
 
 
+# The current upstream schema names an instance's devices `num_npus` and its TP degree
+# `tp_size` (pipeline stages = num_npus / tp_size) and may add `ep_size` (MoE) and `dp_group`.
+CURRENT_INSTANCE_KEYS = frozenset({"num_npus", "tp_size", "ep_size", "dp_group"})
 # Keys this version reads, per object of the file.
 KNOWN_KEYS = {
     "top": frozenset({"num_nodes", "link_bw", "link_latency", "nodes", "inter_node_link_bw",
@@ -131,8 +141,9 @@ KNOWN_KEYS = {
     "instance": frozenset({"model_name", "hardware", "npu_mem", "npu_num", "npu_group",
                            "pd_type", "max_num_batched_tokens", "max_num_seqs", "max_batch",
                            "block_size", "prefill_oproj_overhead_ns",
-                           "decode_oproj_overhead_ns", "placement"}),
-    "npu_mem": frozenset({"mem_size", "mem_bw", "mem_latency", "mem_util"}),
+                           "decode_oproj_overhead_ns", "placement", *CURRENT_INSTANCE_KEYS}),
+    "npu_mem": frozenset({"mem_size", "mem_bw", "mem_latency", "mem_util",
+                          "gpu_memory_utilization"}),
     "cxl_mem": frozenset({"mem_size", "mem_bw", "mem_latency", "num_devices"}),
 }
 _FIX = "fix the cluster config"
@@ -186,6 +197,45 @@ class _Reader:
         )
 
 
+def _devices(rd: _Reader, raw: dict, where: str) -> tuple[int, int, int | None]:
+    """(npu_num, npu_group, ep_size) from either schema, auto-detected per instance:
+    `npu_num` + `npu_group` (pipeline stages), or `num_npus` + `tp_size` (+ `ep_size`)."""
+    legacy = {"npu_num", "npu_group"} & raw.keys()
+    current = {"num_npus", "tp_size", "ep_size"} & raw.keys()
+    if legacy and current:
+        raise rd.fail(f"mixes the two schemas ({', '.join(sorted(legacy))} with "
+                      f"{', '.join(sorted(current))})", f"{where}{sorted(current)[0]}",
+                      "use npu_num + npu_group, or num_npus + tp_size, not both")
+    if current:
+        npu_num = rd.integer(raw, "num_npus", where)
+        tp = rd.integer(raw, "tp_size", where)
+        if tp > npu_num or npu_num % tp:
+            raise rd.fail(f"tp_size {tp} must divide num_npus {npu_num}", f"{where}tp_size",
+                          "use a divisor of num_npus (pipeline stages = num_npus / tp_size)")
+        ep = rd.integer(raw, "ep_size", where) if "ep_size" in raw else None
+        return npu_num, npu_num // tp, ep
+    npu_num = rd.integer(raw, "npu_num", where)
+    npu_group = rd.integer(raw, "npu_group", where)
+    if npu_group > npu_num or npu_num % npu_group:
+        raise rd.fail(f"npu_group {npu_group} (pipeline stages) must divide npu_num {npu_num}",
+                      f"{where}npu_group", "use a divisor of npu_num")
+    return npu_num, npu_group, None
+
+
+def _memory_fraction(rd: _Reader, mem: dict, where: str, current: bool) -> tuple[float, bool]:
+    """(fraction, vLLM arithmetic?): `mem_util` is the share of mem_size KV and weights may
+    use; `gpu_memory_utilization` is vLLM's, sized as vLLM does. With neither, the old schema
+    budgets the whole mem_size and the current one takes vLLM's default 0.9."""
+    if "mem_util" in mem and "gpu_memory_utilization" in mem:
+        raise rd.fail("mem_util and gpu_memory_utilization both set",
+                      f"{where}gpu_memory_utilization", "keep one of them")
+    if "gpu_memory_utilization" in mem:
+        return rd.number(mem, "gpu_memory_utilization", where, MEM_UTIL), True
+    if "mem_util" in mem:
+        return rd.number(mem, "mem_util", where, MEM_UTIL), False
+    return (VLLM_GPU_MEMORY_UTILIZATION, True) if current else (1.0, False)
+
+
 def _pim_config(rd: _Reader, node: dict, where: str) -> str | None:
     """The node's `cpu_mem.pim_config` (a device file base name), if any."""
     cpu_mem = rd.obj(node, "cpu_mem", where)
@@ -208,11 +258,11 @@ def _parse_instance(rd: _Reader, raw: Any, where: str, instance_id: int, node_id
     for key, value in (("model_name", model), ("hardware", hardware)):
         if not isinstance(value, str) or not value:
             raise rd.fail("expected a non-empty string", f"{where}{key}", _FIX)
-    npu_num = rd.integer(raw, "npu_num", where)
-    npu_group = rd.integer(raw, "npu_group", where)
-    if npu_group > npu_num or npu_num % npu_group:
-        raise rd.fail(f"npu_group {npu_group} (pipeline stages) must divide npu_num {npu_num}",
-                      f"{where}npu_group", "use a divisor of npu_num")
+    npu_num, npu_group, ep_size = _devices(rd, raw, where)
+    dp_group = raw.get("dp_group")
+    if dp_group is not None and (not isinstance(dp_group, str) or not dp_group):
+        raise rd.fail("expected a non-empty string", f"{where}dp_group", "name the DP group")
+    current_schema = "num_npus" in raw
     if "pd_type" not in raw:
         raise rd.fail("missing required key", f"{where}pd_type",
                       "add \"pd_type\": null for a colocated instance")
@@ -221,9 +271,8 @@ def _parse_instance(rd: _Reader, raw: Any, where: str, instance_id: int, node_id
         raise rd.fail(f"unknown pd_type {pd_type!r}", f"{where}pd_type",
                       "use null, \"prefill\" or \"decode\"")
     npu_mem = rd.memory(raw, "npu_mem", where, "npu_mem")
-    mem_util = 1.0
-    if "mem_util" in raw["npu_mem"]:
-        mem_util = rd.number(raw["npu_mem"], "mem_util", f"{where}npu_mem.", MEM_UTIL)
+    mem_util, vllm_memory = _memory_fraction(rd, raw["npu_mem"], f"{where}npu_mem.",
+                                             current_schema)
     overrides = {}
     for key, aliases in (("max_num_batched_tokens", ()), ("max_num_seqs", ("max_batch",)),
                          ("block_size", ())):
@@ -245,7 +294,9 @@ def _parse_instance(rd: _Reader, raw: Any, where: str, instance_id: int, node_id
     return InstanceSpec(instance_id=instance_id, node_id=node_id, model_name=model,
                         hardware=hardware, npu_mem=npu_mem, npu_num=npu_num,
                         npu_group=npu_group, pd_type=pd_type, first_npu=first_npu,
-                        mem_util=mem_util, **overrides)
+                        mem_util=mem_util, ep_size=ep_size, vllm_memory=vllm_memory,
+                        dp_group=dp_group,
+                        **overrides)
 
 
 def cluster_from_dict(raw: Any, path: str) -> ClusterConfig:

@@ -25,12 +25,15 @@ class CompatProfile:
     NPU attention of a batch with a prefill still charges its decodes and, without
     interleaving, starts only after the layer's PIM group; under sub-batch interleaving each
     decode is placed on one PIM channel at 1/S of its time (serving.md §10).
+    `artifact_defaults`: unset engine limits keep this simulator's former defaults (128
+    sequences, 2048 tokens, no full-input reservation) instead of vLLM's own choices.
     """
 
     idle_poll_ns: int = 0
     hidden_state_output_store: bool = False
     whole_logits_handoff: bool = False
     routing_time_instance_id: bool = False
+    artifact_defaults: bool = False
     energy_at_schedule: bool = False
     radix_prefix_cache: bool = False
     pim_defects: bool = False
@@ -40,7 +43,7 @@ class CompatProfile:
         """Every quirk on: `--compat artifact` reproduces the existing simulator's outputs."""
         return cls(idle_poll_ns=IDLE_POLL_NS, hidden_state_output_store=True,
                    whole_logits_handoff=True, routing_time_instance_id=True,
-                   energy_at_schedule=True, radix_prefix_cache=True)
+                   energy_at_schedule=True, artifact_defaults=True, radix_prefix_cache=True)
 
     @classmethod
     def output_store_only(cls) -> CompatProfile:

@@ -20,6 +20,8 @@ from inference_serving.pricers import PRICERS
 from inference_serving.router import ROUTERS
 from inference_serving.scheduler.registry import SCHEDULERS
 from inference_serving.sim_log import LEVELS
+from inference_serving.vllm_defaults import USAGE_CONTEXTS
+from inference_serving.vllm_defaults import VERSIONS as VLLM_VERSIONS
 from llm_profile.factory import PERF_MODELS
 from llmsim_core.bounds import LOG_INTERVAL_S, SLO_MS, checked
 from llmsim_core.errors import InputError
@@ -78,9 +80,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="max requests per iteration (0 = --max-num-seqs for vllm, unlimited "
                    "for legacy)")
     p.add_argument("--max-num-seqs", type=int,
-                   help="max running requests per instance (vLLM max_num_seqs; 128 if unset)")
-    p.add_argument("--max-num-batched-tokens", type=int, default=2048,
-                   help="per-iteration token budget (0 = model max length)")
+                   help="max running requests per instance (vLLM max_num_seqs; default: what "
+                   "--vllm-version picks for the instance's device; legacy: unlimited)")
+    p.add_argument("--max-num-batched-tokens", type=int,
+                   help="per-iteration token budget (0 = model max length; default: what "
+                   "--vllm-version picks for the instance's device; legacy: 2048)")
+    p.add_argument("--vllm-version", default="auto", choices=("auto", *VLLM_VERSIONS),
+                   help="the vLLM whose defaults unset limits follow (auto: the profile's "
+                   "meta.yaml, else 0.11)")
+    p.add_argument("--vllm-usage-context", default="api-server", choices=USAGE_CONTEXTS,
+                   help="vLLM's defaults for `vllm serve` (api-server) or the offline LLM "
+                   "class (llm)")
     p.add_argument("--block-size", type=int, default=16, help="KV block size in tokens")
     p.add_argument("--fp", type=int, default=16, choices=(8, 16, 32),
                    help="bits per element for every byte size")
@@ -324,7 +334,8 @@ def options_from_args(args: argparse.Namespace, need_dataset: bool = True) -> Ru
     if args.max_num_seqs is not None:
         _positive(args.max_num_seqs, "--max-num-seqs")
     _check_combinations(args)
-    _positive(args.max_num_batched_tokens, "--max-num-batched-tokens", allow_zero=True)
+    if args.max_num_batched_tokens is not None:
+        _positive(args.max_num_batched_tokens, "--max-num-batched-tokens", allow_zero=True)
     _positive(args.block_size, "--block-size")
     _positive(args.long_prefill_token_threshold, "--long-prefill-token-threshold",
               allow_zero=True)
@@ -359,7 +370,9 @@ def options_from_args(args: argparse.Namespace, need_dataset: bool = True) -> Ru
         metrics_json=Path(args.metrics_json) if args.metrics_json else None,
         num_req=args.num_req,
         max_num_batched_tokens=args.max_num_batched_tokens,
-        max_num_seqs=128 if args.max_num_seqs is None else args.max_num_seqs,
+        max_num_seqs=args.max_num_seqs,
+        vllm_version=args.vllm_version,
+        vllm_usage_context=args.vllm_usage_context,
         max_batch=args.max_batch,
         scheduler=args.scheduler,
         block_size=args.block_size,

@@ -19,8 +19,10 @@ class RunOptions:
     throughput_output: Path | None = None
     metrics_json: Path | None = None
     num_req: int = 100
-    max_num_batched_tokens: int = 2048
-    max_num_seqs: int = 128
+    max_num_batched_tokens: int | None = None  # None: vLLM's choice per instance
+    max_num_seqs: int | None = None  # None: vLLM's choice per instance
+    vllm_version: str = "auto"
+    vllm_usage_context: str = "api-server"
     max_batch: int = 0
     scheduler: str = "vllm"
     block_size: int = 16

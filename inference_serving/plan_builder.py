@@ -103,7 +103,8 @@ class PlanBuilder:
                  disaggregation: DisaggregationRole | None = None,
                  sizes: StoreSizes = StoreSizes(),
                  expert_routing: Callable[..., list] | None = None, seed: int = 42,
-                 weights: WeightLoads | None = None, pim: PimSetup | None = None) -> None:
+                 weights: WeightLoads | None = None, pim: PimSetup | None = None,
+                 ep: int | None = None) -> None:
         if template.has_experts and expert_routing is None:
             raise InputError(f"model '{model.name}' is a mixture of experts", "model_name",
                              "pass an expert routing policy")
@@ -118,6 +119,11 @@ class PlanBuilder:
         self.sizes = sizes
         self.expert_routing = expert_routing
         self.seed = seed
+        self.ep = ep or tp
+        # A profile that times the whole MoE layer (current layout) prices it per rank by
+        # (tokens, activated experts) instead of summing expert rows.
+        self._moe_layer_ns = getattr(perf, "moe_layer_ns", None) if template.has_experts \
+            else None
         self.weights = weights if weights is not None and weights.active else None
         self.pim = pim
         self.stage_layers = stage_layers(model.num_layers, pp)
@@ -128,7 +134,8 @@ class PlanBuilder:
         self._plans: dict[tuple, list[IterationPlan]] = {}
         self._edges: dict[tuple, LayerGroup] = {}
         needed = (*template.pre_ops, *template.compute_block_ops, *template.post_ops,
-                  *(EXPERT_ROWS if template.has_experts else ()))
+                  *(EXPERT_ROWS if template.has_experts and self._moe_layer_ns is None
+                    else ()))
         for op in needed:
             perf.layer_ns(op, 1)  # fail fast on a table without this operator
 
@@ -150,7 +157,8 @@ class PlanBuilder:
             for counts in routed:
                 key = tuple(counts.tolist())
                 if key not in per_counts:
-                    per_counts[key] = slowest_rank_ns(key, self.tp, self.perf.layer_ns)
+                    per_counts[key] = self._moe_ns(tokens, key) if self._moe_layer_ns \
+                        else slowest_rank_ns(key, self.tp, self.perf.layer_ns)
                 cached.append(per_counts[key])
                 # Experts with tokens on the rank that has most of them (offloaded experts).
                 active.append(max(sum(1 for n in key[r::self.tp] if n)
@@ -158,6 +166,11 @@ class PlanBuilder:
             self._experts[tokens] = cached
             self._active[tokens] = active
         return cached
+
+    def _moe_ns(self, tokens: int, counts: tuple[int, ...]) -> int:
+        """The slowest expert-parallel rank's MoE layer: its experts that received tokens."""
+        return max(self._moe_layer_ns(tokens, sum(1 for c in counts[r::self.ep] if c))
+                   for r in range(self.ep))
 
     def edge(self, which: str, tokens: int, requests: int) -> LayerGroup:
         """The operators before (`pre`) or after (`post`) the blocks, memoized."""

@@ -37,8 +37,10 @@ def run_header(options: RunOptions, cluster: ClusterConfig, instances: list[Inst
         lines.append("  • preemption : swap (recompute when the swap space is full)")
     for inst in instances:
         sched = getattr(inst.scheduler, "options", None)
+        source = getattr(sched, "limits_source", "")
         budget = f", max_num_seqs {sched.max_num_seqs}, max_num_batched_tokens " \
-            f"{sched.max_num_batched_tokens}" if sched is not None else ""
+            f"{sched.max_num_batched_tokens}" + (f" ({source})" if source else "") \
+            if sched is not None else ""
         role = f" {inst.spec.pd_type}" if inst.spec.pd_type else ""
         lines.append(f"  • instance {inst.index}{role} : {inst.model.name} on "
                      f"{inst.spec.npu_num}x {inst.spec.hardware} (TP{inst.spec.tp}, "

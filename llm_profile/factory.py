@@ -13,6 +13,7 @@ from pathlib import Path
 from llm_profile.calibrate import load_calibration
 from llm_profile.custom_perf import load_custom_perf_model
 from llm_profile.hardware_catalog import known_hardware, load_hardware
+from llm_profile.head_profiled import HeadPerfModel, is_head_layout, pick_variant
 from llm_profile.perf_model import PerfModel
 from llm_profile.profiled import ProfiledPerfModel
 from llm_profile.roofline import RooflinePerfModel
@@ -39,14 +40,21 @@ def _catalogued_roofline(hardware: str, model: ModelConfig, tp: int,
 
 def profiled(root: Path, hardware: str, model: ModelConfig, tp: int, fp_bits: int,
              warn: Callable[[str], None], live_prediction: bool) -> PerfModel:
-    """Tables from `<root>/<hardware>/<model>/tp<tp>/`; operators they lack fall back to the
-    roofline model when the hardware is catalogued."""
+    """Tables from `<root>/<hardware>/<model>/tp<tp>/` (or, in the current layout,
+    `<root>/<hardware>/<model>/<variant>/tp<tp>/`, detected per model folder); operators they
+    lack fall back to the roofline model when the hardware is catalogued."""
     roofline = _catalogued_roofline(hardware, model, tp, fp_bits)
     model_dir = root / hardware / model.name
     directory = model_dir / f"tp{tp}"
     if directory.is_dir():
         return ProfiledPerfModel(directory, tp, is_tpu(hardware), warn, roofline,
                                  live_prediction)
+    if is_head_layout(model_dir):
+        if live_prediction:
+            raise InputError("--enable-attn-prediction needs the legacy attention.csv",
+                             f"{model_dir} holds a current-layout profile (meta.yaml)",
+                             "drop the flag: the current layout's attention grid is used as is")
+        return HeadPerfModel(pick_variant(model_dir, fp_bits), tp, warn, roofline)
     if model_dir.is_dir():
         have = sorted(p.name for p in model_dir.iterdir() if p.name.startswith("tp"))
         raise InputError(f"no profile for TP degree {tp}", f"{directory} is missing (have: "

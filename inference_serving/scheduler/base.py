@@ -55,6 +55,9 @@ class SchedulerOptions:
     handoff_after_prefill: bool = False  # a P/D prefill instance passes requests on
     pipelined: bool = False  # several batches in flight: a request joins one at a time
     preemption: str = "recompute"  # vllm: what preemption does with the victim's KV (or swap)
+    # vLLM >= 0.19 admits a waiting request only when its whole sequence's blocks are free.
+    reserve_full_input: bool = False
+    limits_source: str = ""  # where max_num_seqs / max_num_batched_tokens came from
 
 
 @dataclass(frozen=True, slots=True)

@@ -189,6 +189,10 @@ class VllmScheduler:
                     break
             else:
                 count = min(count, budget)
+            # vLLM >= 0.19: the whole sequence's blocks (less the shared prefix) must be free.
+            if self.options.reserve_full_input and kv.blocks_for(request.num_tokens) - \
+                    len(hit.blocks) - request.blocks > kv.free_blocks:
+                break
             if not kv.allocate_slots(request, start + count, hit):
                 break
             self.waiting.popleft()

@@ -1,0 +1,350 @@
+"""Per-request validation on a bench example: `python -m evaluation.bench EXAMPLE_DIR`.
+
+An example folder (`DATA/vllm_bench/<hardware>/<model>/`) holds the cluster config in the
+current schema, the existing simulator's run (`outputs/sim.csv`, `outputs/sim.log`) and,
+optionally, a real vLLM run (`vllm/meta.json`, `vllm/requests.jsonl`, `vllm/timeseries.csv`).
+This runs our simulator on the same config, workload (`DATA/datasets_head/`) and profiles
+(`DATA/perf_models_head/`) and prints TTFT, TPOT and end-to-end latency statistics and the
+per-second series of each side, with the errors against real vLLM (or, without a real run,
+ours against the existing simulator). Definitions follow evaluation.md §6: TTFT = first token
+− queued, TPOT = (last − first token) / (generated − 1), latency = last token − queued.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from inference_serving.api import simulate
+from inference_serving.instance import Instance
+from inference_serving.observers import Observer
+from inference_serving.scheduler.base import Batch
+from llmsim_core.errors import InputError
+
+STATS = (("mean", None), ("median", 50.0), ("p90", 90.0), ("p95", 95.0), ("p99", 99.0))
+METRICS = ("TTFT", "TPOT", "latency")
+_STATUS = re.compile(r"^\[(?P<t>[\d.]+)s\] Avg prompt throughput: (?P<p>[\d.]+) tokens/s, "
+                     r"Avg generation throughput: (?P<g>[\d.]+) tokens/s")
+_RUNNING = re.compile(r"Running Instance\[\d+\]: (?P<r>\d+) reqs, Waiting: (?P<w>\d+) reqs")
+_HEADER = re.compile(r"•\s*(?P<key>[^:]+?)\s*:\s*(?P<value>.*)$")
+
+
+@dataclass(slots=True)
+class Side:
+    """One system's run: per-request times in ms and per-second series."""
+
+    name: str
+    ms: dict[str, list[float]] = field(default_factory=dict)
+    generation: list[float] = field(default_factory=list)
+    running: list[float] = field(default_factory=list)
+    waiting: list[float] = field(default_factory=list)
+    makespan_s: float = 0.0
+
+
+def _fail(what: str, where: Path | str, fix: str) -> InputError:
+    return InputError(what, str(where), fix)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _fail(f"unreadable JSON ({exc.__class__.__name__})", path, "fix the file") from None
+    if not isinstance(value, dict):
+        raise _fail("expected a JSON object", path, "fix the file")
+    return value
+
+
+def real_side(folder: Path) -> Side:
+    """The real vLLM run: requests.jsonl timestamps and the 1-Hz timeseries.csv."""
+    side = Side("real vLLM")
+    ttft, tpot, latency, ends, starts = [], [], [], [], []
+    path = folder / "requests.jsonl"
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _fail(f"unreadable ({exc.__class__.__name__})", path, "fix the file") from None
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            r = json.loads(line)
+            queued, first, last = (float(r[k]) for k in ("queued_ts", "first_token_ts",
+                                                           "last_token_ts"))
+            generated = int(r["output_toks"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise _fail(f"line {lineno} lacks queued_ts/first_token_ts/last_token_ts/"
+                        "output_toks", f"{path}:{lineno}", "fix the file") from None
+        ttft.append((first - queued) * 1e3)
+        latency.append((last - queued) * 1e3)
+        if generated > 1:
+            tpot.append((last - first) * 1e3 / (generated - 1))
+        starts.append(queued)
+        ends.append(last)
+    if not ttft:
+        raise _fail("no requests", path, "fix the file")
+    side.ms = {"TTFT": ttft, "TPOT": tpot, "latency": latency}
+    side.makespan_s = max(ends) - min(starts)
+    path = folder / "timeseries.csv"
+    try:
+        rows = list(csv.DictReader(path.read_text(encoding="utf-8").splitlines()))
+        for row in rows:
+            side.generation.append(float(row["gen_throughput"]))
+            side.running.append(float(row["running"]))
+            side.waiting.append(float(row["waiting"]))
+    except (OSError, UnicodeDecodeError, KeyError, TypeError, ValueError):
+        raise _fail("unreadable time series (needs gen_throughput, running, waiting)", path,
+                    "fix the file") from None
+    return side
+
+
+def existing_side(folder: Path) -> Side:
+    """The existing simulator's run: outputs/sim.csv (ns) and the status blocks of sim.log."""
+    side = Side("existing sim")
+    path = folder / "sim.csv"
+    ms: dict[str, list[float]] = {m: [] for m in METRICS}
+    ends, arrivals = [], []
+    try:
+        for lineno, row in enumerate(csv.DictReader(path.read_text(encoding="utf-8")
+                                                     .splitlines()), start=2):
+            try:
+                ms["TTFT"].append(int(row["TTFT"]) / 1e6)
+                ms["TPOT"].append(int(row["TPOT"]) / 1e6)
+                ms["latency"].append(int(row["latency"]) / 1e6)
+                ends.append(int(row["end_time"]))
+                arrivals.append(int(row["arrival"]))
+            except (KeyError, TypeError, ValueError):
+                raise _fail(f"line {lineno} lacks an integer TTFT/TPOT/latency/end_time/arrival",
+                            f"{path}:{lineno}", "fix the file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _fail(f"unreadable ({exc.__class__.__name__})", path, "fix the file") from None
+    if not ends:
+        raise _fail("no requests", path, "fix the file")
+    side.ms = ms
+    side.makespan_s = (max(ends) - min(arrivals)) / 1e9
+    log = folder / "sim.log"
+    if log.is_file():
+        running = waiting = 0
+        seen = False
+        for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+            status = _STATUS.match(line.strip())
+            if status:
+                if seen:
+                    side.running.append(running)
+                    side.waiting.append(waiting)
+                side.generation.append(float(status["g"]))
+                running = waiting = 0
+                seen = True
+                continue
+            counts = _RUNNING.search(line)
+            if counts and seen:
+                running += int(counts["r"])
+                waiting += int(counts["w"])
+        if seen:
+            side.running.append(running)
+            side.waiting.append(waiting)
+    return side
+
+
+class QueueSeries(Observer):
+    """Running and waiting requests of every instance at each log tick."""
+
+    def __init__(self) -> None:
+        self.instances: dict[int, Instance] = {}
+        self.running: list[float] = []
+        self.waiting: list[float] = []
+
+    def on_batch_start(self, inst: Instance, batch: Batch, start_ns: int, end_ns: int,
+                       costs: list) -> None:
+        self.instances.setdefault(inst.index, inst)
+
+    def on_window(self, time_ns: int, rates: tuple[float, float]) -> None:
+        scheds = [i.scheduler for i in self.instances.values()]
+        self.running.append(sum(len(getattr(s, "running", ())) for s in scheds))
+        self.waiting.append(sum(len(getattr(s, "waiting", ())) for s in scheds))
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    """What a bench folder asks for."""
+
+    config: Path
+    dataset: Path
+    num_req: int
+    max_num_seqs: int | None
+    max_num_batched_tokens: int | None
+    settings_from: str
+
+
+def _sim_log_header(log: Path) -> dict[str, str]:
+    header: dict[str, str] = {}
+    if log.is_file():
+        for line in log.read_text(encoding="utf-8", errors="replace").splitlines()[:60]:
+            match = _HEADER.search(line)
+            if match:
+                header[match["key"].strip()] = match["value"].strip()
+    return header
+
+
+def read_example(folder: Path, data: Path) -> Example:
+    """The config, workload and engine limits of a bench folder (the real run's when present,
+    else the existing simulator's)."""
+    config = folder / "config.json"
+    if not config.is_file():
+        raise _fail("no config.json", folder, "pass a vllm_bench/<hardware>/<model> folder")
+    header = _sim_log_header(folder / "outputs" / "sim.log")
+    meta_path = folder / "vllm" / "meta.json"
+    seqs = tokens = None
+    if meta_path.is_file():
+        meta = _read_json(meta_path)
+        engine = meta.get("engine_kwargs") or {}
+        dataset_name = str(meta.get("dataset_path", ""))
+        num_req = meta.get("num_requests")
+        seqs, tokens = engine.get("max_num_seqs"), engine.get("max_num_batched_tokens")
+        source = "vllm/meta.json"
+        if not dataset_name or not isinstance(num_req, int):
+            raise _fail("meta.json lacks dataset_path or num_requests", meta_path,
+                        "fix the file")
+    else:
+        dataset_name = header.get("Dataset", "")
+        num_req = None
+        try:
+            seqs = int(header["Max num seqs"]) if "Max num seqs" in header else None
+            tokens = int(header["Max batched tokens"]) if "Max batched tokens" in header \
+                else None
+        except ValueError:
+            raise _fail("unreadable engine limits in the log header",
+                        folder / "outputs" / "sim.log", "fix the file") from None
+        source = "outputs/sim.log"
+        if not dataset_name:
+            raise _fail("no workload named", folder, "add vllm/meta.json or outputs/sim.log")
+    dataset = data / "datasets_head" / Path(dataset_name).name
+    if not dataset.is_file():
+        raise _fail(f"workload {Path(dataset_name).name} not found", dataset,
+                    "put the workload in DATA/datasets_head or pass --data")
+    if num_req is None:
+        num_req = sum(1 for line in dataset.read_text(encoding="utf-8").splitlines()
+                      if line.strip())
+    return Example(config, dataset, num_req, seqs, tokens, source)
+
+
+def our_side(example: Example, data: Path, extra: dict) -> tuple[Side, float]:
+    """Run our simulator on the example; returns the side and the run's wall time."""
+    queues = QueueSeries()
+    options = dict(num_req=example.num_req, perf_models=str(data / "perf_models_head"),
+                   log_interval=1.0, **extra)
+    if example.max_num_seqs:
+        options["max_num_seqs"] = example.max_num_seqs
+    if example.max_num_batched_tokens:
+        options["max_num_batched_tokens"] = example.max_num_batched_tokens
+    start = time.perf_counter()
+    results = simulate(example.config, example.dataset, observers=[queues], **options)
+    wall = time.perf_counter() - start
+    side = Side("ours")
+    side.ms = {"TTFT": [r.ttft / 1e6 for r in results.requests],
+               "TPOT": [r.tpot / 1e6 for r in results.requests if r.output - r.input > 1],
+               "latency": [r.latency / 1e6 for r in results.requests]}
+    side.generation = [w.generation_tok_s for w in results.windows]
+    side.running, side.waiting = queues.running, queues.waiting
+    side.makespan_s = (max(r.end_time for r in results.requests)
+                       - min(r.arrival for r in results.requests)) / 1e9
+    return side, wall
+
+
+def stat(values: list[float], which: float | None) -> float:
+    """Mean (which None) or a percentile of `values`."""
+    if not values:
+        return float("nan")
+    return sum(values) / len(values) if which is None else float(np.percentile(values, which))
+
+
+def wape(ours: list[float], ref: list[float]) -> float:
+    """Weighted absolute percentage error of a series against a reference (shorter padded 0)."""
+    n = max(len(ours), len(ref))
+    a = [*ours, *[0.0] * (n - len(ours))]
+    b = [*ref, *[0.0] * (n - len(ref))]
+    total = sum(abs(x) for x in b)
+    return 100.0 * sum(abs(x - y) for x, y in zip(a, b, strict=True)) / total if total else 0.0
+
+
+def _err(value: float, ref: float) -> str:
+    return f"{100.0 * (value - ref) / ref:+.1f}%" if ref else "n/a"
+
+
+def table(sides: list[Side]) -> str:
+    """The comparison table: every side's statistic, errors against the first side."""
+    ref, others = sides[0], sides[1:]
+    width = 14
+    head = f"{'metric':<18}{ref.name:>{width}}" + "".join(
+        f"{s.name:>{width}}{'err':>9}" for s in others)
+    lines = [head, "-" * len(head)]
+    for metric in METRICS:
+        for label, which in STATS:
+            r = stat(ref.ms[metric], which)
+            row = f"{f'{metric} {label} (ms)':<18}{r:>{width}.2f}"
+            for s in others:
+                v = stat(s.ms[metric], which)
+                row += f"{v:>{width}.2f}{_err(v, r):>9}"
+            lines.append(row)
+    lines.append("-" * len(head))
+    for label, attr in (("gen tok/s mean", "generation"), ("running mean", "running"),
+                        ("waiting mean", "waiting")):
+        series = getattr(ref, attr)
+        r = stat(series, None)
+        row = f"{label:<18}{r:>{width}.1f}"
+        for s in others:
+            v = stat(getattr(s, attr), None)
+            row += f"{v:>{width}.1f}{_err(v, r):>9}"
+        lines.append(row)
+    row = f"{'makespan (s)':<18}{ref.makespan_s:>{width}.2f}"
+    for s in others:
+        row += f"{s.makespan_s:>{width}.2f}{_err(s.makespan_s, ref.makespan_s):>9}"
+    lines.append(row)
+    if ref.generation:
+        row = f"{'gen series WAPE':<18}{'':>{width}}"
+        for s in others:
+            row += f"{wape(s.generation, ref.generation):>{width}.1f}%{'':>8}"
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point."""
+    parser = argparse.ArgumentParser(prog="python -m evaluation.bench", description=__doc__
+                                     .split("\n\n")[0])
+    parser.add_argument("example", type=Path, help="a DATA/vllm_bench/<hardware>/<model> folder")
+    parser.add_argument("--data", type=Path, help="the data root holding datasets_head/ and "
+                        "perf_models_head/ (default: three levels above EXAMPLE)")
+    args = parser.parse_args(argv)
+    try:
+        folder = args.example
+        if not folder.is_dir():
+            raise _fail("no such folder", folder, "pass a vllm_bench/<hardware>/<model> folder")
+        data = args.data or folder.resolve().parents[2]
+        example = read_example(folder, data)
+        existing = existing_side(folder / "outputs") \
+            if (folder / "outputs" / "sim.csv").is_file() else None
+        real = real_side(folder / "vllm") if (folder / "vllm").is_dir() else None
+        ours, wall = our_side(example, data, {})
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    sides = [s for s in (real, existing, ours) if s is not None]
+    print(f"bench {folder}: {example.num_req} requests from {example.dataset.name}, "
+          f"engine limits from {example.settings_from} (max_num_seqs "
+          f"{example.max_num_seqs or 'default'}, max_num_batched_tokens "
+          f"{example.max_num_batched_tokens or 'default'}); our run took {wall:.2f} s")
+    print(table(sides))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

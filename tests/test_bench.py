@@ -1,0 +1,115 @@
+"""`python -m evaluation.bench`: our run beside real vLLM and the existing simulator."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from evaluation.bench import existing_side, main, real_side, stat
+from tests.conftest import DATA, REPO, needs_data
+
+BENCH = DATA / "vllm_bench"
+
+
+def run_bench(folder: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "evaluation.bench", str(folder), *extra],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def table_row(stdout: str, label: str) -> list[str]:
+    line = next(x for x in stdout.splitlines() if x.startswith(label))
+    return line[len(label):].split()
+
+
+@needs_data
+def test_rtx4090_matches_real_vllm_within_the_missing_prefix_cache_effect():
+    """Real vLLM 0.19 ran with prefix caching on; ours has none, so a preempted request
+    recomputes its whole sequence. Keeping every preempted block cached instead moves our
+    means by about −11 % (TTFT), −8 % (TPOT) and −10 % (latency) (measured), so real vLLM
+    must lie inside that band: ours may be at most 8 % above and never below it."""
+    done = run_bench(BENCH / "RTX4090/Llama-3.1-8B")
+    assert done.returncode == 0, done.stderr
+    for metric in ("TTFT", "TPOT", "latency"):
+        real, existing, existing_err, ours, ours_err = table_row(done.stdout,
+                                                                 f"{metric} mean (ms)")
+        assert 0.0 <= float(ours) / float(real) - 1 <= 0.08, (metric, real, ours)
+        # The existing simulator's published errors: +0.6 %, +0.2 %, +0.5 %.
+        assert existing_err == {"TTFT": "+0.6%", "TPOT": "+0.2%", "latency": "+0.5%"}[metric]
+
+
+@needs_data
+@pytest.mark.parametrize("model,bound", [("Llama-3.1-8B", 0.05), ("Qwen3-32B", 0.06)])
+def test_rtxpro6000_dense_examples_follow_the_existing_simulator(model, bound):
+    """Same profiles, same engine limits (128 sequences, 2048 tokens from sim.log): the means
+    stay within 5-6 % of the existing simulator's (prefix caching, on in its runs, is the
+    one scheduling input we lack; measured gaps 2 % and 3.6 %)."""
+    done = run_bench(BENCH / "RTXPRO6000" / model)
+    assert done.returncode == 0, done.stderr
+    assert "engine limits from outputs/sim.log (max_num_seqs 128" in done.stdout
+    for metric in ("TTFT", "TPOT", "latency"):
+        existing, ours, _ = table_row(done.stdout, f"{metric} mean (ms)")
+        assert abs(float(ours) / float(existing) - 1) <= bound, (metric, existing, ours)
+
+
+@needs_data
+def test_rtxpro6000_moe_example_runs_from_its_config():
+    """DP2 × EP2 Qwen3-30B-A3B: each DP rank is one instance with half the experts; the DP
+    group's lockstep and its expert all-gather / reduce-scatter are not modelled, so ours is
+    faster. The bound only says the run is the same workload: every request completes and
+    the makespan is within 25 % of the existing simulator's (measured −15 %)."""
+    done = run_bench(BENCH / "RTXPRO6000/Qwen3-30B-A3B-Instruct-2507")
+    assert done.returncode == 0, done.stderr
+    existing, ours, _ = table_row(done.stdout, "makespan (s)")
+    assert abs(float(ours) / float(existing) - 1) <= 0.25
+
+
+@needs_data
+def test_sides_read_the_same_definitions():
+    real = real_side(BENCH / "RTX4090/Llama-3.1-8B/vllm")
+    existing = existing_side(BENCH / "RTX4090/Llama-3.1-8B/outputs")
+    assert len(real.ms["TTFT"]) == len(existing.ms["TTFT"]) == 300
+    # The existing simulator's published errors against this run.
+    assert stat(existing.ms["TTFT"], None) / stat(real.ms["TTFT"], None) == \
+        pytest.approx(1.006, abs=0.0006)
+    assert len(real.generation) == len(real.running) == len(real.waiting) > 100
+
+
+def test_a_missing_folder_is_one_error_line(tmp_path, capsys):
+    assert main([str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: no such folder")
+
+
+@needs_data
+@pytest.mark.parametrize("rel,text,expected", [
+    ("vllm/requests.jsonl", '{"queued_ts": 1}\n', "lacks queued_ts"),
+    ("vllm/meta.json", "{not json", "unreadable JSON"),
+    ("vllm/timeseries.csv", "t,gen\n1,2\n", "unreadable time series"),
+    ("outputs/sim.csv", "instance id,TTFT\n0,x\n", "lacks an integer TTFT"),
+    ("config.json", '{"num_nodes": 1}', "missing required key"),
+])
+def test_bad_bench_files_give_one_error_line(tmp_path, rel, text, expected):
+    data = tmp_path / "data"
+    folder = data / "vllm_bench/RTX4090/Llama-3.1-8B"
+    shutil.copytree(BENCH / "RTX4090/Llama-3.1-8B", folder)
+    (data / "datasets_head").symlink_to(DATA / "datasets_head")
+    (data / "perf_models_head").symlink_to(DATA / "perf_models_head")
+    (folder / rel).write_text(text)
+    done = run_bench(folder)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2, done.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], lines
+
+
+def test_meta_without_a_workload_is_refused(tmp_path, capsys):
+    folder = tmp_path / "data/vllm_bench/X/M"
+    (folder / "vllm").mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    (folder / "vllm/meta.json").write_text(json.dumps({"engine_kwargs": {}}))
+    assert main([str(folder)]) == 2
+    assert "lacks dataset_path" in capsys.readouterr().err
