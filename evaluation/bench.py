@@ -182,6 +182,7 @@ class Example:
     max_num_seqs: int | None
     max_num_batched_tokens: int | None
     settings_from: str
+    prefix_caching: bool = False
 
 
 def _sim_log_header(log: Path) -> dict[str, str]:
@@ -209,6 +210,7 @@ def read_example(folder: Path, data: Path) -> Example:
         dataset_name = str(meta.get("dataset_path", ""))
         num_req = meta.get("num_requests")
         seqs, tokens = engine.get("max_num_seqs"), engine.get("max_num_batched_tokens")
+        prefix = (meta.get("kv_cache") or {}).get("enable_prefix_caching") is True
         source = "vllm/meta.json"
         if not dataset_name or not isinstance(num_req, int):
             raise _fail("meta.json lacks dataset_path or num_requests", meta_path,
@@ -223,6 +225,7 @@ def read_example(folder: Path, data: Path) -> Example:
         except ValueError:
             raise _fail("unreadable engine limits in the log header",
                         folder / "outputs" / "sim.log", "fix the file") from None
+        prefix = header.get("Prefix caching", "").upper() == "ENABLED"
         source = "outputs/sim.log"
         if not dataset_name:
             raise _fail("no workload named", folder, "add vllm/meta.json or outputs/sim.log")
@@ -233,7 +236,7 @@ def read_example(folder: Path, data: Path) -> Example:
     if num_req is None:
         num_req = sum(1 for line in dataset.read_text(encoding="utf-8").splitlines()
                       if line.strip())
-    return Example(config, dataset, num_req, seqs, tokens, source)
+    return Example(config, dataset, num_req, seqs, tokens, source, prefix)
 
 
 def our_side(example: Example, data: Path, extra: dict) -> tuple[Side, float]:
@@ -245,6 +248,8 @@ def our_side(example: Example, data: Path, extra: dict) -> tuple[Side, float]:
         options["max_num_seqs"] = example.max_num_seqs
     if example.max_num_batched_tokens:
         options["max_num_batched_tokens"] = example.max_num_batched_tokens
+    # vLLM 0.19 caches prefixes by default; the run says whether it did.
+    options["enable_prefix_caching"] = example.prefix_caching
     start = time.perf_counter()
     results = simulate(example.config, example.dataset, observers=[queues], **options)
     wall = time.perf_counter() - start
@@ -341,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bench {folder}: {example.num_req} requests from {example.dataset.name}, "
           f"engine limits from {example.settings_from} (max_num_seqs "
           f"{example.max_num_seqs or 'default'}, max_num_batched_tokens "
-          f"{example.max_num_batched_tokens or 'default'}); our run took {wall:.2f} s")
+          f"{example.max_num_batched_tokens or 'default'}, prefix caching "
+          f"{'on' if example.prefix_caching else 'off'}); our run took {wall:.2f} s")
     print(table(sides))
     return 0
 

@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("LLMSIM_DATA", REPO.parent / "shared" / "data"))
 OBSERVED_BASE = "ShareGPT 300 req, A6000 Llama-3.1-8B, measured profiles"
 OBSERVED = "ShareGPT 300 req, same, + --trace-output --plot-dir"
+PREFIX = ("--enable-prefix-caching", "--prefix-storage", "CPU", "--enable-prefix-sharing")
 POWERED = "ShareGPT 300 req, same, + a power block (power and energy on)"
 
 
@@ -52,6 +53,10 @@ def _cases(tmp: Path) -> list[Case]:
         cases.append(Case(OBSERVED, base.requests, (
             *base.args, "--trace-output", str(tmp / "trace.json"), "--plot-dir",
             str(tmp / "plots")), base.target_s * 1.3))
+        cases.append(Case("ShareGPT 300 req, prefix caching + shared CPU tier, 2 A6000 instances",
+                          300, (*base.args, "--cluster-config",
+                                str(DATA / "cluster_config/single_node_multi_instance.json"),
+                                *PREFIX), 1.0))
         # Power modelling may add at most 20 % to the same run.
         cfg = json.loads(Path(single).read_text())
         power = json.loads((REPO / "cluster_config/single_node_power_instance.json").read_text())
@@ -87,6 +92,14 @@ def _cases(tmp: Path) -> list[Case]:
                       (*sixteen, "--num-req", "10000"), 20.0))
     cases.append(Case("4 nodes, 16 H100 instances, 10,000 req, --pricer replay", 10_000,
                       (*sixteen, "--num-req", "10000", "--pricer", "replay"), 5 * 20.0))
+    # Prefix caching hashes token ids: the same arrivals, with ids, may take up to 3x.
+    with_ids = tmp / "generated_10k_rate40_ids.jsonl"
+    subprocess.run([sys.executable, "-m", "dataset.generate", "--out", str(with_ids),
+                    "--num-req", "10000", "--rate", "40", "--seed", "3"], cwd=REPO, check=True)
+    cases.append(Case("4 nodes, 16 H100 instances, 10,000 req, prefix caching", 10_000,
+                      ("--cluster-config", "cluster_config/four_node_16_instance_pd.json",
+                       "--dataset", str(with_ids), "--num-req", "10000",
+                       "--enable-prefix-caching"), 3 * 20.0))
     # The shipped sweep: 3 configurations x 4 rates x 1,000 requests, two processes, with plot.
     cases.append(Case("sweep llama70b_8xh100 (12 points x 1,000 req), --jobs 2", 12_000, (
         "evaluation/sweeps/llama70b_8xh100_sweep.yaml", "--jobs", "2", "--out",

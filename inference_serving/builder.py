@@ -9,10 +9,12 @@ from inference_serving.cluster_config import ClusterConfig, InstanceSpec
 from inference_serving.expert_router import expert_router
 from inference_serving.fabric import InstanceFabric, instance_fabric, receiver_tp
 from inference_serving.instance import Instance
-from inference_serving.kv_cache import KVCacheManager
+from inference_serving.kv import KVCacheManager
+from inference_serving.kv.setup import KvSetup
 from inference_serving.memory_model import (
     KvBudget,
     kv_budget,
+    kv_bytes_per_token,
     offloaded_weight_bytes,
     vllm_kv_budget,
 )
@@ -118,6 +120,7 @@ def _make_scheduler(options: RunOptions, limits: EngineLimits, kv: KVCacheManage
         gen_only=options.gen_only and spec.pd_type != "decode",
         handoff_after_prefill=spec.pd_type == "prefill",
         pipelined=spec.pp > 1,
+        preemption=options.preemption_mode,
         reserve_full_input=limits.reserve_full_input,
         limits_source=limits.source,
     )
@@ -194,6 +197,7 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
     instances = []
     fabrics: dict[int, InstanceFabric] = {}
     models: dict[str, ModelConfig] = {}
+    perfs: dict[tuple, object] = {}
     devices: dict[int, tuple[PimDevice, int]] = {}
     if options.attn_offloading:
         if options.network_backend == "external":
@@ -201,6 +205,7 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
                              "ASTRA-Sim binary", "--enable-attn-offloading",
                              "drop --network-backend external")
         cluster, devices = offload_cluster(cluster, options.pim_configs)
+    kv_setup = KvSetup(cluster, options)
     placed: dict[tuple, int] = {}  # off-device weight bytes per ("cpu", node) and ("cxl", 0)
     groups = sorted({spec.dp_group for spec in cluster.instances if spec.dp_group})
     if groups:
@@ -231,9 +236,14 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
                                     model.qk_norm) \
                 if model.is_moe else dense_template(tpu, spec.tp, model.qk_norm)
             weights = _weight_map(spec, template, model.num_layers, where)
-            perf = make_perf_model(options.perf_models, spec.hardware, model, spec.tp,
-                                   options.fp_bits, warn, options.attn_prediction,
-                                   options.perf_model, options.custom_perf_model)
+            # Instances of one model on one hardware at one TP share their (pure, memoizing)
+            # perf model: its tables are read once. A user's CUSTOM class gets one each.
+            perf_key = (spec.hardware, spec.model_name, spec.tp)
+            perf = perfs.get(perf_key) if options.perf_model != "CUSTOM" else None
+            if perf is None:
+                perf = perfs[perf_key] = make_perf_model(
+                    options.perf_models, spec.hardware, model, spec.tp, options.fp_bits, warn,
+                    options.attn_prediction, options.perf_model, options.custom_perf_model)
             limits = engine_limits(options, model, spec, getattr(perf, "vllm_version", None))
             budget = _kv_budget(model, spec, options, block_size, limits, weights)
             offloaded = offloaded_weight_bytes(model, spec.tp, options.fp_bytes, weights)
@@ -263,8 +273,10 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
                                                         options.local_offloading)
             if pim is not None:
                 fabrics[spec.instance_id].pim_channels = pim.channels
-            kv = KVCacheManager(budget.num_blocks, block_size)
             # Weights placed in host memory leave less of it for swapped-out KV.
+            kv = kv_setup.manager(node, spec, budget, block_size,
+                                  kv_bytes_per_token(model, options.fp_bytes),
+                                  spec.kv_evict_loc, offloaded.get("cpu", 0))
             scheduler = _make_scheduler(options, limits, kv, budget.block_bytes, spec,
                                         node.cpu_mem.size_bytes - offloaded.get("cpu", 0), warn)
             instances.append(Instance(spec=spec, model=model, scheduler=scheduler, kv=kv,

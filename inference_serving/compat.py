@@ -17,6 +17,9 @@ class CompatProfile:
     `whole_logits_handoff`: a P/D prefill instance sends the whole logits with the KV.
     `routing_time_instance_id`: the per-request CSV names the instance a request was routed to
     on arrival rather than the one that completed it. `energy_at_schedule`: an iteration's
+    whole energy lands when it is scheduled instead of while its operations run.
+    `radix_prefix_cache`: prefix caching keeps the existing simulator's page-tree accounting
+    (serving.md §8.1).
     whole energy lands when it is scheduled instead of while its operations run. `pim_defects`
     (only with `--compat-pim-defects`, never part of `artifact`): with attention offloading the
     NPU attention of a batch with a prefill still charges its decodes and, without
@@ -32,6 +35,7 @@ class CompatProfile:
     routing_time_instance_id: bool = False
     artifact_defaults: bool = False
     energy_at_schedule: bool = False
+    radix_prefix_cache: bool = False
     pim_defects: bool = False
 
     @classmethod
@@ -39,7 +43,7 @@ class CompatProfile:
         """Every quirk on: `--compat artifact` reproduces the existing simulator's outputs."""
         return cls(idle_poll_ns=IDLE_POLL_NS, hidden_state_output_store=True,
                    whole_logits_handoff=True, routing_time_instance_id=True,
-                   energy_at_schedule=True, artifact_defaults=True)
+                   energy_at_schedule=True, artifact_defaults=True, radix_prefix_cache=True)
 
     @classmethod
     def output_store_only(cls) -> CompatProfile:

@@ -37,8 +37,10 @@ def _check_ids(record: dict, key: str, count: int, count_key: str, where: str) -
                          f"make them agree or drop '{key}'")
 
 
-def parse_line(line: bytes, where: str, max_len: int | None = None) -> tuple[int, int, int] | None:
-    """(prompt, output, arrival ns) of one trace line, or None for a blank line."""
+def parse_line(line: bytes, where: str, max_len: int | None = None,
+               keep_ids: bool = False) -> tuple[int, int, int, array | None] | None:
+    """(prompt, output, arrival ns, token ids if `keep_ids`) of one trace line, or None for a
+    blank line."""
     if not line.strip():
         return None
     try:
@@ -46,7 +48,18 @@ def parse_line(line: bytes, where: str, max_len: int | None = None) -> tuple[int
     except UnicodeDecodeError as exc:
         raise InputError(f"not UTF-8 text (byte 0x{line[exc.start]:02x})", where,
                          "save the dataset as UTF-8") from None
-    return record_fields(loads(text, where, "each line must be one JSON object"), where, max_len)
+    record = loads(text, where, "each line must be one JSON object")
+    prompt, output, arrival = record_fields(record, where, max_len)
+    return prompt, output, arrival, token_ids(record) if keep_ids else None
+
+
+def token_ids(record: dict) -> array | None:
+    """The prompt ids, then the output ids (prefix caching); None without prompt ids."""
+    if record.get("input_tok_ids") is None:
+        return None
+    ids = array("q", record["input_tok_ids"])
+    ids.extend(record.get("output_tok_ids") or ())
+    return ids
 
 
 def record_fields(record: object, where: str, max_len: int | None = None) -> tuple[int, int, int]:
@@ -88,28 +101,35 @@ def trace_has_more(path: Path, count: int) -> bool:
 
 
 def load_requests(path: Path, limit: int, max_len: int | None = None,
-                  interval_ns: int | None = None) -> tuple[RequestTable, bool]:
+                  interval_ns: int | None = None,
+                  keep_ids: bool = False) -> tuple[RequestTable, bool]:
     """Read and check up to `limit` requests (ids = line index among non-blank lines) into a
-    table sorted stably by arrival; also say if the file was unsorted.
+    table sorted stably by arrival; also say if the file was unsorted. `keep_ids` (prefix
+    caching) keeps each request's token ids.
 
     `max_len` bounds prompt + output tokens; `interval_ns` (the status window) bounds the
-    number of windows the clock steps through before the last arrival.
+    number of windows the clock steps through before the last arrival; `keep_ids` keeps the
+    token ids (prefix caching).
     """
     if not path.is_file():
         raise InputError("dataset not found", str(path), "pass an existing .jsonl to --dataset")
     arrival, prompt, output = array("q"), array("q"), array("q")
+    ids: list[array | None] = []
     with path.open("rb") as handle:
         for lineno, line in enumerate(handle, start=1):
             if len(arrival) >= limit:
                 break
-            fields = parse_line(line, f"{path}:{lineno}", max_len)
+            fields = parse_line(line, f"{path}:{lineno}", max_len, keep_ids)
             if fields is not None:
                 prompt.append(fields[0])
                 output.append(fields[1])
                 arrival.append(fields[2])
+                if keep_ids:
+                    ids.append(fields[3])
     if not arrival:
         raise InputError("dataset has no requests", str(path), "check the file and --num-req")
-    table, unsorted = RequestTable.from_columns(arrival, prompt, output)
+    table, unsorted = RequestTable.from_columns(arrival, prompt, output,
+                                                ids if keep_ids else None)
     check_windows(int(table.arrival[-1]), interval_ns, str(path))
     return table, unsorted
 

@@ -186,6 +186,20 @@ def build_parser() -> argparse.ArgumentParser:
                    "traced until they have all finished); 0 = all; 1000 if unset")
     p.add_argument("--plot-dir", metavar="DIR",
                    help="write PNG plots of the run into DIR (needs the [plot] extra)")
+    p.add_argument("--enable-prefix-caching", action="store_true",
+                   help="reuse cached KV of equal prompt prefixes (needs input_tok_ids in the "
+                   "dataset; requests without ids never hit)")
+    p.add_argument("--prefix-storage", choices=("None", "CPU", "CXL"),
+                   help="second-tier prefix store in CPU memory or the CXL pool; None (if "
+                   "unset) = no second tier (needs "
+                   "--enable-prefix-caching; CXL needs cxl_mem in the cluster config)")
+    p.add_argument("--enable-prefix-sharing", action="store_true",
+                   help="share the second tier: one CPU pool per node, one CXL pool for the "
+                   "cluster (needs --prefix-storage)")
+    p.add_argument("--preemption-mode", choices=("recompute", "swap"),
+                   help="vllm scheduler: a preempted request's KV is dropped and recomputed "
+                   "(vLLM's default, used if unset) or swapped out to the KV eviction memory "
+                   "and back in (timed)")
     p.add_argument("--enable-local-offloading", action="store_true",
                    help="also time every operator's weight read from device memory "
                    "(npu_mem.mem_bw / mem_latency); double counts if the profiles include it")
@@ -246,6 +260,19 @@ def _check_combinations(args: argparse.Namespace) -> None:
         raise InputError(f"--pricer {args.pricer} contradicts --network-backend external (the "
                          "binary times every iteration)", "command line",
                          "drop --pricer or use an analytical backend")
+    storage = args.prefix_storage not in (None, "None")
+    prefix = (("--prefix-storage", storage, "--enable-prefix-caching",
+               args.enable_prefix_caching),
+              ("--enable-prefix-sharing", args.enable_prefix_sharing, "--prefix-storage CPU|CXL",
+               storage))
+    for flag, value, needs, given in prefix:
+        if value and not given:
+            raise InputError(f"{flag} has no effect without {needs}", "command line",
+                             f"add {needs} or drop {flag}")
+    if args.preemption_mode is not None and args.scheduler == "legacy":
+        raise InputError("--preemption-mode applies to the vllm scheduler (legacy always "
+                         "swaps)", "command line", "drop --preemption-mode or use --scheduler "
+                         "vllm")
     if args.enable_attn_offloading and args.chakra_dialect == "upstream":
         raise InputError("upstream ASTRA-Sim graphs have no PIM nodes", "--chakra-dialect "
                          "upstream with --enable-attn-offloading", "use --chakra-dialect casys")
@@ -382,6 +409,10 @@ def options_from_args(args: argparse.Namespace, need_dataset: bool = True) -> Ru
         custom_expert_router=args.custom_expert_router,
         perf_model=args.perf_model,
         custom_perf_model=args.custom_perf_model,
+        prefix_caching=args.enable_prefix_caching,
+        prefix_storage=None if args.prefix_storage in (None, "None") else args.prefix_storage,
+        prefix_sharing=args.enable_prefix_sharing,
+        preemption_mode=args.preemption_mode or "recompute",
         local_offloading=args.enable_local_offloading,
         attn_offloading=args.enable_attn_offloading,
         sub_batch_interleaving=args.enable_sub_batch_interleaving,

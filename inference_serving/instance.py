@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from inference_serving.cluster_config import InstanceSpec
 from inference_serving.fabric import InstanceFabric
 from inference_serving.iteration_cost import IterationCost
-from inference_serving.kv_cache import KVCacheManager
+from inference_serving.kv import KVCacheManager
 from inference_serving.memory_model import KvBudget
 from inference_serving.plan_builder import PlanBuilder
 from inference_serving.pricers import Pricer
@@ -31,6 +31,8 @@ class Instance:
     in_flight: list[Batch] = field(default_factory=list)
     completed: int = 0  # requests finished here (their numbers live in the fleet samples)
     stage_free: list[int] = field(default_factory=lambda: [0])
+    # KV memory figures per log window (prefix caching or swap preemption on), else None.
+    kv_series: list[dict] | None = None
     # KV blocks in use at each window end (int64: a long run closes many windows).
     kv_samples: array = field(default_factory=lambda: array("q"))
 
@@ -63,10 +65,6 @@ class Instance:
         """Work left on this instance: uncomputed prompt tokens plus tokens still to generate."""
         return sum(r.num_tokens - r.computed + r.output - r.generated
                    for r in self.scheduler.requests())
-
-    def host_used_bytes(self) -> int:
-        """Host memory this instance holds (swapped-out KV, whole-instance bytes)."""
-        return self.scheduler.host_bytes
 
     def memory_used_bytes(self) -> int:
         """Device memory in use on one NPU: weights + allocated KV blocks."""

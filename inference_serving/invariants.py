@@ -11,22 +11,27 @@ class InvariantError(AssertionError):
 
 
 def check_instance(inst: Instance) -> None:
-    """KV blocks in use stay within [0, capacity] and equal the blocks requests hold."""
+    """The KV manager agrees with its requests (block counts, reference counts, free blocks
+    unreferenced, tier usage within capacity) and device memory stays within capacity."""
     kv = inst.kv
-    if not 0 <= kv.free_blocks <= kv.num_blocks:
-        raise InvariantError(f"instance {inst.index}: free blocks {kv.free_blocks} outside "
-                             f"[0, {kv.num_blocks}]")
     held = sum(r.blocks for r in inst.scheduler.requests())
-    if held != kv.used_blocks:
-        raise InvariantError(f"instance {inst.index}: requests hold {held} blocks, pool says "
-                             f"{kv.used_blocks}")
+    problem = kv.check(held)
+    if problem is not None:
+        raise InvariantError(f"instance {inst.index}: {problem}")
+    swap = kv.swap
+    if swap is not None and not 0 <= swap.used_bytes <= swap.capacity_bytes:
+        raise InvariantError(f"instance {inst.index}: swap space holds {swap.used_bytes} bytes "
+                             f"outside [0, {swap.capacity_bytes}]")
     if inst.memory_used_bytes() > inst.spec.npu_mem.size_bytes:
         raise InvariantError(f"instance {inst.index}: device memory over capacity")
 
 
 def check_finished(r: Request) -> None:
-    """A finished request has exactly its requested tokens and coherent times (every request
-    is checked as it finishes; the run then checks that all of them finished)."""
+    """A finished request has exactly its requested tokens and coherent times and holds no KV
+    block or swap space any more (every request is checked as it finishes; the run then
+    checks that all of them finished)."""
+    if r.blocks or r.block_ids or r.swap_bytes:
+        raise InvariantError(f"request {r.rid}: still holds KV after finishing")
     if r.generated != r.output or r.end < 0:
         raise InvariantError(f"request {r.rid}: generated {r.generated} of {r.output}")
     if len(r.itl) != r.output - 1:

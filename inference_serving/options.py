@@ -59,6 +59,10 @@ class RunOptions:
     trace_max_requests: int = 1000
     plot_dir: Path | None = None
     quiet: bool = False
+    prefix_caching: bool = False
+    prefix_storage: str | None = None  # None, "CPU" or "CXL"
+    prefix_sharing: bool = False
+    preemption_mode: str = "recompute"
     local_offloading: bool = False  # --enable-local-offloading: time device-memory weight reads
     # PIM attention offload and sub-batch interleaving (serving.md §10).
     attn_offloading: bool = False

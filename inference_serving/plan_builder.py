@@ -91,6 +91,9 @@ def attention_batch(batch: Batch) -> AttentionBatch:
         else:
             prefill_q.append(count)
             prefill_kv.append(request.computed)
+    if batch.hidden_kv is not None:
+        hidden = [h for h, d in zip(batch.hidden_kv, batch.decode, strict=True) if not d]
+        prefill_kv = [kv - h for kv, h in zip(prefill_kv, hidden, strict=True)]
     return AttentionBatch(tuple(prefill_q), tuple(prefill_kv), tuple(decode_lens))
 
 
@@ -229,11 +232,14 @@ class PlanBuilder:
         return parts
 
     def start_loads(self, tokens: int, batch: Batch) -> tuple[PlanOp, ...]:
-        """The first stage's start transfers: input load, KV swap-in and swap-out."""
-        return tuple(self._transfer(kind, name, nbytes) for kind, name, nbytes
-                     in ((LOAD, "input_load", tokens * self.fp * 2),
-                         (LOAD, "kv_load", batch.swap_in_bytes),
-                         (STORE, "kv_evict", batch.swap_out_bytes))
+        """The first stage's start transfers: input load, KV swap-in and swap-out (on the
+        swap space's tier) and a prefix recall (from the second tier); all gate the chain."""
+        return tuple(self._transfer(kind, name, nbytes, target)
+                     for kind, name, nbytes, target
+                     in ((LOAD, "input_load", tokens * self.fp * 2, HOST),
+                         (LOAD, "kv_load", batch.swap_in_bytes, batch.swap_target),
+                         (STORE, "kv_evict", batch.swap_out_bytes, batch.swap_target),
+                         (LOAD, "prefix_recall", batch.recall_bytes, batch.recall_target))
                      if nbytes or name == "input_load")
 
     def output_store(self, tokens: int, requests: int) -> PlanOp:
@@ -242,13 +248,13 @@ class PlanBuilder:
             else requests * OUTPUT_TOKEN_ID_BYTES
         return self._transfer(STORE, "output_store", stored)
 
-    def _transfer(self, kind: str, name: str, nbytes: int) -> PlanOp:
-        key = (name, nbytes)
+    def _transfer(self, kind: str, name: str, nbytes: int, target: str = HOST) -> PlanOp:
+        key = (name, nbytes, target)
         op = self._transfers.get(key)
         if op is None:
             if len(self._transfers) >= CACHE_LIMIT:
                 self._transfers.clear()
-            op = self._transfers[key] = PlanOp(kind, name, nbytes=nbytes, target=HOST)
+            op = self._transfers[key] = PlanOp(kind, name, nbytes=nbytes, target=target)
         return op
 
     def plans(self, batch: Batch) -> list[IterationPlan]:
@@ -271,7 +277,7 @@ class PlanBuilder:
             extra = pd.decode_oproj_ns * sum(batch.decode)
         # Plans are immutable: a batch with the same shape gets the same objects back.
         key = (tokens, requests, attention, kv_bytes, extra, batch.swap_in_bytes,
-               batch.swap_out_bytes)
+               batch.swap_out_bytes, batch.recall_bytes, batch.swap_target, batch.recall_target)
         cached = self._plans.get(key)
         if cached is not None:
             return cached

@@ -9,6 +9,14 @@ from typing import TYPE_CHECKING
 
 from inference_serving.fleet import FleetSamples
 from inference_serving.instance import Instance
+from inference_serving.kv_report import (
+    cxl_lines,
+    host_bytes,
+    instance_suffix,
+    kv_numbers,
+    shared_cpu_pool,
+    summary_lines,
+)
 from inference_serving.memory_report import memory_numbers, memory_section
 from inference_serving.metrics import InstanceStats, LatencyStats
 from inference_serving.observers import Observer
@@ -29,9 +37,11 @@ def _line(label: str, value: object) -> str:
 
 
 def periodic_block(time_s: float, rates: tuple[float, float], instances: list[Instance],
-                   nodes: dict[int, int], power_w: float | None = None) -> str:
+                   nodes: dict[int, int], power_w: float | None = None,
+                   cxl_capacity: int = 0) -> str:
     """Status block for the window ending at `time_s` (formats.md §6.3); `nodes` maps node
-    ids to host-memory capacity in bytes; `power_w` is the window's power, if modelled."""
+    ids to host-memory capacity in bytes; `power_w` is the window's power, if modelled;
+    `cxl_capacity` is the CXL pool's."""
     label = f"[{time_s:.1f}s]"
     lines = [f"{label} Avg prompt throughput: {rates[0]:.1f} tokens/s, "
              f"Avg generation throughput: {rates[1]:.1f} tokens/s"]
@@ -41,17 +51,22 @@ def periodic_block(time_s: float, rates: tuple[float, float], instances: list[In
         cap = inst.spec.npu_mem.size_bytes
         tree.append(f"Running Instance[{inst.index}]: {inst.scheduler.num_requests()} reqs, "
                     f"Total # {inst.spec.npu_num} NPUs, Each NPU Memory Usage "
-                    f"{used / MIB:.2f} MB ({used / cap * 100:.3f} % Used)")
+                    f"{used / MIB:.2f} MB ({used / cap * 100:.3f} % Used)" + instance_suffix(inst))
     for node_id, host_size in nodes.items():
         on_node = [i for i in instances if i.spec.node_id == node_id]
-        used = sum(i.host_used_bytes() for i in on_node)
+        pool = shared_cpu_pool(instances, node_id)
+        used = sum(host_bytes(i) for i in on_node) + (pool.used_bytes if pool else 0)
         line = (f"Node[{node_id}]: Total CPU Memory Usage {used / MIB:.2f} MB, "
                 f"{used / host_size * 100:.3f} % Used ")
-        if len(on_node) > 1:
-            shares = (i.host_used_bytes() / used * 100 if used else 0.0 for i in on_node)
+        if pool is not None:
+            line += (f", Prefix Cache Hit ratio {pool.hit_ratio:.2f} %, "
+                     f"({pool.hits} / {pool.requested})")
+        elif len(on_node) > 1:
+            shares = (host_bytes(i) / used * 100 if used else 0.0 for i in on_node)
             line += "(" + ", ".join(f"Instance[{i.index}]: {share:.2f} %"
                                     for i, share in zip(on_node, shares, strict=True)) + ")"
         tree.append(line)
+    tree += cxl_lines(instances, cxl_capacity)
     if power_w is not None:
         tree.append(f"Avg power consumption: {power_w} W")
     pad = " " * (len(label) + 2)
@@ -150,6 +165,9 @@ def summary_numbers(result: SimResult, fleet: FleetSamples,
         }
         numbers["instances"][str(inst.index)]["completed"] = inst.completed
         numbers["instances"][str(inst.index)]["device_memory"] = memory_numbers(inst)
+        if inst.kv_series is not None:
+            numbers["instances"][str(inst.index)].update(kv=kv_numbers(inst),
+                                                         kv_series=inst.kv_series)
     numbers["fleet"] = fleet.numbers(seconds)
     if result.power is not None:
         numbers["power"] = result.power.numbers()
@@ -175,7 +193,7 @@ def final_summary(result: SimResult, wall_s: float, interval_s: float,
              _line("Total token throughput (tok/s):",
                    f"{n['total_token_throughput_tok_s']:.2f}"),
              f"Throughput per {float(interval_s)} sec: {result.counters.windows_text()}",
-             BAR]
+             BAR, *summary_lines(result.instances)]
     if result.power is not None:
         lines += result.power.summary_lines()
     for inst in result.instances:
@@ -191,16 +209,18 @@ class PeriodicBlocks(Observer):
     """Prints the status block of every closed log window on stdout; `power` (set when power
     is modelled) is the meter whose latest window power the block shows."""
 
-    def __init__(self, instances: list[Instance], host_sizes: dict[int, int]) -> None:
+    def __init__(self, instances: list[Instance], host_sizes: dict[int, int],
+                 cxl_capacity: int = 0) -> None:
         self.instances = instances
         self.host_sizes = host_sizes
+        self.cxl_capacity = cxl_capacity
         self.power: PowerMeter | None = None
 
     def on_window(self, time_ns: int, rates: tuple[float, float]) -> None:
         """Print the block for the window ending at `time_ns`."""
         power_w = self.power.windows_w[-1] if self.power is not None else None
-        print(periodic_block(time_ns / 1e9, rates, self.instances, self.host_sizes, power_w),
-              flush=False)
+        print(periodic_block(time_ns / 1e9, rates, self.instances, self.host_sizes, power_w,
+                             self.cxl_capacity), flush=False)
 
 
 class FinalSummary(Observer):

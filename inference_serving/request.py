@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 
 
@@ -33,6 +34,14 @@ class Request:
     # A plain list: only requests in flight hold their gaps (a finished request's go to the
     # CSV and the fleet samples), and list appends are the cheapest per token.
     itl: list[int] = field(default_factory=list)
+    # Prefix caching only: prompt then output token ids (None: the request never hits), the
+    # chained keys of its full blocks, the block ids it references, how many of those are
+    # published in the cache, and the per-NPU bytes of its KV parked on the swap space.
+    token_ids: array | None = None
+    hashes: list[int] = field(default_factory=list)
+    block_ids: list[int] = field(default_factory=list)
+    published: int = 0
+    swap_bytes: int = 0
 
     def __post_init__(self) -> None:
         self.num_tokens = self.prompt

@@ -19,18 +19,19 @@ CHUNK = 4096  # requests converted to Python ints at a time while iterating
 class RequestTable:
     """Request ids, arrival times (ns), prompt and output token counts, in arrival order."""
 
-    __slots__ = ("rid", "arrival", "prompt", "output")
+    __slots__ = ("rid", "arrival", "prompt", "output", "token_ids")
 
     def __init__(self, rid: np.ndarray, arrival: np.ndarray, prompt: np.ndarray,
-                 output: np.ndarray) -> None:
+                 output: np.ndarray, token_ids: list[array | None] | None = None) -> None:
         self.rid = rid
         self.arrival = arrival
         self.prompt = prompt
         self.output = output
+        self.token_ids = token_ids  # per request, with prefix caching only
 
     @classmethod
-    def from_columns(cls, arrival: array, prompt: array, output: array) -> tuple[RequestTable,
-                                                                                 bool]:
+    def from_columns(cls, arrival: array, prompt: array, output: array,
+                     token_ids: list[array | None] | None = None) -> tuple[RequestTable, bool]:
         """The table of requests given in trace order (ids = positions), stably sorted by
         arrival; also say whether the order changed."""
         times = np.frombuffer(arrival, dtype=np.int64)
@@ -41,7 +42,9 @@ class RequestTable:
         if unsorted:
             order = np.argsort(times, kind="stable")
             columns = [c[order] for c in columns]
-        return cls(*columns), unsorted
+            if token_ids is not None:
+                token_ids = [token_ids[k] for k in order.tolist()]
+        return cls(*columns, token_ids), unsorted
 
     @classmethod
     def of(cls, requests: Sequence[Request]) -> RequestTable:
@@ -54,13 +57,17 @@ class RequestTable:
 
     def __iter__(self) -> Iterator[Request]:
         """Fresh requests in arrival order."""
+        ids = self.token_ids
         for start in range(0, len(self), CHUNK):
             end = start + CHUNK
-            for rid, arrival, prompt, output in zip(
+            for k, (rid, arrival, prompt, output) in enumerate(zip(
                     self.rid[start:end].tolist(), self.arrival[start:end].tolist(),
                     self.prompt[start:end].tolist(), self.output[start:end].tolist(),
-                    strict=True):
-                yield Request(rid=rid, arrival=arrival, prompt=prompt, output=output)
+                    strict=True), start=start):
+                request = Request(rid=rid, arrival=arrival, prompt=prompt, output=output)
+                if ids is not None:
+                    request.token_ids = ids[k]
+                yield request
 
     def first_longer_than(self, tokens: int) -> int | None:
         """Position of the first request whose prompt + output - 1 exceeds `tokens`."""

@@ -28,6 +28,13 @@ def run_header(options: RunOptions, cluster: ClusterConfig, instances: list[Inst
              f"  • requests : {requests}" + (f" from {options.dataset}" if options.dataset else ""),
              f"  • scheduler : {options.scheduler}",
              f"  • pricer : {pricer}, network {options.network_backend}"]
+    if options.prefix_caching:
+        kind = instances[0].kv.scheme
+        tier = options.prefix_storage or "none"
+        shared = ", shared" if options.prefix_sharing else ""
+        lines.append(f"  • prefix caching : {kind}; second tier {tier}{shared}")
+    if options.preemption_mode == "swap":
+        lines.append("  • preemption : swap (recompute when the swap space is full)")
     for inst in instances:
         sched = getattr(inst.scheduler, "options", None)
         source = getattr(sched, "limits_source", "")

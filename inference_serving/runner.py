@@ -12,6 +12,7 @@ from inference_serving.cluster_config import ClusterConfig
 from inference_serving.dataset_reader import check_windows, load_requests, trace_has_more
 from inference_serving.fleet import FleetSamples
 from inference_serving.instance import Instance
+from inference_serving.kv_report import KvSeries
 from inference_serving.memory_report import MemorySeries
 from inference_serving.observers import Observer
 from inference_serving.options import RunOptions
@@ -51,7 +52,8 @@ def console_observers(options: RunOptions, instances: list[Instance], cluster: C
     if not options.quiet:
         print(run_header(options, cluster, instances, instances[0].pricer.name, total))
     progress: list[Observer] = [ProgressLine(total)] if options.progress else []
-    blocks: list[Observer] = [] if options.quiet else [PeriodicBlocks(instances, host_sizes)]
+    cxl = cluster.cxl_mem.memory.size_bytes if cluster.cxl_mem is not None else 0
+    blocks: list[Observer] = [] if options.quiet else [PeriodicBlocks(instances, host_sizes, cxl)]
     return [*progress, *blocks,
             FinalSummary(options.log_interval_s,
                          str(options.output) if options.output else None, fleet)]
@@ -127,7 +129,12 @@ def execute(options: RunOptions, cluster: ClusterConfig, log: SimLogger,
         if options.dataset is None:
             raise InputError("no requests given", "dataset", "pass a dataset or requests")
         limit = options.num_req or sys.maxsize
-        table, unsorted = load_requests(options.dataset, limit, max_len, interval_ns)
+        table, unsorted = load_requests(options.dataset, limit, max_len, interval_ns,
+                                        options.prefix_caching)
+        if options.prefix_caching and \
+                all(ids is None for ids in table.token_ids or ()):
+            log.warning("Dataset", f"{options.dataset} has no input_tok_ids: with prefix "
+                        "caching no request can hit")
         if options.num_req and trace_has_more(options.dataset, options.num_req):
             note(f"note: --num-req {options.num_req} loads the first {options.num_req} "
                  f"requests of {options.dataset}; pass --num-req all for the whole trace")
@@ -144,6 +151,8 @@ def execute(options: RunOptions, cluster: ClusterConfig, log: SimLogger,
     router = make_router(options.request_routing_policy, options.seed, options.custom_router)
     fleet = FleetSamples(options.slo)
     observers = [fleet, MemorySeries(instances), *observers_for(instances, len(table), fleet)]
+    if options.prefix_caching or options.preemption_mode == "swap":
+        observers.insert(0, KvSeries(instances))
     meter = power_meter(options, cluster, instances, log)
     if meter is not None:
         # Before the other observers: they show the window power and read the final report.

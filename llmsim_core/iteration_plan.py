@@ -28,6 +28,14 @@ CXL_PREFIX = "cxl:"  # "cxl:<k>": device k of the cluster's CXL pool (one FIFO p
 PD_LINK, STAGE_LINK = "pd", "pp"
 
 
+def cxl_target(device: int) -> str:
+    """The memory-tier name of CXL device `device`."""
+    return f"{CXL_PREFIX}{device}"
+
+
+def cxl_device(target: str) -> int | None:
+    """The CXL device a memory-tier name addresses, or None for another tier."""
+    return int(target[len(CXL_PREFIX):]) if target.startswith(CXL_PREFIX) else None
 @dataclass(frozen=True, slots=True, eq=False)
 class PimWork:
     """One layer's PIM attention ops of one (sub-)batch (serving.md §10).

@@ -27,6 +27,9 @@ class StubFabric:
     def memory_ns(self, tier: str, nbytes: int) -> int:
         return self.memory
 
+    def memory_fifo(self, tier: str, node: int) -> tuple[str, int]:
+        return (tier, node)
+
     def link_name(self, link: str) -> str:
         return f"{link}:0"
 

@@ -27,27 +27,30 @@ def table_row(stdout: str, label: str) -> list[str]:
 
 
 @needs_data
-def test_rtx4090_matches_real_vllm_within_the_missing_prefix_cache_effect():
-    """Real vLLM 0.19 ran with prefix caching on; ours has none, so a preempted request
-    recomputes its whole sequence. Keeping every preempted block cached instead moves our
-    means by about −11 % (TTFT), −8 % (TPOT) and −10 % (latency) (measured), so real vLLM
-    must lie inside that band: ours may be at most 8 % above and never below it."""
+def test_rtx4090_matches_real_vllm_as_closely_as_the_existing_simulator():
+    """Real vLLM 0.19 ran with prefix caching on (meta.json), so ours does too: a preempted
+    request's cached blocks are found again instead of recomputed. Our means are then no
+    further from real vLLM than the existing simulator's +0.6 % (TTFT), +0.2 % (TPOT) and
+    +0.5 % (latency), to the table's printed precision."""
     done = run_bench(BENCH / "RTX4090/Llama-3.1-8B")
     assert done.returncode == 0, done.stderr
+    assert "prefix caching on" in done.stdout
     for metric in ("TTFT", "TPOT", "latency"):
         real, existing, existing_err, ours, ours_err = table_row(done.stdout,
                                                                  f"{metric} mean (ms)")
-        assert 0.0 <= float(ours) / float(real) - 1 <= 0.08, (metric, real, ours)
         # The existing simulator's published errors: +0.6 %, +0.2 %, +0.5 %.
         assert existing_err == {"TTFT": "+0.6%", "TPOT": "+0.2%", "latency": "+0.5%"}[metric]
+        assert abs(float(ours) / float(real) - 1) <= float(existing_err.rstrip("%")) / 100 \
+            + 0.0005, (metric, real, ours)
 
 
 @needs_data
-@pytest.mark.parametrize("model,bound", [("Llama-3.1-8B", 0.05), ("Qwen3-32B", 0.06)])
+@pytest.mark.parametrize("model,bound", [("Llama-3.1-8B", 0.03), ("Qwen3-32B", 0.03)])
 def test_rtxpro6000_dense_examples_follow_the_existing_simulator(model, bound):
-    """Same profiles, same engine limits (128 sequences, 2048 tokens from sim.log): the means
-    stay within 5-6 % of the existing simulator's (prefix caching, on in its runs, is the
-    one scheduling input we lack; measured gaps 2 % and 3.6 %)."""
+    """Same profiles, engine limits (128 sequences, 2048 tokens) and prefix caching (on) as
+    sim.log says: the means stay within 3 % of the existing simulator's (measured: TTFT
+    −1.6 % and −0.2 %, TPOT +0.6 % and +1.3 %, latency 0.0 % and +0.7 %; the rest is the
+    scheduler's admission order under preemption, which differs in details)."""
     done = run_bench(BENCH / "RTXPRO6000" / model)
     assert done.returncode == 0, done.stderr
     assert "engine limits from outputs/sim.log (max_num_seqs 128" in done.stdout

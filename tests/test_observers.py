@@ -104,7 +104,7 @@ def test_progress_line_is_cleared_before_each_status_block(capsys):
 @pytest.mark.parametrize("flags,profile", [
     ([], CompatProfile()),
     (["--compat-output-store"], CompatProfile(hidden_state_output_store=True)),
-    (["--compat", "artifact"], CompatProfile(IDLE_POLL_NS, True, True, True, True, True)),
+    (["--compat", "artifact"], CompatProfile(IDLE_POLL_NS, True, True, True, True, True, True)),
     (["--compat", "artifact", "--compat-output-store"], CompatProfile.artifact()),
 ])
 def test_compat_flags_build_one_profile(flags, profile):

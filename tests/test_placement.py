@@ -405,4 +405,4 @@ def test_host_placed_weights_shrink_the_swap_space(tmp_path):
                          perf_models=PERF_MODELS_DIR, model_configs=MODEL_CONFIG_DIR)
     (inst,) = build_instances(load_cluster_config(path), options, lambda msg: None)
     # 128 GiB of host memory less lm_head's 1,050,673,152 B.
-    assert inst.scheduler.host_capacity == 128 * GIB - 1_050_673_152
+    assert inst.kv.swap.capacity_bytes == 128 * GIB - 1_050_673_152

@@ -89,15 +89,12 @@ class ClosedFormPricer:
         """Duration of `plan` started at `start_ns` (its memory accesses queue on the node's
         shared FIFO)."""
         fabric = self.fabrics[plan.instance]
-        tp = plan.tp
         memory = self.memory
-        fifo = (REMOTE, plan.node)
         if plan.stage == 0:  # a first stage starts at the serving clock: nothing is issued earlier
             memory.forget_before(start_ns)
         released = start_ns
-        for op in plan.loads:
-            released = max(released, memory.book(
-                fifo, start_ns, tp * fabric.memory_ns(op.target, op.nbytes)))
+        for op in plan.loads:  # on the FIFO of each load's tier (CPU, CXL device)
+            released = max(released, self._load(plan, fabric, op, start_ns))
         if plan.offloaded:
             t, comm_free = offloaded_chain(plan, fabric, self.pim, released)
             t -= start_ns
@@ -111,8 +108,7 @@ class ClosedFormPricer:
             comm_free += released - start_ns
         end = t
         if plan.store is not None:
-            end = memory.book(fifo, start_ns + t, tp * fabric.memory_ns(
-                plan.store.target, plan.store.nbytes)) - start_ns
+            end = self._load(plan, fabric, plan.store, start_ns + t) - start_ns
         if plan.handoff is not None:
             comm_free = max(t, comm_free) + fabric.send_ns(plan.handoff.target,
                                                            plan.handoff.nbytes)
@@ -123,8 +119,9 @@ class ClosedFormPricer:
         return cost
 
     def _load(self, plan: IterationPlan, fabric: InstanceFabric, op: PlanOp, issue: int) -> int:
-        """End of one weight load issued at `issue`: every rank's share back to back on a
-        shared FIFO, each rank on its own in device memory."""
+        """End of one access (a weight load, a start load or the store) issued at `issue`:
+        every rank's share back to back on a shared FIFO, each rank on its own in device
+        memory."""
         duration = fabric.memory_ns(op.target, op.nbytes)
         if op.target == HOST:
             return self.memory.book((REMOTE, plan.node), issue, plan.tp * duration)

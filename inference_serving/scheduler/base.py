@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
 
 from inference_serving.request import Request
+from llmsim_core.iteration_plan import HOST
 
 
 @dataclass(slots=True)
@@ -24,6 +25,12 @@ class Batch:
     swap_in_bytes: int = 0
     swap_out_bytes: int = 0
     sampled: int = 0
+    recall_bytes: int = 0  # per NPU, prefix KV recalled from the second tier
+    recall_target: str = HOST
+    swap_target: str = HOST  # where swap_in / swap_out bytes go
+    # Per entry, prefix-hit tokens attention does not see as prior KV (existing simulator's
+    # accounting), or None.
+    hidden_kv: list[int] | None = None
     prompt_done: list[Request] = field(default_factory=list)
     handoff: list[Request] = field(default_factory=list)
     preempted: list[Request] = field(default_factory=list)  # the num_preempted victims
@@ -47,6 +54,7 @@ class SchedulerOptions:
     gen_only: bool = False
     handoff_after_prefill: bool = False  # a P/D prefill instance passes requests on
     pipelined: bool = False  # several batches in flight: a request joins one at a time
+    preemption: str = "recompute"  # vllm: what preemption does with the victim's KV (or swap)
     # vLLM >= 0.19 admits a waiting request only when its whole sequence's blocks are free.
     reserve_full_input: bool = False
     limits_source: str = ""  # where max_num_seqs / max_num_batched_tokens came from

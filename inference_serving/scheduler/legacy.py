@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from inference_serving.kv_cache import KVCacheManager
+from inference_serving.kv import NO_HIT, KVCacheManager, SwapSpace
 from inference_serving.request import Request
 from inference_serving.scheduler.base import (
     Batch,
@@ -29,15 +29,19 @@ class LegacyScheduler:
                  resources: SchedulerResources) -> None:
         self.options = options
         self.kv = kv
-        self.block_bytes = resources.block_bytes
-        self.npu_num = resources.npu_num
-        self.host_capacity = resources.host_capacity
-        self.host_bytes = 0
+        if kv.swap is None:
+            kv.swap = SwapSpace(resources.host_capacity)
+            kv.block_bytes, kv.npu_num = resources.block_bytes, resources.npu_num
         self.warn = resources.warn
         self.queue: list[Request] = []
         self.in_flight: list[Request] = []
         self.next_batch_id = 0
         self.num_preemptions = 0
+
+    @property
+    def host_bytes(self) -> int:
+        """Memory held by this instance's swapped-out KV (whole-instance bytes)."""
+        return self.kv.swap.used_bytes
 
     def add(self, request: Request) -> None:
         """Queue an arrived request."""
@@ -57,7 +61,7 @@ class LegacyScheduler:
         return max(self.kv.blocks_for(request.num_tokens + 1) - request.blocks, 0)
 
     def _fit(self, candidates: list[Request]) -> int:
-        free = self.kv.free_blocks
+        free = self.kv.available_blocks()
         for n, request in enumerate(candidates):
             free -= self._extra_blocks(request)
             if free < 0:
@@ -65,13 +69,11 @@ class LegacyScheduler:
         return len(candidates)
 
     def _swap_out(self, victim: Request, batch: Batch) -> bool:
-        per_npu = victim.blocks * self.block_bytes
-        if self.host_bytes + per_npu * self.npu_num > self.host_capacity:
+        per_npu = self.kv.swap_out(victim)
+        if per_npu is None:
             return False
-        self.host_bytes += per_npu * self.npu_num
         batch.swap_out_bytes += per_npu
-        self.kv.free(victim)
-        victim.swapped = True
+        batch.swap_target = self.kv.swap.target
         self.num_preemptions += 1
         batch.num_preempted += 1
         batch.preempted.append(victim)
@@ -105,15 +107,28 @@ class LegacyScheduler:
                       f"{budget}-token budget; running it alone")
         picked = set(map(id, chosen))
         self.queue = [r for r in self.queue if id(r) not in picked]
-        for request, tokens in zip(chosen, cost, strict=True):
+        kv = self.kv
+        # Every prompt is matched before any of the batch is inserted: a prompt never hits
+        # the pages of another prompt of the same batch (serving.md §8.1).
+        hits = [kv.get_computed_blocks(r) for r in chosen] if kv.prefix_caching \
+            else [NO_HIT] * len(chosen)
+        if not kv.hits_are_prior_kv and any(hit.tokens for hit in hits):
+            batch.hidden_kv = [hit.tokens for hit in hits]
+        for request, tokens, hit in zip(chosen, cost, hits, strict=True):
             if request.swapped:
-                request.swapped = False
-                bytes_per_npu = self.kv.blocks_for(request.num_tokens) * self.block_bytes
-                batch.swap_in_bytes += bytes_per_npu
-                self.host_bytes -= bytes_per_npu * self.npu_num
-            self.kv.allocate_slots(request, request.num_tokens + 1)
+                batch.swap_in_bytes += kv.swap_in(request)
+                batch.swap_target = kv.swap.target
+            kv.allocate_slots(request, request.num_tokens + 1, hit)
+            if hit.tokens:
+                # q = prompt − hit (at least the last token); the hit is prior KV.
+                tokens -= hit.tokens
+                batch.recall_bytes += hit.recall_bytes
+                if hit.recall_bytes:
+                    batch.recall_target = kv.tier.target
             if request.first_scheduled < 0:
                 request.first_scheduled = now
+                if kv.prefix_caching:
+                    kv.count_hit(request, hit)
             batch.requests.append(request)
             batch.tokens.append(tokens)
             batch.decode.append(request.prefilled)
@@ -126,7 +141,7 @@ class LegacyScheduler:
         finished = advance_tokens(batch, now)
         leaving = hand_off(batch) if self.options.handoff_after_prefill else []
         for request in (*finished, *leaving):
-            self.kv.free(request)
+            self.kv.finish(request)
         gone = set(map(id, leaving))
         pool = [r for r in batch.requests if r.end < 0 and id(r) not in gone]
         done_ids = set(map(id, batch.requests))
