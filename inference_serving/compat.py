@@ -19,8 +19,7 @@ class CompatProfile:
     on arrival rather than the one that completed it. `energy_at_schedule`: an iteration's
     whole energy lands when it is scheduled instead of while its operations run.
     `radix_prefix_cache`: prefix caching keeps the existing simulator's page-tree accounting
-    (serving.md §8.1).
-    whole energy lands when it is scheduled instead of while its operations run. `pim_defects`
+    (serving.md §8.1). `pim_defects`
     (only with `--compat-pim-defects`, never part of `artifact`): with attention offloading the
     NPU attention of a batch with a prefill still charges its decodes and, without
     interleaving, starts only after the layer's PIM group; under sub-batch interleaving each

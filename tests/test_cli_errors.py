@@ -165,6 +165,23 @@ def case_request_exceeds_kv(tmp):
             "--dataset", str(write_trace(tmp / "d.jsonl", [line]))], "KV blocks"
 
 
+def case_unknown_vllm_version(tmp):
+    return ["--vllm-version", "0.9"], "--vllm-version"
+
+
+def case_unknown_vllm_usage_context(tmp):
+    return ["--vllm-usage-context", "server"], "--vllm-usage-context"
+
+
+def case_pim_configs_names_a_file(tmp):
+    cfg = json.loads(json.dumps(SINGLE))
+    cfg["nodes"][0]["cpu_mem"]["pim_config"] = "HBM2_1GB_2000_pim"
+    not_a_folder = tmp / "pim.ini"
+    not_a_folder.write_text("[dram_structure]\n")
+    return ["--cluster-config", str(write_json(tmp / "c.json", cfg)), "--enable-attn-offloading",
+            "--pim-configs", str(not_a_folder)], "HBM2_1GB_2000_pim"
+
+
 CASES = [v for k, v in sorted(globals().items()) if k.startswith("case_")]
 
 

@@ -270,18 +270,26 @@ def _tight_cxl_config(tmp_path) -> str:
     return str(path)
 
 
+def _under_both_pricers(tmp_path, common: list[str]) -> list[tuple[str, bytes]]:
+    """(stdout, CSV bytes) of the same run under the closed-form and the replay pricer."""
+    runs = []
+    for pricer in ("closed-form", "replay"):
+        out = tmp_path / f"{pricer}.csv"
+        done = run_main([*common, "--pricer", pricer, "--output", str(out)])
+        assert done.returncode == 0, done.stderr
+        runs.append((done.stdout, out.read_bytes()))
+    return runs
+
+
 def test_swap_and_cxl_store_time_the_same_under_both_pricers(tmp_path):
     common = ["--cluster-config", _tight_cxl_config(tmp_path), "--dataset",
               "dataset/example_sharegpt_req100_rate10.jsonl", "--num-req", "100",
               "--preemption-mode", "swap", "--enable-prefix-caching", "--prefix-storage", "CXL",
               "--check-invariants"]
     outputs = []
-    for pricer in ("closed-form", "replay"):
-        out = tmp_path / f"{pricer}.csv"
-        done = run_main([*common, "--pricer", pricer, "--output", str(out)])
-        assert done.returncode == 0, done.stderr
-        outputs.append(out.read_bytes())
-        swapped = [line for line in done.stdout.splitlines() if "Swapped-" in line]
+    for stdout, csv_bytes in _under_both_pricers(tmp_path, common):
+        outputs.append(csv_bytes)
+        swapped = [line for line in stdout.splitlines() if "Swapped-" in line]
         assert len(swapped) == 2 and swapped[0].split()[-1] == swapped[1].split()[-1] != "0"
     assert outputs[0] == outputs[1]
     # Recompute (the default) on the same memory: no KV moves, other timings.
@@ -298,13 +306,10 @@ def test_shared_cpu_pool_hits_time_the_same_under_both_pricers(tmp_path):
               "--num-req", "120", "--perf-models", str(DATA / "perf_models"), *PC_PS,
               "--check-invariants"]
     outputs = []
-    for pricer in ("closed-form", "replay"):
-        out = tmp_path / f"{pricer}.csv"
-        done = run_main([*common, "--pricer", pricer, "--output", str(out)])
-        assert done.returncode == 0, done.stderr
-        recalled = next(line for line in done.stdout.splitlines() if "recalled bytes" in line)
+    for stdout, csv_bytes in _under_both_pricers(tmp_path, common):
+        recalled = next(line for line in stdout.splitlines() if "recalled bytes" in line)
         assert int(recalled.split()[-1]) > 0
-        outputs.append(out.read_bytes())
+        outputs.append(csv_bytes)
     assert outputs[0] == outputs[1]
 
 

@@ -63,14 +63,19 @@ class KVCacheManager:
 
     def __init__(self, num_blocks: int, block_size: int, swap: SwapSpace | None = None,
                  block_bytes: int = 0, npu_num: int = 1) -> None:
+        self._setup(num_blocks, block_size, swap, block_bytes, npu_num, None)
+        self.free_blocks = num_blocks
+
+    def _setup(self, num_blocks: int, block_size: int, swap: SwapSpace | None,
+               block_bytes: int, npu_num: int, tier: PrefixTier | None) -> None:
+        """The state every manager keeps (the caching managers derive `free_blocks`)."""
         self.num_blocks = num_blocks
         self.block_size = block_size
-        self.free_blocks = num_blocks
         self.swap = swap
         self.block_bytes = block_bytes  # per NPU
         self.npu_num = npu_num
         self.stats = PrefixStats()
-        self.tier: PrefixTier | None = None
+        self.tier = tier
 
     @property
     def used_blocks(self) -> int:

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from inference_serving.kv.block_pool import BlockPool
 from inference_serving.kv.hashing import chunk_keys, extend_hashes
-from inference_serving.kv.manager import NO_HIT, KVCacheManager, PrefixHit, PrefixStats
+from inference_serving.kv.manager import NO_HIT, KVCacheManager, PrefixHit
 from inference_serving.kv.swap import SwapSpace
 from inference_serving.kv.tier import PrefixTier
 from inference_serving.request import Request
@@ -30,15 +30,9 @@ class PrefixCachingManager(KVCacheManager):
     def __init__(self, num_blocks: int, block_size: int, bytes_per_token: int,
                  swap: SwapSpace | None = None, block_bytes: int = 0, npu_num: int = 1,
                  tier: PrefixTier | None = None) -> None:
-        self.num_blocks = num_blocks
-        self.block_size = block_size
-        self.swap = swap
-        self.block_bytes = block_bytes
-        self.npu_num = npu_num
-        self.stats = PrefixStats()
+        self._setup(num_blocks, block_size, swap, block_bytes, npu_num, tier)
         self.pool = BlockPool(num_blocks)
         self.bytes_per_token = bytes_per_token  # whole instance
-        self.tier = tier
         self.chunk_blocks = max(CHUNK_TOKENS // block_size, 1)
 
     @property

@@ -18,7 +18,7 @@ import heapq
 from typing import ClassVar
 
 from inference_serving.kv.hashing import ROOT, chunk_keys, extend_hashes
-from inference_serving.kv.manager import NO_HIT, KVCacheManager, PrefixHit, PrefixStats
+from inference_serving.kv.manager import NO_HIT, KVCacheManager, PrefixHit
 from inference_serving.kv.swap import SwapSpace
 from inference_serving.kv.tier import PrefixTier
 from inference_serving.request import Request
@@ -46,13 +46,7 @@ class RadixPrefixManager(KVCacheManager):
     def __init__(self, num_blocks: int, block_size: int, bytes_per_token: int,
                  swap: SwapSpace | None = None, block_bytes: int = 0, npu_num: int = 1,
                  tier: PrefixTier | None = None) -> None:
-        self.num_blocks = num_blocks
-        self.block_size = block_size
-        self.swap = swap
-        self.block_bytes = block_bytes
-        self.npu_num = npu_num
-        self.stats = PrefixStats()
-        self.tier = tier
+        self._setup(num_blocks, block_size, swap, block_bytes, npu_num, tier)
         self.bytes_per_token = bytes_per_token
         self.pages: dict[int, _Page] = {}
         self.active = 0  # requests holding a partial page
