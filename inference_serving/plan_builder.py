@@ -79,15 +79,19 @@ def stage_layers(layers: int, stages: int) -> list[int]:
 
 def attention_batch(batch: Batch) -> AttentionBatch:
     """What attention sees: prefill chunks on their prior KV, decode context lengths."""
+    contexts = batch.contexts
     if all(batch.decode):  # the common all-decode iteration, in one pass
-        return AttentionBatch((), (), tuple([r.num_tokens for r in batch.requests]))
+        return AttentionBatch((), (), tuple(contexts) if contexts is not None
+                              else tuple([r.num_tokens for r in batch.requests]))
+    if contexts is None:
+        contexts = [r.num_tokens for r in batch.requests]
     prefill_q: list[int] = []
     prefill_kv: list[int] = []
     decode_lens: list[int] = []
-    for request, count, is_decode in zip(batch.requests, batch.tokens, batch.decode,
-                                         strict=True):
+    for request, count, is_decode, context in zip(batch.requests, batch.tokens, batch.decode,
+                                                  contexts, strict=True):
         if is_decode:
-            decode_lens.append(request.num_tokens)
+            decode_lens.append(context)
         else:
             prefill_q.append(count)
             prefill_kv.append(request.computed)

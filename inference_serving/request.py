@@ -42,6 +42,15 @@ class Request:
     block_ids: list[int] = field(default_factory=list)
     published: int = 0
     swap_bytes: int = 0
+    # Scheduler bookkeeping: the request's place in the running order (admission sequence), and
+    # while it streams (see scheduler/decode_stream.py) the first step it was not advanced for
+    # (-1: its fields are current), num_tokens minus that step, and the steps at which it next
+    # needs a KV block and samples its last token.
+    seq: int = -1
+    stream_from: int = -1
+    stream_base: int = 0
+    due_block: int = -1
+    due_finish: int = -1
 
     def __post_init__(self) -> None:
         self.num_tokens = self.prompt
