@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
 
@@ -34,10 +34,11 @@ class Batch:
     prompt_done: list[Request] = field(default_factory=list)
     handoff: list[Request] = field(default_factory=list)
     preempted: list[Request] = field(default_factory=list)  # the num_preempted victims
-    # With streaming decodes (scheduler/decode_stream.py): each entry's sequence length as
-    # this iteration sees it (a streaming request's own fields lag), and the indices of the
-    # entries advanced one by one (the others stream). None: every entry's fields are current.
-    contexts: list[int] | None = None
+    # With streaming decodes (scheduler/decode_stream.py): the decode entries' sequence
+    # lengths as this iteration sees them (a streaming request's own fields lag), and the
+    # indices of the entries advanced one by one (all prefills among them; the others stream).
+    # None: every entry's fields are current.
+    decode_lens: Sequence[int] | None = None
     eager: list[int] | None = None
     # The inter-token gaps this iteration sampled: one by one, and the streaming decodes' one
     # shared gap and their number.

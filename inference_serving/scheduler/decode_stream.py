@@ -14,6 +14,7 @@ from __future__ import annotations
 from array import array
 from operator import attrgetter
 
+from inference_serving.kv import KVCacheManager
 from inference_serving.request import Request
 
 SEQ = attrgetter("seq")
@@ -28,13 +29,20 @@ class DecodeStream:
         self.done = 0  # completed steps; the batch being formed is step `done`
         self.last_end = 0  # end time of the last completed step
         self.gaps = array("q")  # gaps[k - offset]: end of step k minus end of step k - 1
+        self.texts: list[str] = []  # the same gaps formatted for the CSV
         self.offset = 0
         self.block_due: dict[int, list[Request]] = {}
         self.finish_due: dict[int, list[Request]] = {}
+        # Streaming requests and the sum of their stream_base: their sequence lengths at step
+        # s total base_total + streaming * s.
+        self.streaming = 0
+        self.base_total = 0
 
     def complete_step(self, now: int) -> int:
         """Record the end of the current step at `now`; return that step's index."""
-        self.gaps.append(now - self.last_end)
+        gap = now - self.last_end
+        self.gaps.append(gap)
+        self.texts.append(str(gap))
         self.last_end = now
         step = self.done
         self.done = step + 1
@@ -45,7 +53,9 @@ class DecodeStream:
         is one decode token short of its sequence."""
         s0 = self.done
         request.stream_from = s0
-        request.stream_base = request.num_tokens - s0
+        base = request.stream_base = request.num_tokens - s0
+        self.streaming += 1
+        self.base_total += base
         finish = s0 + request.output - request.generated - 1
         request.due_finish = finish
         self.finish_due.setdefault(finish, []).append(request)
@@ -56,13 +66,6 @@ class DecodeStream:
         if block <= finish:
             self.block_due.setdefault(block, []).append(request)
 
-    def next_block(self, request: Request) -> None:
-        """`request` got the block its next token starts: due again `block_size` steps on."""
-        due = request.due_block + self.block_size
-        request.due_block = due
-        if due <= request.due_finish:
-            self.block_due.setdefault(due, []).append(request)
-
     def sync(self, request: Request) -> None:
         """Bring a streaming request's fields up to the completed steps (it keeps streaming)."""
         s0 = request.stream_from
@@ -72,7 +75,15 @@ class DecodeStream:
             request.computed += gained
             request.generated += gained
             start = s0 - self.offset
-            request.itl += self.gaps[start:start + gained]
+            itl = request.itl
+            pieces = request.itl_text
+            if pieces is None:
+                pieces = request.itl_text = []
+            if len(itl) > request.itl_texted:  # gaps sampled one by one since the last piece
+                pieces.append(", ".join(map(str, itl[request.itl_texted:])))
+            itl += self.gaps[start:start + gained]
+            pieces.append(", ".join(self.texts[start:start + gained]))
+            request.itl_texted = len(itl)
             request.last_token = self.last_end
             request.stream_from = self.done
 
@@ -80,6 +91,8 @@ class DecodeStream:
         """Bring `request` up to date and advance it per iteration from now on."""
         self.sync(request)
         request.stream_from = -1
+        self.streaming -= 1
+        self.base_total -= request.stream_base
 
     def needing_blocks(self) -> list[Request]:
         """The streaming requests whose next token, in the step being formed, starts a block."""
@@ -94,10 +107,19 @@ class DecodeStream:
                if r.stream_from >= 0 and r.due_finish == step}
         return sorted(due.values(), key=SEQ)
 
-    def contexts(self, run: list[Request]) -> list[int]:
-        """Sequence lengths of streaming requests in the step being formed."""
+    def grow(self, due: list[Request], kv: KVCacheManager) -> None:
+        """Give each of `due` (streaming, starting a block in this step) its block; they are
+        due again `block_size` steps on."""
         step = self.done
-        return [r.stream_base + step for r in run]
+        later = step + self.block_size
+        again = []
+        for request in due:
+            kv.allocate_slots(request, request.stream_base + step)
+            request.due_block = later
+            if later <= request.due_finish:
+                again.append(request)
+        if again:
+            self.block_due.setdefault(later, []).extend(again)
 
     def trim(self, running: list[Request]) -> None:
         """Every TRIM_EVERY steps, drop the gaps older than every streaming request's start."""
@@ -107,4 +129,13 @@ class DecodeStream:
         cut = oldest - self.offset
         if cut > 0:
             del self.gaps[:cut]
+            del self.texts[:cut]
             self.offset = oldest
+
+
+def listed_lens(chosen: list[Request], step: int, known: dict[int, int],
+                skipped: frozenset[int]) -> tuple[int, ...]:
+    """The decode context lengths of a batch formed at `step`: `known` ones by position, the
+    streaming entries' from their base, the other `skipped` entries (prefills) left out."""
+    return tuple(known[i] if i in known else r.stream_base + step
+                 for i, r in enumerate(chosen) if i in known or i not in skipped)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import deque
+from functools import partial
 from itertools import islice, repeat
 from typing import ClassVar
 
@@ -19,7 +20,8 @@ from inference_serving.scheduler.base import (
     advance_tokens,
     hand_off,
 )
-from inference_serving.scheduler.decode_stream import SEQ, DecodeStream
+from inference_serving.scheduler.decode_stream import SEQ, DecodeStream, listed_lens
+from llm_profile.perf_model import DecodeLens
 
 
 def streams_safely(cls: type) -> bool:
@@ -206,22 +208,25 @@ class VllmScheduler:
 
     def _finish_batch(self, now: int, budget: int, chosen: list[Request], tokens: list[int],
                       decode: list[bool], preempted: list[Request], swap_out: int,
-                      contexts: list[int] | None = None,
-                      eager: list[int] | None = None) -> Batch | None:
+                      eager: list[int] | None = None,
+                      stream_total: int | None = None) -> Batch | None:
         """Admit waiting requests into the rest of the budget and make the batch (streaming
-        mode: `contexts` and the `eager` entries so far, which the admitted ones join)."""
+        mode: `eager` lists the entries so far that do not stream, which the admitted ones
+        join, and `stream_total` is the streaming entries' context total when known)."""
         kv = self.kv
         in_flight = self.in_flight
         before = len(chosen)
         moved = (0, 0)
         if not preempted:
-            moved = self._admit(budget, chosen, tokens, decode, now, contexts)
+            moved = self._admit(budget, chosen, tokens, decode, now)
         if not chosen:
             return None
         batch = Batch(self.next_batch_id, chosen, tokens, decode,
-                      num_preempted=len(preempted), preempted=preempted, contexts=contexts)
+                      num_preempted=len(preempted), preempted=preempted)
         if eager is not None:
-            batch.eager = [*eager, *range(before, len(chosen))]
+            eager += range(before, len(chosen))
+            batch.eager = eager
+            batch.decode_lens = self._decode_lens(chosen, decode, eager, stream_total)
         if swap_out or moved[0]:
             batch.swap_out_bytes, batch.swap_in_bytes = swap_out, moved[0]
             batch.swap_target = kv.swap.target
@@ -231,6 +236,22 @@ class VllmScheduler:
         if self.options.pipelined:
             in_flight.update(map(id, chosen))
         return batch
+
+    def _decode_lens(self, chosen: list[Request], decode: list[bool], eager: list[int],
+                     stream_total: int | None) -> DecodeLens:
+        """The decode entries' context lengths: the streaming ones' by their total, listed
+        only if a perf model iterates them."""
+        stream = self.stream
+        assert stream is not None
+        step = stream.done
+        known = {i: chosen[i].num_tokens for i in eager if decode[i]}
+        skipped = frozenset(eager)
+        if stream_total is None:
+            stream_total = sum(r.stream_base + step for i, r in enumerate(chosen)
+                               if i not in skipped)
+        count = len(chosen) - len(eager) + len(known)
+        return DecodeLens(count, stream_total + sum(known.values()),
+                          partial(listed_lens, chosen, step, known, skipped))
 
     def _form_streaming(self, now: int) -> Batch | None:
         """`_form` without per-request work for streaming decodes.
@@ -257,7 +278,6 @@ class VllmScheduler:
         chosen: list[Request] = []
         tokens: list[int] = []
         decode: list[bool] = []
-        contexts: list[int] = []
         preempted: list[Request] = []
         eager: list[int] = []
         swap_out = 0
@@ -275,7 +295,6 @@ class VllmScheduler:
                 chosen += run
                 tokens += repeat(1, take)
                 decode += repeat(True, take)
-                contexts += stream.contexts(run)
                 budget -= take
                 index += take
             if request is None or budget <= 0:
@@ -292,7 +311,6 @@ class VllmScheduler:
             chosen.append(request)
             tokens.append(count)
             decode.append(is_decode)
-            contexts.append(request.num_tokens)
             budget -= count
             index += 1
         # Requests this batch leaves out are advanced one by one until they stream again.
@@ -301,7 +319,7 @@ class VllmScheduler:
                 stream.stop(request)
                 self.eager.append(request)
         return self._finish_batch(now, budget, chosen, tokens, decode, preempted, swap_out,
-                                  contexts, eager)
+                                  eager)
 
     def _form_whole(self, now: int, due: list[Request]) -> Batch | None:
         """The batch of every running request when they all fit, else None (nothing changed).
@@ -324,13 +342,10 @@ class VllmScheduler:
         if budget < 0 or blocks > kv.free_blocks:
             return None
         step = stream.done
-        for request in due:
-            kv.allocate_slots(request, request.stream_base + step)
-            stream.next_block(request)
+        stream.grow(due, kv)
         chosen = running[:]
         tokens = [1] * len(chosen)
         decode = [True] * len(chosen)
-        contexts = stream.contexts(chosen)
         eager = []
         for request, count in zip(self.eager, counts, strict=True):
             kv.allocate_slots(request, request.computed + count)
@@ -338,15 +353,15 @@ class VllmScheduler:
             eager.append(at)
             tokens[at] = count
             decode[at] = request.num_tokens - request.computed == 1 and request.prefilled
-            contexts[at] = request.num_tokens
-        return self._finish_batch(now, budget, chosen, tokens, decode, [], 0, contexts, eager)
+        return self._finish_batch(now, budget, chosen, tokens, decode, [], 0, eager,
+                                  stream.base_total + stream.streaming * step)
 
     def _has_prompt_work(self) -> bool:
         return bool(self.waiting) or any(not r.prefilled or r.computed + 1 < r.num_tokens
                                          for r in self.running)
 
     def _admit(self, budget: int, chosen: list[Request], tokens: list[int], decode: list[bool],
-               now: int, contexts: list[int] | None = None) -> tuple[int, int]:
+               now: int) -> tuple[int, int]:
         """Admit waiting requests FCFS; return the per-NPU bytes swapped in and recalled."""
         slots = self.options.max_num_seqs
         kv = self.kv
@@ -376,9 +391,8 @@ class VllmScheduler:
             self.running.append(request)
             request.seq = self.next_seq
             self.next_seq += 1
-            if contexts is not None:
+            if self.stream is not None:
                 self.eager.append(request)
-                contexts.append(request.num_tokens)
             if request.swapped:
                 swap_in += kv.swap_in(request)
             recall += hit.recall_bytes
