@@ -59,15 +59,21 @@ class GapHistogram:
         self._merge(distinct, merged)
 
     def _merge(self, values: np.ndarray, counts: np.ndarray) -> None:
-        union = np.union1d(self.values, values)
-        merged = np.zeros(union.size, np.int64)
-        merged[np.searchsorted(union, self.values)] += self.counts
-        merged[np.searchsorted(union, values)] += counts
-        self.values, self.counts = union, merged
+        """Fold in sorted distinct `values` with their `counts`: known values add up, new ones
+        are inserted in place (temporaries of the new arrays' size, not the union's)."""
+        at = np.searchsorted(self.values, values)
+        known = at < self.values.size
+        known[known] = self.values[at[known]] == values[known]
+        if known.any():
+            self.counts[at[known]] += counts[known]
+        fresh = ~known
+        if fresh.any():
+            self.values = np.insert(self.values, at[fresh], values[fresh])
+            self.counts = np.insert(self.counts, at[fresh], counts[fresh])
 
     def merged(self, other: GapHistogram) -> GapHistogram:
         """A new histogram holding both multisets."""
-        out = GapHistogram(self.values, self.counts, self.total + other.total)
+        out = GapHistogram(self.values, self.counts.copy(), self.total + other.total)
         out._merge(other.values, other.counts)
         return out
 

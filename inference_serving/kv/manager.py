@@ -119,6 +119,16 @@ class KVCacheManager:
         request.blocks += needed
         return True
 
+    def grow(self, requests: list[Request]) -> None:
+        """Give each of `requests` one more block (the caller checked that they fit)."""
+        if type(self).allocate_slots is not KVCacheManager.allocate_slots:
+            for request in requests:  # a caching manager tracks which blocks
+                self.allocate_slots(request, (request.blocks + 1) * self.block_size)
+            return
+        for request in requests:
+            request.blocks += 1
+        self.free_blocks -= len(requests)
+
     def free(self, request: Request) -> None:
         """Return all of `request`'s blocks to the pool."""
         self.free_blocks += request.blocks

@@ -110,11 +110,12 @@ class DecodeStream:
     def grow(self, due: list[Request], kv: KVCacheManager) -> None:
         """Give each of `due` (streaming, starting a block in this step) its block; they are
         due again `block_size` steps on."""
-        step = self.done
-        later = step + self.block_size
+        if not due:
+            return
+        kv.grow(due)
+        later = self.done + self.block_size
         again = []
         for request in due:
-            kv.allocate_slots(request, request.stream_base + step)
             request.due_block = later
             if later <= request.due_finish:
                 again.append(request)
