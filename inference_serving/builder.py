@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -191,9 +192,11 @@ def choose_pricer(cluster: ClusterConfig, options: RunOptions,
 
 
 def build_instances(cluster: ClusterConfig, options: RunOptions,
-                    warn: Callable[[str], None]) -> list[Instance]:
+                    warn: Callable[[str], None],
+                    note: Callable[[str], None] = lambda line: print(line, file=sys.stderr)
+                    ) -> list[Instance]:
     """Load every instance's model, perf model and memory budget, and choose the pricer; fail
-    early on bad input."""
+    early on bad input (`warn` takes perf-model diagnostics, `note` one-line warnings)."""
     instances = []
     fabrics: dict[int, InstanceFabric] = {}
     models: dict[str, ModelConfig] = {}
@@ -204,7 +207,7 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
             raise InputError("attention offloading is priced in process, not by an external "
                              "ASTRA-Sim binary", "--enable-attn-offloading",
                              "drop --network-backend external")
-        cluster, devices = offload_cluster(cluster, options.pim_configs)
+        cluster, devices = offload_cluster(cluster, options.pim_configs, note)
     kv_setup = KvSetup(cluster, options)
     placed: dict[tuple, int] = {}  # off-device weight bytes per ("cpu", node) and ("cxl", 0)
     groups = sorted({spec.dp_group for spec in cluster.instances if spec.dp_group})
