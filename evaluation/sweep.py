@@ -18,13 +18,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from evaluation.args import OneLineParser
 from evaluation.sweep_capacity import capacity_rows, report, search
 from evaluation.sweep_exec import make_runner
 from evaluation.sweep_plot import draw_pareto, require_matplotlib
 from evaluation.sweep_points import columns, make_points, make_row, read_trace
 from evaluation.sweep_spec import SweepSpec, load_spec
 from inference_serving.output_paths import check_output_paths
+from llmsim_core.args import OneLineParser
 from llmsim_core.atomic_write import write_atomic
 from llmsim_core.errors import InputError
 
