@@ -47,6 +47,12 @@ def _check_supported(spec: InstanceSpec, model: ModelConfig, where: str) -> None
     if spec.pp > model.num_layers:
         raise InputError(f"{spec.pp} pipeline stages for {model.num_layers} transformer blocks",
                          where, "use at most one stage per block (npu_group)")
+    if spec.ep_size is not None and not model.is_moe:
+        raise InputError(f"ep_size {spec.ep_size} splits experts, but {model.name} has none",
+                         where, "drop ep_size for a dense model")
+    if spec.ep_size is not None and model.num_experts % spec.ep_size:
+        raise InputError(f"ep_size {spec.ep_size} does not divide the {model.num_experts} "
+                         f"experts of {model.name}", where, "use a divisor of the expert count")
     if spec.pp > 1 and spec.pd_type == "prefill":
         raise InputError("a pipeline-parallel P/D prefill instance is not available in this "
                          "version", where, "use \"npu_group\": 1 for prefill instances")
@@ -179,6 +185,22 @@ def _check_capacity(cluster: ClusterConfig, placed: dict[tuple, int]) -> None:
                              f"{cluster.path}", "enlarge it or keep more weights on the NPUs")
 
 
+def _note_idle_placement(cluster: ClusterConfig, options: RunOptions,
+                         note: Callable[[str], None]) -> None:
+    """Warn about placement keys the run accepts but does not act on."""
+    for spec in cluster.instances:
+        if spec.placement is None:
+            continue
+        for key in spec.placement.idle_kv_loc:
+            note(f"warning: {key} has no effect (KV always lives in device memory, as in the "
+                 "existing simulator)")
+        if spec.kv_evict_loc != "cpu" and options.scheduler == "vllm" and \
+                options.preemption_mode == "recompute":
+            note(f"warning: kv_evict_loc '{spec.kv_evict_loc}' of instance {spec.instance_id} "
+                 f"in {cluster.path} has no effect: the vllm scheduler recomputes preempted "
+                 "requests (add --preemption-mode swap to swap them there)")
+
+
 def choose_pricer(cluster: ClusterConfig, options: RunOptions,
                   fabrics: dict[int, InstanceFabric]) -> Pricer:
     """The pricer the options name (`external` whenever an ASTRA-Sim binary times the run)."""
@@ -286,6 +308,7 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
                                       budget=budget, plans=plans,
                                       fabric=fabrics[spec.instance_id]))
     _check_capacity(cluster, placed)
+    _note_idle_placement(cluster, options, note)
     loading = [i.index for i in instances if i.plans.weights is not None]
     if loading and options.network_backend == "external":
         raise InputError(f"instance(s) {loading} load weights every iteration (placement off "
