@@ -32,7 +32,7 @@ from inference_serving.plan_builder import DisaggregationRole, PlanBuilder, Stor
 from inference_serving.pricers import PRICERS, Pricer
 from inference_serving.scheduler.base import Scheduler, SchedulerOptions, SchedulerResources
 from inference_serving.scheduler.registry import make_scheduler, scheduler_class
-from inference_serving.vllm_defaults import engine_defaults, resolve_version
+from inference_serving.vllm_defaults import ARTIFACT_VERSION, engine_defaults, resolve_version
 from inference_serving.weight_loads import WeightLoads
 from llm_profile.factory import is_tpu, make_perf_model
 from llmsim_core.errors import InputError
@@ -232,6 +232,7 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
         cluster, devices = offload_cluster(cluster, options.pim_configs, note)
     kv_setup = KvSetup(cluster, options)
     placed: dict[tuple, int] = {}  # off-device weight bytes per ("cpu", node) and ("cxl", 0)
+    unknown_versions: set[str] = set()
     groups = sorted({spec.dp_group for spec in cluster.instances if spec.dp_group})
     if groups:
         warn(f"dp_group {', '.join(groups)} in {cluster.path}: each DP rank runs as its own "
@@ -269,7 +270,17 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
                 perf = perfs[perf_key] = make_perf_model(
                     options.perf_models, spec.hardware, model, spec.tp, options.fp_bits, warn,
                     options.attn_prediction, options.perf_model, options.custom_perf_model)
-            limits = engine_limits(options, model, spec, getattr(perf, "vllm_version", None))
+            profile_vllm = getattr(perf, "vllm_version", None)
+            limits = engine_limits(options, model, spec, profile_vllm)
+            # Unset limits took vLLM defaults of a version the profile did not name.
+            if profile_vllm and "vLLM " in limits.source and options.vllm_version == "auto" \
+                    and resolve_version("auto", profile_vllm) == ARTIFACT_VERSION and \
+                    not profile_vllm.startswith(ARTIFACT_VERSION) and \
+                    profile_vllm not in unknown_versions:
+                unknown_versions.add(profile_vllm)
+                note(f"warning: the profile's vLLM {profile_vllm} has no known engine defaults; "
+                     f"unset limits follow vLLM {ARTIFACT_VERSION} (pass --vllm-version to "
+                     "choose)")
             budget = _kv_budget(model, spec, options, block_size, limits, weights)
             offloaded = offloaded_weight_bytes(model, spec.tp, options.fp_bytes, weights)
             for loc, nbytes in offloaded.items():
