@@ -187,7 +187,16 @@ def _check_capacity(cluster: ClusterConfig, placed: dict[tuple, int]) -> None:
 
 def _note_idle_placement(cluster: ClusterConfig, options: RunOptions,
                          note: Callable[[str], None]) -> None:
-    """Warn about placement keys the run accepts but does not act on."""
+    """Warn about placement keys and a CXL pool the run accepts but does not act on."""
+    used_cxl = options.prefix_storage == "CXL" or any(
+        spec.kv_evict_loc.startswith("cxl") or (spec.placement is not None and any(
+            loc.startswith("cxl") for loc in (spec.placement.weights,
+                                              *(r.weights or "" for r in spec.placement.blocks),
+                                              *(w for _, w in spec.placement.layers))))
+        for spec in cluster.instances)
+    if cluster.cxl_mem is not None and not used_cxl:
+        note(f"warning: cxl_mem in {cluster.path} is not used (no placement, kv_evict_loc or "
+             "--prefix-storage CXL names it)")
     for spec in cluster.instances:
         if spec.placement is None:
             continue
