@@ -32,6 +32,7 @@ from inference_serving.plan_builder import DisaggregationRole, PlanBuilder, Stor
 from inference_serving.pricers import PRICERS, Pricer
 from inference_serving.scheduler.base import Scheduler, SchedulerOptions, SchedulerResources
 from inference_serving.scheduler.registry import make_scheduler, scheduler_class
+from inference_serving.scheduler.vllm import streams_safely
 from inference_serving.vllm_defaults import ARTIFACT_VERSION, engine_defaults, resolve_version
 from inference_serving.weight_loads import WeightLoads
 from llm_profile.factory import is_tpu, make_perf_model
@@ -130,6 +131,10 @@ def _make_scheduler(options: RunOptions, limits: EngineLimits, kv: KVCacheManage
         preemption=options.preemption_mode,
         reserve_full_input=limits.reserve_full_input,
         limits_source=limits.source,
+        # Lazy decodes need one batch in flight, a plain KV pool, and no reader of running
+        # requests' fields per iteration (prefill priority, P/D hand-off, PIM placement).
+        stream_decodes=streams_safely(cls) and spec.pp == 1 and not options.prioritize_prefill
+        and spec.pd_type != "prefill" and not kv.prefix_caching and not options.attn_offloading,
     )
     return make_scheduler(cls, sched_options, kv,
                           SchedulerResources(block_bytes, spec.npu_num, host_capacity, warn),

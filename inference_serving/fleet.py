@@ -74,7 +74,8 @@ class FleetSamples(Observer):
 
     def on_batch_end(self, inst: Instance, batch: Batch, end_ns: int,
                      finished: list[Request]) -> None:
-        """Record the requests `batch` finished."""
+        """Record the gaps `batch` sampled and the requests it finished."""
+        self.itl.produced(inst.index, batch.gaps, batch.shared_gap, batch.shared_count)
         for request in finished:
             self.add(request, inst.index)
 

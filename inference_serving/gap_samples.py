@@ -7,6 +7,10 @@ request, so a run has about as many distinct gaps as iterations, not as tokens. 
 histogram, percentiles are numpy's linear interpolation between the exact order statistics
 (identical values), and the mean is the exact integer sum over the count (it can differ from
 numpy's pairwise float sum in the last binary digit).
+
+Fed per iteration as well (`produced`: the gaps an iteration sampled, the streaming decodes'
+shared gap as one value and count), the histograms are built from the iterations instead of
+the finished requests' lists; at the end of a run both hold the same gaps.
 """
 
 from __future__ import annotations
@@ -38,9 +42,21 @@ class GapHistogram:
         """Fold `samples` (int64) in, FOLD_EVERY at a time (bounded temporaries)."""
         for start in range(0, samples.size, FOLD_EVERY):
             chunk = samples[start:start + FOLD_EVERY]
-            # Exact in int64 whatever the gaps: high and low 32-bit halves summed apart.
-            self.total += (int((chunk >> 32).sum()) << 32) + int((chunk & 0xFFFFFFFF).sum())
+            self.total += exact_sum(chunk)
             self._merge(*np.unique(chunk, return_counts=True))
+
+    def add_counted(self, values: np.ndarray, counts: np.ndarray) -> None:
+        """Fold in `counts[i]` copies of each `values[i]` (int64 arrays)."""
+        distinct, where = np.unique(values, return_inverse=True)
+        summed = np.bincount(where, weights=counts, minlength=distinct.size)
+        # Float weights are exact here: a count stays far below 2**53.
+        merged = summed.astype(np.int64)
+        if distinct.size and int(np.abs(distinct).max()) * int(merged.max()) < 1 << 62:
+            self.total += exact_sum(distinct * merged)
+        else:
+            self.total += sum(int(v) * int(c)
+                              for v, c in zip(distinct.tolist(), merged.tolist(), strict=True))
+        self._merge(distinct, merged)
 
     def _merge(self, values: np.ndarray, counts: np.ndarray) -> None:
         union = np.union1d(self.values, values)
@@ -82,6 +98,49 @@ class GapHistogram:
         return self.total / self.size / 1e6
 
 
+def exact_sum(samples: np.ndarray) -> int:
+    """The exact sum of int64 `samples` (high and low 32-bit halves summed apart)."""
+    return (int((samples >> 32).sum()) << 32) + int((samples & 0xFFFFFFFF).sum())
+
+
+class GapLedger:
+    """The gaps sampled on one instance, iteration by iteration, folded as they come."""
+
+    def __init__(self) -> None:
+        self.gaps = array("q")  # gaps sampled one by one
+        self.shared = array("q")  # (gap, count) pairs of streaming decodes, flattened
+        self.histogram = GapHistogram()
+
+    def add(self, gaps: list[int], shared_gap: int, shared_count: int) -> None:
+        """One iteration's gaps."""
+        if gaps:
+            self.gaps.extend(gaps)
+            if len(self.gaps) > FOLD_EVERY:
+                self._fold_gaps()
+        if shared_count:
+            self.shared.append(shared_gap)
+            self.shared.append(shared_count)
+            if len(self.shared) > FOLD_EVERY:
+                self._fold_shared()
+
+    def _fold_gaps(self) -> None:
+        self.histogram.add(np.frombuffer(self.gaps, dtype=np.int64))
+        self.gaps = array("q")
+
+    def _fold_shared(self) -> None:
+        pairs = np.frombuffer(self.shared, dtype=np.int64)
+        self.histogram.add_counted(pairs[0::2], pairs[1::2])
+        self.shared = array("q")
+
+    def folded(self) -> GapHistogram:
+        """Every gap so far."""
+        if self.gaps:
+            self._fold_gaps()
+        if self.shared:
+            self._fold_shared()
+        return self.histogram
+
+
 class GapSamples:
     """Every finished request's inter-token gaps, by the instance that finished it."""
 
@@ -91,6 +150,18 @@ class GapSamples:
         self.lengths = array("q")
         self.folded: dict[int, GapHistogram] | None = None
         self.pending: dict[int, array] = {}
+        self.ledgers: dict[int, GapLedger] | None = None  # set once fed per iteration
+
+    def produced(self, instance: int, gaps: list[int], shared_gap: int,
+                 shared_count: int) -> None:
+        """Record the gaps one iteration of `instance` sampled: `gaps` one by one, and
+        `shared_count` streaming decodes that all waited `shared_gap`."""
+        if self.ledgers is None:
+            self.ledgers = {}
+        ledger = self.ledgers.get(instance)
+        if ledger is None:
+            ledger = self.ledgers[instance] = GapLedger()
+        ledger.add(gaps, shared_gap, shared_count)
 
     def add(self, instance: int, gaps: list[int]) -> None:
         """Record one finished request's gaps."""
@@ -101,6 +172,8 @@ class GapSamples:
             if len(self.raw) > RAW_LIMIT:
                 self._fold_raw()
             return
+        if self.ledgers is not None:
+            return
         buffer = self.pending.get(instance)
         if buffer is None:
             buffer = self.pending[instance] = array("q")
@@ -109,6 +182,11 @@ class GapSamples:
             self._fold(instance)
 
     def _fold_raw(self) -> None:
+        if self.ledgers is not None:
+            # Past the raw bound the iterations' record is the one used: no per-request work.
+            self.folded = {}
+            self.raw, self.owners, self.lengths = array("q"), array("h"), array("q")
+            return
         samples = np.frombuffer(self.raw, dtype=np.int64)
         owner = np.repeat(np.frombuffer(self.owners, dtype=np.int16),
                           np.frombuffer(self.lengths, dtype=np.int64))
@@ -125,6 +203,8 @@ class GapSamples:
 
     def _histograms(self) -> dict[int, GapHistogram]:
         assert self.folded is not None
+        if self.ledgers is not None:
+            return {index: ledger.folded() for index, ledger in sorted(self.ledgers.items())}
         for instance in list(self.pending):
             self._fold(instance)
         return self.folded

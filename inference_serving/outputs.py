@@ -96,7 +96,7 @@ class RequestCsv(Observer):
         routed = self.routing_time_instance_id
         lines = []
         for r in finished:
-            itl = str(r.itl)
+            itl = r.itl_cell()
             if len(r.itl) > 1:
                 itl = f'"{itl}"'
             arrival = r.arrival

@@ -6,7 +6,7 @@ memoized, so building a plan costs a few dict lookups and tuple concatenations.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from inference_serving.pim_offload import PimSetup
@@ -79,6 +79,12 @@ def stage_layers(layers: int, stages: int) -> list[int]:
 
 def attention_batch(batch: Batch) -> AttentionBatch:
     """What attention sees: prefill chunks on their prior KV, decode context lengths."""
+    lens = batch.decode_lens
+    if lens is not None:  # streaming decodes: every prefill is among the eager entries
+        assert batch.eager is not None
+        prefill = [i for i in batch.eager if not batch.decode[i]]
+        return _with_hidden(batch, tuple(batch.tokens[i] for i in prefill),
+                            [batch.requests[i].computed for i in prefill], lens)
     if all(batch.decode):  # the common all-decode iteration, in one pass
         return AttentionBatch((), (), tuple([r.num_tokens for r in batch.requests]))
     prefill_q: list[int] = []
@@ -91,10 +97,16 @@ def attention_batch(batch: Batch) -> AttentionBatch:
         else:
             prefill_q.append(count)
             prefill_kv.append(request.computed)
+    return _with_hidden(batch, tuple(prefill_q), prefill_kv, tuple(decode_lens))
+
+
+def _with_hidden(batch: Batch, prefill_q: tuple[int, ...], prefill_kv: list[int],
+                 decode_lens: Sequence[int]) -> AttentionBatch:
+    """The attention batch, prefix-hit tokens the existing simulator hides taken off."""
     if batch.hidden_kv is not None:
         hidden = [h for h, d in zip(batch.hidden_kv, batch.decode, strict=True) if not d]
         prefill_kv = [kv - h for kv, h in zip(prefill_kv, hidden, strict=True)]
-    return AttentionBatch(tuple(prefill_q), tuple(prefill_kv), tuple(decode_lens))
+    return AttentionBatch(prefill_q, tuple(prefill_kv), decode_lens)
 
 
 class PlanBuilder:

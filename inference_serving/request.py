@@ -34,6 +34,10 @@ class Request:
     # A plain list: only requests in flight hold their gaps (a finished request's go to the
     # CSV and the fleet samples), and list appends are the cheapest per token.
     itl: list[int] = field(default_factory=list)
+    # Streaming decodes only: the CSV text of the first `itl_texted` gaps, in pieces (built
+    # from the iteration clock's formatted gaps, so a token costs no integer formatting).
+    itl_text: list[str] | None = None
+    itl_texted: int = 0
     # Prefix caching only: prompt then output token ids (None: the request never hits), the
     # chained keys of its full blocks, the block ids it references, how many of those are
     # published in the cache, and the per-NPU bytes of its KV parked on the swap space.
@@ -42,6 +46,15 @@ class Request:
     block_ids: list[int] = field(default_factory=list)
     published: int = 0
     swap_bytes: int = 0
+    # Scheduler bookkeeping: the request's place in the running order (admission sequence), and
+    # while it streams (see scheduler/decode_stream.py) the first step it was not advanced for
+    # (-1: its fields are current), num_tokens minus that step, and the steps at which it next
+    # needs a KV block and samples its last token.
+    seq: int = -1
+    stream_from: int = -1
+    stream_base: int = 0
+    due_block: int = -1
+    due_finish: int = -1
 
     def __post_init__(self) -> None:
         self.num_tokens = self.prompt
@@ -50,6 +63,16 @@ class Request:
     def finished(self) -> bool:
         """True once every requested output token has been generated."""
         return self.generated >= self.output
+
+    def itl_cell(self) -> str:
+        """The ITL list as the CSV shows it: `[a, b, ...]`."""
+        pieces = self.itl_text
+        if pieces is None:
+            return str(self.itl)
+        rest = self.itl[self.itl_texted:]
+        if rest:
+            pieces = [*pieces, ", ".join(map(str, rest))]
+        return "[" + ", ".join(pieces) + "]"
 
     @property
     def ttft(self) -> int:

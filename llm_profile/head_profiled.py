@@ -30,7 +30,7 @@ from llm_profile.head_tables import (
     read_moe,
     read_skew_fit,
 )
-from llm_profile.perf_model import AttentionBatch, PerfModel
+from llm_profile.perf_model import AttentionBatch, PerfModel, decode_total
 from llmsim_core.errors import InputError
 
 # Our operator → the profiled layer that runs it (None: fused into another layer).
@@ -196,7 +196,7 @@ class HeadPerfModel(PerfModel):
         nd = len(lens)
         if nd:
             hi, lo = max(lens), min(lens)
-            mean = sum(lens) // nd
+            mean = decode_total(lens) // nd
         else:
             hi = lo = mean = 0
         key = (pc, kp, nd, mean, hi, lo)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from llm_profile.perf_model import AttentionBatch, PerfModel
+from llm_profile.perf_model import AttentionBatch, PerfModel, decode_total
 from llm_profile.profile_tables import (
     Grid,
     LayerCurve,
@@ -166,7 +166,7 @@ class ProfiledPerfModel(PerfModel):
             c_p = _round_up(round(math.sqrt(squares)), 32)
         if batch.decode_lens:
             n_d = len(batch.decode_lens)
-            kv_d = _round_up(sum(batch.decode_lens) // n_d, 64)
+            kv_d = _round_up(decode_total(batch.decode_lens) // n_d, 64)
         key = (kv_p, c_p, n_d, kv_d)
         cached = self._attn_cache.get(key)
         if cached is None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields, replace
 
 from llm_profile.calibrate import OP_CLASS, predict_ns, weight_log2, work
 from llm_profile.hardware_catalog import CATALOGUE_DIR, HardwareSpec
-from llm_profile.perf_model import AttentionBatch, PerfModel
+from llm_profile.perf_model import AttentionBatch, PerfModel, decode_total
 from llmsim_core.errors import InputError
 from llmsim_core.model_config import ModelConfig
 
@@ -135,7 +135,7 @@ class RooflinePerfModel(PerfModel):
             total += self._roof(flops, nbytes, e.attn_compute, e.attn_memory,
                                 e.attn_overhead_ns)
         if batch.decode_lens:
-            context = sum(batch.decode_lens)
+            context = decode_total(batch.decode_lens)
             flops = 4.0 * context * m.head_dim * heads
             nbytes = (context * kv_width + len(batch.decode_lens) * q_width) * fp
             total += self._roof(flops, nbytes, e.attn_compute, e.attn_memory,

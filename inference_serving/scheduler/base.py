@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
 
@@ -34,6 +34,17 @@ class Batch:
     prompt_done: list[Request] = field(default_factory=list)
     handoff: list[Request] = field(default_factory=list)
     preempted: list[Request] = field(default_factory=list)  # the num_preempted victims
+    # With streaming decodes (scheduler/decode_stream.py): the decode entries' sequence
+    # lengths as this iteration sees them (a streaming request's own fields lag), and the
+    # indices of the entries advanced one by one (all prefills among them; the others stream).
+    # None: every entry's fields are current.
+    decode_lens: Sequence[int] | None = None
+    eager: list[int] | None = None
+    # The inter-token gaps this iteration sampled: one by one, and the streaming decodes' one
+    # shared gap and their number.
+    gaps: list[int] = field(default_factory=list)
+    shared_gap: int = 0
+    shared_count: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -58,6 +69,9 @@ class SchedulerOptions:
     # vLLM >= 0.19 admits a waiting request only when its whole sequence's blocks are free.
     reserve_full_input: bool = False
     limits_source: str = ""  # where max_num_seqs / max_num_batched_tokens came from
+    # Advance steady decodes lazily (scheduler/decode_stream.py); the builder sets it where
+    # nothing outside the scheduler reads running requests between iterations.
+    stream_decodes: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,10 +127,17 @@ def advance_tokens(batch: Batch, now: int) -> list[Request]:
     length, one token is sampled: the first token (TTFT) or an ITL sample. A partial prefill
     chunk samples nothing.
     """
+    return advance_entries(batch, batch.requests, batch.tokens, now)
+
+
+def advance_entries(batch: Batch, requests: list[Request], counts: list[int],
+                    now: int) -> list[Request]:
+    """`advance_tokens` for the given entries of `batch` only."""
     finished: list[Request] = []
+    gaps = batch.gaps
     sampled = 0
     # The hot loop of a run (once per request and iteration): attributes read once.
-    for request, count in zip(batch.requests, batch.tokens, strict=True):
+    for request, count in zip(requests, counts, strict=True):
         computed = request.computed + count
         request.computed = computed
         tokens = request.num_tokens
@@ -132,7 +153,9 @@ def advance_tokens(batch: Batch, now: int) -> list[Request]:
                 batch.prompt_done.append(request)
             request.prefilled = True
         else:
-            request.itl.append(now - request.last_token)
+            gap = now - request.last_token
+            request.itl.append(gap)
+            gaps.append(gap)
         request.last_token = now
         if generated >= request.output:
             request.end = now
