@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shutil
 import tempfile
 from array import array
@@ -70,8 +71,13 @@ def csv_cell(text: str) -> str:
 
 
 class RequestCsv(Observer):
-    """Streams each finished request's row to a per-instance spool file as it finishes, then
-    writes the CSV atomically (instances in order, each in completion order).
+    """Streams each finished request's row out as it finishes, then completes the CSV
+    atomically (instances in order, each in completion order).
+
+    The header and instance 0's rows go straight into an unnamed file beside the output; the
+    other instances' rows are spooled and appended at the end, and the file is then linked
+    into place (where the platform cannot link an unnamed file, everything is copied into a
+    temporary file that is renamed). A run that fails leaves nothing behind.
 
     Rows are formatted here rather than through `csv.writer`: every cell is an integer but the
     model name (quoted once per instance) and the ITL list, whose `[a, b]` form holds the
@@ -82,6 +88,21 @@ class RequestCsv(Observer):
         self.path = path
         self.routing_time_instance_id = routing_time_instance_id
         self.spools: dict[int, tuple[TextIO, str]] = {}
+        self.headed = False  # instance 0's spool starts with the header
+        self.linkable = False  # ... and is an unnamed file beside the output
+
+    def _spool(self, inst: Instance) -> tuple[TextIO, str]:
+        handle = None
+        if inst.index == 0:
+            handle = unnamed_file(self.path.parent)
+            self.linkable = handle is not None
+        if handle is None:
+            handle = tempfile.TemporaryFile("w+", newline="")
+        if inst.index == 0:
+            handle.write(HEADER)
+            self.headed = True
+        spool = self.spools[inst.index] = (handle, csv_cell(inst.model.name))
+        return spool
 
     def on_batch_end(self, inst: Instance, batch: Batch, end_ns: int,
                      finished: list[Request]) -> None:
@@ -90,8 +111,7 @@ class RequestCsv(Observer):
             return
         spool = self.spools.get(inst.index)
         if spool is None:
-            handle = tempfile.TemporaryFile("w+", newline="")
-            spool = self.spools[inst.index] = (handle, csv_cell(inst.model.name))
+            spool = self._spool(inst)
         handle, model = spool
         routed = self.routing_time_instance_id
         lines = []
@@ -107,15 +127,86 @@ class RequestCsv(Observer):
         handle.write("".join(lines))
 
     def on_finish(self, result: SimResult) -> None:
-        """Copy the spools under the header into the file."""
-        with atomic_writer(self.path) as out:
-            out.write(",".join(CSV_COLUMNS) + "\n")
-            for index in sorted(self.spools):
-                handle = self.spools[index][0]
-                handle.seek(0)
-                shutil.copyfileobj(handle, out, COPY_CHUNK)
-                handle.close()
+        """Complete the file: the header, then every instance's rows."""
+        handles = [self.spools[index][0] for index in sorted(self.spools)]
+        headed = self.headed
         self.spools.clear()
+        if self.linkable and link_into_place(handles[0], handles[1:], self.path):
+            return
+        with atomic_writer(self.path) as out:
+            if not headed:
+                out.write(HEADER)
+            append_files(out, handles)
+
+
+HEADER = ",".join(CSV_COLUMNS) + "\n"
+
+
+def append_files(out: TextIO, handles: list[TextIO]) -> None:
+    """Append the whole content of each text handle in `handles` to `out`, closing them
+    (the kernel copies the bytes where it can)."""
+    out.flush()
+    for handle in handles:
+        handle.flush()
+        size = os.fstat(handle.fileno()).st_size
+        offset = 0
+        try:
+            while offset < size:
+                sent = os.sendfile(out.fileno(), handle.fileno(), offset, size - offset)
+                if not sent:
+                    break
+                offset += sent
+        except OSError:
+            handle.buffer.seek(offset)
+            shutil.copyfileobj(handle.buffer, out.buffer, COPY_CHUNK)
+        out.flush()
+        handle.close()
+
+
+def unnamed_file(folder: Path) -> TextIO | None:
+    """A text handle on a file in `folder` that has no name until `link_into_place` gives it
+    one (it vanishes if the process ends first); None where the platform has no such files."""
+    flag = getattr(os, "O_TMPFILE", None)
+    if flag is None or not folder.is_dir():
+        return None
+    try:
+        descriptor = os.open(folder, flag | os.O_RDWR, 0o644)
+    except OSError:
+        return None
+    return os.fdopen(descriptor, "w+", newline="")
+
+
+def link_into_place(head: TextIO, rest: list[TextIO], path: Path) -> bool:
+    """Give the unnamed file `head`, with `rest` appended, the name `path` (replacing any
+    file there); False, with nothing changed, where the platform cannot name it."""
+    head.flush()
+    try:
+        descriptors = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return False
+    try:
+        for attempt in range(100):
+            temp = path.parent / f".{path.name}.{os.getpid()}.{attempt}.tmp"
+            try:
+                os.link(str(head.fileno()), temp, src_dir_fd=descriptors)
+            except FileExistsError:
+                continue
+            except OSError:
+                return False
+            break
+        else:
+            return False
+    finally:
+        os.close(descriptors)
+    try:
+        append_files(head, rest)
+        head.close()
+        os.chmod(temp, 0o644)
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return True
 
 
 class ThroughputCsv(Observer):

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from inference_serving import gap_samples, simulate
+from inference_serving import gap_samples, outputs, simulate
 from inference_serving.dataset_reader import load_requests
 from inference_serving.gap_samples import GapHistogram, GapSamples
 from inference_serving.observers import Observer
@@ -143,27 +143,55 @@ def test_the_table_sorts_stably_and_keeps_line_ids(tmp_path):
         5 * 32
 
 
+@pytest.mark.parametrize("linkable", [True, False])
 @pytest.mark.parametrize("model", ["org/plain-name", 'org/odd,name "q"'])
-def test_streamed_rows_equal_the_csv_module(tmp_path, model):
-    def finished(rid, output, itl):
+def test_streamed_rows_equal_the_csv_module(tmp_path, monkeypatch, model, linkable):
+    def finished(rid, output, itl, instance):
         r = Request(rid=rid, arrival=100, prompt=7, output=output)
-        r.instance, r.routed_instance = 1, 0
+        r.instance, r.routed_instance = instance, 0
         r.first_scheduled, r.first_token, r.generated = 150, 300, output
         r.itl = itl
         r.end = r.first_token + sum(itl)
         return r
 
-    requests = [finished(0, 1, []), finished(1, 2, [40]), finished(2, 4, [5, 6, 70])]
+    if not linkable:  # platforms without unnamed files that can be linked: copied instead
+        monkeypatch.setattr(outputs, "unnamed_file", lambda folder: None)
+    else:
+        probe = outputs.unnamed_file(tmp_path)
+        if probe is None:
+            pytest.skip("this platform has no unnamed files to link into place")
+        probe.close()
+
+        def no_copy(path):
+            raise AssertionError("the rows were copied instead of linked into place")
+        monkeypatch.setattr(outputs, "atomic_writer", no_copy)
+    requests = [finished(0, 1, [], 1), finished(1, 2, [40], 1), finished(2, 4, [5, 6, 70], 1),
+                finished(3, 3, [8, 9], 0), finished(4, 2, [11], 2)]
     out = tmp_path / "out.csv"
+    out.write_text("an older file the run replaces\n")
     writer = RequestCsv(out, routing_time_instance_id=False)
-    inst = SimpleNamespace(index=1, model=SimpleNamespace(name=model))
-    writer.on_batch_end(inst, None, 0, requests[:2])
-    writer.on_batch_end(inst, None, 0, requests[2:])
+    insts = {k: SimpleNamespace(index=k, model=SimpleNamespace(name=model)) for k in range(3)}
+    writer.on_batch_end(insts[1], None, 0, requests[:2])
+    writer.on_batch_end(insts[2], None, 0, requests[4:])
+    writer.on_batch_end(insts[1], None, 0, requests[2:3])
+    writer.on_batch_end(insts[0], None, 0, requests[3:4])
     writer.on_finish(None)
     expected = io.StringIO()
     rows = csv.writer(expected, lineterminator="\n")
     rows.writerow(CSV_COLUMNS)
-    for r in requests:
+    for r in (requests[3], *requests[:3], requests[4]):  # by instance, then completion
         rows.writerow(RequestRecord.of(r, model, False).csv_row())
     assert out.read_text() == expected.getvalue()
+    assert out.stat().st_mode & 0o777 == 0o644
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_csv_without_instance_0_rows_still_starts_with_the_header(tmp_path):
+    r = Request(rid=5, arrival=0, prompt=3, output=1)
+    r.instance = r.routed_instance = 1
+    r.first_scheduled, r.first_token, r.end, r.generated = 0, 10, 10, 1
+    out = tmp_path / "out.csv"
+    writer = RequestCsv(out)
+    writer.on_batch_end(SimpleNamespace(index=1, model=SimpleNamespace(name="m")), None, 0, [r])
+    writer.on_finish(None)
+    assert out.read_text() == ",".join(CSV_COLUMNS) + "\n1,5,m,3,4,0,10,10,0,10,0,[]\n"
