@@ -12,9 +12,7 @@ ours against the existing simulator). Definitions follow evaluation.md §6: TTFT
 
 from __future__ import annotations
 
-import argparse
 import csv
-import json
 import re
 import sys
 import time
@@ -27,8 +25,12 @@ from inference_serving.api import simulate
 from inference_serving.instance import Instance
 from inference_serving.observers import Observer
 from inference_serving.scheduler.base import Batch
+from llmsim_core.args import OneLineParser
+from llmsim_core.bounds import INT32_MAX, SCHEDULER_LIMIT, Bound, checked_int
 from llmsim_core.errors import InputError
+from llmsim_core.strict_json import loads
 
+NUM_REQUESTS = Bound(1, INT32_MAX, "", "a run serves at least one request", integer=True)
 STATS = (("mean", None), ("median", 50.0), ("p90", 90.0), ("p95", 95.0), ("p99", 99.0))
 METRICS = ("TTFT", "TPOT", "latency")
 _STATUS = re.compile(r"^\[(?P<t>[\d.]+)s\] Avg prompt throughput: (?P<p>[\d.]+) tokens/s, "
@@ -55,12 +57,33 @@ def _fail(what: str, where: Path | str, fix: str) -> InputError:
 
 def _read_json(path: Path) -> dict:
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        text = path.read_bytes()
+    except OSError as exc:
         raise _fail(f"unreadable JSON ({exc.__class__.__name__})", path, "fix the file") from None
+    try:
+        value = loads(text, str(path), "fix the file")
+    except InputError as exc:
+        raise _fail(f"unreadable JSON ({exc.what})", path, "fix the file") from None
     if not isinstance(value, dict):
         raise _fail("expected a JSON object", path, "fix the file")
     return value
+
+
+def _object(meta: dict, key: str, path: Path) -> dict:
+    """`meta[key]` as a JSON object ({} when absent or null)."""
+    value = meta.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _fail(f"'{key}' is not a JSON object", path, "fix the file")
+    return value
+
+
+def _limit(engine: dict, key: str, path: Path) -> int | None:
+    """An engine limit of meta.json, None when absent or null."""
+    value = engine.get(key)
+    return None if value is None else checked_int(value, SCHEDULER_LIMIT, f"engine_kwargs.{key}",
+                                                  str(path), "fix the file")
 
 
 def real_side(folder: Path) -> Side:
@@ -76,11 +99,11 @@ def real_side(folder: Path) -> Side:
         if not line.strip():
             continue
         try:
-            r = json.loads(line)
+            r = loads(line, f"{path}:{lineno}", "fix the file")
             queued, first, last = (float(r[k]) for k in ("queued_ts", "first_token_ts",
                                                            "last_token_ts"))
             generated = int(r["output_toks"])
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        except (InputError, KeyError, TypeError, ValueError):
             raise _fail(f"line {lineno} lacks queued_ts/first_token_ts/last_token_ts/"
                         "output_toks", f"{path}:{lineno}", "fix the file") from None
         ttft.append((first - queued) * 1e3)
@@ -206,15 +229,17 @@ def read_example(folder: Path, data: Path) -> Example:
     seqs = tokens = None
     if meta_path.is_file():
         meta = _read_json(meta_path)
-        engine = meta.get("engine_kwargs") or {}
-        dataset_name = str(meta.get("dataset_path", ""))
-        num_req = meta.get("num_requests")
-        seqs, tokens = engine.get("max_num_seqs"), engine.get("max_num_batched_tokens")
-        prefix = (meta.get("kv_cache") or {}).get("enable_prefix_caching") is True
-        source = "vllm/meta.json"
-        if not dataset_name or not isinstance(num_req, int):
+        engine = _object(meta, "engine_kwargs", meta_path)
+        dataset_name = meta.get("dataset_path")
+        if not isinstance(dataset_name, str) or not dataset_name or "num_requests" not in meta:
             raise _fail("meta.json lacks dataset_path or num_requests", meta_path,
                         "fix the file")
+        num_req = checked_int(meta["num_requests"], NUM_REQUESTS, "num_requests", str(meta_path),
+                              "fix the file")
+        seqs = _limit(engine, "max_num_seqs", meta_path)
+        tokens = _limit(engine, "max_num_batched_tokens", meta_path)
+        prefix = _object(meta, "kv_cache", meta_path).get("enable_prefix_caching") is True
+        source = "vllm/meta.json"
     else:
         dataset_name = header.get("Dataset", "")
         num_req = None
@@ -233,9 +258,12 @@ def read_example(folder: Path, data: Path) -> Example:
     if not dataset.is_file():
         raise _fail(f"workload {Path(dataset_name).name} not found", dataset,
                     "put the workload in DATA/datasets_head or pass --data")
+    lines = sum(1 for line in dataset.read_bytes().splitlines() if line.strip())
     if num_req is None:
-        num_req = sum(1 for line in dataset.read_text(encoding="utf-8").splitlines()
-                      if line.strip())
+        num_req = lines
+    elif num_req > lines:
+        raise _fail(f"num_requests {num_req} but the workload {dataset.name} holds {lines}",
+                    meta_path, "fix num_requests or the workload")
     return Example(config, dataset, num_req, seqs, tokens, source, prefix)
 
 
@@ -323,8 +351,8 @@ def table(sides: list[Side]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
-    parser = argparse.ArgumentParser(prog="python -m evaluation.bench", description=__doc__
-                                     .split("\n\n")[0])
+    parser = OneLineParser(prog="python -m evaluation.bench", description=__doc__
+                           .split("\n\n")[0])
     parser.add_argument("example", type=Path, help="a DATA/vllm_bench/<hardware>/<model> folder")
     parser.add_argument("--data", type=Path, help="the data root holding datasets_head/ and "
                         "perf_models_head/ (default: three levels above EXAMPLE)")
@@ -333,7 +361,11 @@ def main(argv: list[str] | None = None) -> int:
         folder = args.example
         if not folder.is_dir():
             raise _fail("no such folder", folder, "pass a vllm_bench/<hardware>/<model> folder")
-        data = args.data or folder.resolve().parents[2]
+        above = folder.resolve().parents
+        if args.data is None and len(above) < 3:
+            raise _fail("no data root three levels above the folder", folder,
+                        "pass a DATA/vllm_bench/<hardware>/<model> folder or --data")
+        data = args.data or above[2]
         example = read_example(folder, data)
         existing = existing_side(folder / "outputs") \
             if (folder / "outputs" / "sim.csv").is_file() else None

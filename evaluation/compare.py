@@ -15,8 +15,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from evaluation.args import OneLineParser
 from evaluation.console import parse_console
+from llmsim_core.args import OneLineParser
 from llmsim_core.errors import InputError
 
 # Summary lines that legitimately differ between identical simulations.

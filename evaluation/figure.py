@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from evaluation import diff, plots, series
-from evaluation.args import OneLineParser
 from evaluation.compare import read_requests
 from evaluation.console import ConsoleRun, parse_console
 from evaluation.experiments import FEATURE_OF_FLAG, FIGURE_TABLES, FIGURES, Experiment, of_figure
 from evaluation.runner import WORKERS, RunRecord, missing_flags, run_all
+from llmsim_core.args import OneLineParser
 from llmsim_core.errors import InputError
 
 

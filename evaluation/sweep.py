@@ -18,12 +18,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from evaluation.args import OneLineParser
 from evaluation.sweep_capacity import capacity_rows, report, search
 from evaluation.sweep_exec import make_runner
 from evaluation.sweep_plot import draw_pareto, require_matplotlib
 from evaluation.sweep_points import columns, make_points, make_row, read_trace
 from evaluation.sweep_spec import SweepSpec, load_spec
+from inference_serving.output_paths import check_output_paths
+from llmsim_core.args import OneLineParser
 from llmsim_core.atomic_write import write_atomic
 from llmsim_core.errors import InputError
 
@@ -131,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         if plot is not None:
             require_matplotlib()
         spec = load_spec(args.spec)
+        check_output_paths({"--out": out, "--plot": plot, "capacity CSV": capacity_csv},
+                           inputs=spec.inputs)
         trace = read_trace(spec.workload)
         with make_runner(jobs, args.ray or None, args.ray is not None) as runner:
             if args.capacity:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import difflib
 import itertools
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from inference_serving.fleet import Slo
 from llmsim_core.bounds import SLO_MS, TOKENS, Bound, checked, checked_int
 from llmsim_core.errors import InputError
 from llmsim_core.paths import resolve_user_path
+from llmsim_core.strict_json import load_file
 
 RATE = Bound(0, 1e6, "req/s", "a request rate must be positive and below a million per second",
              low_open=True)
@@ -30,6 +30,9 @@ CV = Bound(0, 100, "", "the coefficient of variation of the inter-arrival gaps i
 COST = Bound(0, 1e12, "", "a price per GPU is positive", low_open=True)
 MEM_GB = Bound(0, 1e9, "GB", "a device memory must hold something", low_open=True)
 BW = Bound(1e-3, 1e12, "GB/s", "slower links make every iteration last hours")
+# Every point is a whole simulation: a grid beyond ten thousand points is a product of axes
+# that exploded (it would run for days), not a sweep anyone reads.
+MAX_POINTS = 10_000
 
 # Simulator options the sweep itself sets, each with the spec key that replaces it.
 RESERVED = {"dataset": "workload", "cluster_config": "clusters", "num_req":
@@ -93,6 +96,17 @@ class SweepSpec:
     capacity: Capacity
     pareto_latency: str
     cost: dict[str, float]
+    inputs: tuple[Path, ...] = ()  # files the sweep reads (spec, trace, cluster configs)
+
+
+def _grid_size(r: _Reader, sizes: list[int], key: str) -> None:
+    """Refuse a grid whose points (the product of `sizes`) exceed MAX_POINTS."""
+    total = 1
+    for size in sizes:
+        total *= size
+        if total > MAX_POINTS:
+            raise InputError(f"the grid has more than {MAX_POINTS} points", r.where(key),
+                             "sweep fewer values per axis (or split the sweep)")
 
 
 def _strict_loader() -> type:
@@ -127,6 +141,9 @@ def _read_yaml(path: Path) -> Any:
     except OSError as exc:
         raise InputError(f"cannot read the sweep spec ({exc.strerror})", str(path),
                          "pass an existing YAML file") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text (offset {exc.start})", str(path),
+                         "save the spec as UTF-8") from None
     try:
         return yaml.load(text, Loader=_strict_loader())
     except InputError as exc:
@@ -136,6 +153,10 @@ def _read_yaml(path: Path) -> Any:
         where = f"{path} line {mark.line + 1}" if mark else str(path)
         problem = getattr(exc, "problem", None) or "malformed YAML"
         raise InputError(f"not valid YAML ({problem})", where, "fix the YAML syntax") from None
+    except RecursionError:
+        raise InputError("YAML nested too deeply", str(path), "fix the YAML") from None
+    except ValueError:  # an integer literal longer than Python's 4300-digit limit
+        raise InputError("a number with thousands of digits", str(path), "fix the YAML") from None
 
 
 class _Reader:
@@ -254,11 +275,10 @@ def _cluster_variants(r: _Reader, raw: Any, index: int) -> list[tuple[str, dict]
             raise InputError(f"'{others[0]}' has no effect with cluster_config",
                              r.where(f"{key}.{others[0]}"), "edit the cluster file instead")
         path = resolve_user_path(r.text(entry["cluster_config"], f"{key}.cluster_config"))
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise InputError(f"cannot read the cluster config ({exc})",
-                             r.where(f"{key}.cluster_config"), "give a cluster JSON") from None
+        if not path.is_file():
+            raise InputError("cluster config not found", r.where(f"{key}.cluster_config"),
+                             "give the path of a cluster JSON")
+        data = load_file(path, "fix the cluster config")
         cluster_from_dict(data, str(path))
         return [(r.text(entry.get("name", path.stem), f"{key}.name"), data)]
     for name in ("model", "hardware"):
@@ -270,6 +290,7 @@ def _cluster_variants(r: _Reader, raw: Any, index: int) -> list[tuple[str, dict]
                          r.where(f"{key}.instances"), "keep one of them")
     axes = {name: r.axis(entry[name], f"{key}.{name}")
             for name in CLUSTER_KEYS if name in entry and name != "name"}
+    _grid_size(r, [len(v) for v in axes.values()], key)
     varied = [name for name, values in axes.items() if len(values) > 1]
     out = []
     for combo in itertools.product(*axes.values()):
@@ -311,6 +332,7 @@ def _options(r: _Reader, raw: Any) -> tuple[list[dict], tuple[str, ...]]:
             raise InputError(f"option '{name}' writes or prints per run; a sweep point keeps "
                              "numbers only", r.where(f"options.{name}"), "drop it")
     axes = {name: r.axis(value, f"options.{name}") for name, value in opts.items()}
+    _grid_size(r, [len(v) for v in axes.values()], "options")
     combos = [dict(zip(axes, c, strict=True)) for c in itertools.product(*axes.values())]
     for combo in combos:
         try:
@@ -358,8 +380,10 @@ def load_spec(path: Path) -> SweepSpec:
     if not isinstance(spec["clusters"], list) or not spec["clusters"]:
         raise InputError("'clusters' must be a non-empty list", r.where("clusters"),
                          "list at least one cluster")
+    _grid_size(r, [len(rates), len(spec["clusters"])], "rates")
     clusters = [c for i, raw in enumerate(spec["clusters"]) for c in _cluster_variants(r, raw, i)]
     combos, option_names = _options(r, spec.get("options"))
+    _grid_size(r, [len(rates), len(clusters), len(combos)], "clusters")
     varied = [n for n in option_names if isinstance(spec["options"][n], list)
               and len(spec["options"][n]) > 1]
     configs = []
@@ -376,5 +400,9 @@ def load_spec(path: Path) -> SweepSpec:
     cost_raw = r.mapping(spec.get("cost") or {}, "cost",
                          tuple(sorted(set().union(*(hardware_names(c.cluster) for c in configs)))))
     cost = {hw: r.number(v, f"cost.{hw}", COST) for hw, v in cost_raw.items()}
+    inputs = (path, *((workload.trace,) if workload.trace else ()),
+              *(resolve_user_path(c["cluster_config"]) for c in spec["clusters"]
+                if isinstance(c, dict) and "cluster_config" in c))
     return SweepSpec(path, seed, slo, attainment, workload, tuple(sorted(rates)), tuple(configs),
-                     option_names, _capacity(r, spec.get("capacity"), rates), latency, cost)
+                     option_names, _capacity(r, spec.get("capacity"), rates), latency, cost,
+                     inputs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -32,7 +33,7 @@ from inference_serving.pricers import PRICERS, Pricer
 from inference_serving.scheduler.base import Scheduler, SchedulerOptions, SchedulerResources
 from inference_serving.scheduler.registry import make_scheduler, scheduler_class
 from inference_serving.scheduler.vllm import streams_safely
-from inference_serving.vllm_defaults import engine_defaults, resolve_version
+from inference_serving.vllm_defaults import ARTIFACT_VERSION, engine_defaults, resolve_version
 from inference_serving.weight_loads import WeightLoads
 from llm_profile.factory import is_tpu, make_perf_model
 from llmsim_core.errors import InputError
@@ -47,6 +48,12 @@ def _check_supported(spec: InstanceSpec, model: ModelConfig, where: str) -> None
     if spec.pp > model.num_layers:
         raise InputError(f"{spec.pp} pipeline stages for {model.num_layers} transformer blocks",
                          where, "use at most one stage per block (npu_group)")
+    if spec.ep_size is not None and not model.is_moe:
+        raise InputError(f"ep_size {spec.ep_size} splits experts, but {model.name} has none",
+                         where, "drop ep_size for a dense model")
+    if spec.ep_size is not None and model.num_experts % spec.ep_size:
+        raise InputError(f"ep_size {spec.ep_size} does not divide the {model.num_experts} "
+                         f"experts of {model.name}", where, "use a divisor of the expert count")
     if spec.pp > 1 and spec.pd_type == "prefill":
         raise InputError("a pipeline-parallel P/D prefill instance is not available in this "
                          "version", where, "use \"npu_group\": 1 for prefill instances")
@@ -183,6 +190,31 @@ def _check_capacity(cluster: ClusterConfig, placed: dict[tuple, int]) -> None:
                              f"{cluster.path}", "enlarge it or keep more weights on the NPUs")
 
 
+def _note_idle_placement(cluster: ClusterConfig, options: RunOptions,
+                         note: Callable[[str], None]) -> None:
+    """Warn about placement keys and a CXL pool the run accepts but does not act on."""
+    used_cxl = options.prefix_storage == "CXL" or any(
+        spec.kv_evict_loc.startswith("cxl") or (spec.placement is not None and any(
+            loc.startswith("cxl") for loc in (spec.placement.weights,
+                                              *(r.weights or "" for r in spec.placement.blocks),
+                                              *(w for _, w in spec.placement.layers))))
+        for spec in cluster.instances)
+    if cluster.cxl_mem is not None and not used_cxl:
+        note(f"warning: cxl_mem in {cluster.path} is not used (no placement, kv_evict_loc or "
+             "--prefix-storage CXL names it)")
+    for spec in cluster.instances:
+        if spec.placement is None:
+            continue
+        for key in spec.placement.idle_kv_loc:
+            note(f"warning: {key} has no effect (KV always lives in device memory, as in the "
+                 "existing simulator)")
+        if spec.kv_evict_loc != "cpu" and options.scheduler == "vllm" and \
+                options.preemption_mode == "recompute":
+            note(f"warning: kv_evict_loc '{spec.kv_evict_loc}' of instance {spec.instance_id} "
+                 f"in {cluster.path} has no effect: the vllm scheduler recomputes preempted "
+                 "requests (add --preemption-mode swap to swap them there)")
+
+
 def choose_pricer(cluster: ClusterConfig, options: RunOptions,
                   fabrics: dict[int, InstanceFabric]) -> Pricer:
     """The pricer the options name (`external` whenever an ASTRA-Sim binary times the run)."""
@@ -196,9 +228,11 @@ def choose_pricer(cluster: ClusterConfig, options: RunOptions,
 
 
 def build_instances(cluster: ClusterConfig, options: RunOptions,
-                    warn: Callable[[str], None]) -> list[Instance]:
+                    warn: Callable[[str], None],
+                    note: Callable[[str], None] = lambda line: print(line, file=sys.stderr)
+                    ) -> list[Instance]:
     """Load every instance's model, perf model and memory budget, and choose the pricer; fail
-    early on bad input."""
+    early on bad input (`warn` takes perf-model diagnostics, `note` one-line warnings)."""
     instances = []
     fabrics: dict[int, InstanceFabric] = {}
     models: dict[str, ModelConfig] = {}
@@ -209,9 +243,10 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
             raise InputError("attention offloading is priced in process, not by an external "
                              "ASTRA-Sim binary", "--enable-attn-offloading",
                              "drop --network-backend external")
-        cluster, devices = offload_cluster(cluster, options.pim_configs)
+        cluster, devices = offload_cluster(cluster, options.pim_configs, note)
     kv_setup = KvSetup(cluster, options)
     placed: dict[tuple, int] = {}  # off-device weight bytes per ("cpu", node) and ("cxl", 0)
+    unknown_versions: set[str] = set()
     groups = sorted({spec.dp_group for spec in cluster.instances if spec.dp_group})
     if groups:
         warn(f"dp_group {', '.join(groups)} in {cluster.path}: each DP rank runs as its own "
@@ -249,7 +284,17 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
                 perf = perfs[perf_key] = make_perf_model(
                     options.perf_models, spec.hardware, model, spec.tp, options.fp_bits, warn,
                     options.attn_prediction, options.perf_model, options.custom_perf_model)
-            limits = engine_limits(options, model, spec, getattr(perf, "vllm_version", None))
+            profile_vllm = getattr(perf, "vllm_version", None)
+            limits = engine_limits(options, model, spec, profile_vllm)
+            # Unset limits took vLLM defaults of a version the profile did not name.
+            if profile_vllm and "vLLM " in limits.source and options.vllm_version == "auto" \
+                    and resolve_version("auto", profile_vllm) == ARTIFACT_VERSION and \
+                    not profile_vllm.startswith(ARTIFACT_VERSION) and \
+                    profile_vllm not in unknown_versions:
+                unknown_versions.add(profile_vllm)
+                note(f"warning: the profile's vLLM {profile_vllm} has no known engine defaults; "
+                     f"unset limits follow vLLM {ARTIFACT_VERSION} (pass --vllm-version to "
+                     "choose)")
             budget = _kv_budget(model, spec, options, block_size, limits, weights)
             offloaded = offloaded_weight_bytes(model, spec.tp, options.fp_bytes, weights)
             for loc, nbytes in offloaded.items():
@@ -288,6 +333,7 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
                                       budget=budget, plans=plans,
                                       fabric=fabrics[spec.instance_id]))
     _check_capacity(cluster, placed)
+    _note_idle_placement(cluster, options, note)
     loading = [i.index for i in instances if i.plans.weights is not None]
     if loading and options.network_backend == "external":
         raise InputError(f"instance(s) {loading} load weights every iteration (placement off "

@@ -288,7 +288,7 @@ def _parse_instance(rd: _Reader, raw: Any, where: str, instance_id: int, node_id
                               f"drop it or set pd_type to {role!r}")
             overrides[key] = rd.integer(raw, key, where, OVERHEAD_NS)
     if "placement" in raw:
-        placement = parse_placement(raw["placement"], f"key '{where}placement' in {rd.path}",
+        placement = parse_placement(raw["placement"], f"{rd.path}: {where}placement",
                                     cxl_devices)
         overrides.update(placement=placement, kv_evict_loc=placement.kv_evict_loc)
     return InstanceSpec(instance_id=instance_id, node_id=node_id, model_name=model,

@@ -8,7 +8,14 @@ from pathlib import Path
 
 from inference_serving.request import Request
 from inference_serving.request_table import RequestTable
-from llmsim_core.bounds import ARRIVAL_NS, MAX_STATUS_WINDOWS, TOKENS, checked, checked_int
+from llmsim_core.bounds import (
+    ARRIVAL_NS,
+    INT32_MAX,
+    MAX_STATUS_WINDOWS,
+    TOKENS,
+    checked,
+    checked_int,
+)
 from llmsim_core.errors import InputError
 from llmsim_core.strict_json import closest, loads
 
@@ -35,6 +42,12 @@ def _check_ids(record: dict, key: str, count: int, count_key: str, where: str) -
     if len(ids) != count:
         raise InputError(f"field '{key}' has {len(ids)} ids but {count_key} is {count}", where,
                          f"make them agree or drop '{key}'")
+    # Ids index a vocabulary: negative or beyond 32 bits is no token (and beyond 64 bits would
+    # not fit the id arrays of prefix caching).
+    if ids and (min(ids) < 0 or max(ids) > INT32_MAX):
+        bad = min(ids) if min(ids) < 0 else max(ids)
+        raise InputError(f"field '{key}' holds token id {bad}, outside [0, {INT32_MAX}]", where,
+                         "use the tokenizer's vocabulary indices")
 
 
 def parse_line(line: bytes, where: str, max_len: int | None = None,

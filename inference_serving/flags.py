@@ -286,9 +286,34 @@ def _check_combinations(args: argparse.Namespace) -> None:
         raise InputError("--enable-sub-batch-interleaving interleaves PIM and NPU work and "
                          "needs --enable-attn-offloading", "command line",
                          "add --enable-attn-offloading")
+    _check_vllm_defaults(args)
     if args.enable_attn_prediction and args.perf_model == "roofline":
         raise InputError("--enable-attn-prediction has no effect with --perf-model roofline",
                          "command line", "drop one of them")
+
+
+def _check_vllm_defaults(args: argparse.Namespace) -> None:
+    """--vllm-version / --vllm-usage-context pick defaults for unset limits: an error where
+    no vLLM default is used."""
+    chosen = [flag for flag, value, default in (
+        ("--vllm-version", args.vllm_version, "auto"),
+        ("--vllm-usage-context", args.vllm_usage_context, "api-server")) if value != default]
+    if not chosen:
+        return
+    if args.scheduler == "legacy":
+        raise InputError(f"{chosen[0]} has no effect with --scheduler legacy (its own limits: "
+                         "2048 tokens, unlimited sequences)", "command line",
+                         f"drop {chosen[0]} or use --scheduler vllm")
+    if args.compat == "artifact":
+        raise InputError(f"{chosen[0]} has no effect with --compat artifact (the former limits: "
+                         "2048 tokens, 128 sequences)", "command line",
+                         f"drop {chosen[0]} or --compat artifact")
+    seqs_given = args.max_num_seqs is not None or args.max_batch
+    if args.vllm_usage_context != "api-server" and seqs_given and \
+            args.max_num_batched_tokens is not None:
+        raise InputError("--vllm-usage-context has no effect when --max-num-seqs and "
+                         "--max-num-batched-tokens are both given", "command line",
+                         "drop --vllm-usage-context or one of the limits")
 
 
 def _positive(value: float, flag: str, allow_zero: bool = False) -> None:

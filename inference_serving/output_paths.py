@@ -59,7 +59,8 @@ def check_output_paths(files: Mapping[str, Path | None], inputs: Iterable[Path |
         resolved = path.resolve()
         if path.exists() and any(resolved.is_relative_to(root) for root in roots):
             raise InputError(f"{flag} would overwrite a file of the model-config or profile "
-                             "tree", f"{flag} {path}", "write the output elsewhere")
+                             "tree or of --pim-configs", f"{flag} {path}",
+                             "write the output elsewhere")
         _writable(_existing_ancestor(path, flag), path, flag)
     if export_dir is not None:
         check_output_folder(export_dir, "--export-chakra")
@@ -81,7 +82,8 @@ def check_run_paths(options: RunOptions) -> None:
                         "--metrics-json": options.metrics_json,
                         "--trace-output": options.trace_output},
                        inputs=(options.cluster_config, options.dataset),
-                       input_roots=(options.model_configs, options.perf_models),
+                       input_roots=(options.model_configs, options.perf_models,
+                                    *((options.pim_configs,) if options.attn_offloading else ())),
                        export_dir=options.export_chakra)
     if options.plot_dir is not None:
         check_output_folder(options.plot_dir, "--plot-dir")

@@ -13,12 +13,34 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from llmsim_core.bounds import BANDWIDTH, INT32_MAX, LATENCY, Bound, checked
 from llmsim_core.errors import InputError
 
 GIB = 1 << 30
-REQUIRED = ("bankgroups", "banks_per_group", "rows", "columns", "device_width", "bus_width",
-            "channel_size", "data_rate", "CL", "tCK", "idle_power", "peak_power")
+_WIDTH = Bound(1, 65536, "bits", "no DRAM device or bus is wider", integer=True)
+# Physical ranges of the keys read (formats.md §5): values outside make the derived channel
+# meaningless (zero banks) or the run endless (a read latency of centuries).
+KEY_BOUNDS = {
+    "bankgroups": Bound(1, 1024, "", "it counts bank groups", integer=True),
+    "banks_per_group": Bound(1, 1024, "", "it counts banks", integer=True),
+    "rows": Bound(1, INT32_MAX, "", "it counts rows of a bank", integer=True),
+    "columns": Bound(1, INT32_MAX, "", "it counts columns of a row", integer=True),
+    "device_width": _WIDTH,
+    "bus_width": _WIDTH,
+    "channel_size": Bound(0, 1e9, "MB", "a channel holds something", low_open=True),
+    "data_rate": Bound(0, 1e7, "MT/s", "it is a transfer rate", low_open=True),
+    "CL": Bound(0, 1e6, "cycles", "it is the read latency in clock cycles", low_open=True),
+    "tCK": Bound(0, 1e3, "ns", "it is one clock period", low_open=True),
+    "idle_power": Bound(0, 1e9, "mW", "no DIMM draws more than a megawatt"),
+    "peak_power": Bound(0, 1e9, "mW", "no DIMM draws more than a megawatt"),
+}
+REQUIRED = tuple(KEY_BOUNDS)
 SLOPE_KEY, INTERCEPT_KEY = "pim_attn_slope_ns_per_token", "pim_attn_intercept_ns"
+# The published fits are ~300 ns per token and ~30 µs; a millisecond per token or a second
+# per decode makes every iteration last hours of simulated time.
+FIT_BOUNDS = {SLOPE_KEY: Bound(0, 1e6, "ns/token", "it is one context token's attention time"),
+              INTERCEPT_KEY: Bound(0, 1e9, "ns", "it is one decode's fixed attention time")}
+_EXTENSION_PREFIX = "pim_attn"
 # Published attention fits per device file (formats.md §5): (ns per token, ns).
 ATTENTION_FITS = {
     "DDR4_8GB_3200_pim": (333.2538, 30675.2739),
@@ -61,8 +83,10 @@ def _value(text: str) -> float | int | str:
 
 
 def parse_ini(text: str, where: str) -> dict[str, float | int | str]:
-    """The flat key map of a DRAMSim3-style INI."""
+    """The flat key map of a DRAMSim3-style INI; a key this version reads may appear once, and
+    an extension key (`pim_attn…`) must be one it knows."""
     values: dict[str, float | int | str] = {}
+    seen: dict[str, int] = {}
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.split("#", 1)[0].strip()
         if not line or line.startswith((";", "[")):
@@ -72,26 +96,38 @@ def parse_ini(text: str, where: str) -> dict[str, float | int | str]:
         if not sep or not key or not value:
             raise InputError(f"line {number} is not 'key = value'", where,
                              "fix the PIM device file (formats.md §5)")
+        if key.startswith(_EXTENSION_PREFIX) and key not in FIT_BOUNDS:
+            raise InputError(f"unknown extension key '{key}' on line {number}", where,
+                             f"use {SLOPE_KEY} and {INTERCEPT_KEY}")
+        if key in seen and (key in KEY_BOUNDS or key in FIT_BOUNDS):
+            raise InputError(f"key '{key}' is set twice (lines {seen[key]} and {number})", where,
+                             "keep one of them")
+        seen[key] = number
         values[key] = _value(value)
     return values
 
 
-def _number(values: dict, key: str, where: str, positive: bool = True) -> float:
+def _number(values: dict, key: str, where: str, bound: Bound) -> float:
     value = values.get(key)
     if value is None:
         raise InputError(f"missing key '{key}'", where, "add it (formats.md §5)")
-    ok = isinstance(value, int | float) and math.isfinite(value) and \
-        (value > 0 if positive else value >= 0)
-    if not ok:
-        bound = "a positive" if positive else "a non-negative"
-        raise InputError(f"'{key}' must be {bound} finite number, got {value!r}", where,
-                         "fix the PIM device file")
-    return float(value)
+    return checked(value, bound, key, where, "fix the PIM device file")
 
 
 def device_from_values(name: str, values: dict, where: str) -> PimDevice:
     """Validate the keys of formats.md §5 and derive one channel's parameters."""
-    v = {key: _number(values, key, where) for key in REQUIRED}
+    v = {key: _number(values, key, where, bound) for key, bound in KEY_BOUNDS.items()}
+    if v["bus_width"] % v["device_width"]:
+        raise InputError(f"bus_width {v['bus_width']:g} is not a multiple of device_width "
+                         f"{v['device_width']:g}", where, "fix the PIM device file (a rank is "
+                         "bus_width / device_width devices)")
+    if v["peak_power"] < v["idle_power"]:
+        raise InputError(f"peak_power {v['peak_power']:g} mW is below idle_power "
+                         f"{v['idle_power']:g} mW", where, "a busier state cannot draw less")
+    checked(v["bus_width"] / 8 * v["data_rate"] / 1000, BANDWIDTH,
+            "channel bandwidth (bus_width / 8 × data_rate / 1000)", where,
+            "fix bus_width or data_rate")
+    checked(v["CL"] * v["tCK"], LATENCY, "read latency (CL × tCK)", where, "fix CL or tCK")
     devices_per_rank = v["bus_width"] / v["device_width"]
     page_bytes = v["columns"] * v["device_width"] / 8
     mb_per_rank = page_bytes * v["rows"] / 1024 / 1024 * v["bankgroups"] * \
@@ -100,8 +136,8 @@ def device_from_values(name: str, values: dict, where: str) -> PimDevice:
     channel_mb = ranks * mb_per_rank
     fitted = SLOPE_KEY in values or INTERCEPT_KEY in values
     if fitted:
-        slope = _number(values, SLOPE_KEY, where, positive=False)
-        intercept = _number(values, INTERCEPT_KEY, where, positive=False)
+        slope = _number(values, SLOPE_KEY, where, FIT_BOUNDS[SLOPE_KEY])
+        intercept = _number(values, INTERCEPT_KEY, where, FIT_BOUNDS[INTERCEPT_KEY])
     elif name in ATTENTION_FITS:
         slope, intercept = ATTENTION_FITS[name]
     else:
@@ -125,7 +161,7 @@ def load_pim_device(name: str, root: Path, where: str) -> PimDevice:
         raise InputError(f"PIM device file {path} not found", where,
                          "fix cpu_mem.pim_config or pass --pim-configs DIR")
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError:
         raise InputError("PIM device file is not UTF-8 text", str(path),
                          "save it as UTF-8") from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import heapq
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -24,6 +24,9 @@ from llmsim_core.iteration_plan import PimWork
 from llmsim_core.model_config import ModelConfig
 
 CHANNEL_BITS = 20  # heap entries are load << CHANNEL_BITS | channel: one int compare each
+# Channels per node: far beyond real hosts (128 GB of 1 GB HBM2 channels is 128) and inside
+# the CHANNEL_BITS heap encoding.
+MAX_CHANNELS = 65536
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,10 +122,12 @@ def split_batch(loads: Sequence[int], arrivals: Sequence[int]) -> tuple[list[int
     return parts
 
 
-def offload_cluster(cluster: ClusterConfig, root: Path
+def offload_cluster(cluster: ClusterConfig, root: Path,
+                    note: Callable[[str], None] = lambda line: print(line, file=sys.stderr)
                     ) -> tuple[ClusterConfig, dict[int, tuple[PimDevice, int]]]:
     """The cluster with every node's host memory replaced by its PIM channels (bandwidth =
-    channels × channel bandwidth, latency = CL × tCK), and each node's (device, channels)."""
+    channels × channel bandwidth, latency = CL × tCK), and each node's (device, channels);
+    `note` receives the one-line warning about host mem_bw / mem_latency it replaces."""
     nodes = []
     devices: dict[int, tuple[PimDevice, int]] = {}
     for node in cluster.nodes:
@@ -137,11 +142,15 @@ def offload_cluster(cluster: ClusterConfig, root: Path
             raise InputError(f"cpu_mem.mem_size holds no {device.channel_bytes / GIB:g} GB "
                              f"channel of {device.name}", where,
                              "raise cpu_mem.mem_size or use a smaller PIM device")
+        if channels > MAX_CHANNELS:
+            raise InputError(f"cpu_mem.mem_size holds {channels} channels of {device.name}, "
+                             f"more than the {MAX_CHANNELS} a node's placement covers", where,
+                             "lower cpu_mem.mem_size or use a larger PIM device")
         mem = node.cpu_mem
         if mem.bw_bytes_per_ns:
-            print(f"warning: nodes[{node.node_id}].cpu_mem mem_bw and mem_latency in "
-                  f"{cluster.path} are replaced by the PIM channels' ({channels} × "
-                  f"{device.channel_bw_gbps:g} GB/s, {device.latency_ns:g} ns)", file=sys.stderr)
+            note(f"warning: nodes[{node.node_id}].cpu_mem mem_bw and mem_latency in "
+                 f"{cluster.path} are replaced by the PIM channels' ({channels} × "
+                 f"{device.channel_bw_gbps:g} GB/s, {device.latency_ns:g} ns)")
         host = MemorySpec(mem.size_bytes, channels * device.channel_bw_gbps, device.latency_ns)
         nodes.append(replace(node, cpu_mem=host))
         devices[node.node_id] = (device, channels)

@@ -5,11 +5,12 @@ instance's node) or `cxl:<k>` (device k of the top-level `cxl_mem` pool) and are
 canonical lower-case form. Priority when resolving one operator of one block:
 layer rule > block rule > default; a layer rule's unset `weights` falls back to the default.
 `kv_evict_loc` only acts through the default (swap traffic); `kv_loc` is validated and has no
-effect.
+effect (a kv_loc off the device draws a warning).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ OPERATORS = ("embedding", "input_layernorm", "q_proj", "k_proj", "v_proj", "qk_n
              "gate", "expert", "final_layernorm", "lm_head")
 EDGE_BLOCK = -1  # the block index of the operators before and after the transformer blocks
 _FIX = "fix the placement block (spec/formats.md §1.5)"
+_NPU_NAME = re.compile(r"npu:?[0-9]*")  # npu, npu0, npu:0
 
 
 def cxl_device(location: str) -> int | None:
@@ -38,13 +40,13 @@ def parse_location(value: Any, where: str, cxl_devices: int | None) -> str:
         raise InputError(f"location {value!r} is not a string", where,
                          "use \"npu\", \"cpu\" or \"cxl:<k>\"")
     text = value.strip().lower()
-    if text.startswith(NPU):
+    if _NPU_NAME.fullmatch(text):
         return NPU
     if text == CPU:
         return CPU
     if text.startswith("cxl"):
         index = text[4:] if text[3:4] == ":" else ""
-        if not index.isdigit():
+        if not (index.isascii() and index.isdigit()):
             raise InputError(f"CXL location {value!r} has no device index", where,
                              "write the device explicitly, e.g. \"cxl:0\"")
         if cxl_devices is None:
@@ -71,7 +73,7 @@ def parse_ranges(expr: Any, where: str) -> tuple[tuple[int, int], ...]:
     ranges = []
     for part in expr.split(","):
         bounds = [b.strip() for b in part.split("-")]
-        if not 1 <= len(bounds) <= 2 or not all(b.isdigit() for b in bounds):
+        if not 1 <= len(bounds) <= 2 or not all(b.isascii() and b.isdigit() for b in bounds):
             raise InputError(f"malformed block range part {part.strip()!r} in {expr!r}", where,
                              "use comma-separated block indices and inclusive ranges a-b")
         low, high = int(bounds[0]), int(bounds[-1])
@@ -97,6 +99,8 @@ class Placement:
     kv_evict_loc: str = CPU
     blocks: tuple[BlockRule, ...] = ()
     layers: tuple[tuple[str, str], ...] = ()  # (operator, weights location)
+    # Rules whose kv_loc is not the device: accepted as upstream does, but without effect.
+    idle_kv_loc: tuple[str, ...] = ()
 
     def resolve(self, num_layers: int, operators: tuple[str, ...], where: str) -> WeightMap:
         """Per-block and per-operator weight locations of a model with `num_layers` blocks and
@@ -166,6 +170,7 @@ def parse_placement(raw: Any, where: str, cxl_devices: int | None) -> Placement:
     if not isinstance(blocks_raw, list):
         raise InputError("placement.blocks is not a list", f"{where}.blocks", _FIX)
     blocks = []
+    idle_kv_loc = [f"{where}.default.kv_loc"] if values.get("kv_loc", NPU) != NPU else []
     for k, rule in enumerate(blocks_raw):
         at = f"{where}.blocks[{k}]"
         if not isinstance(rule, dict) or "blocks" not in rule:
@@ -173,6 +178,8 @@ def parse_placement(raw: Any, where: str, cxl_devices: int | None) -> Placement:
         _known(rule, ("blocks", *RULE_KEYS), at)
         set_ = _rule({k: v for k, v in rule.items() if k != "blocks"}, at, cxl_devices)
         _only_default_evicts(set_, evict, at)
+        if set_.get("kv_loc", NPU) != NPU:
+            idle_kv_loc.append(f"{at}.kv_loc")
         blocks.append(BlockRule(parse_ranges(rule["blocks"], f"{at}.blocks"),
                                 set_.get("weights"), at))
     layers_raw = raw.get("layers", {})
@@ -185,9 +192,12 @@ def parse_placement(raw: Any, where: str, cxl_devices: int | None) -> Placement:
             raise InputError(f"unknown operator '{op}'", at, "use one of " + ", ".join(OPERATORS))
         set_ = _rule(rule, at, cxl_devices)
         _only_default_evicts(set_, evict, at)
+        if set_.get("kv_loc", NPU) != NPU:
+            idle_kv_loc.append(f"{at}.kv_loc")
         if set_:  # an empty rule leaves the operator to the block rules, as upstream does
             layers.append((op, set_.get("weights", weights)))
-    return Placement(weights, values.get("kv_loc", NPU), evict, tuple(blocks), tuple(layers))
+    return Placement(weights, values.get("kv_loc", NPU), evict, tuple(blocks), tuple(layers),
+                     tuple(idle_kv_loc))
 
 
 def _known(raw: dict, keys: tuple[str, ...], where: str) -> None:

@@ -121,6 +121,10 @@ def parse_power(raw: Any, where: str, path: str, hardware_used: list[str]) -> Po
         if hardware not in npu_raw:
             raise rd.fail(f"no entry for hardware '{hardware}' used on this node", "npu",
                           f"add \"npu\": {{\"{hardware}\": {{...}}}} with {', '.join(NPU_KEYS)}")
+    for hardware in npu_raw:
+        if hardware not in hardware_used:
+            raise rd.fail(f"entry for hardware '{hardware}', which no instance of this node uses",
+                          f"npu.{hardware}", "drop it or fix the instance's hardware name")
     npu = {}
     for hardware in npu_raw:
         v = rd.section(npu_raw, hardware, NPU_KEYS)

@@ -77,21 +77,46 @@ def file_observers(options: RunOptions, fleet: FleetSamples, instances: list[Ins
     return observers
 
 
+class HeldLines:
+    """Diagnostics of the set-up held back until it succeeds: a bad input found late in the
+    set-up then ends the run with its one `error:` line alone. Once released, lines pass
+    straight through."""
+
+    def __init__(self) -> None:
+        self.pending: list[Callable[[], None]] = []
+        self.holding = True
+
+    def emit(self, show: Callable[[], None]) -> None:
+        """Show now, or when released."""
+        if self.holding:
+            self.pending.append(show)
+        else:
+            show()
+
+    def release(self) -> None:
+        """Show the held lines in order; later ones pass straight through."""
+        self.holding = False
+        for show in self.pending:
+            show()
+        self.pending.clear()
+
+
 def power_meter(options: RunOptions, cluster: ClusterConfig, instances: list[Instance],
-                log: SimLogger) -> PowerMeter | None:
-    """The power meter when every node has a power block (a warning names a node without one
-    when others have one); None otherwise."""
+                log: SimLogger, held: HeldLines) -> PowerMeter | None:
+    """The power meter when every node has a power block (a warning, held until the set-up
+    succeeds, names a node without one when others have one); None otherwise."""
     enabled, without = power_enabled(cluster)
     for node in without:
-        log.warning("Power", f"node {node} has no power block while other nodes have one; "
-                    "power and energy are not modelled (add a power block to every node)",
-                    node=node)
+        held.emit(lambda node=node: log.warning(
+            "Power", f"node {node} has no power block while other nodes have one; power and "
+            "energy are not modelled (add a power block to every node)", node=node))
     if not enabled:
         return None
     if options.astra_sim_bin and options.astra_sim_dialect == "casys":
-        log.warning("Power", "the casys ASTRA-Sim driver reports no iteration costs: power "
-                    "counts static and standby energy only (use the analytical backend for "
-                    "NPU, CPU, DRAM and link energy)")
+        held.emit(lambda: log.warning(
+            "Power", "the casys ASTRA-Sim driver reports no iteration costs: power counts "
+            "static and standby energy only (use the analytical backend for NPU, CPU, DRAM and "
+            "link energy)"))
     pim = {inst.spec.node_id: pim_power(inst.plans.pim.device)
            for inst in instances if inst.plans.pim is not None}
     return PowerMeter(cluster, instances, options.log_interval_s,
@@ -110,7 +135,10 @@ def execute(options: RunOptions, cluster: ClusterConfig, log: SimLogger,
     all). `note` receives one-line notes about choices made for the user (a trace cut by
     --num-req).
     """
-    instances = build_instances(cluster, options, lambda msg: log.warning("PerfModel", msg))
+    held = HeldLines()
+    instances = build_instances(
+        cluster, options, lambda msg: held.emit(lambda: log.warning("PerfModel", msg)),
+        lambda line: held.emit(lambda: print(line, file=sys.stderr)))
     pipelined = [i.index for i in instances if i.spec.pp > 1]
     if pipelined and options.astra_sim_bin:
         raise InputError(f"instance(s) {pipelined} are pipeline-parallel, which --network-backend "
@@ -133,14 +161,16 @@ def execute(options: RunOptions, cluster: ClusterConfig, log: SimLogger,
                                         options.prefix_caching)
         if options.prefix_caching and \
                 all(ids is None for ids in table.token_ids or ()):
-            log.warning("Dataset", f"{options.dataset} has no input_tok_ids: with prefix "
-                        "caching no request can hit")
+            held.emit(lambda: log.warning("Dataset", f"{options.dataset} has no input_tok_ids: "
+                                          "with prefix caching no request can hit"))
         if options.num_req and trace_has_more(options.dataset, options.num_req):
-            note(f"note: --num-req {options.num_req} loads the first {options.num_req} "
-                 f"requests of {options.dataset}; pass --num-req all for the whole trace")
+            held.emit(lambda: note(f"note: --num-req {options.num_req} loads the first "
+                                   f"{options.num_req} requests of {options.dataset}; pass "
+                                   "--num-req all for the whole trace"))
         if unsorted:
-            log.warning("Dataset", f"{options.dataset} is not sorted by arrival_time_ns; sorted "
-                        "it (request ids stay line indices)")
+            held.emit(lambda: log.warning("Dataset", f"{options.dataset} is not sorted by "
+                                          "arrival_time_ns; sorted it (request ids stay line "
+                                          "indices)"))
     else:
         too_long = [r.rid for r in requests if r.prompt + r.output > max_len]
         if too_long:
@@ -153,7 +183,7 @@ def execute(options: RunOptions, cluster: ClusterConfig, log: SimLogger,
     observers = [fleet, MemorySeries(instances), *observers_for(instances, len(table), fleet)]
     if options.prefix_caching or options.preemption_mode == "swap":
         observers.insert(0, KvSeries(instances))
-    meter = power_meter(options, cluster, instances, log)
+    meter = power_meter(options, cluster, instances, log, held)
     if meter is not None:
         # Before the other observers: they show the window power and read the final report.
         observers.insert(1, meter)
@@ -166,6 +196,7 @@ def execute(options: RunOptions, cluster: ClusterConfig, log: SimLogger,
         observers.insert(0, ChakraExport(exporter))
     sim_args = (instances, table, router, interval_ns, log, observers,
                 options.check_invariants, options.compat.idle_poll_ns)
+    held.release()
     if options.astra_sim_bin and options.astra_sim_dialect == "casys":
         sim = CasysSimulator(*sim_args, cluster=cluster, binary=options.astra_sim_bin)
     else:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from llm_profile.profile_tables import RawAttention, read_raw_attention
+from llmsim_core.args import OneLineParser
 from llmsim_core.atomic_write import write_atomic
 from llmsim_core.errors import InputError
 
@@ -99,9 +100,8 @@ def grids(predictor: AttentionPredictor, max_len: int) -> tuple[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Train on `<profile>/attention.csv` and write `<out>/predictions/*.csv`."""
-    p = argparse.ArgumentParser(prog="python -m llm_profile.attention_predictor",
-                                description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="python -m llm_profile.attention_predictor", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--profile", required=True, type=Path, help="folder with attention.csv")
     p.add_argument("--out", type=Path, help="where predictions/ goes (default: --profile)")
     p.add_argument("--max-len", type=int, default=2048, help="largest prefill chunk")

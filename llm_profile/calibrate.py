@@ -27,6 +27,7 @@ import numpy as np
 from llm_profile.hardware_catalog import is_known, load_hardware
 from llm_profile.op_recipes import elements, recipe
 from llm_profile.profile_tables import read_layers
+from llmsim_core.args import OneLineParser
 from llmsim_core.atomic_write import write_atomic
 from llmsim_core.errors import InputError
 from llmsim_core.iteration_plan import (
@@ -370,8 +371,8 @@ def _report_line(model: str, cls: str, layer: float, whole: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Fit and write the tables; with --report print the leave-one-model-out errors."""
-    p = argparse.ArgumentParser(prog="python -m llm_profile.calibrate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="python -m llm_profile.calibrate", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--perf-models", required=True, type=Path)
     p.add_argument("--out", type=Path, default=CALIBRATION_DIR)
     p.add_argument("--model-configs", type=Path, default=MODEL_CONFIG_DIR)

@@ -12,6 +12,7 @@ load; a lookup is list indexing and a few multiplications.
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from pathlib import Path
@@ -79,6 +80,21 @@ def _label(bins: tuple[float, ...], labels: tuple[str, ...], x: float) -> str:
     return labels[min(max(i, 0), len(labels) - 1)]
 
 
+_VERSION = re.compile(r"\d+\.\d+(\.\d+)?\S*")
+
+
+def _check_identity(meta: dict, variant: Path, meta_path: Path) -> None:
+    """meta.yaml's hardware and model, when given, name the folders the profile sits in."""
+    folders = {"hardware": variant.parents[2].name,
+               "model": f"{variant.parents[1].name}/{variant.parent.name}"}
+    for key, folder in folders.items():
+        value = meta.get(key)
+        if value is not None and str(value) != folder:
+            raise InputError(f"meta.yaml names {key} {value!r} but the profile sits under "
+                             f"{folder!r}", str(meta_path),
+                             "fix meta.yaml or move the profile to its own folder")
+
+
 class HeadPerfModel(PerfModel):
     """Operator, attention and MoE latencies from a current-layout profile of one TP degree."""
 
@@ -94,8 +110,16 @@ class HeadPerfModel(PerfModel):
             raise InputError(f"no profile for TP degree {tp}", f"{directory} is missing "
                              f"(meta.yaml lists TP degrees: {have})",
                              "profile that TP degree or change tp_size")
+        listed = self.meta.get("tp_degrees")
+        if isinstance(listed, list) and tp not in listed:
+            raise InputError(f"meta.yaml lists TP degrees {listed}, not {tp}, though {directory} "
+                             "exists", str(meta_path), "fix tp_degrees in meta.yaml")
         self.directory = directory
+        _check_identity(self.meta, variant, meta_path)
         version = self.meta.get("vllm_version")
+        if version is not None and not _VERSION.fullmatch(str(version)):
+            raise InputError(f"vllm_version {version!r} is not a version number", str(meta_path),
+                             "write the profiled vLLM's version, e.g. 0.19.0")
         self.vllm_version = str(version) if version is not None else None
         self._warn = warn
         self._fallback = fallback

@@ -31,8 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
+from llmsim_core.args import OneLineParser
 from llmsim_core.atomic_write import write_atomic
 from llmsim_core.errors import InputError
+from llmsim_core.strict_json import read_text
 
 PHASES = ("before", "during", "after")
 ACTIVE_PERCENTILE = 95
@@ -40,6 +42,13 @@ ACTIVE_PERCENTILE = 95
 # of a resting GPU wander by a few watts.
 IDLE_MARGIN = 0.05
 IDLE_MARGIN_W = 2.0
+# Sanity limits of one sample: no GPU board draws a megawatt; a year of sampling is a clock
+# error. Both also stop NaN and infinity.
+MAX_POWER_W = 1e6
+MAX_TIME_S = 3.2e7
+# Flags of a live recording, meaningless with --samples (their defaults applied when unset).
+RECORDING = {"gpu": ("--gpu", 0), "interval": ("--interval", 0.05), "idle": ("--idle", 5.0),
+             "tail": ("--tail", 30.0), "samples_output": ("--samples-output", None)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +111,8 @@ def read_samples(path: Path) -> list[Sample]:
     if not path.is_file():
         raise InputError("sample file not found", str(path), "pass a file written by "
                          "--samples-output")
-    rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
+    rows = list(csv.DictReader(io.StringIO(read_text(path, "pass a file written by "
+                                                     "--samples-output"))))
     out = []
     for n, row in enumerate(rows, start=2):
         try:
@@ -110,10 +120,11 @@ def read_samples(path: Path) -> list[Sample]:
         except (KeyError, TypeError, ValueError):
             raise InputError("expected time_s,power_w,phase", f"line {n} of {path}",
                              "fix the row") from None
-        if sample.phase not in PHASES or not np.isfinite(sample.power_w) or \
-                sample.power_w < 0:
+        if sample.phase not in PHASES or not 0 <= sample.power_w <= MAX_POWER_W or \
+                not 0 <= sample.time_s <= MAX_TIME_S:
             raise InputError(f"bad sample {row}", f"line {n} of {path}",
-                             f"use a phase of {', '.join(PHASES)} and a power >= 0")
+                             f"use a phase of {', '.join(PHASES)}, a power in [0, "
+                             f"{MAX_POWER_W:g}] W and a time in [0, {MAX_TIME_S:g}] s")
         out.append(sample)
     return out
 
@@ -171,14 +182,14 @@ def record(command: list[str], gpu: int, interval_s: float, idle_s: float,
 
 def build_parser() -> argparse.ArgumentParser:
     """Flags of `python -m llm_profile.power`."""
-    p = argparse.ArgumentParser(prog="python -m llm_profile.power", description=__doc__
-                                .split("\n\n")[0])
+    p = OneLineParser(prog="python -m llm_profile.power", description=__doc__.split("\n\n")[0])
     p.add_argument("--hardware", required=True, help="name of the NPU entry (e.g. A6000)")
-    p.add_argument("--gpu", type=int, default=0, help="NVML device index (default 0)")
-    p.add_argument("--interval", type=float, default=0.05, help="seconds between samples")
-    p.add_argument("--idle", type=float, default=5.0, help="seconds sampled before the command")
-    p.add_argument("--tail", type=float, default=30.0,
-                   help="seconds sampled after the command (must cover standby)")
+    p.add_argument("--gpu", type=int, help="NVML device index (default 0)")
+    p.add_argument("--interval", type=float, help="seconds between samples (default 0.05)")
+    p.add_argument("--idle", type=float,
+                   help="seconds sampled before the command (default 5)")
+    p.add_argument("--tail", type=float,
+                   help="seconds sampled after the command, must cover standby (default 30)")
     p.add_argument("--samples", type=Path, help="estimate from a recorded sample file instead")
     p.add_argument("--samples-output", type=Path, help="also write the samples (CSV)")
     p.add_argument("--output", type=Path, help="write the JSON here (default: stdout)")
@@ -186,31 +197,72 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _write(path: Path, text: str) -> None:
+    """Write an output file atomically; a path that cannot be written is an InputError."""
+    try:
+        write_atomic(path, text)
+    except OSError as exc:
+        raise InputError(f"cannot write the file ({exc.strerror})", str(path),
+                         "choose a writable path") from None
+
+
+def _check_outputs(output: Path | None, samples_output: Path | None,
+                   samples: Path | None) -> None:
+    """Outputs are files, distinct, and never the sample file read."""
+    written = [(flag, p) for flag, p in (("--output", output),
+                                          ("--samples-output", samples_output)) if p is not None]
+    for flag, path in written:
+        if path.is_dir():
+            raise InputError(f"{flag} names a directory", f"{flag} {path}", "give a file path")
+        if samples is not None and path.resolve() == samples.resolve():
+            raise InputError(f"{flag} is the sample file read; writing it would destroy it",
+                             f"{flag} {path}", "write the output elsewhere")
+    if len(written) == 2 and output.resolve() == samples_output.resolve():
+        raise InputError("two outputs would be written to the same file",
+                         "--output / --samples-output", "give each a distinct path")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     args = build_parser().parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     try:
+        if not args.hardware.strip():
+            raise InputError("--hardware is empty", "command line",
+                             "name the NPU entry, e.g. --hardware A6000")
+        _check_outputs(args.output, args.samples_output, args.samples)
         if args.samples is not None:
+            given = [flag for key, (flag, _) in RECORDING.items()
+                     if getattr(args, key) is not None] + (["a command"] if command else [])
+            if given:
+                raise InputError(f"{given[0]} has no effect with --samples (nothing is "
+                                 "recorded)", "command line", f"drop {given[0]} or --samples")
             samples = read_samples(args.samples)
         else:
+            for key, (_, default) in RECORDING.items():
+                if getattr(args, key) is None:
+                    setattr(args, key, default)
             if not command:
                 raise InputError("no command given", "command line",
                                  "pass the workload after --, or --samples FILE")
             for name, value in (("--interval", args.interval), ("--idle", args.idle),
                                 ("--tail", args.tail)):
-                if not value > 0:
-                    raise InputError(f"{name} must be positive, got {value}", name,
-                                     "pass a number of seconds")
+                if not 0 < value <= MAX_TIME_S:
+                    raise InputError(f"{name} must be in (0, {MAX_TIME_S:g}] s, got {value}",
+                                     name, "pass a number of seconds")
             samples = record(command, args.gpu, args.interval, args.idle, args.tail)
             if args.samples_output is not None:
-                write_atomic(args.samples_output, samples_csv(samples))
+                _write(args.samples_output, samples_csv(samples))
         text = json.dumps({"npu": {args.hardware: estimate(samples).entry()}}, indent=2) + "\n"
     except InputError as exc:
         print(exc.line(), file=sys.stderr)
         return 2
     if args.output is not None:
-        write_atomic(args.output, text)
+        try:
+            _write(args.output, text)
+        except InputError as exc:
+            print(exc.line(), file=sys.stderr)
+            return 2
     else:
         print(text, end="")
     return 0

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from llm_profile.op_recipes import LAYERNORM_FAMILIES
+from llmsim_core.args import OneLineParser
 from llmsim_core.atomic_write import write_atomic
 from llmsim_core.errors import InputError
 from llmsim_core.model_config import ModelConfig, load_model_config
@@ -234,8 +235,8 @@ def profile(model: ModelConfig, hardware: str, tp: int, out: Path, tokens: list[
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
-    p = argparse.ArgumentParser(prog="python -m llm_profile.profile", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="python -m llm_profile.profile", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="<org>/<model> under --model-configs")
     p.add_argument("--hardware", required=True, help="name of the output hardware folder")
     p.add_argument("--tp", default="1", help="comma list of TP degrees to emulate")
