@@ -1,8 +1,10 @@
 """Soak test: wall time and peak memory of long generated traces (`python -m evaluation.soak`).
 
 For each size (default 10^4 and 10^5 requests; `--sizes 10000,100000,1000000` adds a million)
-and each cluster (one A6000 instance, and the dual-node four-instance config), a trace is
-generated at a rate that keeps the cluster busy but stable, and `main.py` runs it in a fresh
+and each cluster (one A6000 instance, and the dual-node four-instance config), a trace of
+ShareGPT-like requests is generated at a rate that keeps the cluster busy but stable (about
+88 % of what it serves: one A6000 with Llama-3.1-8B serves about 9 of these requests per
+second, so 8 req/s, and the four instances 32 req/s), and `main.py` runs it in a fresh
 process with its per-request CSV written. The table gives wall seconds, the process's CPU
 seconds (user + system: steadier than wall time on a shared machine), requests per second of
 wall time and the process's peak RSS, so a memory that grows with the trace shows as a growing
@@ -20,8 +22,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CLUSTERS = (("single A6000", "cluster_config/single_node_single_instance.json", 10.0),
-            ("dual node, 4 instances", "cluster_config/dual_node_multi_instance.json", 40.0))
+CLUSTERS = (("single A6000", "cluster_config/single_node_single_instance.json", 8.0),
+            ("dual node, 4 instances", "cluster_config/dual_node_multi_instance.json", 32.0))
 
 
 def run_one(config: str, trace: Path, size: int, out: Path) -> tuple[float, float, float]:

@@ -146,6 +146,7 @@ class PlanBuilder:
         self._blocks: dict[tuple, tuple] = {}
         self._transfers: dict[tuple, PlanOp] = {}
         self._plans: dict[tuple, list[IterationPlan]] = {}
+        self._skeletons: dict[tuple, tuple[tuple, ...]] = {}  # plans but attention, by shape
         self._edges: dict[tuple, LayerGroup] = {}
         needed = (*template.pre_ops, *template.compute_block_ops, *template.post_ops,
                   *(EXPERT_ROWS if template.has_experts and self._moe_layer_ns is None
@@ -196,15 +197,6 @@ class PlanBuilder:
             group = self._edges[key] = edge_group(names, tokens, requests, self.perf.layer_ns,
                                                   loads)
         return group
-
-    def _blocks_of(self, tokens: int, attention: int, first: int, count: int, kv_bytes: int,
-                   extra: int) -> tuple[LayerGroup, ...]:
-        """The stage's transformer blocks; everything but attention is memoized by token count
-        (attention changes with every batch's context lengths)."""
-        attn = compute(ATTENTION, attention, tokens)
-        return tuple(LayerGroup(index, n, (*before, attn, *after))
-                     for index, n, before, after in self.block_parts(tokens, first, count,
-                                                                     kv_bytes, extra))
 
     def block_parts(self, tokens: int, first: int, count: int, kv_bytes: int = 0,
                     extra: int = 0) -> tuple[tuple, ...]:
@@ -301,29 +293,51 @@ class PlanBuilder:
 
     def _build(self, tokens: int, requests: int, attention: int, kv_bytes: int, extra: int,
                handoff: PlanOp | None, batch: Batch) -> list[IterationPlan]:
+        key = (tokens, requests, kv_bytes, extra, batch.swap_in_bytes, batch.swap_out_bytes,
+               batch.recall_bytes, batch.swap_target, batch.recall_target, handoff)
+        skeleton = self._skeletons.get(key)
+        if skeleton is None:
+            skeleton = self._skeleton(tokens, requests, kv_bytes, extra, handoff, batch)
+            if len(self._skeletons) >= CACHE_LIMIT:
+                self._skeletons.clear()
+            self._skeletons[key] = skeleton
+        attn = compute(ATTENTION, attention, tokens)
+        weighted = self.weights is not None
+        return [IterationPlan(self.instance, stage, self.node, self.tp, tokens, requests, loads,
+                              (*head, *(LayerGroup(index, n, (*before, attn, *after))
+                                        for index, n, before, after in parts), *tail),
+                              receive, store, last_handoff, forward, weighted)
+                for stage, head, parts, tail, loads, receive, store, last_handoff, forward
+                in skeleton]
+
+    def _skeleton(self, tokens: int, requests: int, kv_bytes: int, extra: int,
+                  handoff: PlanOp | None, batch: Batch) -> tuple[tuple, ...]:
+        """Everything of a batch shape's stage plans but attention, per stage: (stage, groups
+        before the blocks, block runs, groups after them, loads, receive, store, hand-off,
+        forward)."""
         stages = len(self.stage_layers)
-        plans = []
+        skeleton = []
         first = 0
         for stage, count in enumerate(self.stage_layers):
-            groups = self._blocks_of(tokens, attention, first, count, kv_bytes, extra)
+            parts = self.block_parts(tokens, first, count, kv_bytes, extra)
+            head: tuple[LayerGroup, ...] = ()
+            tail: tuple[LayerGroup, ...] = ()
             loads: tuple[PlanOp, ...] = ()
             receive = forward = store = None
             if stage == 0:
-                groups = (self.edge("pre", tokens, requests), *groups)
+                head = (self.edge("pre", tokens, requests),)
                 loads = self.start_loads(tokens, batch)
             else:
                 receive = PlanOp(SEND, "stage_recv", nbytes=self.hidden_bytes(tokens),
                                  target=STAGE_LINK)
             if stage == stages - 1:
-                groups = (*groups, self.edge("post", tokens, requests))
+                tail = (self.edge("post", tokens, requests),)
                 store = self.output_store(tokens, requests)
             else:
                 forward = PlanOp(SEND, "stage_send", nbytes=self.hidden_bytes(tokens),
                                  target=STAGE_LINK)
-            plans.append(IterationPlan(self.instance, stage, self.node, self.tp, tokens,
-                                       requests, loads, groups, receive, store,
-                                       handoff if stage == stages - 1 else None, forward,
-                                       self.weights is not None))
+            skeleton.append((stage, head, parts, tail, loads, receive, store,
+                             handoff if stage == stages - 1 else None, forward))
             first += count
-        return plans
+        return tuple(skeleton)
 
