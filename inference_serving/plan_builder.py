@@ -189,11 +189,14 @@ class PlanBuilder:
 
     def edge(self, which: str, tokens: int, requests: int) -> LayerGroup:
         """The operators before (`pre`) or after (`post`) the blocks, memoized."""
-        key = (which, tokens, requests)
+        names = self.template.pre_ops if which == "pre" else self.template.post_ops
+        # Only lm_head runs per request: the other edge depends on the token count alone.
+        key = (which, tokens, requests if "lm_head" in names else 0)
         group = self._edges.get(key)
         if group is None:
-            names = self.template.pre_ops if which == "pre" else self.template.post_ops
             loads = self.weights.edge() if self.weights is not None else None
+            if len(self._edges) >= CACHE_LIMIT:
+                self._edges.clear()  # (tokens, requests) pairs are many: memory stays bounded
             group = self._edges[key] = edge_group(names, tokens, requests, self.perf.layer_ns,
                                                   loads)
         return group
@@ -293,51 +296,53 @@ class PlanBuilder:
 
     def _build(self, tokens: int, requests: int, attention: int, kv_bytes: int, extra: int,
                handoff: PlanOp | None, batch: Batch) -> list[IterationPlan]:
-        key = (tokens, requests, kv_bytes, extra, batch.swap_in_bytes, batch.swap_out_bytes,
-               batch.recall_bytes, batch.swap_target, batch.recall_target, handoff)
+        key = (tokens, kv_bytes, extra, batch.swap_in_bytes, batch.swap_out_bytes,
+               batch.recall_bytes, batch.swap_target, batch.recall_target)
         skeleton = self._skeletons.get(key)
         if skeleton is None:
-            skeleton = self._skeleton(tokens, requests, kv_bytes, extra, handoff, batch)
+            skeleton = self._skeleton(tokens, kv_bytes, extra, batch)
             if len(self._skeletons) >= CACHE_LIMIT:
                 self._skeletons.clear()
             self._skeletons[key] = skeleton
         attn = compute(ATTENTION, attention, tokens)
         weighted = self.weights is not None
-        return [IterationPlan(self.instance, stage, self.node, self.tp, tokens, requests, loads,
-                              (*head, *(LayerGroup(index, n, (*before, attn, *after))
-                                        for index, n, before, after in parts), *tail),
-                              receive, store, last_handoff, forward, weighted)
-                for stage, head, parts, tail, loads, receive, store, last_handoff, forward
-                in skeleton]
+        last = len(skeleton) - 1
+        plans = []
+        for stage, head, parts, loads, receive, forward in skeleton:
+            tail: tuple[LayerGroup, ...] = ()
+            store = final = None
+            if stage == last:  # the per-request operators: lm_head and the output store
+                tail = (self.edge("post", tokens, requests),)
+                store, final = self.output_store(tokens, requests), handoff
+            groups = (*head, *(LayerGroup(index, n, (*before, attn, *after))
+                               for index, n, before, after in parts), *tail)
+            plans.append(IterationPlan(self.instance, stage, self.node, self.tp, tokens,
+                                       requests, loads, groups, receive, store, final, forward,
+                                       weighted))
+        return plans
 
-    def _skeleton(self, tokens: int, requests: int, kv_bytes: int, extra: int,
-                  handoff: PlanOp | None, batch: Batch) -> tuple[tuple, ...]:
-        """Everything of a batch shape's stage plans but attention, per stage: (stage, groups
-        before the blocks, block runs, groups after them, loads, receive, store, hand-off,
-        forward)."""
+    def _skeleton(self, tokens: int, kv_bytes: int, extra: int,
+                  batch: Batch) -> tuple[tuple, ...]:
+        """What a batch shape's stage plans hold but attention and the per-request operators,
+        per stage: (stage, groups before the blocks, block runs, loads, receive, forward)."""
         stages = len(self.stage_layers)
         skeleton = []
         first = 0
         for stage, count in enumerate(self.stage_layers):
             parts = self.block_parts(tokens, first, count, kv_bytes, extra)
             head: tuple[LayerGroup, ...] = ()
-            tail: tuple[LayerGroup, ...] = ()
             loads: tuple[PlanOp, ...] = ()
-            receive = forward = store = None
+            receive = forward = None
             if stage == 0:
-                head = (self.edge("pre", tokens, requests),)
+                head = (self.edge("pre", tokens, 0),)
                 loads = self.start_loads(tokens, batch)
             else:
                 receive = PlanOp(SEND, "stage_recv", nbytes=self.hidden_bytes(tokens),
                                  target=STAGE_LINK)
-            if stage == stages - 1:
-                tail = (self.edge("post", tokens, requests),)
-                store = self.output_store(tokens, requests)
-            else:
+            if stage < stages - 1:
                 forward = PlanOp(SEND, "stage_send", nbytes=self.hidden_bytes(tokens),
                                  target=STAGE_LINK)
-            skeleton.append((stage, head, parts, tail, loads, receive, store,
-                             handoff if stage == stages - 1 else None, forward))
+            skeleton.append((stage, head, parts, loads, receive, forward))
             first += count
         return tuple(skeleton)
 
