@@ -53,10 +53,12 @@ def main(argv: list[str] | None = None) -> int:
         for label, config, rate in CLUSTERS:
             for size in sizes:
                 trace = tmp / f"trace_{rate:g}_{size}.jsonl"
-                subprocess.run([sys.executable, "-m", "dataset.generate", "--out", str(trace),
-                                "--num-req", str(size), "--rate", str(rate), "--no-token-ids",
-                                "--seed", "7"], cwd=REPO, check=True,
-                               stdout=subprocess.DEVNULL)
+                made = subprocess.run([sys.executable, "-m", "dataset.generate", "--out",
+                                       str(trace), "--num-req", str(size), "--rate", str(rate),
+                                       "--no-token-ids", "--seed", "7"], cwd=REPO,
+                                      capture_output=True, text=True)
+                if made.returncode:
+                    raise SystemExit(f"trace generation failed: {made.stderr.strip()}")
                 wall, cpu, peak = run_one(config, trace, size, tmp / "out.csv")
                 print(f"{label:<24} {size:9d} {wall:8.1f} {cpu:8.1f} {size / wall:8.0f} "
                       f"{peak:9.1f}", flush=True)

@@ -282,6 +282,8 @@ class PlanBuilder:
             handoff = PlanOp(SEND, "token_handoff", nbytes=final, target=PD_LINK)
         elif pd is not None and self.tp > 1:
             extra = pd.decode_oproj_ns * sum(batch.decode)
+        if batch.decode_lens is not None:  # streaming decodes: attention is new every time
+            return self._build(tokens, requests, attention, kv_bytes, extra, handoff, batch)
         # Plans are immutable: a batch with the same shape gets the same objects back.
         key = (tokens, requests, attention, kv_bytes, extra, batch.swap_in_bytes,
                batch.swap_out_bytes, batch.recall_bytes, batch.swap_target, batch.recall_target)

@@ -322,23 +322,32 @@ class VllmScheduler:
                                   eager)
 
     def _form_whole(self, now: int, due: list[Request]) -> Batch | None:
-        """The batch of every running request when they all fit, else None (nothing changed).
-        `due` are the streaming requests that start a KV block in this step."""
+        """The batch of every running request when the walk of `_form` would take them all
+        without preempting, else None (nothing changed). `due` are the streaming requests that
+        start a KV block in this step. Only the last running request may have its prompt chunk
+        cut by the budget (as the walk cuts it)."""
         stream = self.stream
         assert stream is not None
         kv = self.kv
         threshold = self.options.long_prefill_token_threshold
         running = self.running
-        budget = self.options.max_num_batched_tokens - (len(running) - len(self.eager))
+        budget = self.options.max_num_batched_tokens
         blocks = len(due)  # one more each
-        counts: list[int] = []
+        taken: list[tuple[Request, int, int]] = []
+        after = 0  # the running index after the last request that does not stream
         for request in self.eager:
+            at = bisect_left(running, request.seq, key=SEQ)
+            budget -= at - after  # the streaming run before it: one token each
+            if budget <= 0:
+                return None  # the walk would stop before this request
             remaining = request.num_tokens - request.computed
             count = 1 if remaining == 1 and request.prefilled else \
-                min(remaining, threshold) if threshold > 0 else remaining
-            counts.append(count)
+                min(remaining, threshold, budget) if threshold > 0 else min(remaining, budget)
             budget -= count
             blocks += max(0, kv.blocks_for(request.computed + count) - request.blocks)
+            taken.append((request, at, count))
+            after = at + 1
+        budget -= len(running) - after
         if budget < 0 or blocks > kv.free_blocks:
             return None
         step = stream.done
@@ -347,9 +356,8 @@ class VllmScheduler:
         tokens = [1] * len(chosen)
         decode = [True] * len(chosen)
         eager = []
-        for request, count in zip(self.eager, counts, strict=True):
+        for request, at, count in taken:
             kv.allocate_slots(request, request.computed + count)
-            at = bisect_left(running, request.seq, key=SEQ)
             eager.append(at)
             tokens[at] = count
             decode[at] = request.num_tokens - request.computed == 1 and request.prefilled
