@@ -51,6 +51,7 @@ def run_both(monkeypatch, config, **options) -> None:
     (SINGLE, {}),
     (SINGLE, {"gen": True}),
     (SINGLE, {"max_num_batched_tokens": 200, "max_num_seqs": 64}),  # batches cut by budget
+    (SINGLE, {"max_num_batched_tokens": 5, "max_num_seqs": 8, "num_req": 12}),  # decodes cut
     (SINGLE, {"long_prefill_token_threshold": 64}),
     (SINGLE, {"chunked_prefill": False}),
     (SINGLE, {"vllm_version": "0.19"}),
@@ -65,9 +66,9 @@ def run_both(monkeypatch, config, **options) -> None:
      {"request_routing_policy": "LOAD"}),  # the router reads every running request
     (REPO / "cluster_config/single_node_tp2_instance.json", {}),
     (REPO / "cluster_config/single_node_moe_instance.json", {}),
-], ids=["single", "gen", "budget-cut", "threshold", "whole-prompts", "vllm-0.19", "invariants",
-        "custom-perf-model", "recompute", "swap", "pressure-invariants", "pd", "load-router",
-        "tp2", "moe"])
+], ids=["single", "gen", "budget-cut", "tiny-budget", "threshold", "whole-prompts",
+        "vllm-0.19", "invariants", "custom-perf-model", "recompute", "swap",
+        "pressure-invariants", "pd", "load-router", "tp2", "moe"])
 def test_streaming_equals_advancing_every_request(monkeypatch, config, options):
     run_both(monkeypatch, config, **options)
 
