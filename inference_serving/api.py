@@ -15,7 +15,7 @@ from inference_serving.dataset_reader import request_from_record, sort_by_arriva
 from inference_serving.flags import build_parser, options_from_args, request_count
 from inference_serving.fleet import FleetSamples
 from inference_serving.instance import Instance
-from inference_serving.observers import Observer
+from inference_serving.observers import Observer, hooks
 from inference_serving.options import RunOptions
 from inference_serving.outputs import RequestRecord
 from inference_serving.power import PowerReport
@@ -181,7 +181,8 @@ def simulate(cluster_config: str | os.PathLike | dict, dataset: str | os.PathLik
     line's options by name (`max_num_seqs=256`, `request_routing_policy="RAND"`, ...), output
     files included. Nothing is printed unless `verbose` is True, which prints what the command
     line prints (diagnostics are kept in `Results.diagnostics` otherwise). `observers` receive
-    the loop's events after the built-in ones.
+    the loop's events after the built-in ones; when one of them has a batch hook, every running
+    request's fields are kept current in every iteration (no streaming decodes).
     """
     if (dataset is None) == (requests is None):
         raise InputError("give exactly one of dataset and requests", "simulate()",
@@ -205,6 +206,12 @@ def simulate(cluster_config: str | os.PathLike | dict, dataset: str | os.PathLik
     def observers_for(instances: list[Instance], total: int,
                       fleet: FleetSamples) -> list[Observer]:
         collector.fleet = fleet
+        if hooks(list(observers), "on_batch_start") or hooks(list(observers), "on_batch_end"):
+            # A caller's observer may read running requests' fields in every iteration.
+            for inst in instances:
+                stop = getattr(inst.scheduler, "stop_streaming", None)
+                if stop is not None:
+                    stop()
         console = console_observers(run_options, instances, cluster, total, fleet) \
             if verbose else []
         return [*console, *file_observers(run_options, fleet, instances, total), collector,

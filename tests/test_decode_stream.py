@@ -8,6 +8,7 @@ import pytest
 
 from inference_serving import builder, simulate
 from inference_serving.kv import KVCacheManager
+from inference_serving.observers import Observer
 from inference_serving.request import Request
 from inference_serving.scheduler import decode_stream
 from inference_serving.scheduler.decode_stream import DecodeStream
@@ -81,6 +82,25 @@ def test_streaming_is_off_where_others_read_running_requests(monkeypatch):
         simulate(SINGLE, TRACE, num_req=20, **options)
     simulate(REPO / "cluster_config/single_node_pp2_instance.json", TRACE, num_req=20)
     assert not started
+
+
+class ContextWatcher(Observer):
+    """Reads every batch entry's sequence length as the iteration ends."""
+
+    def __init__(self) -> None:
+        self.totals: list[int] = []
+
+    def on_batch_end(self, inst, batch, end_ns, finished) -> None:
+        self.totals.append(sum(r.num_tokens for r in batch.requests))
+
+
+def test_a_callers_batch_observer_sees_current_fields(monkeypatch):
+    watched = ContextWatcher()
+    simulate(SINGLE, TRACE, num_req=30, observers=[watched])
+    monkeypatch.setattr(builder, "streams_safely", lambda cls: False)
+    reference = ContextWatcher()
+    simulate(SINGLE, TRACE, num_req=30, observers=[reference])
+    assert watched.totals == reference.totals and len(watched.totals) > 100
 
 
 def streaming_request(num_tokens: int, blocks: int, output: int, generated: int) -> Request:

@@ -72,6 +72,12 @@ class VllmScheduler:
         """Memory held by this instance's swapped-out KV (whole-instance bytes)."""
         return self.kv.swap.used_bytes if self.kv.swap is not None else 0
 
+    def stop_streaming(self) -> None:
+        """Advance every request in every iteration (before the first batch): for observers
+        that read running requests' fields as iterations end."""
+        if self.stream is not None and not self.stream.done:
+            self.stream = None
+
     def add(self, request: Request) -> None:
         """Queue an arrived request."""
         self.waiting.append(admit(request, self.options))
