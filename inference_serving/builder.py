@@ -33,7 +33,12 @@ from inference_serving.pricers import PRICERS, Pricer
 from inference_serving.scheduler.base import Scheduler, SchedulerOptions, SchedulerResources
 from inference_serving.scheduler.registry import make_scheduler, scheduler_class
 from inference_serving.scheduler.vllm import streams_safely
-from inference_serving.vllm_defaults import ARTIFACT_VERSION, engine_defaults, resolve_version
+from inference_serving.vllm_defaults import (
+    ARTIFACT_VERSION,
+    engine_defaults,
+    known_version,
+    resolve_version,
+)
 from inference_serving.weight_loads import WeightLoads
 from llm_profile.factory import is_tpu, make_perf_model
 from llmsim_core.errors import InputError
@@ -76,6 +81,7 @@ class EngineLimits:
     max_num_seqs: int
     reserve_full_input: bool
     source: str
+    defaults_version: str | None = None  # the vLLM whose defaults filled unset limits
 
 
 def engine_limits(options: RunOptions, model: ModelConfig, spec: InstanceSpec,
@@ -90,6 +96,7 @@ def engine_limits(options: RunOptions, model: ModelConfig, spec: InstanceSpec,
     given_seqs = spec.max_num_seqs or (options.max_batch if legacy else
                                        options.max_batch or options.max_num_seqs)
     reserve = False
+    version = None
     if legacy:
         tokens, seqs, label = 2048, 0, "legacy defaults"
     elif options.compat.artifact_defaults:
@@ -110,7 +117,8 @@ def engine_limits(options: RunOptions, model: ModelConfig, spec: InstanceSpec,
     tokens = tokens if given_tokens is None else given_tokens
     return EngineLimits(min(tokens or model.max_position_embeddings,
                             model.max_position_embeddings),
-                        seqs if given_seqs is None else given_seqs, reserve, source)
+                        seqs if given_seqs is None else given_seqs, reserve, source,
+                        version if unset else None)
 
 
 def _make_scheduler(options: RunOptions, limits: EngineLimits, kv: KVCacheManager,
@@ -287,10 +295,9 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
             profile_vllm = getattr(perf, "vllm_version", None)
             limits = engine_limits(options, model, spec, profile_vllm)
             # Unset limits took vLLM defaults of a version the profile did not name.
-            if profile_vllm and "vLLM " in limits.source and options.vllm_version == "auto" \
-                    and resolve_version("auto", profile_vllm) == ARTIFACT_VERSION and \
-                    not profile_vllm.startswith(ARTIFACT_VERSION) and \
-                    profile_vllm not in unknown_versions:
+            if profile_vllm and options.vllm_version == "auto" and \
+                    limits.defaults_version is not None and \
+                    not known_version(profile_vllm) and profile_vllm not in unknown_versions:
                 unknown_versions.add(profile_vllm)
                 note(f"warning: the profile's vLLM {profile_vllm} has no known engine defaults; "
                      f"unset limits follow vLLM {ARTIFACT_VERSION} (pass --vllm-version to "

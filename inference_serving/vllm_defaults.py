@@ -43,14 +43,17 @@ class EngineDefaults:
     reason: str
 
 
+def known_version(version: str) -> bool:
+    """True when `version`'s major.minor has engine defaults here."""
+    return ".".join(version.split(".")[:2]) in VERSIONS
+
+
 def resolve_version(requested: str, profile_version: str | None) -> str:
     """`auto` → the profile's vLLM (major.minor) when it is one we know, else the artifact's."""
     if requested != "auto":
         return requested
-    if profile_version:
-        short = ".".join(profile_version.split(".")[:2])
-        if short in VERSIONS:
-            return short
+    if profile_version and known_version(profile_version):
+        return ".".join(profile_version.split(".")[:2])
     return ARTIFACT_VERSION
 
 

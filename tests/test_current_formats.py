@@ -356,3 +356,21 @@ def test_the_bench_config_reads_unchanged_and_gives_2588_blocks():
     assert budget.num_blocks == 2588
     meta = json.loads((DATA / "vllm_bench/RTX4090/Llama-3.1-8B/vllm/meta.json").read_text())
     assert meta["kv_cache"]["num_gpu_blocks"] == budget.num_blocks
+
+
+@pytest.mark.parametrize(("flags", "warned"), [
+    ([], True),  # unset limits follow the artifact's vLLM: said once
+    (["--vllm-version", "0.19"], False),
+    (["--max-num-seqs", "8", "--max-num-batched-tokens", "512"], False),  # nothing defaulted
+])
+def test_a_profile_vllm_without_known_defaults_is_named_once(tmp_path, flags, warned):
+    variant = write_profile(tmp_path / "perf")
+    (variant / "meta.yaml").write_text(META.replace("0.19.0", "0.7.3"))
+    done = run_main(["--cluster-config", str(write_json(tmp_path / "c.json", SINGLE)),
+                     "--dataset", str(TRACE), "--num-req", "2", "--quiet",
+                     "--perf-models", str(tmp_path / "perf"), *flags])
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if "no known engine defaults" in line]
+    assert len(lines) == (1 if warned else 0), done.stderr
+    if warned:
+        assert lines[0].startswith("warning: the profile's vLLM 0.7.3") and "0.11" in lines[0]

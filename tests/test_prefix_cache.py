@@ -343,3 +343,18 @@ def test_figure_7_single_instance_run_equals_the_existing_simulator_request_by_r
     # Hits matched before the batch is inserted, and a hit prefill's attention timed without
     # the hit as prior KV, as the existing simulator does.
     assert ours == theirs
+
+
+def test_growing_by_a_block_equals_allocating_it_under_prefix_caching():
+    grown, allocated = PrefixCachingManager(10, 4, bytes_per_token=1), \
+        PrefixCachingManager(10, 4, bytes_per_token=1)
+    pairs = []
+    for kv in (grown, allocated):
+        r = request(0, list(range(1, 9)), output=8)  # two full prompt blocks
+        assert kv.allocate_slots(r, 8)
+        r.computed, r.num_tokens = 8, 9
+        pairs.append((kv, r))
+    grown.grow([pairs[0][1]])
+    assert allocated.allocate_slots(pairs[1][1], 9)
+    assert [(kv.free_blocks, r.blocks, list(r.block_ids)) for kv, r in pairs] == \
+        [(7, 3, list(pairs[1][1].block_ids))] * 2

@@ -121,7 +121,7 @@ class KVCacheManager:
 
     def grow(self, requests: list[Request]) -> None:
         """Give each of `requests` one more block (the caller checked that they fit)."""
-        if type(self).allocate_slots is not KVCacheManager.allocate_slots:
+        if self.prefix_caching:
             for request in requests:  # a caching manager tracks which blocks
                 self.allocate_slots(request, (request.blocks + 1) * self.block_size)
             return

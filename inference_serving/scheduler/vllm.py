@@ -135,7 +135,6 @@ class VllmScheduler:
 
     def _form(self, now: int, prefill_only: bool) -> Batch | None:
         budget = self.options.max_num_batched_tokens
-        threshold = self.options.long_prefill_token_threshold
         block_size = self.kv.block_size
         chosen: list[Request] = []
         tokens: list[int] = []
@@ -166,8 +165,7 @@ class VllmScheduler:
             if in_flight and id(request) in in_flight:
                 index += 1  # already in a pipeline stage: not schedulable twice
                 continue
-            remaining = request.num_tokens - request.computed
-            is_decode = remaining == 1 and request.prefilled
+            count, is_decode = self._chunk(request, budget)
             if is_decode:
                 if prefill_only:
                     index += 1
@@ -180,7 +178,6 @@ class VllmScheduler:
                     budget -= 1
                     index += 1
                     continue
-            count = min(remaining, threshold, budget) if threshold > 0 else min(remaining, budget)
             allocated, swapped, shift = self._allocate(request, count, index, chosen, preempted)
             swap_out += swapped
             index -= shift  # skipped requests before us left the list: keep our place
@@ -192,6 +189,15 @@ class VllmScheduler:
             budget -= count
             index += 1
         return self._finish_batch(now, budget, chosen, tokens, decode, preempted, swap_out)
+
+    def _chunk(self, request: Request, budget: int) -> tuple[int, bool]:
+        """(tokens `request` computes in this step out of `budget`, whether it is a decode)."""
+        remaining = request.num_tokens - request.computed
+        if remaining == 1 and request.prefilled:
+            return 1, True
+        threshold = self.options.long_prefill_token_threshold
+        return (min(remaining, threshold, budget) if threshold > 0 else
+                min(remaining, budget)), False
 
     def _allocate(self, request: Request, count: int, index: int, chosen: list[Request],
                   preempted: list[Request]) -> tuple[bool, int, int]:
@@ -279,7 +285,6 @@ class VllmScheduler:
             self.eager.append(request)
         self.eager.sort(key=SEQ)
         budget = self.options.max_num_batched_tokens
-        threshold = self.options.long_prefill_token_threshold
         running = self.running
         chosen: list[Request] = []
         tokens: list[int] = []
@@ -305,10 +310,7 @@ class VllmScheduler:
                 index += take
             if request is None or budget <= 0:
                 break
-            remaining = request.num_tokens - request.computed
-            is_decode = remaining == 1 and request.prefilled
-            count = 1 if is_decode else min(remaining, threshold, budget) if threshold > 0 \
-                else min(remaining, budget)
+            count, is_decode = self._chunk(request, budget)
             allocated, swapped, _ = self._allocate(request, count, index, chosen, preempted)
             swap_out += swapped
             if not allocated:
@@ -335,23 +337,20 @@ class VllmScheduler:
         stream = self.stream
         assert stream is not None
         kv = self.kv
-        threshold = self.options.long_prefill_token_threshold
         running = self.running
         budget = self.options.max_num_batched_tokens
         blocks = len(due)  # one more each
-        taken: list[tuple[Request, int, int]] = []
+        taken: list[tuple[Request, int, int, bool]] = []
         after = 0  # the running index after the last request that does not stream
         for request in self.eager:
             at = bisect_left(running, request.seq, key=SEQ)
             budget -= at - after  # the streaming run before it: one token each
             if budget <= 0:
                 return None  # the walk would stop before this request
-            remaining = request.num_tokens - request.computed
-            count = 1 if remaining == 1 and request.prefilled else \
-                min(remaining, threshold, budget) if threshold > 0 else min(remaining, budget)
+            count, is_decode = self._chunk(request, budget)
             budget -= count
             blocks += max(0, kv.blocks_for(request.computed + count) - request.blocks)
-            taken.append((request, at, count))
+            taken.append((request, at, count, is_decode))
             after = at + 1
         budget -= len(running) - after
         if budget < 0 or blocks > kv.free_blocks:
@@ -362,11 +361,11 @@ class VllmScheduler:
         tokens = [1] * len(chosen)
         decode = [True] * len(chosen)
         eager = []
-        for request, at, count in taken:
+        for request, at, count, is_decode in taken:
             kv.allocate_slots(request, request.computed + count)
             eager.append(at)
             tokens[at] = count
-            decode[at] = request.num_tokens - request.computed == 1 and request.prefilled
+            decode[at] = is_decode
         return self._finish_batch(now, budget, chosen, tokens, decode, [], 0, eager,
                                   stream.base_total + stream.streaming * step)
 
