@@ -316,8 +316,8 @@ class PlanBuilder:
             if stage == last:  # the per-request operators: lm_head and the output store
                 tail = (self.edge("post", tokens, requests),)
                 store, final = self.output_store(tokens, requests), handoff
-            groups = (*head, *(LayerGroup(index, n, (*before, attn, *after))
-                               for index, n, before, after in parts), *tail)
+            groups = (*head, *[LayerGroup(index, n, (*before, attn, *after))
+                               for index, n, before, after in parts], *tail)
             plans.append(IterationPlan(self.instance, stage, self.node, self.tp, tokens,
                                        requests, loads, groups, receive, store, final, forward,
                                        weighted))

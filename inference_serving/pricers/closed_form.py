@@ -63,21 +63,35 @@ class ClosedFormPricer:
         t = comm_free = 0
         for group in plan.groups:
             ops = group.ops
+            # One pass sums a layer; a send (or a slot still busy with one, for a collective)
+            # makes the layers wait on the communication slot, so they are walked instead.
+            layer = 0
+            walk = False
+            for op in ops:
+                kind = op.kind
+                if kind == COMPUTE:
+                    layer += op.ns
+                elif kind == COLLECTIVE and comm_free <= t:
+                    layer += fabric.collective_ns(op.target, op.nbytes)
+                else:
+                    walk = True
+                    break
+            if not walk:
+                t += group.count * layer
+                if comm_free < t:
+                    comm_free = t
+                continue
             if any(op.kind == SEND for op in ops):
                 for _ in range(group.count):
                     t, comm_free = _walk(ops, fabric, t, comm_free)
                 continue
-            # Without sends, a collective finds the slot free once any earlier send is done:
-            # after the first layer the layers are plain sums.
-            count = group.count
-            if comm_free > t and any(op.kind == COLLECTIVE for op in ops):
-                t, comm_free = _walk(ops, fabric, t, comm_free)
-                count -= 1
+            # Without sends the slot is free after the first layer: the rest are plain sums.
+            t, comm_free = _walk(ops, fabric, t, comm_free)
             layer = 0
             for op in ops:
                 layer += op.ns if op.kind == COMPUTE else \
                     fabric.collective_ns(op.target, op.nbytes)
-            t += count * layer
+            t += (group.count - 1) * layer
             if comm_free < t:
                 comm_free = t
         if len(self._chains) >= CHAIN_CACHE:
