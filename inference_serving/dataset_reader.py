@@ -3,6 +3,7 @@ the trace kept as compact columns (`RequestTable`)."""
 
 from __future__ import annotations
 
+import re
 from array import array
 from pathlib import Path
 
@@ -21,6 +22,13 @@ from llmsim_core.strict_json import closest, loads
 
 FIELDS = ("input_toks", "output_toks", "arrival_time_ns")
 _FIX = "fix the dataset line"
+# The line every generator writes: the three fields in order, plain integers. Such a line is
+# read without the JSON parser (a third of the time per line); any other line, and one whose
+# numbers are out of range, takes the full parse and its checks.
+_NUMBER = rb"[ \t]*(0|[1-9][0-9]{0,15})[ \t]*"
+_CANONICAL = re.compile(rb'[ \t]*\{[ \t]*"input_toks"[ \t]*:' + _NUMBER
+                        + rb',[ \t]*"output_toks"[ \t]*:' + _NUMBER
+                        + rb',[ \t]*"arrival_time_ns"[ \t]*:' + _NUMBER + rb"\}[ \t]*\r?\n?")
 
 
 def _field(record: dict, key: str, where: str) -> object:
@@ -132,6 +140,17 @@ def load_requests(path: Path, limit: int, max_len: int | None = None,
         for lineno, line in enumerate(handle, start=1):
             if len(arrival) >= limit:
                 break
+            plain = _CANONICAL.fullmatch(line)
+            if plain is not None:
+                n_in, n_out, at = int(plain[1]), int(plain[2]), int(plain[3])
+                if TOKENS.low <= n_in <= TOKENS.high and TOKENS.low <= n_out <= TOKENS.high \
+                        and at <= ARRIVAL_NS.high and (max_len is None or n_in + n_out <= max_len):
+                    prompt.append(n_in)
+                    output.append(n_out)
+                    arrival.append(at)
+                    if keep_ids:
+                        ids.append(None)
+                    continue
             fields = parse_line(line, f"{path}:{lineno}", max_len, keep_ids)
             if fields is not None:
                 prompt.append(fields[0])

@@ -11,7 +11,7 @@ import pytest
 
 from inference_serving.cli import main
 from inference_serving.cluster_config import cluster_from_dict, load_cluster_config
-from inference_serving.dataset_reader import load_requests
+from inference_serving.dataset_reader import load_requests, parse_line
 from llm_profile.calibrate import check_calibration
 from llm_profile.hardware_catalog import _load as load_catalogue_file
 from llmsim_core.bounds import BANDWIDTH, TOKENS, checked
@@ -445,3 +445,41 @@ def test_load_requests_accepts_a_trace_right_at_the_window_limit(tmp_path):
         load_requests(path, 10, interval_ns=499_999_999)
     with pytest.raises(InputError, match="maximum length 11"):
         load_requests(path, 10, max_len=11)
+
+
+CANONICAL_EDGES = [  # (input_toks, output_toks, arrival_time_ns) as written in the line
+    ("1", "1", "0"), ("8", "4", "1000"), ("0", "4", "5"), ("8", "0", "5"),
+    ("2147483647", "1", "0"), ("2147483648", "1", "0"), ("8", "4", "1000000000000000"),
+    ("8", "4", "1000000000000001"), ("08", "4", "0"), ("8", "4", "9999999999999999"),
+    ("8", "4", "99999999999999999"), ("8", "4", "-1"), ("8.0", "4", "0"), ("8", "4", "1e3"),
+    ("100", "28", "7"), ("100", "29", "7"),
+]
+
+
+@pytest.mark.parametrize("spacing", ['{{"input_toks": {}, "output_toks": {}, '
+                                     '"arrival_time_ns": {}}}',
+                                     '  {{ "input_toks" :{} ,"output_toks":{}\t, '
+                                     '"arrival_time_ns": {} }}\t\r'])
+@pytest.mark.parametrize(("max_len", "accepts"), [(128, 6), (None, 8)])
+def test_plain_lines_read_without_the_json_parser_agree_with_the_full_parse(tmp_path, spacing,
+                                                                             max_len, accepts):
+    # The reader's fast path for generator-written lines must accept exactly what the full
+    # parse (`parse_line`) accepts, with the same numbers, and leave the errors to it.
+    accepted = 0
+    for n_in, n_out, at in CANONICAL_EDGES:
+        line = spacing.format(n_in, n_out, at).encode() + b"\n"
+        path = tmp_path / "t.jsonl"
+        path.write_bytes(line)
+        try:
+            expected = parse_line(line, f"{path}:1", max_len)
+        except InputError as error:
+            with pytest.raises(InputError) as raised:
+                load_requests(path, 10, max_len=max_len)
+            assert str(raised.value) == str(error)
+            continue
+        assert expected is not None
+        table, _ = load_requests(path, 10, max_len=max_len)
+        assert (table.prompt.tolist(), table.output.tolist(), table.arrival.tolist()) == \
+            ([expected[0]], [expected[1]], [expected[2]])
+        accepted += 1
+    assert accepted == accepts
