@@ -316,6 +316,16 @@ def _check_vllm_defaults(args: argparse.Namespace) -> None:
                          "drop --vllm-usage-context or one of the limits")
 
 
+def _check_not_empty(args: argparse.Namespace) -> None:
+    """A text flag given as '' would be taken as unset (or as the working directory):
+    an error, not a silently skipped output or a surprising root."""
+    for dest, value in sorted(vars(args).items()):
+        if isinstance(value, str) and not value.strip():
+            flag = "--" + dest.replace("_", "-")
+            raise InputError(f"{flag} is empty", "command line",
+                             f"give {flag} a value or drop it")
+
+
 def _positive(value: float, flag: str, allow_zero: bool = False) -> None:
     if value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
@@ -354,6 +364,7 @@ def options_from_args(args: argparse.Namespace, need_dataset: bool = True) -> Ru
     if need_dataset and not args.dataset:
         raise InputError("no dataset given", "--dataset", "pass a .jsonl trace, e.g. "
                          "--dataset dataset/example_sharegpt_req100_rate10.jsonl")
+    _check_not_empty(args)
     _positive(args.num_req, "--num-req", allow_zero=True)
     _positive(args.max_batch, "--max-batch", allow_zero=True)
     if args.max_num_seqs is not None:
@@ -380,13 +391,6 @@ def options_from_args(args: argparse.Namespace, need_dataset: bool = True) -> Ru
     throughput = Path(args.throughput_output) if args.throughput_output else None
     if throughput is None and output is not None:
         throughput = output.with_name(output.stem + "_throughput.csv")
-    written = [p.resolve() for p in (output, throughput,
-               Path(args.metrics_json) if args.metrics_json else None,
-               Path(args.trace_output) if args.trace_output else None) if p is not None]
-    if len(set(written)) != len(written):
-        raise InputError("two outputs would be written to the same file", "--output / "
-                         "--throughput-output / --metrics-json / --trace-output",
-                         "give each a distinct path")
     options = RunOptions(
         cluster_config=resolve_user_path(args.cluster_config),
         dataset=resolve_user_path(args.dataset) if args.dataset else None,
@@ -443,5 +447,15 @@ def options_from_args(args: argparse.Namespace, need_dataset: bool = True) -> Ru
         sub_batch_interleaving=args.enable_sub_batch_interleaving,
         pim_configs=resolve_user_path(args.pim_configs),
     )
+    if args.perf_models != str(PERF_MODELS_DIR) and not options.perf_models.is_dir():
+        raise InputError("--perf-models names no folder (every instance would silently fall "
+                         "back to the roofline model)", f"--perf-models {args.perf_models}",
+                         "pass the profile root laid out <hardware>/<org>/<model>/tp<N>/")
     check_run_paths(options)
+    written = [p.resolve() for p in (output, throughput, options.metrics_json,
+                                     options.trace_output) if p is not None]
+    if len(set(written)) != len(written):
+        raise InputError("two outputs would be written to the same file", "--output / "
+                         "--throughput-output / --metrics-json / --trace-output",
+                         "give each a distinct path")
     return options

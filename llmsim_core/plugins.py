@@ -9,10 +9,12 @@ raised later by a method of the class.
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import inspect
 import os
 import sys
 import traceback
+from pathlib import Path
 from typing import Any
 
 from llmsim_core.errors import InputError
@@ -45,6 +47,30 @@ def _import(module: str, where: str) -> Any:
         raise InputError(f"cannot import module '{module}' ({type(exc).__name__}: {exc})", where,
                          "check the module name and that it is importable from the working "
                          "directory or PYTHONPATH") from None
+
+
+def source_files(dotted: str) -> list[Path]:
+    """The source files of the module of `pkg.mod:Class` and of its packages, found on the
+    import path without importing anything (outputs must not overwrite them); [] when the
+    name is malformed or not found."""
+    module = dotted.partition(":")[0] if ":" in dotted else dotted.rpartition(".")[0]
+    if not module or not all(part.isidentifier() for part in module.split(".")):
+        return []
+    files: list[Path] = []
+    search: list[str] | None = [*sys.path, os.getcwd()]
+    for part in module.split("."):
+        try:
+            spec = importlib.machinery.PathFinder.find_spec(part, search)
+        except (ImportError, ValueError):
+            break
+        if spec is None:
+            break
+        if spec.has_location and spec.origin:
+            files.append(Path(spec.origin))
+        search = list(spec.submodule_search_locations or [])
+        if not search:
+            break
+    return files
 
 
 def required_methods(base: type) -> list[str]:
