@@ -23,7 +23,7 @@ from inference_serving.sim_log import LEVELS
 from inference_serving.vllm_defaults import USAGE_CONTEXTS
 from inference_serving.vllm_defaults import VERSIONS as VLLM_VERSIONS
 from llm_profile.factory import PERF_MODELS
-from llmsim_core.bounds import LOG_INTERVAL_S, SLO_MS, checked
+from llmsim_core.bounds import INT32_MAX, LOG_INTERVAL_S, SLO_MS, checked
 from llmsim_core.errors import InputError
 from llmsim_core.paths import (
     DEFAULT_CLUSTER_CONFIG,
@@ -32,6 +32,8 @@ from llmsim_core.paths import (
     PIM_CONFIG_DIR,
     resolve_user_path,
 )
+
+SEED_MAX = 2**63 - 1  # seeds are non-negative 64-bit integers (as in sweep specs)
 
 
 class _DefaultsFormatter(argparse.HelpFormatter):
@@ -326,11 +328,16 @@ def _check_not_empty(args: argparse.Namespace) -> None:
                              f"give {flag} a value or drop it")
 
 
-def _positive(value: float, flag: str, allow_zero: bool = False) -> None:
+def _positive(value: float, flag: str, allow_zero: bool = False,
+              high: int | None = INT32_MAX) -> None:
     if value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise InputError(f"{flag} must be {bound}, got {value}", "command line",
                          f"pass a value {bound}")
+    # Counts and limits are 32-bit integers, as in the cluster config (SCHEDULER_LIMIT).
+    if high is not None and value > high:
+        raise InputError(f"{flag} must be at most {high}, got {value}", "command line",
+                         f"pass a value up to {high}")
 
 
 def _external_binary(args: argparse.Namespace) -> Path | None:
@@ -365,7 +372,7 @@ def options_from_args(args: argparse.Namespace, need_dataset: bool = True) -> Ru
         raise InputError("no dataset given", "--dataset", "pass a .jsonl trace, e.g. "
                          "--dataset dataset/example_sharegpt_req100_rate10.jsonl")
     _check_not_empty(args)
-    _positive(args.num_req, "--num-req", allow_zero=True)
+    _positive(args.num_req, "--num-req", allow_zero=True, high=None)
     _positive(args.max_batch, "--max-batch", allow_zero=True)
     if args.max_num_seqs is not None:
         _positive(args.max_num_seqs, "--max-num-seqs")
@@ -377,7 +384,7 @@ def options_from_args(args: argparse.Namespace, need_dataset: bool = True) -> Ru
               allow_zero=True)
     checked(args.log_interval, LOG_INTERVAL_S, "--log-interval", "command line",
             "pass a value in that range")
-    _positive(args.seed, "--seed", allow_zero=True)
+    _positive(args.seed, "--seed", allow_zero=True, high=SEED_MAX)
     _check_custom(args)
     if args.trace_max_requests is not None:
         _positive(args.trace_max_requests, "--trace-max-requests", allow_zero=True)

@@ -104,14 +104,15 @@ def load_class(dotted: str, flag: str, base: type | None = None) -> type:
     return obj
 
 
-def _origin(exc: BaseException) -> str:
+def origin(exc: BaseException) -> str:
+    """` at FILE:LINE` of the innermost frame of `exc`'s traceback ('' without one)."""
     frames = traceback.extract_tb(exc.__traceback__)
     return f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
 
 
 def user_code_failed(cls: type, call: str, exc: Exception, where: str) -> InputError:
     """The one-line error for an exception raised by `cls.call` of a user class."""
-    return InputError(f"{cls.__name__}.{call} raised {type(exc).__name__}: {exc}{_origin(exc)}",
+    return InputError(f"{cls.__name__}.{call} raised {type(exc).__name__}: {exc}{origin(exc)}",
                       where, f"fix {cls.__module__}.{cls.__qualname__}")
 
 
