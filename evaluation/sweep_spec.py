@@ -139,6 +139,10 @@ def _strict_loader() -> type:
 def _read_yaml(path: Path) -> Any:
     import yaml
 
+    if path.exists() and not path.is_dir() and not path.is_file():
+        # A FIFO or device would block the read (or never end): a spec is a regular file.
+        raise InputError("the sweep spec is not a regular file (a FIFO or device)", str(path),
+                         "pass an existing YAML file")
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:

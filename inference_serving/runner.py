@@ -208,7 +208,7 @@ def execute(options: RunOptions, cluster: ClusterConfig, log: SimLogger,
     except BaseException as exc:
         if exporter is not None:
             exporter.discard()
-        if options.custom_scheduler and isinstance(exc, Exception) and \
+        if options.custom_scheduler and isinstance(exc, Exception | SystemExit) and \
                 not isinstance(exc, InputError):
             # The simulator trusts a scheduler's batches; a CUSTOM one that breaks the interface
             # (a batch that is not a Batch, a method that raises) fails somewhere inside.

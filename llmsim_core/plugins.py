@@ -43,7 +43,7 @@ def _import(module: str, where: str) -> Any:
         sys.path.append(cwd)
     try:
         return importlib.import_module(module)
-    except Exception as exc:  # any error of the user's module is reported, not raised
+    except (Exception, SystemExit) as exc:  # any error of the user's module, even sys.exit
         raise InputError(f"cannot import module '{module}' ({type(exc).__name__}: {exc})", where,
                          "check the module name and that it is importable from the working "
                          "directory or PYTHONPATH") from None
@@ -110,7 +110,7 @@ def origin(exc: BaseException) -> str:
     return f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
 
 
-def user_code_failed(cls: type, call: str, exc: Exception, where: str) -> InputError:
+def user_code_failed(cls: type, call: str, exc: BaseException, where: str) -> InputError:
     """The one-line error for an exception raised by `cls.call` of a user class."""
     return InputError(f"{cls.__name__}.{call} raised {type(exc).__name__}: {exc}{origin(exc)}",
                       where, f"fix {cls.__module__}.{cls.__qualname__}")
@@ -122,5 +122,5 @@ def construct(cls: type, where: str, *args: Any) -> Any:
         return cls(*args)
     except InputError:
         raise
-    except Exception as exc:  # the user's constructor failed: say which class, not a traceback
+    except (Exception, SystemExit) as exc:  # the user's constructor failed (even sys.exit)
         raise user_code_failed(cls, "__init__", exc, where) from None
