@@ -19,6 +19,12 @@ from statistics import NormalDist
 
 import numpy as np
 
+from inference_serving.output_paths import check_output_paths
+from llmsim_core.args import OneLineParser
+from llmsim_core.atomic_write import temp_prefix
+from llmsim_core.bounds import ARRIVAL_NS, INT32_MAX, Bound, checked
+from llmsim_core.errors import InputError
+
 # ShareGPT-like lengths, fitted to the 300 requests of the third-party trace
 # sharegpt_req300_rate10_llama.jsonl (Llama-3.1 tokens; every request has prompt + answer
 # <= 2048). Each law's parameters maximise the likelihood of the observed integer lengths under
@@ -147,7 +153,7 @@ def _requests(num_req: int, rate: float, in_dist: LengthDist, out_dist: LengthDi
 def write_trace(path: Path, records: Iterable[dict]) -> int:
     """Stream records to `path` one line each, atomically; return how many were written."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path), suffix=".tmp")
     count = 0
     try:
         with os.fdopen(fd, "w") as handle:
@@ -162,63 +168,89 @@ def write_trace(path: Path, records: Iterable[dict]) -> int:
     return count
 
 
-def _int_arg(low: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
+# Generator flag ranges: a trace the simulator reads back (32-bit token counts and ids, arrivals
+# within its 10^15 ns window) that is written in minutes, not days.
+NUM_REQ = Bound(1, 10_000_000, "", "a trace holds at least one and at most ten million requests",
+                integer=True)
+# Below one request per 10^6 s the first gap already overflows the simulator's arrival window.
+RATE = Bound(1e-6, 1e6, "req/s", "slower rates put the first arrival beyond the simulator's "
+             "window and faster ones are no serving load")
+CV = Bound(1e-3, 100, "", "the gamma shape 1/cv² must stay a usable number")
+MAX_TOTAL = Bound(2, INT32_MAX, "tokens", "a request has a prompt and an answer token and "
+                  "token counts are 32-bit integers", integer=True)
+SEED = Bound(0, 2**63 - 1, "", "seeds are non-negative 64-bit integers", integer=True)
+VOCAB = Bound(1, INT32_MAX + 1, "", "token ids are 32-bit integers", integer=True)
+
+
+def _number(kind: type, bound: Bound, flag: str) -> Callable[[str], float]:
+    """An argparse type: the text as `kind`, inside `bound`."""
+    def parse(text: str) -> float:
         try:
-            value = int(text)
+            value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
-        return value
+            raise argparse.ArgumentTypeError(f"not {'an integer' if kind is int else 'a number'}:"
+                                             f" {text!r}") from None
+        try:
+            return kind(checked(value, bound, flag, "command line", "pass a value in range"))
+        except InputError as exc:
+            raise argparse.ArgumentTypeError(exc.what) from None
     return parse
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
 
 
 def _dist_arg(output: bool) -> Callable[[str], LengthDist]:
     def parse(text: str) -> LengthDist:
         try:
-            return parse_dist(text, output)
+            dist = parse_dist(text, output)
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
+        if dist.kind in ("fixed", "uniform") and max(dist.params) > INT32_MAX:
+            raise argparse.ArgumentTypeError(f"{text!r}: token counts are 32-bit integers "
+                                             f"(at most {INT32_MAX})")
+        return dist
     return parse
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point: write one trace file."""
-    p = argparse.ArgumentParser(prog="python -m dataset.generate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", required=True, type=Path, help="trace file to write (.jsonl)")
-    p.add_argument("--num-req", required=True, type=_int_arg(1),
+def _within_window(records: Iterable[dict]) -> Iterator[dict]:
+    """The records, stopping with an InputError at an arrival the simulator would refuse."""
+    for index, record in enumerate(records):
+        if record["arrival_time_ns"] > ARRIVAL_NS.high:
+            raise InputError(f"request {index} arrives after {ARRIVAL_NS.high:g} ns, beyond "
+                             "what the simulator reads", "--rate / --num-req",
+                             "raise --rate or lower --num-req")
+        yield record
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = OneLineParser(prog="python -m dataset.generate", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, help="trace file to write (.jsonl)")
+    p.add_argument("--num-req", required=True, type=_number(int, NUM_REQ, "--num-req"),
                    help="number of requests")
-    p.add_argument("--rate", required=True, type=_positive_float,
+    p.add_argument("--rate", required=True, type=_number(float, RATE, "--rate"),
                    help="mean arrival rate (requests/s)")
     p.add_argument("--arrival", choices=("poisson", "gamma"), default="poisson",
                    help="inter-arrival law (default poisson)")
-    p.add_argument("--cv", type=_positive_float,
+    p.add_argument("--cv", type=_number(float, CV, "--cv"),
                    help="coefficient of variation of the gamma gaps (default 1 = Poisson)")
     p.add_argument("--input-dist", default="sharegpt", type=_dist_arg(output=False),
                    help="prompt lengths: fixed:N, uniform:LO:HI or sharegpt (default)")
     p.add_argument("--output-dist", default="sharegpt", type=_dist_arg(output=True),
                    help="answer lengths: fixed:N, uniform:LO:HI or sharegpt (default)")
-    p.add_argument("--max-total", type=_int_arg(2), default=2048,
+    p.add_argument("--max-total", type=_number(int, MAX_TOTAL, "--max-total"), default=2048,
                    help="cap on prompt + answer tokens (default 2048)")
-    p.add_argument("--seed", type=_int_arg(0), default=42,
+    p.add_argument("--seed", type=_number(int, SEED, "--seed"), default=42,
                    help="seed of the random generator (default 42)")
     p.add_argument("--token-ids", action=argparse.BooleanOptionalAction, default=True,
                    help="write random input/output token ids, needed for prefix caching "
                         "(default on)")
-    p.add_argument("--vocab-size", type=_int_arg(1), default=128256,
+    p.add_argument("--vocab-size", type=_number(int, VOCAB, "--vocab-size"), default=128256,
                    help="token ids are drawn from [0, vocab-size) (default 128256, Llama-3.1)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point: write one trace file."""
+    p = _parser()
     args = p.parse_args(argv)
     if args.cv is not None and args.arrival != "gamma":
         p.error("--cv needs --arrival gamma")
@@ -228,7 +260,14 @@ def main(argv: list[str] | None = None) -> int:
                                     args.token_ids, args.vocab_size)
     except ValueError as exc:
         p.error(str(exc))
-    count = write_trace(args.out, records)
+    try:
+        if not args.out.strip():
+            raise InputError("--out is empty", "command line", "give --out a file path")
+        check_output_paths({"--out": Path(args.out)}, inputs=())
+        count = write_trace(Path(args.out), _within_window(records))
+    except InputError as exc:
+        print(exc.line(), file=sys.stderr)
+        return 2
     print(f"wrote {count} requests to {args.out}", file=sys.stderr)
     return 0
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from evaluation.console import parse_console
 from llmsim_core.args import OneLineParser
 from llmsim_core.errors import InputError
+from llmsim_core.strict_json import read_text
 
 # Summary lines that legitimately differ between identical simulations.
 HOST_DEPENDENT = ("Total simulation time", "Saving each request's information to output file")
@@ -50,9 +51,19 @@ def locate(stem: str) -> RunFiles:
 
 def read_requests(path: Path) -> dict[str, dict[str, str]]:
     """Rows of a per-request CSV (plain or .gz) by request id."""
-    raw = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" \
-        else path.read_text()
-    rows = list(csv.DictReader(io.StringIO(raw)))
+    fix = "pass the --output CSV of a run"
+    if path.suffix == ".gz":
+        try:
+            raw = gzip.decompress(path.read_bytes()).decode("utf-8-sig")
+        except (OSError, EOFError, UnicodeDecodeError) as exc:
+            raise InputError(f"not a readable gzip of UTF-8 text ({exc})", str(path),
+                             fix) from None
+    else:
+        raw = read_text(path, fix)
+    try:
+        rows = list(csv.DictReader(io.StringIO(raw)))
+    except csv.Error as exc:  # a field over the csv module's size limit, a NUL byte
+        raise InputError(f"malformed CSV ({exc})", str(path), fix) from None
     if not rows or "request id" not in rows[0]:
         raise InputError("not a per-request CSV (no 'request id' column)", str(path),
                          "pass the --output CSV of a run")

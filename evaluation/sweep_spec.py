@@ -17,16 +17,19 @@ from llmsim_core.errors import InputError
 from llmsim_core.paths import resolve_user_path
 from llmsim_core.strict_json import load_file
 
-RATE = Bound(0, 1e6, "req/s", "a request rate must be positive and below a million per second",
-             low_open=True)
+# Far below one request per 10^6 s the first gap already lies beyond the simulator's arrival
+# window; near zero it overflows the arrival arithmetic.
+RATE = Bound(1e-9, 1e6, "req/s", "a request rate must be positive and below a million per "
+             "second")
 NUM_REQUESTS = Bound(1, 10_000_000, "", "a sweep point simulates at least one request and at "
                      "most ten million", integer=True)
 PARALLEL = Bound(1, 64, "", "a degree of parallelism is a whole number of NPUs", integer=True)
 INSTANCES = Bound(1, 4096, "", "instances are counted in whole numbers", integer=True)
 SEED = Bound(0, 2**63 - 1, "", "seeds are non-negative 64-bit integers", integer=True)
 ATTAINMENT = Bound(0, 100, "%", "it is a percentage of requests", low_open=True)
-CV = Bound(0, 100, "", "the coefficient of variation of the inter-arrival gaps is positive",
-           low_open=True)
+# Below 1e-3 the gamma shape 1/cv² overflows.
+CV = Bound(1e-3, 100, "", "the coefficient of variation of the inter-arrival gaps is positive "
+           "and its gamma shape 1/cv² must stay a usable number")
 COST = Bound(0, 1e12, "", "a price per GPU is positive", low_open=True)
 MEM_GB = Bound(0, 1e9, "GB", "a device memory must hold something", low_open=True)
 BW = Bound(1e-3, 1e12, "GB/s", "slower links make every iteration last hours")
@@ -136,6 +139,10 @@ def _strict_loader() -> type:
 def _read_yaml(path: Path) -> Any:
     import yaml
 
+    if path.exists() and not path.is_dir() and not path.is_file():
+        # A FIFO or device would block the read (or never end): a spec is a regular file.
+        raise InputError("the sweep spec is not a regular file (a FIFO or device)", str(path),
+                         "pass an existing YAML file")
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -357,12 +364,14 @@ def _capacity(r: _Reader, raw: Any, rates: tuple[float, ...]) -> Capacity:
     c = r.mapping(raw or {}, "capacity", ("target_rate", "tolerance", "min_rate", "max_rate"))
     target = r.number(c["target_rate"], "capacity.target_rate", RATE) \
         if c.get("target_rate") is not None else None
-    low = r.number(c.get("min_rate", min(rates) / 16), "capacity.min_rate", RATE)
-    high = r.number(c.get("max_rate", max(rates) * 16), "capacity.max_rate", RATE)
+    # Defaults are clamped to the rate range, so a legal rate never makes an unset key an error.
+    low = r.number(c.get("min_rate", max(min(rates) / 16, RATE.low)), "capacity.min_rate", RATE)
+    high = r.number(c.get("max_rate", min(max(rates) * 16, RATE.high)), "capacity.max_rate", RATE)
     if low >= high:
         raise InputError(f"capacity.min_rate {low:g} is not below max_rate {high:g}",
                          r.where("capacity"), "widen the bracket")
-    tolerance = r.number(c.get("tolerance", min(rates) / 20), "capacity.tolerance", RATE)
+    tolerance = r.number(c.get("tolerance", max(min(rates) / 20, RATE.low)), "capacity.tolerance",
+                         RATE)
     return Capacity(target, tolerance, low, high)
 
 

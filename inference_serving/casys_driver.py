@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from astra_sim import Dimension
-from astra_sim.casys_protocol import CasysProcess
+from astra_sim.casys_protocol import CasysProcess, Poll
 from astra_sim.chakra_et import CASYS_NUMBERING, Attr, GlobalMetadata, Node, write_et
 from astra_sim.engine import EngineConfig
 from astra_sim.export import node_for_dialect, system_json
@@ -25,7 +25,12 @@ from inference_serving.chakra_graph import plan_graphs
 from inference_serving.cluster_config import ClusterConfig
 from inference_serving.instance import Instance
 from inference_serving.simulator import SimResult, Simulator
+from llmsim_core.bounds import ARRIVAL_NS
 from llmsim_core.errors import InputError
+
+# The binary owns the clock: a tick beyond twice the last possible arrival is no serving run
+# (and would make the status windows up to it step for hours).
+MAX_CLOCK_NS = 2 * ARRIVAL_NS.high
 
 
 def casys_dims(cluster: ClusterConfig) -> tuple[Dimension, ...]:
@@ -108,13 +113,42 @@ class CasysSimulator(Simulator):
         with tempfile.TemporaryDirectory(prefix="casys_") as tmp:
             return self._drive(Path(tmp))
 
+    def _next_poll(self, proc: CasysProcess, starts: dict, ends: dict) -> Poll | None:
+        """The binary's next poll, checked: a protocol break, an NPU that starts or ends no
+        instance or a clock beyond any run is the binary's fault, reported as one line."""
+        try:
+            poll = proc.next_poll()
+        except RuntimeError as exc:
+            raise self._broken(str(exc)) from None
+        if poll is not None and poll.npu not in starts and poll.npu not in ends:
+            raise self._broken(f"it reported NPU {poll.npu}, which starts or ends no instance")
+        if poll is not None and poll.cycles > MAX_CLOCK_NS:
+            raise self._broken(f"it reported {poll.cycles} cycles, beyond {MAX_CLOCK_NS:g} ns")
+        return poll
+
+    def _reply(self, proc: CasysProcess, line: str) -> None:
+        try:
+            proc.reply(line)
+        except OSError:  # the binary exited (broken pipe) while it should be waiting for us
+            raise self._broken("it exited while waiting for a workload: "
+                               + " | ".join(proc.stderr)) from None
+
+    def _broken(self, what: str) -> InputError:
+        return InputError(f"the ASTRA-Sim binary broke the casys protocol ({what})",
+                          str(self.binary), "pass LLMServingSim's casys AnalyticalAstra build")
+
     def _drive(self, folder: Path) -> SimResult:
         paths = self._write_inputs(folder)
         starts = {i.spec.first_npu: i for i in self.instances}
         ends = {i.spec.first_npu + i.spec.npu_num - 1: i for i in self.instances
                 if i.spec.npu_num > 1}
-        proc = CasysProcess(self.binary, paths["handler"], paths["system"], paths["memory"],
-                            paths["network"], sorted(starts), sorted(ends))
+        try:
+            proc = CasysProcess(self.binary, paths["handler"], paths["system"], paths["memory"],
+                                paths["network"], sorted(starts), sorted(ends))
+        except OSError as exc:
+            raise InputError(f"the ASTRA-Sim binary could not be started ({exc.strerror})",
+                             str(self.binary), "pass an executable casys AnalyticalAstra build") \
+                from None
         loads = {npu: 0 for npu in (*starts, *ends)}
         reported: dict[int, set[int]] = {i.index: set() for i in self.instances}
         waiting_end: dict[int, Path] = {}
@@ -125,7 +159,7 @@ class CasysSimulator(Simulator):
         now = 0
         try:
             while True:
-                poll = proc.next_poll()
+                poll = self._next_poll(proc, starts, ends)
                 if poll is None:
                     break
                 inst = starts.get(poll.npu) or ends[poll.npu]
@@ -140,7 +174,7 @@ class CasysSimulator(Simulator):
                         end_ns = max(end_ns, poll.cycles)
                         reported[inst.index] = set()
                 if finished == total:
-                    proc.reply("exit")
+                    self._reply(proc, "exit")
                     continue
                 while upcoming is not None and upcoming.arrival <= now:
                     self.arrive(upcoming)
@@ -160,7 +194,7 @@ class CasysSimulator(Simulator):
                         loads[poll.npu] += 1
                         if inst.spec.npu_num > 1:
                             waiting_end[inst.spec.first_npu + inst.spec.npu_num - 1] = prefix
-                proc.reply(reply)
+                self._reply(proc, reply)
         finally:
             proc.close()
         if finished != total:

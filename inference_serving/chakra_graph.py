@@ -11,6 +11,7 @@ engine network (`InstanceFabric.engine_dims`): stage · tp + rank, P/D receivers
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -192,6 +193,16 @@ class ChakraExporter:
         self.directory = directory
         self.dialect = dialect
         self.num_nodes = num_nodes
+        self.existed = directory.exists()
+        self.written: list[Path] = []
+
+    def discard(self) -> None:
+        """Remove what this run exported (a failed or interrupted run leaves no partial
+        export), and the directory if the run created it."""
+        for target in self.written:
+            shutil.rmtree(target, ignore_errors=True)
+        if not self.existed:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
     def write(self, inst: Instance, batch: Batch) -> Path:
         """Export one batch (all its stages and P/D receivers); returns its workload prefix."""
@@ -201,4 +212,5 @@ class ChakraExporter:
             graphs.update(plan_graphs(plan, inst.fabric, receivers=True))
         config, memory = engine_setup(inst.fabric, self.num_nodes, len(plans))
         target = self.directory / f"instance{inst.index}_batch{batch.batch_id}"
+        self.written.append(target)
         return export(target, graphs, config, memory, self.dialect)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from inference_serving.cluster_config import load_cluster_config
 from inference_serving.flags import build_parser, options_from_args
@@ -11,10 +16,37 @@ from inference_serving.runner import console_observers, execute, file_observers
 from inference_serving.sim_log import SimLogger
 from llmsim_core.errors import InputError
 
+# Termination requests end the run like Ctrl-C: temp files are removed, no output is left.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(signum)
+
+
+@contextmanager
+def _stop_signals_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise KeyboardInterrupt for the duration (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _interrupt) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python main.py`."""
     args = build_parser().parse_args(argv)
+    with _stop_signals_interrupt():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """One run from parsed flags; the exit status."""
     try:
         options = options_from_args(args)
         cluster = load_cluster_config(options.cluster_config)
@@ -30,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         # The reader of our stdout went away (`| head`): stop quietly, as Unix tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    except KeyboardInterrupt:
-        print("error: interrupted, command line, run again", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        signum = exc.args[0] if exc.args and isinstance(exc.args[0], int) else signal.SIGINT
+        print(f"error: interrupted ({signal.Signals(signum).name}), command line, run again",
+              file=sys.stderr)
+        return 128 + signum
     return 0

@@ -23,7 +23,7 @@ from inference_serving.sim_log import LEVELS
 from inference_serving.vllm_defaults import USAGE_CONTEXTS
 from inference_serving.vllm_defaults import VERSIONS as VLLM_VERSIONS
 from llm_profile.factory import PERF_MODELS
-from llmsim_core.bounds import LOG_INTERVAL_S, SLO_MS, checked
+from llmsim_core.bounds import INT32_MAX, LOG_INTERVAL_S, SLO_MS, checked
 from llmsim_core.errors import InputError
 from llmsim_core.paths import (
     DEFAULT_CLUSTER_CONFIG,
@@ -32,6 +32,8 @@ from llmsim_core.paths import (
     PIM_CONFIG_DIR,
     resolve_user_path,
 )
+
+SEED_MAX = 2**63 - 1  # seeds are non-negative 64-bit integers (as in sweep specs)
 
 
 class _DefaultsFormatter(argparse.HelpFormatter):
@@ -316,11 +318,26 @@ def _check_vllm_defaults(args: argparse.Namespace) -> None:
                          "drop --vllm-usage-context or one of the limits")
 
 
-def _positive(value: float, flag: str, allow_zero: bool = False) -> None:
+def _check_not_empty(args: argparse.Namespace) -> None:
+    """A text flag given as '' would be taken as unset (or as the working directory):
+    an error, not a silently skipped output or a surprising root."""
+    for dest, value in sorted(vars(args).items()):
+        if isinstance(value, str) and not value.strip():
+            flag = "--" + dest.replace("_", "-")
+            raise InputError(f"{flag} is empty", "command line",
+                             f"give {flag} a value or drop it")
+
+
+def _positive(value: float, flag: str, allow_zero: bool = False,
+              high: int | None = INT32_MAX) -> None:
     if value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise InputError(f"{flag} must be {bound}, got {value}", "command line",
                          f"pass a value {bound}")
+    # Counts and limits are 32-bit integers, as in the cluster config (SCHEDULER_LIMIT).
+    if high is not None and value > high:
+        raise InputError(f"{flag} must be at most {high}, got {value}", "command line",
+                         f"pass a value up to {high}")
 
 
 def _external_binary(args: argparse.Namespace) -> Path | None:
@@ -354,7 +371,8 @@ def options_from_args(args: argparse.Namespace, need_dataset: bool = True) -> Ru
     if need_dataset and not args.dataset:
         raise InputError("no dataset given", "--dataset", "pass a .jsonl trace, e.g. "
                          "--dataset dataset/example_sharegpt_req100_rate10.jsonl")
-    _positive(args.num_req, "--num-req", allow_zero=True)
+    _check_not_empty(args)
+    _positive(args.num_req, "--num-req", allow_zero=True, high=None)
     _positive(args.max_batch, "--max-batch", allow_zero=True)
     if args.max_num_seqs is not None:
         _positive(args.max_num_seqs, "--max-num-seqs")
@@ -366,7 +384,7 @@ def options_from_args(args: argparse.Namespace, need_dataset: bool = True) -> Ru
               allow_zero=True)
     checked(args.log_interval, LOG_INTERVAL_S, "--log-interval", "command line",
             "pass a value in that range")
-    _positive(args.seed, "--seed", allow_zero=True)
+    _positive(args.seed, "--seed", allow_zero=True, high=SEED_MAX)
     _check_custom(args)
     if args.trace_max_requests is not None:
         _positive(args.trace_max_requests, "--trace-max-requests", allow_zero=True)
@@ -380,13 +398,6 @@ def options_from_args(args: argparse.Namespace, need_dataset: bool = True) -> Ru
     throughput = Path(args.throughput_output) if args.throughput_output else None
     if throughput is None and output is not None:
         throughput = output.with_name(output.stem + "_throughput.csv")
-    written = [p.resolve() for p in (output, throughput,
-               Path(args.metrics_json) if args.metrics_json else None,
-               Path(args.trace_output) if args.trace_output else None) if p is not None]
-    if len(set(written)) != len(written):
-        raise InputError("two outputs would be written to the same file", "--output / "
-                         "--throughput-output / --metrics-json / --trace-output",
-                         "give each a distinct path")
     options = RunOptions(
         cluster_config=resolve_user_path(args.cluster_config),
         dataset=resolve_user_path(args.dataset) if args.dataset else None,
@@ -443,5 +454,15 @@ def options_from_args(args: argparse.Namespace, need_dataset: bool = True) -> Ru
         sub_batch_interleaving=args.enable_sub_batch_interleaving,
         pim_configs=resolve_user_path(args.pim_configs),
     )
+    if args.perf_models != str(PERF_MODELS_DIR) and not options.perf_models.is_dir():
+        raise InputError("--perf-models names no folder (every instance would silently fall "
+                         "back to the roofline model)", f"--perf-models {args.perf_models}",
+                         "pass the profile root laid out <hardware>/<org>/<model>/tp<N>/")
     check_run_paths(options)
+    written = [p.resolve() for p in (output, throughput, options.metrics_json,
+                                     options.trace_output) if p is not None]
+    if len(set(written)) != len(written):
+        raise InputError("two outputs would be written to the same file", "--output / "
+                         "--throughput-output / --metrics-json / --trace-output",
+                         "give each a distinct path")
     return options

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from inference_serving.options import RunOptions
 from llmsim_core.errors import InputError
+from llmsim_core.plugins import source_files
 
 
 def _existing_ancestor(path: Path, flag: str) -> Path:
@@ -39,6 +40,39 @@ def _same_file(a: Path, b: Path) -> bool:
     return a.exists() and b.exists() and os.path.samefile(a, b)  # hard links
 
 
+def _special(path: Path) -> bool:
+    """True for an existing path that is not a regular file: a device (/dev/null), FIFO or
+    socket. An output is renamed into place, which would replace the node itself."""
+    return path.exists() and not path.is_dir() and not path.is_file()
+
+
+def _check_file(flag: str, path: Path, inputs: list[Path], roots: list[Path]) -> None:
+    """One output file against the inputs, the input roots and the file system."""
+    if path.is_dir():
+        raise InputError(f"{flag} names a directory", f"{flag} {path}",
+                         "give a file path, e.g. <dir>/results.csv")
+    if _special(path):
+        raise InputError(f"{flag} names a device, FIFO or socket, not a regular file (writing "
+                         "it would replace the node)", f"{flag} {path}",
+                         "give a regular file path, or drop the flag to skip this output")
+    for source in inputs:
+        if _same_file(path, source):
+            raise InputError(f"{flag} is an input of this run; writing it would destroy "
+                             "the input", f"{flag} {path}", "write the output elsewhere")
+    resolved = path.resolve()
+    if path.exists() and any(resolved.is_relative_to(root) for root in roots):
+        raise InputError(f"{flag} would overwrite a file of the model-config or profile "
+                         "tree or of --pim-configs", f"{flag} {path}",
+                         "write the output elsewhere")
+    _writable(_existing_ancestor(path, flag), path, flag)
+
+
+def _path_failed(flag: str, path: Path, exc: BaseException) -> InputError:
+    """An OSError (name too long, ...) or a symlink loop met while checking an output path."""
+    what = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return InputError(f"cannot use the path ({what})", f"{flag} {path}", "choose another path")
+
+
 def check_output_paths(files: Mapping[str, Path | None], inputs: Iterable[Path | None],
                        input_roots: Iterable[Path] = (), export_dir: Path | None = None) -> None:
     """Reject an output file that is a directory, lies under a file, sits in a folder that
@@ -49,24 +83,23 @@ def check_output_paths(files: Mapping[str, Path | None], inputs: Iterable[Path |
     for flag, path in files.items():
         if path is None:
             continue
-        if path.is_dir():
-            raise InputError(f"{flag} names a directory", f"{flag} {path}",
-                             "give a file path, e.g. <dir>/results.csv")
-        for source in inputs:
-            if _same_file(path, source):
-                raise InputError(f"{flag} is an input of this run; writing it would destroy "
-                                 "the input", f"{flag} {path}", "write the output elsewhere")
-        resolved = path.resolve()
-        if path.exists() and any(resolved.is_relative_to(root) for root in roots):
-            raise InputError(f"{flag} would overwrite a file of the model-config or profile "
-                             "tree or of --pim-configs", f"{flag} {path}",
-                             "write the output elsewhere")
-        _writable(_existing_ancestor(path, flag), path, flag)
+        try:
+            _check_file(flag, path, inputs, roots)
+        except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Path.resolve)
+            raise _path_failed(flag, path, exc) from None
     if export_dir is not None:
         check_output_folder(export_dir, "--export-chakra")
 
 
 def check_output_folder(path: Path, flag: str) -> None:
+    """Reject an output folder that is a file or cannot be created or written."""
+    try:
+        _check_folder(path, flag)
+    except OSError as exc:
+        raise _path_failed(flag, path, exc) from None
+
+
+def _check_folder(path: Path, flag: str) -> None:
     """Reject an output folder that is a file or cannot be created or written."""
     if path.exists() and not path.is_dir():
         raise InputError(f"{flag} names a file, not a folder", f"{flag} {path}",
@@ -75,13 +108,21 @@ def check_output_folder(path: Path, flag: str) -> None:
     _writable(folder, path, flag)
 
 
+def _plugin_files(options: RunOptions) -> list[Path]:
+    """The source files of the CUSTOM classes the run loads: inputs too."""
+    return [path for dotted in (options.custom_router, options.custom_scheduler,
+                                options.custom_expert_router, options.custom_perf_model)
+            if dotted for path in source_files(dotted)]
+
+
 def check_run_paths(options: RunOptions) -> None:
     """Check every output path of a run against its inputs before anything is simulated."""
     check_output_paths({"--output": options.output,
                         "--throughput-output": options.throughput_output,
                         "--metrics-json": options.metrics_json,
                         "--trace-output": options.trace_output},
-                       inputs=(options.cluster_config, options.dataset),
+                       inputs=(options.cluster_config, options.dataset, options.astra_sim_bin,
+                               *_plugin_files(options)),
                        input_roots=(options.model_configs, options.perf_models,
                                     *((options.pim_configs,) if options.attn_offloading else ())),
                        export_dir=options.export_chakra)

@@ -21,7 +21,7 @@ from inference_serving.report import summary_numbers
 from inference_serving.request import Request
 from inference_serving.scheduler.base import Batch
 from inference_serving.simulator import SimResult
-from llmsim_core.atomic_write import atomic_writer, write_atomic
+from llmsim_core.atomic_write import atomic_writer, temp_prefix, write_atomic
 
 COPY_CHUNK = 1 << 20
 CSV_COLUMNS = ("instance id", "request id", "model", "input", "output", "arrival", "end_time",
@@ -186,7 +186,7 @@ def link_into_place(head: TextIO, rest: list[TextIO], path: Path) -> bool:
         return False
     try:
         for attempt in range(100):
-            temp = path.parent / f".{path.name}.{os.getpid()}.{attempt}.tmp"
+            temp = path.parent / f"{temp_prefix(path)}{os.getpid()}.{attempt}.tmp"
             try:
                 os.link(str(head.fileno()), temp, src_dir_fd=descriptors)
             except FileExistsError:

@@ -82,6 +82,9 @@ def _value(text: str) -> float | int | str:
         return text
 
 
+_KNOWN_BY_CASE = {key.lower(): key for key in (*KEY_BOUNDS, *FIT_BOUNDS)}
+
+
 def parse_ini(text: str, where: str) -> dict[str, float | int | str]:
     """The flat key map of a DRAMSim3-style INI; a key this version reads may appear once, and
     an extension key (`pim_attn…`) must be one it knows."""
@@ -99,6 +102,12 @@ def parse_ini(text: str, where: str) -> dict[str, float | int | str]:
         if key.startswith(_EXTENSION_PREFIX) and key not in FIT_BOUNDS:
             raise InputError(f"unknown extension key '{key}' on line {number}", where,
                              f"use {SLOPE_KEY} and {INTERCEPT_KEY}")
+        known = _KNOWN_BY_CASE.get(key.lower())
+        if known is not None and known != key:
+            # Other keys of a DRAMSim3 file are ignored; one that differs from a key this
+            # version reads only in case is a typo that would silently keep the default.
+            raise InputError(f"key '{key}' on line {number} differs from '{known}' only in case",
+                             where, f"write it as '{known}'")
         if key in seen and (key in KEY_BOUNDS or key in FIT_BOUNDS):
             raise InputError(f"key '{key}' is set twice (lines {seen[key]} and {number})", where,
                              "keep one of them")

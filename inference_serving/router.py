@@ -79,7 +79,7 @@ class CheckedRouter:
             choice = self.inner.route(request, candidates)
         except InputError:
             raise
-        except Exception as exc:  # user code: report it as one line, not a traceback
+        except (Exception, SystemExit) as exc:  # user code (even sys.exit): one line
             raise user_code_failed(cls, "route", exc, self.where) from None
         if not any(choice is inst for inst in candidates):
             ids = [inst.index for inst in candidates]

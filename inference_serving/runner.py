@@ -30,6 +30,7 @@ from inference_serving.sim_log import SimLogger
 from inference_serving.simulator import SimResult, Simulator
 from inference_serving.timeline import Timeline
 from llmsim_core.errors import InputError
+from llmsim_core.plugins import origin
 
 
 class ChakraExport(Observer):
@@ -190,6 +191,7 @@ def execute(options: RunOptions, cluster: ClusterConfig, log: SimLogger,
         for observer in observers:
             if isinstance(observer, PeriodicBlocks):
                 observer.power = meter
+    exporter = None
     if options.export_chakra is not None:
         exporter = ChakraExporter(len(cluster.nodes), options.export_chakra,
                                   options.chakra_dialect)
@@ -201,4 +203,17 @@ def execute(options: RunOptions, cluster: ClusterConfig, log: SimLogger,
         sim = CasysSimulator(*sim_args, cluster=cluster, binary=options.astra_sim_bin)
     else:
         sim = Simulator(*sim_args)
-    return sim.run()
+    try:
+        return sim.run()
+    except BaseException as exc:
+        if exporter is not None:
+            exporter.discard()
+        if options.custom_scheduler and isinstance(exc, Exception | SystemExit) and \
+                not isinstance(exc, InputError):
+            # The simulator trusts a scheduler's batches; a CUSTOM one that breaks the interface
+            # (a batch that is not a Batch, a method that raises) fails somewhere inside.
+            raise InputError(f"the run failed with the CUSTOM scheduler ({type(exc).__name__}: "
+                             f"{exc}{origin(exc)})", f"--custom-scheduler "
+                             f"{options.custom_scheduler}", "follow the Scheduler interface of "
+                             "inference_serving/scheduler/base.py") from None
+        raise

@@ -14,6 +14,7 @@ from __future__ import annotations
 from numbers import Integral
 
 from llm_profile.perf_model import AttentionBatch, PerfModel
+from llmsim_core.bounds import STEP_NS
 from llmsim_core.errors import InputError
 from llmsim_core.model_config import ModelConfig
 from llmsim_core.plugins import construct, load_class, user_code_failed
@@ -33,6 +34,10 @@ class CheckedPerfModel:
             raise InputError(f"{type(self.inner).__name__}.{call} returned {value!r}",
                              self.where, "return a latency in integer nanoseconds >= 0 "
                              "(round your model's output)")
+        if value > STEP_NS.high:
+            raise InputError(f"{type(self.inner).__name__}.{call} returned {value!r} ns, above "
+                             f"{STEP_NS.high:g} ns ({STEP_NS.why})", self.where,
+                             "return a latency in nanoseconds, not a larger unit")
         return int(value)
 
     def layer_ns(self, layer: str, tokens: int) -> int:
@@ -41,7 +46,7 @@ class CheckedPerfModel:
             value = self.inner.layer_ns(layer, tokens)
         except InputError:
             raise
-        except Exception as exc:  # user code: report it as one line, not a traceback
+        except (Exception, SystemExit) as exc:  # user code (even sys.exit): one line
             raise user_code_failed(type(self.inner), "layer_ns", exc, self.where) from None
         return self._checked(value, f"layer_ns({layer!r}, {tokens})")
 
@@ -51,7 +56,7 @@ class CheckedPerfModel:
             value = self.inner.attention_ns(batch)
         except InputError:
             raise
-        except Exception as exc:  # user code: report it as one line, not a traceback
+        except (Exception, SystemExit) as exc:  # user code (even sys.exit): one line
             raise user_code_failed(type(self.inner), "attention_ns", exc, self.where) from None
         return self._checked(value, "attention_ns(...)")
 

@@ -9,11 +9,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
+# A temp name adds a dot, a random part and `.tmp` to the target's name; a target name near the
+# file system's 255-byte limit is cut so the temp name still fits.
+_NAME_KEEP = 200
+
+
+def temp_prefix(path: Path) -> str:
+    """The prefix of a temp file beside `path` (hidden, named after it, short enough)."""
+    return f".{path.name[:_NAME_KEEP]}."
+
 
 def write_atomic(path: Path, text: str | bytes) -> None:
     """Write `text` (or raw bytes) to a temp file beside `path`, then rename it over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path), suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") if isinstance(text, bytes) else \
                 os.fdopen(fd, "w", newline="") as handle:
@@ -30,7 +39,7 @@ def atomic_writer(path: Path) -> Iterator[TextIO]:
     """A text handle on a temp file beside `path`, renamed over `path` when the block ends
     without an exception (removed otherwise): for outputs too large to build in memory."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path), suffix=".tmp")
     try:
         with os.fdopen(fd, "w", newline="") as handle:
             yield handle

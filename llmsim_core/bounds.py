@@ -63,6 +63,10 @@ MODEL_DIM = Bound(1, INT32_MAX, "", "no real model has a dimension beyond 32 bit
 # Profiled kernel times: a negative time is a broken measurement, 1e12 ns (1000 s per kernel)
 # is not a kernel.
 PROFILE_NS = Bound(0, 1e12, "ns", "it is one kernel's measured time")
+# One operator or iteration timed by user code or an outside binary: beyond 1000 s it outlasts
+# any trace, and the clock would step through millions of status windows per iteration.
+STEP_NS = Bound(0, 1e12, "ns", "one operator or iteration longer than 1000 s outlasts any trace "
+                "and the run crawls through its status windows", integer=True)
 # Status windows shorter than 1 ms print a block per simulated millisecond: a one-minute trace
 # would print 60 000 of them; longer than 11.6 days prints nothing useful.
 LOG_INTERVAL_S = Bound(1e-3, 1e6, "s", "shorter windows print a status block per simulated "

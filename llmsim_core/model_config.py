@@ -74,7 +74,10 @@ def model_from_dict(name: str, raw: dict, where: str) -> ModelConfig:
     kv_heads = _require_int(raw, "num_key_value_heads", where) if "num_key_value_heads" in raw \
         else heads
     hidden = _require_int(raw, "hidden_size", where)
-    if (hidden % heads and not raw.get("head_dim")) or heads % kv_heads:
+    # A null head_dim (HF writes one) means h / heads; any other value is checked, so 0 or
+    # false is an error rather than silently the default.
+    head_dim = _require_int(raw, "head_dim", where) if raw.get("head_dim") is not None else 0
+    if (hidden % heads and not head_dim) or heads % kv_heads:
         raise InputError(f"hidden_size {hidden}, heads {heads} and kv heads {kv_heads} do not "
                          "divide evenly", where, "fix the model config")
     # Mixtral/PhiMoE name the expert count num_local_experts, Qwen-MoE num_experts, and Qwen
@@ -98,7 +101,7 @@ def model_from_dict(name: str, raw: dict, where: str) -> ModelConfig:
         num_experts=experts,
         experts_per_token=per_tok,
         model_type=str(raw.get("model_type", "")),
-        explicit_head_dim=_require_int(raw, "head_dim", where) if raw.get("head_dim") else 0,
+        explicit_head_dim=head_dim,
     )
 
 

@@ -9,10 +9,12 @@ raised later by a method of the class.
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import inspect
 import os
 import sys
 import traceback
+from pathlib import Path
 from typing import Any
 
 from llmsim_core.errors import InputError
@@ -41,10 +43,34 @@ def _import(module: str, where: str) -> Any:
         sys.path.append(cwd)
     try:
         return importlib.import_module(module)
-    except Exception as exc:  # any error of the user's module is reported, not raised
+    except (Exception, SystemExit) as exc:  # any error of the user's module, even sys.exit
         raise InputError(f"cannot import module '{module}' ({type(exc).__name__}: {exc})", where,
                          "check the module name and that it is importable from the working "
                          "directory or PYTHONPATH") from None
+
+
+def source_files(dotted: str) -> list[Path]:
+    """The source files of the module of `pkg.mod:Class` and of its packages, found on the
+    import path without importing anything (outputs must not overwrite them); [] when the
+    name is malformed or not found."""
+    module = dotted.partition(":")[0] if ":" in dotted else dotted.rpartition(".")[0]
+    if not module or not all(part.isidentifier() for part in module.split(".")):
+        return []
+    files: list[Path] = []
+    search: list[str] | None = [*sys.path, os.getcwd()]
+    for part in module.split("."):
+        try:
+            spec = importlib.machinery.PathFinder.find_spec(part, search)
+        except (ImportError, ValueError):
+            break
+        if spec is None:
+            break
+        if spec.has_location and spec.origin:
+            files.append(Path(spec.origin))
+        search = list(spec.submodule_search_locations or [])
+        if not search:
+            break
+    return files
 
 
 def required_methods(base: type) -> list[str]:
@@ -78,14 +104,15 @@ def load_class(dotted: str, flag: str, base: type | None = None) -> type:
     return obj
 
 
-def _origin(exc: BaseException) -> str:
+def origin(exc: BaseException) -> str:
+    """` at FILE:LINE` of the innermost frame of `exc`'s traceback ('' without one)."""
     frames = traceback.extract_tb(exc.__traceback__)
     return f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
 
 
-def user_code_failed(cls: type, call: str, exc: Exception, where: str) -> InputError:
+def user_code_failed(cls: type, call: str, exc: BaseException, where: str) -> InputError:
     """The one-line error for an exception raised by `cls.call` of a user class."""
-    return InputError(f"{cls.__name__}.{call} raised {type(exc).__name__}: {exc}{_origin(exc)}",
+    return InputError(f"{cls.__name__}.{call} raised {type(exc).__name__}: {exc}{origin(exc)}",
                       where, f"fix {cls.__module__}.{cls.__qualname__}")
 
 
@@ -95,5 +122,5 @@ def construct(cls: type, where: str, *args: Any) -> Any:
         return cls(*args)
     except InputError:
         raise
-    except Exception as exc:  # the user's constructor failed: say which class, not a traceback
+    except (Exception, SystemExit) as exc:  # the user's constructor failed (even sys.exit)
         raise user_code_failed(cls, "__init__", exc, where) from None

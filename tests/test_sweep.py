@@ -177,7 +177,7 @@ SPEC_ERRORS = {
     "typo in a cluster key": ("clusters:\n  - {model: m, hardware: H100, tpp: 2}\n",
                               "did you mean 'tp'?"),
     "duplicate key": ("seed: 1\nseed: 2\n", "key 'seed' appears twice"),
-    "negative rate": ("rates: [-1]\n", "'rates[0]' must be a number in (0, 1e+06] req/s"),
+    "negative rate": ("rates: [-1]\n", "'rates[0]' must be a number in [1e-09, 1e+06] req/s"),
     "zero tp": ("clusters:\n  - {model: meta-llama/Llama-3.1-8B, hardware: A6000, tp: 0}\n",
                 "'clusters[0].tp' must be an integer in [1, 64]"),
     "empty rate list": ("rates: []\n", "'rates' is an empty list"),

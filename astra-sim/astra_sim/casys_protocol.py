@@ -40,7 +40,8 @@ class CasysProcess:
         if end_npus:
             command.append("--end-npu-ids=" + "".join(f"{n}," for n in end_npus))
         self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, bufsize=1)
+                                     stderr=subprocess.PIPE, text=True, errors="replace",
+                                     bufsize=1)
         self.stderr: deque[str] = deque(maxlen=50)
         # An undrained stderr pipe can deadlock the binary.
         self._drain = threading.Thread(target=self._drain_stderr, daemon=True)
@@ -73,9 +74,13 @@ class CasysProcess:
         self.proc.stdin.flush()
 
     def close(self) -> int:
-        """Wait for the binary to exit; returns its status."""
+        """Wait for the binary to exit (killed after 60 s); returns its status."""
         try:
             self.proc.stdin.close()
         except BrokenPipeError:
             pass
-        return self.proc.wait(timeout=60)
+        try:
+            return self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()

@@ -20,6 +20,7 @@ from inference_serving.chakra_graph import engine_setup, plan_graphs
 from inference_serving.fabric import InstanceFabric
 from inference_serving.iteration_cost import IterationCost
 from inference_serving.pricers.base import plan_usage
+from llmsim_core.bounds import STEP_NS
 from llmsim_core.errors import InputError
 from llmsim_core.iteration_plan import IterationPlan
 
@@ -69,5 +70,9 @@ class ExternalPricer:
         if done.returncode != 0 or len(finish) != len(graphs):
             raise InputError(f"the ASTRA-Sim binary failed (exit {done.returncode}, "
                              f"{len(finish)} of {len(graphs)} report lines)",
+                             str(self.binary), "check the binary runs on the exported files")
+        if max(finish) > STEP_NS.high:
+            raise InputError(f"the ASTRA-Sim binary reported {max(finish)} cycles for one "
+                             f"iteration, above {STEP_NS.high:g} ns ({STEP_NS.why})",
                              str(self.binary), "check the binary runs on the exported files")
         return max(finish)

@@ -1,0 +1,290 @@
+"""Hostile input, second round: special files and odd paths as outputs, inputs an output could
+overwrite (CUSTOM class sources, the ASTRA-Sim binary), empty flags, misbehaving outside binaries
+and CUSTOM classes, unbounded numbers, the trace generator, sweep and compare CLIs. Each case:
+one `error:` line, exit status 2, nothing written, no input touched.
+
+Entry points run in process (each case is a `main(argv)` call), as in
+tests/test_cli_errors_features.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from dataset import generate
+from evaluation import compare, sweep
+from inference_serving import cli
+from tests.conftest import REPO
+from tests.test_cli_errors import SINGLE, write_json
+from tests.test_cli_errors_features import (
+    HBM2,
+    SPEC,
+    _digests,
+    copy,
+    pim,
+    run,
+    simulate_args,
+    sweep_args,
+)
+
+MULTI = json.loads((REPO / "cluster_config/single_node_multi_instance.json").read_text())
+LLAMA = json.loads((REPO / "model_config/meta-llama/Llama-3.1-8B.json").read_text())
+MAIN, GENERATE, SWEEP, COMPARE = cli.main, generate.main, sweep.main, compare.main
+
+
+def fifo(path: Path) -> Path:
+    os.mkfifo(path)
+    return path
+
+
+def output_at(tmp: Path, path: object, *args: object, cfg: dict | None = None) -> list[str]:
+    """A valid run whose --output is `path`."""
+    argv = simulate_args(tmp, *args, cfg=cfg)
+    argv[argv.index("--output") + 1] = str(path)
+    return argv
+
+
+def symlink_loop(tmp: Path) -> Path:
+    (tmp / "a.csv").symlink_to(tmp / "b.csv")
+    (tmp / "b.csv").symlink_to(tmp / "a.csv")
+    return tmp / "a.csv"
+
+
+def plugin(tmp: Path, source: str) -> Path:
+    """A package `plug` with module `m` holding `source`, importable from `tmp`."""
+    (tmp / "plug").mkdir()
+    (tmp / "plug" / "__init__.py").write_text("")
+    (tmp / "plug" / "m.py").write_text(source)
+    return tmp / "plug" / "m.py"
+
+
+@pytest.fixture(autouse=True)
+def _import_path(tmp_path, monkeypatch):
+    """CUSTOM classes of a case live under its tmp_path; each case gets fresh modules."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in [m for m in sys.modules if m == "plug" or m.startswith("plug.")]:
+        monkeypatch.delitem(sys.modules, name)
+
+
+def custom(tmp: Path, kind: str, source: str, *args: object, cfg: dict | None = None) -> list[str]:
+    plugin(tmp, source)
+    policy, flag = {"router": ("--request-routing-policy", "--custom-router"),
+                    "scheduler": ("--scheduler", "--custom-scheduler"),
+                    "perf": ("--perf-model", "--custom-perf-model")}[kind]
+    return simulate_args(tmp, policy, "CUSTOM", flag, "plug.m:X", *args, cfg=cfg)
+
+
+def binary(tmp: Path, body: str, *args: object) -> list[str]:
+    """--network-backend external with a shell script as the ASTRA-Sim binary."""
+    path = tmp / "astra"
+    path.write_text("#!/bin/sh\n" + body + "\n")
+    path.chmod(0o755)
+    return simulate_args(tmp, "--network-backend", "external", "--astra-sim-bin", path, *args)
+
+
+def model_with(tmp: Path, **changes: object) -> list[str]:
+    (tmp / "models" / "acme").mkdir(parents=True)
+    write_json(tmp / "models" / "acme" / "Tiny.json", {**LLAMA, **changes})
+    cfg = copy(SINGLE)
+    cfg["nodes"][0]["instances"][0]["model_name"] = "acme/Tiny"
+    return simulate_args(tmp, "--model-configs", tmp / "models", cfg=cfg)
+
+
+def gen(tmp: Path, *args: object) -> list[str]:
+    base = {"--num-req": "3", "--rate": "1"}
+    flags = [str(a) for a in args]
+    for flag, value in base.items():
+        if flag not in flags:
+            flags += [flag, value]
+    if "--out" not in flags:
+        flags += ["--out", str(tmp / "t.jsonl")]
+    return flags
+
+
+def compare_runs(tmp: Path, data: bytes) -> list[str]:
+    for name in ("a.csv", "a.txt"):
+        (tmp / name).write_bytes(data)
+    (tmp / "b.csv").write_text("instance id,request id\n0,0\n")
+    (tmp / "b.txt").write_text("")
+    return [str(tmp / "a"), str(tmp / "b")]
+
+
+ROUTER_BASE = "from examples.custom_router import ShortestQueue\n"
+PERF_BASE = "from examples.custom_perf_model import OutsideCostModel\n"
+SCHED_BASE = "from examples.custom_scheduler import CappedBatchScheduler\n"
+CASYS_FIRST_POLL = "echo 'sys[0] iteration 0 finished, 5 cycles'; echo Waiting; read x; "
+# name: (entry, argv maker, expected text of the error line)
+CASES: dict[str, tuple[Callable, Callable[[Path], list[str]], str]] = {
+    # Outputs that are not regular files would be replaced by the renamed result.
+    "output_is_a_fifo": (MAIN, lambda t: output_at(t, fifo(t / "o.csv")),
+                         "--output names a device, FIFO or socket"),
+    "metrics_is_a_symlink_to_a_fifo": (MAIN, lambda t: [
+        *simulate_args(t), "--metrics-json", str(_link(t / "m.json", fifo(t / "pipe")))],
+        "--metrics-json names a device, FIFO or socket"),
+    "output_symlink_loop": (MAIN, lambda t: output_at(t, symlink_loop(t)),
+                            "cannot use the path (Symlink loop"),
+    "output_name_too_long": (MAIN, lambda t: output_at(t, t / ("x" * 300 + ".csv")),
+                             "cannot use the path (File name too long)"),
+    # Inputs beyond the config and trace: a CUSTOM class's source, the ASTRA-Sim binary.
+    "metrics_overwrites_the_custom_router": (MAIN, lambda t: custom(
+        t, "router", ROUTER_BASE + "X = ShortestQueue\n", "--metrics-json", t / "plug" / "m.py",
+        cfg=MULTI), "--metrics-json is an input of this run"),
+    "throughput_overwrites_the_astra_binary": (MAIN, lambda t: [
+        *binary(t, "exit 1"), "--throughput-output", str(t / "astra")],
+        "--throughput-output is an input of this run"),
+    # An empty text flag was taken as unset (the output silently skipped).
+    "empty_output_flag": (MAIN, lambda t: output_at(t, ""), "--output is empty"),
+    "empty_export_chakra": (MAIN, lambda t: simulate_args(t, "--export-chakra", ""),
+                            "--export-chakra is empty"),
+    "perf_models_is_a_file": (MAIN, lambda t: simulate_args(t, "--perf-models", _plain(t)),
+                              "--perf-models names no folder"),
+    # Unbounded numbers.
+    "max_num_seqs_beyond_32_bits": (MAIN, lambda t: simulate_args(t, "--max-num-seqs", 2**40),
+                                    "--max-num-seqs must be at most 2147483647"),
+    "seed_beyond_64_bits": (MAIN, lambda t: simulate_args(t, "--seed", 2**64),
+                            "--seed must be at most 9223372036854775807"),
+    "head_dim_zero": (MAIN, lambda t: model_with(t, head_dim=0), "'head_dim' must be an integer"),
+    "pim_key_differs_in_case": (MAIN, lambda t: pim(t, HBM2 + "IDLE_POWER = 5\n"),
+                                "key 'IDLE_POWER' on line"),
+    # Outside binaries (casys protocol and upstream) that misbehave.
+    "casys_binary_exits": (MAIN, lambda t: binary(t, "exit 1"),
+                           "the ASTRA-Sim binary broke the casys protocol"),
+    "casys_binary_not_executable_format": (MAIN, lambda t: _garbage_binary(t, binary(t, "")),
+                                           "the ASTRA-Sim binary could not be started"),
+    "casys_unknown_npu": (MAIN, lambda t: binary(
+        t, "echo 'sys[99] iteration 0 finished, 5 cycles'; echo Waiting; read x"),
+        "it reported NPU 99, which starts or ends no instance"),
+    "casys_clock_beyond_any_run": (MAIN, lambda t: binary(
+        t, CASYS_FIRST_POLL + "echo 'sys[0] iteration 1 finished, " + "9" * 26 + " cycles'; "
+        "echo Waiting; read x"), "beyond 2e+15 ns"),
+    "upstream_iteration_of_centuries": (MAIN, lambda t: binary(
+        t, "echo 'sys[0] finished, " + "9" * 29 + " cycles'", "--astra-sim-dialect", "upstream",
+        "--pricer", "external"), "cycles for one iteration, above 1e+12 ns"),
+    # CUSTOM classes that misbehave.
+    "custom_perf_latency_of_centuries": (MAIN, lambda t: custom(
+        t, "perf", PERF_BASE + "class X(OutsideCostModel):\n    def layer_ns(self, *a):\n"
+        "        return 10**30\n"), "ns, above 1e+12 ns"),
+    "custom_scheduler_returns_no_batch": (MAIN, lambda t: custom(
+        t, "scheduler", SCHED_BASE + "class X(CappedBatchScheduler):\n"
+        "    def schedule(self, now):\n        return 42\n"),
+        "the run failed with the CUSTOM scheduler (AttributeError"),
+    "custom_router_calls_sys_exit": (MAIN, lambda t: custom(
+        t, "router", ROUTER_BASE + "import sys\nclass X(ShortestQueue):\n"
+        "    def route(self, *a):\n        sys.exit(3)\n", cfg=MULTI),
+        "X.route raised SystemExit: 3"),
+    # The trace generator.
+    "generate_rate_nan": (GENERATE, lambda t: gen(t, "--rate", "nan"), "'--rate' must be"),
+    "generate_rate_underflows": (GENERATE, lambda t: gen(t, "--rate", "1e-300"),
+                                 "'--rate' must be"),
+    "generate_num_req_endless": (GENERATE, lambda t: gen(t, "--num-req", 10**30),
+                                 "'--num-req' must be an integer in [1, 10000000]"),
+    "generate_cv_underflows": (GENERATE, lambda t: gen(t, "--arrival", "gamma", "--cv", "1e-300"),
+                               "'--cv' must be"),
+    "generate_vocab_beyond_32_bits": (GENERATE, lambda t: gen(t, "--vocab-size", 2**40),
+                                      "'--vocab-size' must be"),
+    "generate_arrivals_beyond_the_window": (GENERATE, lambda t: gen(t, "--rate", "1e-6",
+                                                                    "--num-req", 50),
+                                            "arrives after 1e+15 ns"),
+    "generate_out_is_a_fifo": (GENERATE, lambda t: gen(t, "--out", fifo(t / "t.jsonl")),
+                               "--out names a device, FIFO or socket"),
+    "generate_out_empty": (GENERATE, lambda t: gen(t, "--out", ""), "--out is empty"),
+    # Sweep and compare.
+    "sweep_cv_underflows": (SWEEP, lambda t: sweep_args(t, SPEC.replace(
+        'output: "fixed:4"', 'output: "fixed:4", arrival: gamma, cv: 1.0e-300')),
+        "'workload.cv' must be"),
+    "sweep_rate_underflows": (SWEEP, lambda t: sweep_args(t, SPEC.replace(
+        "rates: [5]", "rates: [1.0e-300]")), "'rates[0]' must be"),
+    "sweep_spec_is_a_fifo": (SWEEP, lambda t: [str(fifo(t / "s.yaml")), "--out",
+                                               str(t / "rows.csv"), "--no-plot"],
+                             "the sweep spec is not a regular file"),
+    "compare_csv_not_utf8": (COMPARE, lambda t: compare_runs(t, b"\xff\xfe\x00"),
+                             "not UTF-8 text"),
+}
+
+
+def _link(link: Path, target: Path) -> Path:
+    link.symlink_to(target)
+    return link
+
+
+def _plain(tmp: Path) -> Path:
+    (tmp / "plain.txt").write_text("not a folder\n")
+    return tmp / "plain.txt"
+
+
+def _garbage_binary(tmp: Path, argv: list[str]) -> list[str]:
+    """`argv` with its ASTRA-Sim binary replaced by bytes no kernel can execute."""
+    (tmp / "astra").write_bytes(b"\x00\x01 not a program")
+    return argv
+
+
+def _inputs(folder: Path) -> dict[Path, str]:
+    """Digests of the regular files (FIFOs are never opened: that would block)."""
+    return _digests(folder)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_hostile_input_gives_one_error_line_and_exit_2(tmp_path, capsys, name):
+    entry, make, needle = CASES[name]
+    argv = make(tmp_path)
+    before = _inputs(tmp_path)
+    names = sorted(p.name for p in tmp_path.rglob("*"))
+    status, err = run(entry, argv, capsys)
+    assert status == 2, err
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    assert needle in err[0], err[0]
+    assert _inputs(tmp_path) == before  # no input touched
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.name != "__pycache__" and
+                  "__pycache__" not in p.parts) == \
+        [n for n in names if n != "__pycache__"]  # nothing written, nothing replaced
+
+
+def test_output_name_near_the_length_limit_is_written(tmp_path, capsys):
+    """A 251-byte file name leaves no room for `.<name>.<random>.tmp`: the temp name is cut."""
+    out = tmp_path / ("x" * 247 + ".csv")
+    argv = output_at(tmp_path, out, "--throughput-output", tmp_path / "t.csv")
+    status, err = run(MAIN, argv, capsys)
+    assert status == 0, err
+    assert out.is_file() and out.read_text().startswith("instance id,")
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_failed_run_leaves_no_partial_chakra_export(tmp_path, capsys):
+    """The export is written batch by batch; a run that fails later removes it."""
+    argv = custom(tmp_path, "router", ROUTER_BASE + "class X(ShortestQueue):\n"
+                  "    calls = 0\n    def route(self, request, candidates):\n"
+                  "        X.calls += 1\n        if X.calls > 2:\n"
+                  "            raise ValueError('tired')\n"
+                  "        return super().route(request, candidates)\n",
+                  "--export-chakra", tmp_path / "chakra", cfg=MULTI)
+    argv[argv.index("--num-req") + 1] = "6"
+    status, err = run(MAIN, argv, capsys)
+    assert status == 2 and len(err) == 1 and "X.route raised ValueError: tired" in err[0], err
+    assert not (tmp_path / "chakra").exists()
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_sigterm_ends_a_run_like_ctrl_c(tmp_path):
+    """SIGTERM mid-run: one `error:` line, status 128 + 15, no output file, no temp file."""
+    trace = tmp_path / "long.jsonl"
+    line = '{"input_toks": 500, "output_toks": 2000, "arrival_time_ns": %d}\n'
+    trace.write_text("".join(line % (i * 10**6) for i in range(20000)))
+    out = tmp_path / "out.csv"
+    proc = subprocess.Popen([sys.executable, str(REPO / "main.py"), "--no-progress", "--quiet",
+                             "--dataset", str(trace), "--num-req", "all", "--output", str(out)],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert err.splitlines() == ["error: interrupted (SIGTERM), command line, run again"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["long.jsonl"]
