@@ -232,7 +232,7 @@ def choose_pricer(cluster: ClusterConfig, options: RunOptions,
     elif name == "external":
         raise InputError("--pricer external needs an ASTRA-Sim binary", "--pricer external",
                          "add --network-backend external --astra-sim-bin PATH")
-    return PRICERS[name](fabrics, len(cluster.nodes), options.astra_sim_bin)
+    return PRICERS[name](fabrics, len(cluster.nodes), options.astra_binary)
 
 
 def build_instances(cluster: ClusterConfig, options: RunOptions,

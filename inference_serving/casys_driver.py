@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from astra_sim import Dimension
+from astra_sim.binary import AstraBinary
 from astra_sim.casys_protocol import CasysProcess, Poll
 from astra_sim.chakra_et import CASYS_NUMBERING, Attr, GlobalMetadata, Node, write_et
 from astra_sim.engine import EngineConfig
@@ -49,7 +50,7 @@ def casys_dims(cluster: ClusterConfig) -> tuple[Dimension, ...]:
 class CasysSimulator(Simulator):
     """The serving loop with iteration completion times read from a casys binary."""
 
-    def __init__(self, *args, cluster: ClusterConfig, binary: Path, **kwargs) -> None:
+    def __init__(self, *args, cluster: ClusterConfig, binary: AstraBinary, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.cluster = cluster
         self.binary = binary
@@ -118,6 +119,10 @@ class CasysSimulator(Simulator):
         instance or a clock beyond any run is the binary's fault, reported as one line."""
         try:
             poll = proc.next_poll()
+        except TimeoutError as exc:
+            raise InputError(str(exc), str(self.binary.path), "check that the binary is "
+                             "LLMServingSim's casys build, or raise --astra-sim-timeout") \
+                from None
         except RuntimeError as exc:
             raise self._broken(str(exc)) from None
         if poll is not None and poll.npu not in starts and poll.npu not in ends:
@@ -135,7 +140,8 @@ class CasysSimulator(Simulator):
 
     def _broken(self, what: str) -> InputError:
         return InputError(f"the ASTRA-Sim binary broke the casys protocol ({what})",
-                          str(self.binary), "pass LLMServingSim's casys AnalyticalAstra build")
+                          str(self.binary.path),
+                          "pass LLMServingSim's casys AnalyticalAstra build")
 
     def _drive(self, folder: Path) -> SimResult:
         paths = self._write_inputs(folder)
@@ -147,7 +153,8 @@ class CasysSimulator(Simulator):
                                 paths["network"], sorted(starts), sorted(ends))
         except OSError as exc:
             raise InputError(f"the ASTRA-Sim binary could not be started ({exc.strerror})",
-                             str(self.binary), "pass an executable casys AnalyticalAstra build") \
+                             str(self.binary.path),
+                             "pass an executable casys AnalyticalAstra build") \
                 from None
         loads = {npu: 0 for npu in (*starts, *ends)}
         reported: dict[int, set[int]] = {i.index: set() for i in self.instances}
@@ -157,6 +164,7 @@ class CasysSimulator(Simulator):
         upcoming = next(pending, None)
         next_log = self.counters.interval_ns
         now = 0
+        ended = False
         try:
             while True:
                 poll = self._next_poll(proc, starts, ends)
@@ -195,10 +203,11 @@ class CasysSimulator(Simulator):
                         if inst.spec.npu_num > 1:
                             waiting_end[inst.spec.first_npu + inst.spec.npu_num - 1] = prefix
                 self._reply(proc, reply)
+            ended = True
         finally:
-            proc.close()
+            proc.close(abort=not ended)
         if finished != total:
             raise InputError(f"the ASTRA-Sim binary stopped with {total - finished} requests "
-                             "unfinished", str(self.binary), "check the binary's output")
+                             "unfinished", str(self.binary.path), "check the binary's output")
         return self.finish(SimResult(end_ns, iterations, self.counters, self.instances))
 

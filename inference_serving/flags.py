@@ -8,6 +8,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from astra_sim.binary import DEFAULT_TIMEOUT_S
 from astra_sim.export import DIALECTS
 from inference_serving.compat import CompatProfile
 from inference_serving.expert_router import EXPERT_ROUTERS
@@ -23,7 +24,7 @@ from inference_serving.sim_log import LEVELS
 from inference_serving.vllm_defaults import USAGE_CONTEXTS
 from inference_serving.vllm_defaults import VERSIONS as VLLM_VERSIONS
 from llm_profile.factory import PERF_MODELS
-from llmsim_core.bounds import INT32_MAX, LOG_INTERVAL_S, SLO_MS, checked
+from llmsim_core.bounds import BINARY_TIMEOUT_S, INT32_MAX, LOG_INTERVAL_S, SLO_MS, checked
 from llmsim_core.errors import InputError
 from llmsim_core.paths import (
     DEFAULT_CLUSTER_CONFIG,
@@ -137,6 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --network-backend external: casys (if unset) drives "
                    "LLMServingSim's fork over stdin/stdout (it owns the clock); upstream runs "
                    "the public binary once per distinct iteration")
+    p.add_argument("--astra-sim-timeout", metavar="SECONDS", type=float,
+                   help="with --network-backend external: wall seconds the binary may take "
+                   f"per answer (casys: per step; upstream: per iteration run) before the run "
+                   f"stops with an error (default {DEFAULT_TIMEOUT_S:g})")
     p.add_argument("--export-chakra", metavar="DIR",
                    help="write every iteration's Chakra graphs and ASTRA-Sim inputs under DIR")
     p.add_argument("--chakra-dialect", choices=DIALECTS,
@@ -245,6 +250,8 @@ def _check_combinations(args: argparse.Namespace) -> None:
     """Flags that would do nothing, or contradict another, are errors."""
     lonely = (("--chakra-dialect", args.chakra_dialect, "--export-chakra", args.export_chakra),
               ("--astra-sim-dialect", args.astra_sim_dialect, "--network-backend external",
+               args.network_backend == "external"),
+              ("--astra-sim-timeout", args.astra_sim_timeout, "--network-backend external",
                args.network_backend == "external"),
               ("--trace-max-requests", args.trace_max_requests, "--trace-output",
                args.trace_output))
@@ -384,6 +391,9 @@ def options_from_args(args: argparse.Namespace, need_dataset: bool = True) -> Ru
               allow_zero=True)
     checked(args.log_interval, LOG_INTERVAL_S, "--log-interval", "command line",
             "pass a value in that range")
+    if args.astra_sim_timeout is not None:
+        checked(args.astra_sim_timeout, BINARY_TIMEOUT_S, "--astra-sim-timeout", "command line",
+                "pass a value in that range")
     _positive(args.seed, "--seed", allow_zero=True, high=SEED_MAX)
     _check_custom(args)
     if args.trace_max_requests is not None:
@@ -432,6 +442,8 @@ def options_from_args(args: argparse.Namespace, need_dataset: bool = True) -> Ru
         network_backend=args.network_backend,
         pricer=args.pricer,
         astra_sim_bin=_external_binary(args),
+        astra_sim_timeout_s=DEFAULT_TIMEOUT_S if args.astra_sim_timeout is None
+        else args.astra_sim_timeout,
         astra_sim_dialect=args.astra_sim_dialect or "casys",
         export_chakra=Path(args.export_chakra) if args.export_chakra else None,
         chakra_dialect=args.chakra_dialect or "casys",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from astra_sim.binary import DEFAULT_TIMEOUT_S, AstraBinary
 from inference_serving.compat import CompatProfile
 from inference_serving.fleet import Slo
 
@@ -46,6 +47,7 @@ class RunOptions:
     network_backend: str = "analytical"
     pricer: str = "closed-form"
     astra_sim_bin: Path | None = None
+    astra_sim_timeout_s: float = DEFAULT_TIMEOUT_S  # wall seconds per answer of the binary
     astra_sim_dialect: str = "casys"
     export_chakra: Path | None = None
     chakra_dialect: str = "casys"
@@ -68,6 +70,13 @@ class RunOptions:
     attn_offloading: bool = False
     sub_batch_interleaving: bool = False
     pim_configs: Path = Path("pim_config")
+
+    @property
+    def astra_binary(self) -> AstraBinary | None:
+        """The external ASTRA-Sim binary with its time limit, if the run uses one."""
+        if self.astra_sim_bin is None:
+            return None
+        return AstraBinary(self.astra_sim_bin, self.astra_sim_timeout_s)
 
     @property
     def fp_bytes(self) -> int:

@@ -28,6 +28,9 @@ def run_header(options: RunOptions, cluster: ClusterConfig, instances: list[Inst
              f"  • requests : {requests}" + (f" from {options.dataset}" if options.dataset else ""),
              f"  • scheduler : {options.scheduler}",
              f"  • pricer : {pricer}, network {options.network_backend}"]
+    if options.astra_sim_bin is not None:
+        lines.append(f"  • ASTRA-Sim binary : {options.astra_sim_bin} ({options.astra_sim_dialect} "
+                     f"dialect, up to {options.astra_sim_timeout_s:g} s per answer)")
     if options.prefix_caching:
         kind = instances[0].kv.scheme
         tier = options.prefix_storage or "none"

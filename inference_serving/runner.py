@@ -200,7 +200,7 @@ def execute(options: RunOptions, cluster: ClusterConfig, log: SimLogger,
                 options.check_invariants, options.compat.idle_poll_ns)
     held.release()
     if options.astra_sim_bin and options.astra_sim_dialect == "casys":
-        sim = CasysSimulator(*sim_args, cluster=cluster, binary=options.astra_sim_bin)
+        sim = CasysSimulator(*sim_args, cluster=cluster, binary=options.astra_binary)
     else:
         sim = Simulator(*sim_args)
     try:

@@ -71,6 +71,10 @@ STEP_NS = Bound(0, 1e12, "ns", "one operator or iteration longer than 1000 s out
 # would print 60 000 of them; longer than 11.6 days prints nothing useful.
 LOG_INTERVAL_S = Bound(1e-3, 1e6, "s", "shorter windows print a status block per simulated "
                        "millisecond and the run crawls")
+# Wall seconds an outside ASTRA-Sim binary may take per answer: zero allows none, and a binary
+# silent for a day hangs rather than computes.
+BINARY_TIMEOUT_S = Bound(0, 86400, "s", "a zero limit allows no answer and one beyond a day "
+                         "lets a hung binary hold the run", low_open=True)
 # A latency objective of zero can never be met; 1e9 ms (11.6 days) already meets every request.
 SLO_MS = Bound(0, 1e9, "ms", "a zero objective is never met and a larger one always is",
                low_open=True)

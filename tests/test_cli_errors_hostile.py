@@ -165,6 +165,25 @@ CASES: dict[str, tuple[Callable, Callable[[Path], list[str]], str]] = {
     "casys_clock_beyond_any_run": (MAIN, lambda t: binary(
         t, CASYS_FIRST_POLL + "echo 'sys[0] iteration 1 finished, " + "9" * 26 + " cycles'; "
         "echo Waiting; read x"), "beyond 2e+15 ns"),
+    "casys_binary_never_answers": (MAIN, lambda t: binary(
+        t, "sleep 1000", "--astra-sim-timeout", "0.5"),
+        "the ASTRA-Sim binary gave no answer within 0.5 s of wall time"),
+    "casys_binary_hangs_mid_run": (MAIN, lambda t: binary(
+        t, CASYS_FIRST_POLL + "sleep 1000", "--astra-sim-timeout", "0.5"),
+        "the ASTRA-Sim binary gave no answer within 0.5 s of wall time"),
+    "upstream_binary_never_answers": (MAIN, lambda t: binary(
+        t, "sleep 1000", "--astra-sim-dialect", "upstream", "--astra-sim-timeout", "0.5"),
+        "the ASTRA-Sim binary gave no answer within 0.5 s of wall time"),
+    "astra_sim_timeout_zero": (MAIN, lambda t: binary(t, "exit 1", "--astra-sim-timeout", "0"),
+                               "'--astra-sim-timeout' must be a number in (0, 86400] s"),
+    "astra_sim_timeout_nan": (MAIN, lambda t: binary(t, "exit 1", "--astra-sim-timeout", "nan"),
+                              "'--astra-sim-timeout' must be a number in (0, 86400] s"),
+    "astra_sim_timeout_endless": (MAIN, lambda t: binary(t, "exit 1", "--astra-sim-timeout",
+                                                         "inf"),
+                                  "'--astra-sim-timeout' must be a number in (0, 86400] s"),
+    "astra_sim_timeout_without_a_binary": (MAIN, lambda t: simulate_args(
+        t, "--astra-sim-timeout", "5"),
+        "--astra-sim-timeout has no effect without --network-backend external"),
     "upstream_iteration_of_centuries": (MAIN, lambda t: binary(
         t, "echo 'sys[0] finished, " + "9" * 29 + " cycles'", "--astra-sim-dialect", "upstream",
         "--pricer", "external"), "cycles for one iteration, above 1e+12 ns"),
@@ -270,6 +289,26 @@ def test_a_failed_run_leaves_no_partial_chakra_export(tmp_path, capsys):
     assert status == 2 and len(err) == 1 and "X.route raised ValueError: tired" in err[0], err
     assert not (tmp_path / "chakra").exists()
     assert not (tmp_path / "out.csv").exists()
+
+
+@pytest.mark.parametrize("dialect", ["casys", "upstream"])
+def test_a_timed_out_binary_is_killed_with_what_it_started(tmp_path, capsys, dialect):
+    """A wrapper script whose child hangs: both are gone when the run has stopped."""
+    argv = binary(tmp_path, f"sleep 1000 & echo $! > {tmp_path / 'child'}; wait",
+                  "--astra-sim-dialect", dialect, "--astra-sim-timeout", "0.5")
+    status, err = run(MAIN, argv, capsys)
+    assert status == 2 and "gave no answer within 0.5 s" in err[0], err
+    child = int((tmp_path / "child").read_text())
+    assert not _running(child)
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` runs (a killed orphan may linger as a zombie until init reaps it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def test_sigterm_ends_a_run_like_ctrl_c(tmp_path):

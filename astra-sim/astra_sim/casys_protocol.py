@@ -7,12 +7,16 @@ line containing `Waiting`, and blocks reading exactly one line for that NPU: a w
 
 from __future__ import annotations
 
+import queue
 import re
 import subprocess
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+
+from astra_sim.binary import AstraBinary, kill, start
 
 REPORT = re.compile(r"sys\[(\d+)\] iteration (\d+) finished, (\d+) cycles")
 FINAL = "Checking Non-Exited Systems"
@@ -30,31 +34,50 @@ class Poll:
 class CasysProcess:
     """A running casys AnalyticalAstra binary driven line by line."""
 
-    def __init__(self, binary: Path, workload: Path, system: Path, memory: Path,
+    def __init__(self, binary: AstraBinary, workload: Path, system: Path, memory: Path,
                  network: Path, start_npus: list[int], end_npus: list[int]) -> None:
-        command = [str(binary), f"--workload-configuration={workload}",
+        self.binary = binary
+        command = [str(binary.path), f"--workload-configuration={workload}",
                    f"--system-configuration={system}", f"--memory-configuration={memory}",
                    f"--network-configuration={network}"]
         if start_npus:
             command.append("--start-npu-ids=" + "".join(f"{n}," for n in start_npus))
         if end_npus:
             command.append("--end-npu-ids=" + "".join(f"{n}," for n in end_npus))
-        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, errors="replace",
-                                     bufsize=1)
+        self.proc = start(command, stdin=subprocess.PIPE, bufsize=1)
         self.stderr: deque[str] = deque(maxlen=50)
-        # An undrained stderr pipe can deadlock the binary.
-        self._drain = threading.Thread(target=self._drain_stderr, daemon=True)
-        self._drain.start()
+        # Lines arrive through a queue so that a silent binary can be timed out; an undrained
+        # stderr pipe could deadlock the binary.
+        self._lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        for target in (self._read_stdout, self._drain_stderr):
+            threading.Thread(target=target, daemon=True).start()
+
+    def _read_stdout(self) -> None:
+        for line in self.proc.stdout:
+            self._lines.put(line)
+        self._lines.put(None)
 
     def _drain_stderr(self) -> None:
         for line in self.proc.stderr:
             self.stderr.append(line.rstrip())
 
+    def _stdout_lines(self):
+        """The binary's stdout lines until it closes it; TimeoutError once a step's wall time
+        runs out."""
+        deadline = time.monotonic() + self.binary.timeout_s
+        while True:
+            try:
+                line = self._lines.get(timeout=max(deadline - time.monotonic(), 0))
+            except queue.Empty:
+                raise TimeoutError(self.binary.no_answer()) from None
+            if line is None:
+                return
+            yield line
+
     def next_poll(self) -> Poll | None:
         """Read until the binary waits for a line; None once it reaches its final check."""
         last_report = None
-        for line in self.proc.stdout:
+        for line in self._stdout_lines():
             if FINAL in line:
                 return None
             match = REPORT.search(line)
@@ -73,14 +96,18 @@ class CasysProcess:
         self.proc.stdin.write(line + "\n")
         self.proc.stdin.flush()
 
-    def close(self) -> int:
-        """Wait for the binary to exit (killed after 60 s); returns its status."""
+    def close(self, abort: bool = False) -> int:
+        """Wait for the binary to exit (killed at once when `abort`, else after its step
+        time); returns its status."""
+        if not abort:
+            try:
+                self.proc.stdin.close()
+                return self.proc.wait(timeout=self.binary.timeout_s)
+            except (BrokenPipeError, subprocess.TimeoutExpired):
+                pass
+        kill(self.proc)
         try:
             self.proc.stdin.close()
-        except BrokenPipeError:
+        except OSError:  # the line it never read cannot be flushed to a dead binary
             pass
-        try:
-            return self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
+        return self.proc.returncode

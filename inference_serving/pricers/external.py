@@ -15,6 +15,7 @@ import tempfile
 from functools import partial
 from pathlib import Path
 
+from astra_sim.binary import AstraBinary, kill, start
 from astra_sim.export import export
 from inference_serving.chakra_graph import engine_setup, plan_graphs
 from inference_serving.fabric import InstanceFabric
@@ -32,7 +33,8 @@ class ExternalPricer:
 
     name = "external"
 
-    def __init__(self, fabrics: dict[int, InstanceFabric], num_nodes: int, binary: Path) -> None:
+    def __init__(self, fabrics: dict[int, InstanceFabric], num_nodes: int,
+                 binary: AstraBinary) -> None:
         self.fabrics = fabrics
         self.num_nodes = num_nodes
         self.binary = binary
@@ -53,26 +55,42 @@ class ExternalPricer:
         with tempfile.TemporaryDirectory(prefix="astra_") as tmp:
             folder = Path(tmp)
             prefix = export(folder, graphs, config, memory, "upstream")
-            try:
-                done = subprocess.run(
-                    [str(self.binary), f"--workload-configuration={prefix}",
-                     f"--system-configuration={folder / 'system.json'}",
-                     f"--remote-memory-configuration={folder / 'memory.json'}",
-                     f"--network-configuration={folder / 'network.yml'}",
-                     *((f"--comm-group-configuration={folder / 'comm_group.json'}",)
-                       if config.comm_groups else ())],
-                    capture_output=True, text=True, errors="replace", check=False)
-            except OSError as exc:
-                raise InputError(f"the ASTRA-Sim binary could not be started ({exc.strerror})",
-                                 str(self.binary), "pass an executable AnalyticalAstra build") \
-                    from None
-        finish = [int(m.group(2)) for m in REPORT.finditer(done.stdout)]
-        if done.returncode != 0 or len(finish) != len(graphs):
-            raise InputError(f"the ASTRA-Sim binary failed (exit {done.returncode}, "
+            stdout, status = self._replay(
+                [str(self.binary.path), f"--workload-configuration={prefix}",
+                 f"--system-configuration={folder / 'system.json'}",
+                 f"--remote-memory-configuration={folder / 'memory.json'}",
+                 f"--network-configuration={folder / 'network.yml'}",
+                 *((f"--comm-group-configuration={folder / 'comm_group.json'}",)
+                   if config.comm_groups else ())])
+        where = str(self.binary.path)
+        finish = [int(m.group(2)) for m in REPORT.finditer(stdout)]
+        if status != 0 or len(finish) != len(graphs):
+            raise InputError(f"the ASTRA-Sim binary failed (exit {status}, "
                              f"{len(finish)} of {len(graphs)} report lines)",
-                             str(self.binary), "check the binary runs on the exported files")
+                             where, "check the binary runs on the exported files")
         if max(finish) > STEP_NS.high:
             raise InputError(f"the ASTRA-Sim binary reported {max(finish)} cycles for one "
                              f"iteration, above {STEP_NS.high:g} ns ({STEP_NS.why})",
-                             str(self.binary), "check the binary runs on the exported files")
+                             where, "check the binary runs on the exported files")
         return max(finish)
+
+    def _replay(self, command: list[str]) -> tuple[str, int]:
+        """The binary's stdout and exit status; killed with its children when it outlasts its
+        wall time or the run is interrupted."""
+        where = str(self.binary.path)
+        try:
+            proc = start(command, stdin=subprocess.DEVNULL)
+        except OSError as exc:
+            raise InputError(f"the ASTRA-Sim binary could not be started ({exc.strerror})",
+                             where, "pass an executable AnalyticalAstra build") from None
+        try:
+            stdout, _ = proc.communicate(timeout=self.binary.timeout_s)
+        except subprocess.TimeoutExpired:
+            kill(proc)
+            proc.communicate()
+            raise InputError(self.binary.no_answer(), where, "check that the binary runs on "
+                             "the exported files, or raise --astra-sim-timeout") from None
+        except BaseException:
+            kill(proc)
+            raise
+        return stdout, proc.returncode
