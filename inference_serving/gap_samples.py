@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -169,10 +170,10 @@ class GapSamples:
             ledger = self.ledgers[instance] = GapLedger()
         ledger.add(gaps, shared_gap, shared_count)
 
-    def add(self, instance: int, gaps: list[int]) -> None:
+    def add(self, instance: int, gaps: Sequence[int]) -> None:
         """Record one finished request's gaps."""
         if self.folded is None:
-            self.raw.fromlist(gaps)
+            self.raw.extend(gaps)
             self.owners.append(instance)
             self.lengths.append(len(gaps))
             if len(self.raw) > RAW_LIMIT:
@@ -183,7 +184,7 @@ class GapSamples:
         buffer = self.pending.get(instance)
         if buffer is None:
             buffer = self.pending[instance] = array("q")
-        buffer.fromlist(gaps)
+        buffer.extend(gaps)
         if len(buffer) > FOLD_EVERY:
             self._fold(instance)
 

@@ -31,9 +31,9 @@ class Request:
     first_token: int = -1
     last_token: int = -1
     end: int = -1
-    # A plain list: only requests in flight hold their gaps (a finished request's go to the
-    # CSV and the fleet samples), and list appends are the cheapest per token.
-    itl: list[int] = field(default_factory=list)
+    # Only requests in flight hold their gaps (a finished request's go to the CSV and the
+    # fleet samples); int64 so that a streaming decode's gaps are copied, not boxed.
+    itl: array = field(default_factory=lambda: array("q"))
     # Streaming decodes only: the CSV text of the first `itl_texted` gaps, in pieces (built
     # from the iteration clock's formatted gaps, so a token costs no integer formatting).
     itl_text: list[str] | None = None
@@ -68,7 +68,7 @@ class Request:
         """The ITL list as the CSV shows it: `[a, b, ...]`."""
         pieces = self.itl_text
         if pieces is None:
-            return str(self.itl)
+            return "[" + ", ".join(map(str, self.itl)) + "]"
         rest = self.itl[self.itl_texted:]
         if rest:
             pieces = [*pieces, ", ".join(map(str, rest))]

@@ -5,6 +5,10 @@ one plan: the pricers (closed form, engine replay, external ASTRA-Sim binary), t
 exporter and the calibration's whole-iteration error. All TP ranks of a stage run the same
 chain (MoE expert rows are charged at the slowest rank's time, §7), so a plan describes one
 rank; consecutive identical transformer blocks are one `LayerGroup` with a count.
+
+Plans, groups and ops are values: never changed once built (builders and pricers cache them,
+the replay and external pricers by value). They are not `frozen` dataclasses because one plan
+is built per iteration and a frozen constructor costs six times as much.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ class PimWork:
     used_ops: np.ndarray
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class PlanOp:
     """One node of a rank's chain.
 
@@ -77,7 +81,7 @@ class PlanOp:
     pim: PimWork | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class LayerGroup:
     """`count` consecutive layers running the same `ops`; `first` is the first transformer
     block's index (-1 for the operators before and after the blocks)."""
@@ -87,7 +91,7 @@ class LayerGroup:
     ops: tuple[PlanOp, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class IterationPlan:
     """One iteration of one pipeline stage of an instance, as every one of its `tp` ranks runs it.
 

@@ -94,9 +94,14 @@ class MemorySystem:
 
     def forget_before(self, time: int) -> None:
         """Drop bookings that end by `time` (no later access is issued before it)."""
-        for key, slots in self.calendar.items():
+        # Bookings never overlap, so their ends ascend with their starts: the ended ones are
+        # a prefix.
+        for slots in self.calendar.values():
             if slots and slots[0][1] <= time:
-                self.calendar[key] = [s for s in slots if s[1] > time]
+                ended = 1
+                while ended < len(slots) and slots[ended][1] <= time:
+                    ended += 1
+                del slots[:ended]
 
     @classmethod
     def from_json_dict(cls, raw: dict, num_npus: int) -> MemorySystem:
