@@ -20,7 +20,7 @@ from statistics import NormalDist
 import numpy as np
 
 from inference_serving.output_paths import check_output_paths
-from llmsim_core.args import OneLineParser
+from llmsim_core.args import OneLineParser, integer, number
 from llmsim_core.atomic_write import temp_prefix
 from llmsim_core.bounds import ARRIVAL_NS, INT32_MAX, Bound, checked
 from llmsim_core.errors import InputError
@@ -86,8 +86,8 @@ def parse_dist(text: str, output: bool) -> LengthDist:
     """Parse a length spec `fixed:N`, `uniform:LO:HI` or `sharegpt` (prompt or answer law)."""
     parts = text.split(":")
     try:
-        numbers = [int(p) for p in parts[1:]]
-    except ValueError:
+        numbers = [integer(p) for p in parts[1:]]
+    except argparse.ArgumentTypeError:
         numbers = []
     if parts[0] == "fixed" and len(numbers) == 1 and numbers[0] >= 1:
         return LengthDist("fixed", (numbers[0],))
@@ -186,8 +186,8 @@ def _number(kind: type, bound: Bound, flag: str) -> Callable[[str], float]:
     """An argparse type: the text as `kind`, inside `bound`."""
     def parse(text: str) -> float:
         try:
-            value = kind(text)
-        except ValueError:
+            value = integer(text) if kind is int else number(text)
+        except (ValueError, argparse.ArgumentTypeError):
             raise argparse.ArgumentTypeError(f"not {'an integer' if kind is int else 'a number'}:"
                                              f" {text!r}") from None
         try:

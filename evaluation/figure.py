@@ -20,7 +20,7 @@ from evaluation.compare import read_requests
 from evaluation.console import ConsoleRun, parse_console
 from evaluation.experiments import FEATURE_OF_FLAG, FIGURE_TABLES, FIGURES, Experiment, of_figure
 from evaluation.runner import WORKERS, RunRecord, missing_flags, run_all
-from llmsim_core.args import OneLineParser
+from llmsim_core.args import OneLineParser, integer
 from llmsim_core.errors import InputError
 
 
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="output root: figure_<N>/[<HW>/]{results,logs,parsed}/")
     parser.add_argument("--real", type=Path,
                         help="real measurements, figure_<N>/[<HW>/]reference/<parsed name>")
-    parser.add_argument("--num-req", type=int, help="override every run's request count")
+    parser.add_argument("--num-req", type=integer, help="override every run's request count")
     parser.add_argument("--no-plot", action="store_true", help="write TSVs and tables only")
     args = parser.parse_args(argv)
     figures = list(FIGURES) if args.figure == "all" else [int(args.figure)]

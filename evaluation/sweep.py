@@ -24,7 +24,7 @@ from evaluation.sweep_plot import draw_pareto, require_matplotlib
 from evaluation.sweep_points import columns, make_points, make_row, read_trace
 from evaluation.sweep_spec import SweepSpec, load_spec
 from inference_serving.output_paths import check_output_paths
-from llmsim_core.args import OneLineParser
+from llmsim_core.args import OneLineParser, integer
 from llmsim_core.atomic_write import write_atomic
 from llmsim_core.errors import InputError
 
@@ -92,7 +92,7 @@ def _parser() -> OneLineParser:
     p.add_argument("spec", type=Path, help="sweep spec (YAML)")
     p.add_argument("--out", type=Path,
                    help="CSV of the points (default: output/<spec name>.csv)")
-    p.add_argument("--jobs", type=int,
+    p.add_argument("--jobs", type=integer,
                    help="points simulated at once, locally or on a new local Ray (default: "
                    "the number of cores)")
     p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",

@@ -25,6 +25,7 @@ from inference_serving.runner import console_observers, execute, file_observers
 from inference_serving.scheduler.base import Batch
 from inference_serving.sim_log import SimLogger
 from inference_serving.simulator import SimResult
+from llmsim_core.args import integer, number
 from llmsim_core.errors import InputError
 from llmsim_core.paths import DEFAULT_CLUSTER_CONFIG, resolve_user_path
 
@@ -101,11 +102,11 @@ def _check_option(name: str, value: object, action: argparse.Action) -> None:
     where = f"simulate({name}=...)"
     if action.nargs == 0:  # a switch
         ok = isinstance(value, bool)
-    elif action.type is int:
+    elif action.type is integer:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif action.type is request_count:
         ok = (isinstance(value, int) and not isinstance(value, bool)) or value == "all"
-    elif action.type is float:
+    elif action.type is number:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
     else:
         ok = value is None or isinstance(value, str | os.PathLike)

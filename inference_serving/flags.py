@@ -24,6 +24,7 @@ from inference_serving.sim_log import LEVELS
 from inference_serving.vllm_defaults import USAGE_CONTEXTS
 from inference_serving.vllm_defaults import VERSIONS as VLLM_VERSIONS
 from llm_profile.factory import PERF_MODELS
+from llmsim_core.args import integer, number
 from llmsim_core.bounds import BINARY_TIMEOUT_S, INT32_MAX, LOG_INTERVAL_S, SLO_MS, checked
 from llmsim_core.errors import InputError
 from llmsim_core.paths import (
@@ -53,9 +54,10 @@ def request_count(text: str) -> int:
     if text.strip().lower() == "all":
         return 0
     try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid --num-req value {text!r}") from None
+        return integer(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"invalid --num-req value {text!r} (a count in digits "
+                                         "0-9, or all)") from None
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -79,13 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-json", help="machine-readable summary to write")
     p.add_argument("--num-req", type=request_count, default=100,
                    help="requests to load (first N lines; 0 or 'all' = the whole trace)")
-    p.add_argument("--max-batch", type=int, default=0,
+    p.add_argument("--max-batch", type=integer, default=0,
                    help="max requests per iteration (0 = --max-num-seqs for vllm, unlimited "
                    "for legacy)")
-    p.add_argument("--max-num-seqs", type=int,
+    p.add_argument("--max-num-seqs", type=integer,
                    help="max running requests per instance (vLLM max_num_seqs; default: what "
                    "--vllm-version picks for the instance's device; legacy: unlimited)")
-    p.add_argument("--max-num-batched-tokens", type=int,
+    p.add_argument("--max-num-batched-tokens", type=integer,
                    help="per-iteration token budget (0 = model max length; default: what "
                    "--vllm-version picks for the instance's device; legacy: 2048)")
     p.add_argument("--vllm-version", default="auto", choices=("auto", *VLLM_VERSIONS),
@@ -94,15 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vllm-usage-context", default="api-server", choices=USAGE_CONTEXTS,
                    help="vLLM's defaults for `vllm serve` (api-server) or the offline LLM "
                    "class (llm)")
-    p.add_argument("--block-size", type=int, default=16, help="KV block size in tokens")
-    p.add_argument("--fp", type=int, default=16, choices=(8, 16, 32),
+    p.add_argument("--block-size", type=integer, default=16, help="KV block size in tokens")
+    p.add_argument("--fp", type=integer, default=16, choices=(8, 16, 32),
                    help="bits per element for every byte size")
     chunk = p.add_mutually_exclusive_group()
     chunk.add_argument("--enable-chunked-prefill", dest="chunked_prefill", action="store_true",
                        default=True, help="split long prompts over iterations (default)")
     chunk.add_argument("--no-enable-chunked-prefill", dest="chunked_prefill",
                        action="store_false", help="schedule whole prompts only")
-    p.add_argument("--long-prefill-token-threshold", type=int, default=0,
+    p.add_argument("--long-prefill-token-threshold", type=integer, default=0,
                    help="cap on one request's tokens per iteration (0 = none)")
     p.add_argument("--prioritize-prefill", action="store_true",
                    help="while any prompt work exists, iterations carry prompt work only")
@@ -138,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --network-backend external: casys (if unset) drives "
                    "LLMServingSim's fork over stdin/stdout (it owns the clock); upstream runs "
                    "the public binary once per distinct iteration")
-    p.add_argument("--astra-sim-timeout", metavar="SECONDS", type=float,
+    p.add_argument("--astra-sim-timeout", metavar="SECONDS", type=number,
                    help="with --network-backend external: wall seconds the binary may take "
                    f"per answer (casys: per step; upstream: per iteration run) before the run "
                    f"stops with an error (default {DEFAULT_TIMEOUT_S:g})")
@@ -147,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chakra-dialect", choices=DIALECTS,
                    help="ET dialect for --export-chakra: casys (if unset; ns durations) or "
                    "upstream (µs)")
-    p.add_argument("--log-interval", type=float, default=0.5,
+    p.add_argument("--log-interval", type=number, default=0.5,
                    help="simulated seconds between status blocks")
     p.add_argument("--log-level", default="WARNING", choices=tuple(LEVELS),
                    help="diagnostics on stderr")
@@ -155,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="profile root laid out <hardware>/<org>/<model>/tp<N>/")
     p.add_argument("--model-configs", default=str(MODEL_CONFIG_DIR),
                    help="model config root laid out <org>/<model>.json")
-    p.add_argument("--seed", type=int, default=42, help="seed of every random policy")
+    p.add_argument("--seed", type=integer, default=42, help="seed of every random policy")
     p.add_argument("--enable-attn-prediction", action="store_true",
                    help="train a random-forest attention model on each profile's "
                    "attention.csv at start-up instead of reading prediction grids")
@@ -181,14 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "Class(hardware, model_config, tp, fp_bits) for every instance")
     p.add_argument("--quiet", action="store_true",
                    help="print only the final summary (no status blocks, progress or notes)")
-    p.add_argument("--slo-ttft-ms", type=float,
+    p.add_argument("--slo-ttft-ms", type=number,
                    help="TTFT objective: the summary adds SLO attainment and goodput")
-    p.add_argument("--slo-tpot-ms", type=float, help="TPOT objective (see --slo-ttft-ms)")
-    p.add_argument("--slo-e2e-ms", type=float,
+    p.add_argument("--slo-tpot-ms", type=number, help="TPOT objective (see --slo-ttft-ms)")
+    p.add_argument("--slo-e2e-ms", type=number,
                    help="end-to-end latency objective (see --slo-ttft-ms)")
     p.add_argument("--trace-output", metavar="PATH",
                    help="Chrome trace-event JSON of the run (Perfetto UI, chrome://tracing)")
-    p.add_argument("--trace-max-requests", type=int,
+    p.add_argument("--trace-max-requests", type=integer,
                    help="requests traced by --trace-output (the first N to arrive; batches are "
                    "traced until they have all finished); 0 = all; 1000 if unset")
     p.add_argument("--plot-dir", metavar="DIR",

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from llm_profile.profile_tables import RawAttention, read_raw_attention
-from llmsim_core.args import OneLineParser
+from llmsim_core.args import OneLineParser, integer
 from llmsim_core.atomic_write import write_atomic
 from llmsim_core.errors import InputError
 
@@ -104,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--profile", required=True, type=Path, help="folder with attention.csv")
     p.add_argument("--out", type=Path, help="where predictions/ goes (default: --profile)")
-    p.add_argument("--max-len", type=int, default=2048, help="largest prefill chunk")
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--max-len", type=integer, default=2048, help="largest prefill chunk")
+    p.add_argument("--seed", type=integer, default=42)
     p.add_argument("--report", action="store_true", help="print the held-out error")
     args = p.parse_args(argv)
     try:

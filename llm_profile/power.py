@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from llmsim_core.args import OneLineParser
+from llmsim_core.args import OneLineParser, integer, number
 from llmsim_core.atomic_write import write_atomic
 from llmsim_core.errors import InputError
 from llmsim_core.strict_json import read_text
@@ -184,11 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
     """Flags of `python -m llm_profile.power`."""
     p = OneLineParser(prog="python -m llm_profile.power", description=__doc__.split("\n\n")[0])
     p.add_argument("--hardware", required=True, help="name of the NPU entry (e.g. A6000)")
-    p.add_argument("--gpu", type=int, help="NVML device index (default 0)")
-    p.add_argument("--interval", type=float, help="seconds between samples (default 0.05)")
-    p.add_argument("--idle", type=float,
+    p.add_argument("--gpu", type=integer, help="NVML device index (default 0)")
+    p.add_argument("--interval", type=number, help="seconds between samples (default 0.05)")
+    p.add_argument("--idle", type=number,
                    help="seconds sampled before the command (default 5)")
-    p.add_argument("--tail", type=float,
+    p.add_argument("--tail", type=number,
                    help="seconds sampled after the command, must cover standby (default 30)")
     p.add_argument("--samples", type=Path, help="estimate from a recorded sample file instead")
     p.add_argument("--samples-output", type=Path, help="also write the samples (CSV)")

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from llm_profile.op_recipes import LAYERNORM_FAMILIES
-from llmsim_core.args import OneLineParser
+from llmsim_core.args import OneLineParser, integer
 from llmsim_core.atomic_write import write_atomic
 from llmsim_core.errors import InputError
 from llmsim_core.model_config import ModelConfig, load_model_config
@@ -251,8 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     p.add_argument("--dtype", default="auto", choices=("auto", "fp16", "bf16", "fp32"),
                    help="auto: fp16 on CUDA, fp32 on the CPU")
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--repeats", type=integer, default=5)
+    p.add_argument("--warmup", type=integer, default=2)
     args = p.parse_args(argv)
     if torch is None:
         print("error: PyTorch is not installed, llm_profile.profile, install the extra: "

@@ -199,6 +199,20 @@ CASES: dict[str, tuple[Callable, Callable[[Path], list[str]], str]] = {
         t, "router", ROUTER_BASE + "import sys\nclass X(ShortestQueue):\n"
         "    def route(self, *a):\n        sys.exit(3)\n", cfg=MULTI),
         "X.route raised SystemExit: 3"),
+    # Numbers in Python's looser syntax (`1_000`, non-ASCII digits, padding).
+    "max_num_seqs_with_underscores": (MAIN, lambda t: simulate_args(t, "--max-num-seqs", "1_000"),
+                                      "invalid integer '1_000'"),
+    "num_req_in_arabic_indic_digits": (MAIN, lambda t: simulate_args(t, "--num-req", "\u0663"),
+                                       "invalid --num-req value"),
+    "log_interval_padded": (MAIN, lambda t: simulate_args(t, "--log-interval", " 0.5"),
+                            "invalid number ' 0.5'"),
+    "generate_num_req_with_underscores": (GENERATE, lambda t: gen(t, "--num-req", "1_0"),
+                                          "not an integer: '1_0'"),
+    "generate_rate_in_arabic_indic_digits": (GENERATE, lambda t: gen(t, "--rate", "\u0663"),
+                                             "not a number"),
+    "generate_fixed_length_with_underscores": (GENERATE, lambda t: gen(t, "--input-dist",
+                                                                       "fixed:1_0"),
+                                               "bad length distribution 'fixed:1_0'"),
     # The trace generator.
     "generate_rate_nan": (GENERATE, lambda t: gen(t, "--rate", "nan"), "'--rate' must be"),
     "generate_rate_underflows": (GENERATE, lambda t: gen(t, "--rate", "1e-300"),
