@@ -9,9 +9,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-# A real analytical ASTRA-Sim answers one iteration in well under a second; two minutes of wall
-# time without an answer means the binary hangs (--astra-sim-timeout changes it).
-DEFAULT_TIMEOUT_S = 120.0
+# A real analytical ASTRA-Sim answers one iteration within about a second; half a minute of
+# wall time without an answer means the binary hangs (--astra-sim-timeout changes it).
+DEFAULT_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
