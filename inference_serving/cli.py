@@ -38,6 +38,26 @@ def _stop_signals_interrupt() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def _silence_stdout() -> None:
+    """Point stdout at the null device so the flush at exit cannot fail again."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _io_failure_line(exc: OSError) -> str:
+    """The `error:` line for a read or write that failed after the up-front checks passed: a
+    disk that filled up during the run, or a console (stdout) that cannot take more text."""
+    where = exc.filename
+    if where is None:
+        try:
+            sys.stdout.flush()
+            where = "an output file, its temporary spool or standard output"
+        except OSError:
+            _silence_stdout()
+            where = "standard output"
+    return (f"error: reading or writing failed ({exc.strerror or exc}), {where}, "
+            "free space on that disk or send the output elsewhere, then run again")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python main.py`."""
     args = build_parser().parse_args(argv)
@@ -60,8 +80,11 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     except BrokenPipeError:
         # The reader of our stdout went away (`| head`): stop quietly, as Unix tools do.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _silence_stdout()
         return 1
+    except OSError as exc:
+        print(_io_failure_line(exc), file=sys.stderr)
+        return 2
     except KeyboardInterrupt as exc:
         signum = exc.args[0] if exc.args and isinstance(exc.args[0], int) else signal.SIGINT
         print(f"error: interrupted ({signal.Signals(signum).name}), command line, run again",

@@ -8,6 +8,7 @@ tests/test_cli_errors_features.py."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -22,6 +23,7 @@ import pytest
 from dataset import generate
 from evaluation import compare, sweep
 from inference_serving import cli
+from inference_serving.outputs import RequestCsv
 from tests.conftest import REPO
 from tests.test_cli_errors import SINGLE, write_json
 from tests.test_cli_errors_features import (
@@ -341,3 +343,41 @@ def test_sigterm_ends_a_run_like_ctrl_c(tmp_path):
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert err.splitlines() == ["error: interrupted (SIGTERM), command line, run again"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["long.jsonl"]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_a_console_that_cannot_take_text_is_one_error_line(tmp_path):
+    """stdout on a full device: one `error:` line, status 2, no output file left."""
+    argv = [str(a) for a in simulate_args(tmp_path) if a != "--quiet"]
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, str(REPO / "main.py"), *argv], cwd=tmp_path,
+                              stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == [
+        "error: reading or writing failed (No space left on device), an output file, its "
+        "temporary spool or standard output, free space on that disk or send the output "
+        "elsewhere, then run again"]
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_disk_that_fills_up_mid_run_is_one_error_line(tmp_path, capsys, monkeypatch):
+    """A write that fails after the up-front checks (ENOSPC while streaming the CSV)."""
+    def full(*_: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(RequestCsv, "on_batch_end", full)
+    argv = simulate_args(tmp_path)
+    before = _inputs(tmp_path)
+    status, err = run(MAIN, argv, capsys)
+    assert status == 2 and len(err) == 1, err
+    assert err[0].startswith("error: reading or writing failed (No space left on device), ")
+    assert not (tmp_path / "out.csv").exists()
+    assert _inputs(tmp_path) == before
+
+
+def test_main_py_without_its_packages_says_how_to_install(tmp_path):
+    """`python main.py` from a checkout whose Python lacks numpy: one line, status 2."""
+    proc = subprocess.run([sys.executable, "-S", str(REPO / "main.py"), "--help"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr == (f"error: the Python package 'numpy' is missing, {sys.executable}, "
+                           "run ./run.sh (it sets up .venv) or pip install -e . first\n")
