@@ -54,8 +54,9 @@ def _io_failure_line(exc: OSError) -> str:
         except OSError:
             _silence_stdout()
             where = "standard output"
-    return (f"error: reading or writing failed ({exc.strerror or exc}), {where}, "
-            "free space on that disk or send the output elsewhere, then run again")
+    return InputError(f"reading or writing failed ({exc.strerror or exc})", str(where),
+                      "free space on that disk or send the output elsewhere, then run "
+                      "again").line()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,7 +24,7 @@ from inference_serving.sim_log import LEVELS
 from inference_serving.vllm_defaults import USAGE_CONTEXTS
 from inference_serving.vllm_defaults import VERSIONS as VLLM_VERSIONS
 from llm_profile.factory import PERF_MODELS
-from llmsim_core.args import integer, number
+from llmsim_core.args import OneLineParser, integer, number
 from llmsim_core.bounds import BINARY_TIMEOUT_S, INT32_MAX, LOG_INTERVAL_S, SLO_MS, checked
 from llmsim_core.errors import InputError
 from llmsim_core.paths import (
@@ -60,8 +60,8 @@ def request_count(text: str) -> int:
                                          "0-9, or all)") from None
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    """argparse that reports bad flags as one `error:` line with exit status 2."""
+class _OneLineParser(OneLineParser):
+    """The shared one-line parser, pointing at `python main.py --help`."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
         print(f"error: {message}, command line, see 'python main.py --help'", file=sys.stderr)

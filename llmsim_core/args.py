@@ -11,12 +11,51 @@ _NUMBER = re.compile(r"[+-]?(([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?|inf|in
                      re.IGNORECASE)
 
 
+class _GivenValues(argparse.Namespace):
+    """Parsed flags that also keep every value given to each flag on the command line."""
+
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        super().__init__()
+        object.__setattr__(self, "_given", {})
+        # Defaults set here are not recorded: argparse only sets the attributes still missing.
+        for action in parser._actions:
+            if action.dest is not argparse.SUPPRESS and action.default is not argparse.SUPPRESS:
+                object.__setattr__(self, action.dest, action.default)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        self._given.setdefault(name, []).append(value)
+        super().__setattr__(name, value)
+
+
+def repeated_flag_warnings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
+    """One `warning:` line per flag given more than once with different values (argparse keeps
+    the last one without a word)."""
+    given = getattr(args, "_given", {})
+    lines = []
+    for action in parser._actions:
+        values = given.get(action.dest, [])
+        if len(values) > 1 and any(v != values[-1] for v in values):
+            flag = max(action.option_strings, key=len, default=action.dest)
+            shown = ", ".join(str(v) for v in values)
+            lines.append(f"warning: {flag} given {len(values)} times ({shown}); the last, "
+                         f"{values[-1]}, is used")
+    return lines
+
+
 class OneLineParser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors follow the project's one-line rule."""
+    """An ArgumentParser whose errors follow the project's one-line rule and that warns about
+    a flag given twice with different values."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
         print(f"error: {message}, command line, see '{self.prog} --help'", file=sys.stderr)
         raise SystemExit(2)
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        """argparse's parse, with a warning on stderr for each repeated flag."""
+        parsed, extra = super().parse_known_args(args, namespace or _GivenValues(self))
+        for line in repeated_flag_warnings(self, parsed):
+            print(line, file=sys.stderr)
+        return parsed, extra
 
 
 def integer(text: str) -> int:

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
+# Control characters from a hostile file or path (NUL, ESC, newline) are shown escaped, so the
+# message stays one line and cannot drive the terminal.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
 
 class InputError(Exception):
     """Bad user input: `what` went wrong, `where` (file, key, flag), `fix` (what to do)."""
@@ -14,4 +20,4 @@ class InputError(Exception):
 
     def line(self) -> str:
         """The one-line message printed to stderr."""
-        return f"error: {self}"
+        return "error: " + _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(self))

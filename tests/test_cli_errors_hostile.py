@@ -381,3 +381,30 @@ def test_main_py_without_its_packages_says_how_to_install(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr == (f"error: the Python package 'numpy' is missing, {sys.executable}, "
                            "run ./run.sh (it sets up .venv) or pip install -e . first\n")
+
+
+def test_a_flag_given_twice_with_different_values_is_warned(tmp_path, capsys):
+    """argparse keeps the last value; the run says so instead of ignoring the first."""
+    argv = simulate_args(tmp_path, "--seed", "1", "--seed", "2", "--seed", "2", "--no-progress")
+    status, err = run(MAIN, argv, capsys)
+    assert status == 0, err
+    assert "warning: --seed given 3 times (1, 2, 2); the last, 2, is used" in err
+    assert not any("--no-progress given" in line for line in err)  # same value: no warning
+
+
+def test_a_flag_given_once_is_not_warned_in_any_command(tmp_path, capsys):
+    status, err = run(MAIN, simulate_args(tmp_path, "--seed", "1"), capsys)
+    assert status == 0 and not any(line.startswith("warning:") for line in err), err
+    status, err = run(GENERATE, gen(tmp_path, "--seed", "4"), capsys)
+    assert status == 0 and not any(line.startswith("warning:") for line in err), err
+    status, err = run(GENERATE, gen(tmp_path, "--seed", "4", "--seed", "5"), capsys)
+    assert status == 0 and "warning: --seed given 2 times (4, 5); the last, 5, is used" in err
+
+
+def test_control_characters_in_an_error_line_are_escaped(tmp_path, capsys):
+    """A NUL or newline from a hostile file cannot split the one line or drive the terminal."""
+    cfg = copy(SINGLE)
+    cfg["nodes"][0]["instances"][0]["model_name"] = "acme/a\x00b\nc\x1b[2J"
+    status, err = run(MAIN, simulate_args(tmp_path, cfg=cfg), capsys)
+    assert status == 2 and len(err) == 1, err
+    assert err[0].startswith("error: unknown model 'acme/a\\x00b\\x0ac\\x1b[2J', ")
