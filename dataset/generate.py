@@ -20,7 +20,7 @@ from statistics import NormalDist
 import numpy as np
 
 from inference_serving.output_paths import check_output_paths
-from llmsim_core.args import OneLineParser, integer, number
+from llmsim_core.args import OneLineParser, integer, number, print_flag_warnings
 from llmsim_core.atomic_write import temp_prefix
 from llmsim_core.bounds import ARRIVAL_NS, INT32_MAX, Bound, checked
 from llmsim_core.errors import InputError
@@ -269,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         print(exc.line(), file=sys.stderr)
         return 2
     print(f"wrote {count} requests to {args.out}", file=sys.stderr)
+    print_flag_warnings(args)
     return 0
 
 

@@ -25,7 +25,7 @@ from inference_serving.api import simulate
 from inference_serving.instance import Instance
 from inference_serving.observers import Observer
 from inference_serving.scheduler.base import Batch
-from llmsim_core.args import OneLineParser
+from llmsim_core.args import OneLineParser, print_flag_warnings
 from llmsim_core.bounds import INT32_MAX, SCHEDULER_LIMIT, Bound, checked_int
 from llmsim_core.errors import InputError
 from llmsim_core.strict_json import loads
@@ -381,6 +381,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{example.max_num_batched_tokens or 'default'}, prefix caching "
           f"{'on' if example.prefix_caching else 'off'}); our run took {wall:.2f} s")
     print(table(sides))
+    print_flag_warnings(args)
     return 0
 
 

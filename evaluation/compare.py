@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evaluation.console import parse_console
-from llmsim_core.args import OneLineParser
+from llmsim_core.args import OneLineParser, print_flag_warnings
 from llmsim_core.errors import InputError
 from llmsim_core.strict_json import read_text
 
@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         print(exc.line(), file=sys.stderr)
         return 2
     print("\n".join(lines) if lines else "identical")
+    print_flag_warnings(args)
     return 1 if lines else 0
 
 

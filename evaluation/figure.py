@@ -20,7 +20,7 @@ from evaluation.compare import read_requests
 from evaluation.console import ConsoleRun, parse_console
 from evaluation.experiments import FEATURE_OF_FLAG, FIGURE_TABLES, FIGURES, Experiment, of_figure
 from evaluation.runner import WORKERS, RunRecord, missing_flags, run_all
-from llmsim_core.args import OneLineParser, integer
+from llmsim_core.args import OneLineParser, integer, print_flag_warnings
 from llmsim_core.errors import InputError
 
 
@@ -207,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         print(exc.line(), file=sys.stderr)
         return 2
     print(f"total wall time {time.perf_counter() - start:.1f} s")
+    print_flag_warnings(args)
     return 1 if any(r.failed for r in results) else 0
 
 

@@ -24,7 +24,7 @@ from evaluation.sweep_plot import draw_pareto, require_matplotlib
 from evaluation.sweep_points import columns, make_points, make_row, read_trace
 from evaluation.sweep_spec import SweepSpec, load_spec
 from inference_serving.output_paths import check_output_paths
-from llmsim_core.args import OneLineParser, integer
+from llmsim_core.args import OneLineParser, integer, print_flag_warnings
 from llmsim_core.atomic_write import write_atomic
 from llmsim_core.errors import InputError
 
@@ -156,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(rows)} points in {time.perf_counter() - start:.2f} s wall on {where}; rows: "
           f"{out}" + (f"; capacity: {capacity_csv}" if capacity_csv else "") +
           (f"; plot: {plot}" if plot else ""))
+    print_flag_warnings(args)
     return 0
 
 

@@ -14,6 +14,7 @@ from inference_serving.cluster_config import load_cluster_config
 from inference_serving.flags import build_parser, options_from_args
 from inference_serving.runner import console_observers, execute, file_observers
 from inference_serving.sim_log import SimLogger
+from llmsim_core.args import print_flag_warnings
 from llmsim_core.errors import InputError
 
 # Termination requests end the run like Ctrl-C: temp files are removed, no output is left.
@@ -91,4 +92,5 @@ def _run(args: argparse.Namespace) -> int:
         print(f"error: interrupted ({signal.Signals(signum).name}), command line, run again",
               file=sys.stderr)
         return 128 + signum
+    print_flag_warnings(args)
     return 0

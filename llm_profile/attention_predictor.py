@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from llm_profile.profile_tables import RawAttention, read_raw_attention
-from llmsim_core.args import OneLineParser, integer
+from llmsim_core.args import OneLineParser, integer, print_flag_warnings
 from llmsim_core.atomic_write import write_atomic
 from llmsim_core.errors import InputError
 
@@ -123,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         print(f"held-out median relative error: prefill {predictor.held_out_error[0]:.3f}, "
               f"decode {predictor.held_out_error[1]:.3f}")
+    print_flag_warnings(args)
     return 0
 
 

@@ -27,7 +27,7 @@ import numpy as np
 from llm_profile.hardware_catalog import is_known, load_hardware
 from llm_profile.op_recipes import elements, recipe
 from llm_profile.profile_tables import read_layers
-from llmsim_core.args import OneLineParser
+from llmsim_core.args import OneLineParser, print_flag_warnings
 from llmsim_core.atomic_write import write_atomic
 from llmsim_core.errors import InputError
 from llmsim_core.iteration_plan import (
@@ -402,6 +402,7 @@ def main(argv: list[str] | None = None) -> int:
         print("leave-one-hardware-out (pooled fit of the other GPUs) median |error|")
         for hardware, *row in leave_one_hardware_out(by_hardware):
             print(f"  {hardware:8}" + _report_line(*row))
+    print_flag_warnings(args)
     return 0
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from llmsim_core.args import OneLineParser, integer, number
+from llmsim_core.args import OneLineParser, integer, number, print_flag_warnings
 from llmsim_core.atomic_write import write_atomic
 from llmsim_core.errors import InputError
 from llmsim_core.strict_json import read_text
@@ -265,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     else:
         print(text, end="")
+    print_flag_warnings(args)
     return 0
 
 

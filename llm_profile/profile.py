@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from llm_profile.op_recipes import LAYERNORM_FAMILIES
-from llmsim_core.args import OneLineParser, integer
+from llmsim_core.args import OneLineParser, integer, print_flag_warnings
 from llmsim_core.atomic_write import write_atomic
 from llmsim_core.errors import InputError
 from llmsim_core.model_config import ModelConfig, load_model_config
@@ -274,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(exc.line(), file=sys.stderr)
         return 2
+    print_flag_warnings(args)
     return 0
 
 

@@ -43,19 +43,30 @@ def repeated_flag_warnings(parser: argparse.ArgumentParser, args: argparse.Names
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors follow the project's one-line rule and that warns about
-    a flag given twice with different values."""
+    """An ArgumentParser whose errors follow the project's one-line rule and that notes each
+    flag given twice with different values (see `flag_warnings`)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
         print(f"error: {message}, command line, see '{self.prog} --help'", file=sys.stderr)
         raise SystemExit(2)
 
     def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
-        """argparse's parse, with a warning on stderr for each repeated flag."""
+        """argparse's parse; the repeated flags' warnings wait in the result, printed when the
+        command has succeeded (a failed one ends with its one `error:` line alone)."""
         parsed, extra = super().parse_known_args(args, namespace or _GivenValues(self))
-        for line in repeated_flag_warnings(self, parsed):
-            print(line, file=sys.stderr)
+        object.__setattr__(parsed, "_warnings", repeated_flag_warnings(self, parsed))
         return parsed, extra
+
+
+def flag_warnings(args: argparse.Namespace) -> list[str]:
+    """The `warning:` lines about repeated flags of a parse by `OneLineParser`."""
+    return list(getattr(args, "_warnings", ()))
+
+
+def print_flag_warnings(args: argparse.Namespace) -> None:
+    """Print `flag_warnings(args)` to stderr (once the command has succeeded)."""
+    for line in flag_warnings(args):
+        print(line, file=sys.stderr)
 
 
 def integer(text: str) -> int:

@@ -408,3 +408,14 @@ def test_control_characters_in_an_error_line_are_escaped(tmp_path, capsys):
     status, err = run(MAIN, simulate_args(tmp_path, cfg=cfg), capsys)
     assert status == 2 and len(err) == 1, err
     assert err[0].startswith("error: unknown model 'acme/a\\x00b\\x0ac\\x1b[2J', ")
+
+
+def test_a_repeated_flag_before_a_bad_input_leaves_the_error_line_alone(tmp_path, capsys):
+    """The warning waits for the set-up to succeed: a failed run prints its one line only."""
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"input_toks": 1, "output_toks": 1}\n')
+    argv = simulate_args(tmp_path, "--dataset", bad, "--seed", "1", "--seed", "2")
+    status, err = run(MAIN, argv, capsys)
+    assert status == 2 and len(err) == 1 and err[0].startswith("error: "), err
+    status, err = run(GENERATE, gen(tmp_path, "--seed", "4", "--seed", "5", "--out", ""), capsys)
+    assert status == 2 and len(err) == 1 and err[0].startswith("error: "), err
