@@ -82,8 +82,15 @@ class GlobalMetadata:
 
 
 # --- encoding ---------------------------------------------------------------------------------
+# Exports write millions of nodes: varints below 2**14 and field keys come from tables, and scalar
+# attributes (the same few names and values over and over) are encoded once per run.
+
+_SHORT = [bytes((v,)) if v < 0x80 else bytes((v & 0x7F | 0x80, v >> 7)) for v in range(0x4000)]
+
 
 def _varint(value: int) -> bytes:
+    if 0 <= value < 0x4000:
+        return _SHORT[value]
     if value < 0:
         value += 1 << 64  # negative int32/int64: ten-byte two's complement
     out = bytearray()
@@ -133,41 +140,70 @@ def _encode_attr(a: Attr) -> bytes:
     return out + _key(number, wire) + payload
 
 
+_ATTR_FIELDS: dict[tuple, bytes] = {}
+_ATTR_FIELDS_MAX = 1 << 16  # distinct scalar attributes kept; beyond, encoded each time
+
+
+def _attr_field(a: Attr) -> bytes:
+    """Field 10 of a Node: one attribute, length-prefixed (scalars cached by value)."""
+    if a.is_list or type(a.value) not in (int, str, bool):  # floats: 0.0 == -0.0, NaN != NaN
+        return _len_field(10, _encode_attr(a))
+    key = (a.name, a.kind, type(a.value), a.value)  # the type keeps 1 and True apart
+    encoded = _ATTR_FIELDS.get(key)
+    if encoded is None:
+        encoded = _len_field(10, _encode_attr(a))
+        if len(_ATTR_FIELDS) < _ATTR_FIELDS_MAX:
+            _ATTR_FIELDS[key] = encoded
+    return encoded
+
+
 def encode_metadata(meta: GlobalMetadata) -> bytes:
     """Serialize a GlobalMetadata message."""
     out = _len_field(1, meta.version.encode()) if meta.version else b""
     return out + b"".join(_len_field(2, _encode_attr(a)) for a in meta.attrs)
 
 
+_ID, _TYPE, _START, _DURATION = b"\x08", b"\x18", b"\x30", b"\x38"
+_NAMES: dict[str, bytes] = {}  # node name -> encoded field 2 (layer names repeat every batch)
+_NAMES_MAX = 1 << 16
+_CTRL_DEPS, _DATA_DEPS = b"\x22", b"\x2a"
+
+
 def encode_node(node: Node, numbering: dict[str, int]) -> bytes:
     """Serialize a Node message with the dialect's node-type numbering."""
     if not node.name:
         raise ChakraFormatError(f"node {node.id} needs a non-empty name")
-    out = bytearray()
+    varint = _varint
+    parts = []
     if node.id:
-        out += _key(1, 0) + _varint(node.id)
-    out += _len_field(2, node.name.encode())
+        parts += (_ID, varint(node.id))
+    name = _NAMES.get(node.name)
+    if name is None:
+        name = _NAMES[node.name] = _len_field(2, node.name.encode())
+        if len(_NAMES) > _NAMES_MAX:
+            _NAMES.clear()
+    parts.append(name)
     type_value = numbering[node.type]
     if type_value:
-        out += _key(3, 0) + _varint(type_value)
-    for number, deps in ((4, node.ctrl_deps), (5, node.data_deps)):
+        parts += (_TYPE, varint(type_value))
+    for key, deps in ((_CTRL_DEPS, node.ctrl_deps), (_DATA_DEPS, node.data_deps)):
         if deps:
-            out += _len_field(number, b"".join(_varint(d) for d in deps))
+            packed = b"".join([varint(d) for d in deps])
+            parts += (key, varint(len(packed)), packed)
     if node.start_time_micros:
-        out += _key(6, 0) + _varint(node.start_time_micros)
+        parts += (_START, varint(node.start_time_micros))
     if node.duration_micros:
-        out += _key(7, 0) + _varint(node.duration_micros)
-    for a in node.attrs:
-        out += _len_field(10, _encode_attr(a))
-    return bytes(out)
+        parts += (_DURATION, varint(node.duration_micros))
+    parts += [_attr_field(a) for a in node.attrs]
+    return b"".join(parts)
 
 
 def write_et(path: Path, meta: GlobalMetadata, nodes: Iterable[Node],
              numbering: dict[str, int] = UPSTREAM_NUMBERING) -> None:
     """Write one NPU's trace file."""
-    with path.open("wb") as handle:
-        for record in (encode_metadata(meta), *(encode_node(n, numbering) for n in nodes)):
-            handle.write(_varint(len(record)) + record)
+    records = [encode_metadata(meta), *(encode_node(n, numbering) for n in nodes)]
+    path.write_bytes(b"".join([part for record in records
+                               for part in (_varint(len(record)), record)]))
 
 
 # --- decoding ---------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 
 from astra_sim.chakra_et import (
@@ -42,8 +41,8 @@ def node_for_dialect(node: Node, dialect: str) -> Node:
         else:
             attrs.append(a)
     duration = node.duration_micros if dialect == "casys" else node.duration_micros // 1000
-    deps = list(dict.fromkeys([*node.data_deps, *node.ctrl_deps]))
-    return replace(node, data_deps=deps, ctrl_deps=[], duration_micros=duration, attrs=attrs)
+    deps = list(dict.fromkeys(node.data_deps + node.ctrl_deps))
+    return Node(node.id, node.name, node.type, deps, [], duration, node.start_time_micros, attrs)
 
 
 def system_json(config: EngineConfig) -> dict:
