@@ -29,6 +29,60 @@ _NUMBER = rb"[ \t]*(0|[1-9][0-9]{0,15})[ \t]*"
 _CANONICAL = re.compile(rb'[ \t]*\{[ \t]*"input_toks"[ \t]*:' + _NUMBER
                         + rb',[ \t]*"output_toks"[ \t]*:' + _NUMBER
                         + rb',[ \t]*"arrival_time_ns"[ \t]*:' + _NUMBER + rb"\}[ \t]*\r?\n?")
+# The same line with id lists as json.dumps writes them ("input_tok_ids": [1, 2, 3], then
+# optionally "output_tok_ids") is read with bytes operations too; ids of ten or more digits, a
+# leading 0 and any other spacing take the full parse.
+_WITH_IDS = re.compile(_CANONICAL.pattern[:_CANONICAL.pattern.rindex(rb"\}")]
+                       + rb',[ \t]*"input_tok_ids"[ \t]*:[ \t]*\[')
+_OUTPUT_IDS = re.compile(rb'\][ \t]*,[ \t]*"output_tok_ids"[ \t]*:[ \t]*\[')
+_END = re.compile(rb"\][ \t]*\}[ \t]*\r?\n?")
+_AS_D = bytes.maketrans(b"0123456789", b"dddddddddd")  # ten d's in a row: an id of 10+ digits
+
+
+def _id_count(listed: bytes) -> int | None:
+    """The number of ids in a json.dumps-style list body ("1, 2, 3"), all below 10**9 (inside
+    the id range); None for anything else."""
+    if not listed:
+        return 0
+    commas = listed.count(b",")
+    if listed.count(b", ") != commas or listed.count(b" ") != commas \
+            or listed.translate(None, b"0123456789, ") or listed.startswith((b"0", b",")) \
+            or listed.endswith(b" ") or b", ," in listed or b" 0" in listed \
+            or b"dddddddddd" in listed.translate(_AS_D):
+        return None
+    return commas + 1
+
+
+def _ids(listed: bytes) -> list[int]:
+    """The ids of a list body checked by `_id_count`."""
+    return list(map(int, listed.split(b", "))) if listed else []
+
+
+def _plain_ids(line: bytes) -> tuple[re.Match, bytes, int, bytes, int | None] | None:
+    """The header match, then the prompt and the output id list bodies each with its number
+    of ids (None without output ids), of a generator-written line with id lists; None for any
+    other line."""
+    head = _WITH_IDS.match(line)
+    if head is None:
+        return None
+    close = line.find(b"]", head.end())
+    if close < 0:
+        return None
+    prompt_ids = line[head.end():close]
+    n_prompt = _id_count(prompt_ids)
+    if n_prompt is None:
+        return None
+    if _END.fullmatch(line, close):
+        return head, prompt_ids, n_prompt, b"", None
+    more = _OUTPUT_IDS.match(line, close)
+    if more is None:
+        return None
+    close = line.find(b"]", more.end())
+    if close < 0 or not _END.fullmatch(line, close):
+        return None
+    output_ids = line[more.end():close]
+    n_output = _id_count(output_ids)
+    return None if n_output is None else (head, prompt_ids, n_prompt, output_ids, n_output)
 
 
 def _field(record: dict, key: str, where: str) -> object:
@@ -150,6 +204,20 @@ def load_requests(path: Path, limit: int, max_len: int | None = None,
                     arrival.append(at)
                     if keep_ids:
                         ids.append(None)
+                    continue
+            with_ids = _plain_ids(line) if plain is None else None
+            if with_ids is not None:
+                head, prompt_ids, n_prompt, output_ids, n_output = with_ids
+                n_in, n_out, at = int(head[1]), int(head[2]), int(head[3])
+                if n_prompt == n_in and n_output in (None, n_out) \
+                        and TOKENS.low <= n_in <= TOKENS.high \
+                        and TOKENS.low <= n_out <= TOKENS.high and at <= ARRIVAL_NS.high \
+                        and (max_len is None or n_in + n_out <= max_len):
+                    prompt.append(n_in)
+                    output.append(n_out)
+                    arrival.append(at)
+                    if keep_ids:
+                        ids.append(array("q", _ids(prompt_ids) + _ids(output_ids)))
                     continue
             fields = parse_line(line, f"{path}:{lineno}", max_len, keep_ids)
             if fields is not None:
