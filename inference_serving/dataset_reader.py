@@ -85,6 +85,27 @@ def _plain_ids(line: bytes) -> tuple[re.Match, bytes, int, bytes, int | None] | 
     return None if n_output is None else (head, prompt_ids, n_prompt, output_ids, n_output)
 
 
+def _plain_fields(line: bytes, max_len: int | None,
+                  keep_ids: bool) -> tuple[int, int, int, array | None] | None:
+    """`parse_line`'s result for a generator-written line whose numbers are all in range,
+    read without the JSON parser; None for any other line (the full parse then says why)."""
+    plain = _CANONICAL.fullmatch(line)
+    with_ids = None if plain is not None else _plain_ids(line)
+    if with_ids is not None:
+        plain, prompt_ids, n_prompt, output_ids, n_output = with_ids
+    if plain is None:
+        return None
+    n_in, n_out, at = int(plain[1]), int(plain[2]), int(plain[3])
+    if with_ids is not None and (n_prompt != n_in or n_output not in (None, n_out)):
+        return None
+    if not (TOKENS.low <= n_in <= TOKENS.high and TOKENS.low <= n_out <= TOKENS.high
+            and at <= ARRIVAL_NS.high and (max_len is None or n_in + n_out <= max_len)):
+        return None
+    if not keep_ids or with_ids is None:
+        return n_in, n_out, at, None
+    return n_in, n_out, at, array("q", _ids(prompt_ids) + _ids(output_ids))
+
+
 def _field(record: dict, key: str, where: str) -> object:
     if key not in record:
         near = closest(key, [k for k in record if k not in FIELDS])
@@ -194,32 +215,8 @@ def load_requests(path: Path, limit: int, max_len: int | None = None,
         for lineno, line in enumerate(handle, start=1):
             if len(arrival) >= limit:
                 break
-            plain = _CANONICAL.fullmatch(line)
-            if plain is not None:
-                n_in, n_out, at = int(plain[1]), int(plain[2]), int(plain[3])
-                if TOKENS.low <= n_in <= TOKENS.high and TOKENS.low <= n_out <= TOKENS.high \
-                        and at <= ARRIVAL_NS.high and (max_len is None or n_in + n_out <= max_len):
-                    prompt.append(n_in)
-                    output.append(n_out)
-                    arrival.append(at)
-                    if keep_ids:
-                        ids.append(None)
-                    continue
-            with_ids = _plain_ids(line) if plain is None else None
-            if with_ids is not None:
-                head, prompt_ids, n_prompt, output_ids, n_output = with_ids
-                n_in, n_out, at = int(head[1]), int(head[2]), int(head[3])
-                if n_prompt == n_in and n_output in (None, n_out) \
-                        and TOKENS.low <= n_in <= TOKENS.high \
-                        and TOKENS.low <= n_out <= TOKENS.high and at <= ARRIVAL_NS.high \
-                        and (max_len is None or n_in + n_out <= max_len):
-                    prompt.append(n_in)
-                    output.append(n_out)
-                    arrival.append(at)
-                    if keep_ids:
-                        ids.append(array("q", _ids(prompt_ids) + _ids(output_ids)))
-                    continue
-            fields = parse_line(line, f"{path}:{lineno}", max_len, keep_ids)
+            fields = _plain_fields(line, max_len, keep_ids) \
+                or parse_line(line, f"{path}:{lineno}", max_len, keep_ids)
             if fields is not None:
                 prompt.append(fields[0])
                 output.append(fields[1])

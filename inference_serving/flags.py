@@ -60,18 +60,10 @@ def request_count(text: str) -> int:
                                          "0-9, or all)") from None
 
 
-class _OneLineParser(OneLineParser):
-    """The shared one-line parser, pointing at `python main.py --help`."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        print(f"error: {message}, command line, see 'python main.py --help'", file=sys.stderr)
-        raise SystemExit(2)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The flag table of formats.md §7 for the features this version provides."""
-    p = _OneLineParser(prog="main.py", description="Simulate an LLM serving cluster.",
-                       formatter_class=_DefaultsFormatter)
+    p = OneLineParser(prog="python main.py", description="Simulate an LLM serving cluster.",
+                      formatter_class=_DefaultsFormatter)
     p.add_argument("--cluster-config", default=str(DEFAULT_CLUSTER_CONFIG),
                    help="cluster config JSON (default: %(default)s)")
     p.add_argument("--dataset", help="request trace (.jsonl); required")

@@ -44,7 +44,7 @@ def repeated_flag_warnings(parser: argparse.ArgumentParser, args: argparse.Names
 
 class OneLineParser(argparse.ArgumentParser):
     """An ArgumentParser whose errors follow the project's one-line rule and that notes each
-    flag given twice with different values (see `flag_warnings`)."""
+    flag given twice with different values (see `print_flag_warnings`)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
         print(f"error: {message}, command line, see '{self.prog} --help'", file=sys.stderr)
@@ -58,14 +58,10 @@ class OneLineParser(argparse.ArgumentParser):
         return parsed, extra
 
 
-def flag_warnings(args: argparse.Namespace) -> list[str]:
-    """The `warning:` lines about repeated flags of a parse by `OneLineParser`."""
-    return list(getattr(args, "_warnings", ()))
-
-
 def print_flag_warnings(args: argparse.Namespace) -> None:
-    """Print `flag_warnings(args)` to stderr (once the command has succeeded)."""
-    for line in flag_warnings(args):
+    """Print the `warning:` lines about repeated flags of a parse by `OneLineParser` to stderr
+    (once the command has succeeded)."""
+    for line in getattr(args, "_warnings", ()):
         print(line, file=sys.stderr)
 
 

@@ -140,8 +140,8 @@ def _encode_attr(a: Attr) -> bytes:
     return out + _key(number, wire) + payload
 
 
+_CACHE_MAX = 1 << 16  # entries kept per cache; anything beyond is encoded each time
 _ATTR_FIELDS: dict[tuple, bytes] = {}
-_ATTR_FIELDS_MAX = 1 << 16  # distinct scalar attributes kept; beyond, encoded each time
 
 
 def _attr_field(a: Attr) -> bytes:
@@ -152,7 +152,7 @@ def _attr_field(a: Attr) -> bytes:
     encoded = _ATTR_FIELDS.get(key)
     if encoded is None:
         encoded = _len_field(10, _encode_attr(a))
-        if len(_ATTR_FIELDS) < _ATTR_FIELDS_MAX:
+        if len(_ATTR_FIELDS) < _CACHE_MAX:
             _ATTR_FIELDS[key] = encoded
     return encoded
 
@@ -165,7 +165,6 @@ def encode_metadata(meta: GlobalMetadata) -> bytes:
 
 _ID, _TYPE, _START, _DURATION = b"\x08", b"\x18", b"\x30", b"\x38"
 _NAMES: dict[str, bytes] = {}  # node name -> encoded field 2 (layer names repeat every batch)
-_NAMES_MAX = 1 << 16
 _CTRL_DEPS, _DATA_DEPS = b"\x22", b"\x2a"
 
 
@@ -179,9 +178,9 @@ def encode_node(node: Node, numbering: dict[str, int]) -> bytes:
         parts += (_ID, varint(node.id))
     name = _NAMES.get(node.name)
     if name is None:
-        name = _NAMES[node.name] = _len_field(2, node.name.encode())
-        if len(_NAMES) > _NAMES_MAX:
-            _NAMES.clear()
+        name = _len_field(2, node.name.encode())
+        if len(_NAMES) < _CACHE_MAX:
+            _NAMES[node.name] = name
     parts.append(name)
     type_value = numbering[node.type]
     if type_value:
