@@ -221,28 +221,47 @@ def fit(samples: list[Sample], fallback: dict | None = None) -> dict:
 
 
 def predict_ns(calibration: dict, op: str, tokens: int, weight: int, ideal_ns: float,
-               launches: int, family: str = "") -> float:
+               launches: int, family: str = "", gemm_ratio: GemmRatio | None = None) -> float:
     """Calibrated latency of one operator call (element-wise lines of the model's family when
-    that family was profiled on this hardware)."""
+    that family was profiled on this hardware); `gemm_ratio`, the table's prepared `GemmRatio`,
+    saves rebuilding it on every call."""
     cls = OP_CLASS[op]
     if cls in ELEMENTWISE:
         line = calibration["elementwise_by_family"].get(family, {}).get(cls) \
             or calibration["elementwise"][cls]
         return line[0] * launches + line[1] * ideal_ns
-    return ideal_ns / ratio(calibration, tokens, weight)
+    return ideal_ns / (gemm_ratio or GemmRatio(calibration))(tokens, weight)
+
+
+class GemmRatio:
+    """Achieved roofline fraction of a matrix multiply under one calibration table,
+    interpolated in log2(tokens) and between the nearest profiled weight sizes; the row
+    values at a token count are interpolated once and kept for every weight size."""
+
+    def __init__(self, calibration: dict) -> None:
+        self.grid = np.asarray(calibration["token_log2_grid"], dtype=np.float64)
+        rows = {int(w): row for w, row in calibration["gemm_by_weight_log2"].items()}
+        self.sizes = np.asarray(sorted(rows), dtype=np.float64)
+        self.rows = [np.asarray(rows[w], dtype=np.float64) for w in sorted(rows)]
+        self.pooled = None if rows else \
+            np.asarray(calibration["classes"]["gemm"], dtype=np.float64)
+        self._at: dict[int, np.ndarray] = {}
+
+    def __call__(self, tokens: int, weight: int) -> float:
+        """The fraction for `tokens` tokens through a weight of 2^`weight` elements."""
+        x = math.log2(max(tokens, 1))
+        if self.pooled is not None:
+            return max(float(np.interp(x, self.grid, self.pooled)), 1e-6)
+        at = self._at.get(tokens)
+        if at is None:
+            at = self._at[tokens] = np.asarray([float(np.interp(x, self.grid, row))
+                                                for row in self.rows])
+        return max(float(np.interp(weight, self.sizes, at)), 1e-6)
 
 
 def ratio(calibration: dict, tokens: int, weight: int) -> float:
-    """Achieved roofline fraction of a matrix multiply, interpolated in log2(tokens) and
-    between the nearest profiled weight sizes."""
-    grid = calibration["token_log2_grid"]
-    x = math.log2(max(tokens, 1))
-    rows = {int(w): row for w, row in calibration["gemm_by_weight_log2"].items()}
-    if not rows:
-        return max(float(np.interp(x, grid, calibration["classes"]["gemm"])), 1e-6)
-    sizes = sorted(rows)
-    at = [float(np.interp(x, grid, rows[w])) for w in sizes]
-    return max(float(np.interp(weight, sizes, at)), 1e-6)
+    """Achieved roofline fraction of a matrix multiply (see `GemmRatio`)."""
+    return GemmRatio(calibration)(tokens, weight)
 
 
 def _unpriced(op: str, tokens: int) -> int:

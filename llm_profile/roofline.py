@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields, replace
 
-from llm_profile.calibrate import OP_CLASS, predict_ns, weight_log2, work
+from llm_profile.calibrate import OP_CLASS, GemmRatio, predict_ns, weight_log2, work
 from llm_profile.hardware_catalog import CATALOGUE_DIR, HardwareSpec
 from llm_profile.perf_model import AttentionBatch, PerfModel, decode_total
 from llmsim_core.errors import InputError
@@ -67,6 +67,7 @@ class RooflinePerfModel(PerfModel):
         self.tp = tp
         self.fp = fp_bits // 8
         self.calibration = calibration
+        self._gemm_ratio = GemmRatio(calibration) if calibration is not None else None
         self.eff = e = Efficiency.for_hardware(hw)
         self.flops_per_ns = hw.peak_flops_per_ns(fp_bits)
         self.bytes_per_ns = hw.mem_bytes_per_ns
@@ -102,7 +103,7 @@ class RooflinePerfModel(PerfModel):
             ideal = max(w.flops / self.flops_per_ns, w.nbytes / self.bytes_per_ns)
             weight = weight_log2(self.model, layer, self.tp)
             return max(1, int(predict_ns(self.calibration, layer, t, weight, ideal, w.launches,
-                                         self.model.model_type)))
+                                         self.model.model_type, self._gemm_ratio)))
         e = self.eff
         if cls == "gemm":
             # GEMM kernels cover the token (M) dimension in tiles: up to one tile the library
