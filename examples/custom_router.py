@@ -9,7 +9,8 @@ A router is any class constructed with the run's seed and offering
 `route(request, candidates) -> instance`, where `candidates` are the instances allowed to
 take the request (prefill-capable ones on arrival, decode ones at a P/D hand-off). An
 instance exposes `index`, `spec` (its cluster-config entry), `scheduler.num_requests()`,
-`outstanding_tokens()` and `kv.free_blocks`.
+`outstanding_tokens()` and `kv.free_blocks`. A router reads the request and never assigns
+to it: a changed field (its prompt, output, arrival, progress) stops the run with an error.
 """
 
 from __future__ import annotations

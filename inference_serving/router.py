@@ -64,9 +64,16 @@ ROUTERS: dict[str, type] = {"RR": RoundRobinRouter, "RAND": RandomRouter,
                             "LOAD": LeastLoadRouter}
 
 
+# The request fields a router may read but must not change (the scheduler and the CSV rely
+# on them); a router gets a copy of the candidate list, so changing that list changes nothing.
+ROUTER_READ_ONLY = ("rid", "arrival", "prompt", "output", "num_tokens", "computed",
+                    "generated", "prefilled", "blocks")
+
+
 class CheckedRouter:
-    """A `CUSTOM` router whose choices are checked: an exception or an answer that is not one
-    of the candidates stops the run with a one-line error naming the class."""
+    """A `CUSTOM` router whose choices are checked: an exception, an answer that is not one
+    of the candidates, or a change to the request it routes stops the run with a one-line
+    error naming the class."""
 
     def __init__(self, inner: Router, where: str) -> None:
         self.inner = inner
@@ -75,12 +82,19 @@ class CheckedRouter:
     def route(self, request: Request, candidates: list[Instance]) -> Instance:
         """The user router's choice, checked."""
         cls = type(self.inner)
+        before = [getattr(request, name) for name in ROUTER_READ_ONLY]
         try:
-            choice = self.inner.route(request, candidates)
+            choice = self.inner.route(request, list(candidates))
         except InputError:
             raise
         except (Exception, SystemExit) as exc:  # user code (even sys.exit): one line
             raise user_code_failed(cls, "route", exc, self.where) from None
+        for name, value in zip(ROUTER_READ_ONLY, before, strict=True):
+            now = getattr(request, name)
+            if now is not value and now != value:
+                raise InputError(f"{cls.__name__}.route changed field '{name}' of request "
+                                 f"{before[0]} from {value!r} to {now!r}", self.where,
+                                 "read the request in a router, never assign to it")
         if not any(choice is inst for inst in candidates):
             ids = [inst.index for inst in candidates]
             raise InputError(f"{cls.__name__}.route returned {choice!r} for request "

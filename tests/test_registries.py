@@ -64,6 +64,21 @@ class FailsToRoute(ToInstanceOne):
         return candidates[5]
 
 
+class ShrinksPrompt(ToInstanceOne):
+    def route(self, request, candidates):
+        request.prompt = -5
+        return candidates[0]
+
+
+class EmptiesCandidates(ToInstanceOne):
+    """Clears the list it is given: the run's own candidate list must not change."""
+
+    def route(self, request, candidates):
+        choice = candidates[-1]
+        candidates.clear()
+        return choice
+
+
 class NoRoute:
     def __init__(self, seed: int) -> None:
         pass
@@ -192,6 +207,7 @@ def test_custom_router_sends_every_request_to_instance_one():
                        "instances [0, 1]"),
     ("FailsToRoute", "FailsToRoute.route raised IndexError: list index out of range at "),
     ("BrokenInit", "BrokenInit.__init__ raised RuntimeError: no config file"),
+    ("ShrinksPrompt", "ShrinksPrompt.route changed field 'prompt' of request 0 from "),
 ])
 def test_a_misbehaving_router_is_an_input_error(cls, message):
     with pytest.raises(InputError) as caught:
@@ -199,6 +215,12 @@ def test_a_misbehaving_router_is_an_input_error(cls, message):
                  custom_router=f"{HERE}:{cls}")
     assert message in caught.value.what
     assert caught.value.where == f"--custom-router {HERE}:{cls}"
+
+
+def test_a_router_clearing_its_candidate_list_changes_nothing():
+    results = simulate(two_nodes(), dataset=EXAMPLE, num_req=6, request_routing_policy="CUSTOM",
+                       custom_router=f"{HERE}:EmptiesCandidates")
+    assert [r.instance_id for r in results.requests] == [1] * 6
 
 
 # --- expert routers -------------------------------------------------------------------------
