@@ -18,7 +18,9 @@ from llmsim_core.args import print_flag_warnings
 from llmsim_core.errors import InputError
 
 # Termination requests end the run like Ctrl-C: temp files are removed, no output is left.
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+# Each raises KeyboardInterrupt(signal number), which tells a real interrupt from one that a
+# user class raises itself (that one is the class's failure, llmsim_core.plugins).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -27,11 +29,13 @@ def _interrupt(signum: int, frame: object) -> None:
 
 @contextmanager
 def _stop_signals_interrupt() -> Iterator[None]:
-    """SIGTERM and SIGHUP raise KeyboardInterrupt for the duration (main thread only)."""
+    """SIGINT, SIGTERM and SIGHUP raise KeyboardInterrupt(signal number) for the duration
+    (main thread only; a signal the parent set to be ignored stays ignored)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {sig: signal.signal(sig, _interrupt) for sig in STOP_SIGNALS}
+    previous = {sig: signal.signal(sig, _interrupt) for sig in STOP_SIGNALS
+                if signal.getsignal(sig) is not signal.SIG_IGN}
     try:
         yield
     finally:

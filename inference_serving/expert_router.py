@@ -91,7 +91,7 @@ class CheckedExpertRouter:
             routed = list(self.inner.route(tokens, experts, k, layers, seed))
         except InputError:
             raise
-        except (Exception, SystemExit) as exc:  # user code (even sys.exit): one line
+        except BaseException as exc:  # user code (even sys.exit): one line
             raise user_code_failed(type(self.inner), "route", exc, self.where) from None
         if len(routed) != layers:
             raise self._bad(f"returned {len(routed)} layers for {layers}")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+from array import array
+from dataclasses import fields
 from typing import Protocol
 
 from inference_serving.instance import Instance
@@ -64,16 +66,22 @@ ROUTERS: dict[str, type] = {"RR": RoundRobinRouter, "RAND": RandomRouter,
                             "LOAD": LeastLoadRouter}
 
 
-# The request fields a router may read but must not change (the scheduler and the CSV rely
-# on them); a router gets a copy of the candidate list, so changing that list changes nothing.
-ROUTER_READ_ONLY = ("rid", "arrival", "prompt", "output", "num_tokens", "computed",
-                    "generated", "prefilled", "blocks")
+def request_state(request: Request) -> list[object]:
+    """Every field of `request` as a value (containers copied), to see whether user code
+    changed any of them."""
+    return [bytes(value) if isinstance(value, array) else list(value)
+            if isinstance(value, list) else value
+            for value in map(request.__getattribute__, REQUEST_FIELDS)]
+
+
+REQUEST_FIELDS = tuple(f.name for f in fields(Request))
 
 
 class CheckedRouter:
     """A `CUSTOM` router whose choices are checked: an exception, an answer that is not one
-    of the candidates, or a change to the request it routes stops the run with a one-line
-    error naming the class."""
+    of the candidates, or a change to the request it routes (any field: the scheduler and the
+    outputs rely on them) stops the run with a one-line error naming the class. The router
+    gets a copy of the candidate list, so changing that list changes nothing."""
 
     def __init__(self, inner: Router, where: str) -> None:
         self.inner = inner
@@ -82,19 +90,23 @@ class CheckedRouter:
     def route(self, request: Request, candidates: list[Instance]) -> Instance:
         """The user router's choice, checked."""
         cls = type(self.inner)
-        before = [getattr(request, name) for name in ROUTER_READ_ONLY]
+        before = request_state(request)
         try:
             choice = self.inner.route(request, list(candidates))
         except InputError:
             raise
-        except (Exception, SystemExit) as exc:  # user code (even sys.exit): one line
+        except BaseException as exc:  # user code (even sys.exit): one line
             raise user_code_failed(cls, "route", exc, self.where) from None
-        for name, value in zip(ROUTER_READ_ONLY, before, strict=True):
-            now = getattr(request, name)
-            if now is not value and now != value:
-                raise InputError(f"{cls.__name__}.route changed field '{name}' of request "
-                                 f"{before[0]} from {value!r} to {now!r}", self.where,
-                                 "read the request in a router, never assign to it")
+        after = request_state(request)
+        if after != before:
+            name, was, now = next(change for change in zip(REQUEST_FIELDS, before, after,
+                                                           strict=True)
+                                  if change[1] != change[2])
+            values = "" if isinstance(was, bytes | list) or isinstance(now, bytes | list) \
+                else f" from {repr(was)[:40]} to {repr(now)[:40]}"
+            raise InputError(f"{cls.__name__}.route changed field '{name}' of request "
+                             f"{before[0]}{values}", self.where,
+                             "read the request in a router, never change it")
         if not any(choice is inst for inst in candidates):
             ids = [inst.index for inst in candidates]
             raise InputError(f"{cls.__name__}.route returned {choice!r} for request "

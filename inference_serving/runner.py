@@ -30,7 +30,7 @@ from inference_serving.sim_log import SimLogger
 from inference_serving.simulator import SimResult, Simulator
 from inference_serving.timeline import Timeline
 from llmsim_core.errors import InputError
-from llmsim_core.plugins import origin
+from llmsim_core.plugins import describe, is_stop_signal, origin
 
 
 class ChakraExport(Observer):
@@ -208,12 +208,12 @@ def execute(options: RunOptions, cluster: ClusterConfig, log: SimLogger,
     except BaseException as exc:
         if exporter is not None:
             exporter.discard()
-        if options.custom_scheduler and isinstance(exc, Exception | SystemExit) and \
-                not isinstance(exc, InputError):
+        if options.custom_scheduler and not isinstance(exc, InputError | OSError) and \
+                not is_stop_signal(exc):
             # The simulator trusts a scheduler's batches; a CUSTOM one that breaks the interface
             # (a batch that is not a Batch, a method that raises) fails somewhere inside.
-            raise InputError(f"the run failed with the CUSTOM scheduler ({type(exc).__name__}: "
-                             f"{exc}{origin(exc)})", f"--custom-scheduler "
+            raise InputError(f"the run failed with the CUSTOM scheduler ({describe(exc)}"
+                             f"{origin(exc)})", f"--custom-scheduler "
                              f"{options.custom_scheduler}", "follow the Scheduler interface of "
                              "inference_serving/scheduler/base.py") from None
         raise

@@ -46,7 +46,7 @@ class CheckedPerfModel:
             value = self.inner.layer_ns(layer, tokens)
         except InputError:
             raise
-        except (Exception, SystemExit) as exc:  # user code (even sys.exit): one line
+        except BaseException as exc:  # user code (even sys.exit): one line
             raise user_code_failed(type(self.inner), "layer_ns", exc, self.where) from None
         return self._checked(value, f"layer_ns({layer!r}, {tokens})")
 
@@ -56,7 +56,7 @@ class CheckedPerfModel:
             value = self.inner.attention_ns(batch)
         except InputError:
             raise
-        except (Exception, SystemExit) as exc:  # user code (even sys.exit): one line
+        except BaseException as exc:  # user code (even sys.exit): one line
             raise user_code_failed(type(self.inner), "attention_ns", exc, self.where) from None
         return self._checked(value, "attention_ns(...)")
 

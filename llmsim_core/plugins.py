@@ -43,8 +43,10 @@ def _import(module: str, where: str) -> Any:
         sys.path.append(cwd)
     try:
         return importlib.import_module(module)
-    except (Exception, SystemExit) as exc:  # any error of the user's module, even sys.exit
-        raise InputError(f"cannot import module '{module}' ({type(exc).__name__}: {exc})", where,
+    except BaseException as exc:  # any error of the user's module, even sys.exit
+        if is_stop_signal(exc):
+            raise
+        raise InputError(f"cannot import module '{module}' ({describe(exc)})", where,
                          "check the module name and that it is importable from the working "
                          "directory or PYTHONPATH") from None
 
@@ -110,10 +112,33 @@ def origin(exc: BaseException) -> str:
     return f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
 
 
-def user_code_failed(cls: type, call: str, exc: BaseException, where: str) -> InputError:
-    """The one-line error for an exception raised by `cls.call` of a user class."""
-    return InputError(f"{cls.__name__}.{call} raised {type(exc).__name__}: {exc}{origin(exc)}",
-                      where, f"fix {cls.__module__}.{cls.__qualname__}")
+def is_stop_signal(exc: BaseException) -> bool:
+    """True for the KeyboardInterrupt of a real Ctrl-C or termination signal: the command line
+    raises those with the signal number (`KeyboardInterrupt(signum)`); one that user code
+    raises itself carries no number and is a failure of that code."""
+    return isinstance(exc, KeyboardInterrupt) and bool(exc.args) and \
+        isinstance(exc.args[0], int) and not isinstance(exc.args[0], bool)
+
+
+def describe(exc: BaseException) -> str:
+    """`Type: message` of an exception (`Type` alone without a message; a stand-in for a
+    message that cannot even be printed)."""
+    try:
+        message = str(exc)
+    except BaseException:  # a user exception whose __str__ fails
+        message = "<a message that cannot be printed>"
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def user_code_failed(cls: type, call: str, exc: BaseException,
+                     where: str) -> BaseException:
+    """The one-line error for an exception (any, even `SystemExit` or a `BaseException`
+    subclass) raised by `cls.call` of a user class; a stop signal is returned as it is, so
+    that `raise user_code_failed(...)` lets the interrupt go on."""
+    if is_stop_signal(exc):
+        return exc
+    return InputError(f"{cls.__name__}.{call} raised {describe(exc)}{origin(exc)}", where,
+                      f"fix {cls.__module__}.{cls.__qualname__}")
 
 
 def construct(cls: type, where: str, *args: Any) -> Any:
@@ -122,5 +147,5 @@ def construct(cls: type, where: str, *args: Any) -> Any:
         return cls(*args)
     except InputError:
         raise
-    except (Exception, SystemExit) as exc:  # the user's constructor failed (even sys.exit)
+    except BaseException as exc:  # the user's constructor failed (even sys.exit)
         raise user_code_failed(cls, "__init__", exc, where) from None

@@ -201,6 +201,28 @@ CASES: dict[str, tuple[Callable, Callable[[Path], list[str]], str]] = {
         t, "router", ROUTER_BASE + "import sys\nclass X(ShortestQueue):\n"
         "    def route(self, *a):\n        sys.exit(3)\n", cfg=MULTI),
         "X.route raised SystemExit: 3"),
+    # User code raising what is not an Exception, or an exception that cannot be printed.
+    "custom_router_raises_a_base_exception": (MAIN, lambda t: custom(
+        t, "router", ROUTER_BASE + "class Stop(BaseException):\n    pass\n"
+        "class X(ShortestQueue):\n    def route(self, *a):\n        raise Stop('halt')\n",
+        cfg=MULTI), "X.route raised Stop: halt at "),
+    "custom_router_raises_keyboard_interrupt": (MAIN, lambda t: custom(
+        t, "router", ROUTER_BASE + "class X(ShortestQueue):\n    def route(self, *a):\n"
+        "        raise KeyboardInterrupt\n", cfg=MULTI), "X.route raised KeyboardInterrupt at "),
+    "custom_router_import_raises_generator_exit": (MAIN, lambda t: custom(
+        t, "router", "raise GeneratorExit\n", cfg=MULTI), "(GeneratorExit), --custom-router"),
+    "custom_router_exception_message_fails": (MAIN, lambda t: custom(
+        t, "router", ROUTER_BASE + "class Odd(Exception):\n    def __str__(self):\n"
+        "        raise RuntimeError\nclass X(ShortestQueue):\n    def route(self, *a):\n"
+        "        raise Odd\n", cfg=MULTI),
+        "X.route raised Odd: <a message that cannot be printed> at "),
+    "custom_perf_raises_a_base_exception": (MAIN, lambda t: custom(
+        t, "perf", PERF_BASE + "class X(OutsideCostModel):\n    def layer_ns(self, *a):\n"
+        "        raise BaseException\n"), "X.layer_ns raised BaseException at "),
+    "custom_scheduler_raises_keyboard_interrupt": (MAIN, lambda t: custom(
+        t, "scheduler", SCHED_BASE + "class X(CappedBatchScheduler):\n"
+        "    def schedule(self, now):\n        raise KeyboardInterrupt\n"),
+        "the run failed with the CUSTOM scheduler (KeyboardInterrupt at "),
     # Numbers in Python's looser syntax (`1_000`, non-ASCII digits, padding).
     "max_num_seqs_with_underscores": (MAIN, lambda t: simulate_args(t, "--max-num-seqs", "1_000"),
                                       "invalid integer '1_000'"),
@@ -327,8 +349,10 @@ def _running(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def test_sigterm_ends_a_run_like_ctrl_c(tmp_path):
-    """SIGTERM mid-run: one `error:` line, status 128 + 15, no output file, no temp file."""
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_signal_ends_a_run_like_ctrl_c(tmp_path, stop):
+    """SIGTERM or SIGINT mid-run: one `error:` line, status 128 + signal, no output file, no
+    temp file."""
     trace = tmp_path / "long.jsonl"
     line = '{"input_toks": 500, "output_toks": 2000, "arrival_time_ns": %d}\n'
     trace.write_text("".join(line % (i * 10**6) for i in range(20000)))
@@ -336,12 +360,13 @@ def test_sigterm_ends_a_run_like_ctrl_c(tmp_path):
     proc = subprocess.Popen([sys.executable, str(REPO / "main.py"), "--no-progress", "--quiet",
                              "--dataset", str(trace), "--num-req", "all", "--output", str(out)],
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True,  # a test runner may ignore SIGINT: not the child
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(1.5)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(stop)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 128 + signal.SIGTERM, err
-    assert err.splitlines() == ["error: interrupted (SIGTERM), command line, run again"]
+    assert proc.returncode == 128 + stop, err
+    assert err.splitlines() == [f"error: interrupted ({stop.name}), command line, run again"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["long.jsonl"]
 
 

@@ -70,6 +70,13 @@ class ShrinksPrompt(ToInstanceOne):
         return candidates[0]
 
 
+class MarksStarted(ToInstanceOne):
+    def route(self, request, candidates):
+        request.first_scheduled = 5
+        request.itl.append(10**15)
+        return candidates[0]
+
+
 class EmptiesCandidates(ToInstanceOne):
     """Clears the list it is given: the run's own candidate list must not change."""
 
@@ -207,7 +214,9 @@ def test_custom_router_sends_every_request_to_instance_one():
                        "instances [0, 1]"),
     ("FailsToRoute", "FailsToRoute.route raised IndexError: list index out of range at "),
     ("BrokenInit", "BrokenInit.__init__ raised RuntimeError: no config file"),
-    ("ShrinksPrompt", "ShrinksPrompt.route changed field 'prompt' of request 0 from "),
+    ("ShrinksPrompt", "ShrinksPrompt.route changed field 'prompt' of request 0 from 45 to -5"),
+    ("MarksStarted", "MarksStarted.route changed field 'first_scheduled' of request 0 from -1 "
+                     "to 5"),
 ])
 def test_a_misbehaving_router_is_an_input_error(cls, message):
     with pytest.raises(InputError) as caught:
