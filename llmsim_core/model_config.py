@@ -66,6 +66,15 @@ def _require_int(raw: dict, key: str, where: str, aliases: tuple[str, ...] = ())
     raise InputError(f"missing key '{key}'", where, fix)
 
 
+def _same_under_both(raw: dict, names: tuple[str, str], where: str) -> None:
+    """Two spellings of one key may both appear only with the same value."""
+    first, second = names
+    if first in raw and second in raw and raw[first] != raw[second]:
+        raise InputError(f"'{first}' ({raw[first]!r}) and '{second}' ({raw[second]!r}) name "
+                         "the same quantity with different values", where,
+                         "keep one of them or give both the same value")
+
+
 def model_from_dict(name: str, raw: dict, where: str) -> ModelConfig:
     """Validate a parsed HF-style config dict and build a ModelConfig."""
     if not isinstance(raw, dict):
@@ -82,10 +91,19 @@ def model_from_dict(name: str, raw: dict, where: str) -> ModelConfig:
                          "divide evenly", where, "fix the model config")
     # Mixtral/PhiMoE name the expert count num_local_experts, Qwen-MoE num_experts, and Qwen
     # gives the per-expert width as moe_intermediate_size.
+    _same_under_both(raw, ("num_local_experts", "num_experts"), where)
+    _same_under_both(raw, ("intermediate_size", "ffn_dim"), where)
     expert_key = next((k for k in ("num_local_experts", "num_experts") if k in raw), None)
     experts = _require_int(raw, expert_key, where) if expert_key else 0
     per_tok = _require_int(raw, "num_experts_per_tok", where) if experts and \
         "num_experts_per_tok" in raw else 1
+    if per_tok > experts > 0:
+        raise InputError(f"num_experts_per_tok {per_tok} exceeds the {experts} experts", where,
+                         "route each token to at most as many experts as the model has")
+    model_type = raw.get("model_type", "")
+    if not isinstance(model_type, str):
+        raise InputError(f"'model_type' must be a string, got {model_type!r}", where,
+                         "give the HF model type, e.g. \"llama\"")
     ffn_keys = ("moe_intermediate_size", "intermediate_size") if experts else \
         ("intermediate_size",)
     ffn_key = next((k for k in ffn_keys if k in raw), "intermediate_size")
@@ -100,7 +118,7 @@ def model_from_dict(name: str, raw: dict, where: str) -> ModelConfig:
         max_position_embeddings=_require_int(raw, "max_position_embeddings", where),
         num_experts=experts,
         experts_per_token=per_tok,
-        model_type=str(raw.get("model_type", "")),
+        model_type=model_type,
         explicit_head_dim=head_dim,
     )
 

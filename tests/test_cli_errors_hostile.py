@@ -154,6 +154,16 @@ CASES: dict[str, tuple[Callable, Callable[[Path], list[str]], str]] = {
     "seed_beyond_64_bits": (MAIN, lambda t: simulate_args(t, "--seed", 2**64),
                             "--seed must be at most 9223372036854775807"),
     "head_dim_zero": (MAIN, lambda t: model_with(t, head_dim=0), "'head_dim' must be an integer"),
+    "model_top_k_beyond_the_experts": (MAIN, lambda t: model_with(
+        t, num_local_experts=16, num_experts_per_tok=32),
+        "num_experts_per_tok 32 exceeds the 16 experts"),
+    "model_two_expert_counts": (MAIN, lambda t: model_with(t, num_local_experts=16,
+                                                            num_experts=4),
+                                "'num_local_experts' (16) and 'num_experts' (4) name the same"),
+    "model_two_ffn_widths": (MAIN, lambda t: model_with(t, ffn_dim=999),
+                             "'intermediate_size' (14336) and 'ffn_dim' (999) name the same"),
+    "model_type_not_a_string": (MAIN, lambda t: model_with(t, model_type=["llama"]),
+                                "'model_type' must be a string, got ['llama']"),
     "pim_key_differs_in_case": (MAIN, lambda t: pim(t, HBM2 + "IDLE_POWER = 5\n"),
                                 "key 'IDLE_POWER' on line"),
     # Outside binaries (casys protocol and upstream) that misbehave.
