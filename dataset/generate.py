@@ -23,6 +23,7 @@ from inference_serving.output_paths import check_output_paths
 from llmsim_core.args import OneLineParser, integer, number, print_flag_warnings
 from llmsim_core.atomic_write import temp_prefix
 from llmsim_core.bounds import ARRIVAL_NS, INT32_MAX, Bound, checked
+from llmsim_core.cli_guard import guarded
 from llmsim_core.errors import InputError
 
 # ShareGPT-like lengths, fitted to the 300 requests of the third-party trace
@@ -248,6 +249,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+@guarded
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point: write one trace file."""
     p = _parser()

@@ -27,6 +27,7 @@ from inference_serving.observers import Observer
 from inference_serving.scheduler.base import Batch
 from llmsim_core.args import OneLineParser, print_flag_warnings
 from llmsim_core.bounds import INT32_MAX, SCHEDULER_LIMIT, Bound, checked_int
+from llmsim_core.cli_guard import guarded
 from llmsim_core.errors import InputError
 from llmsim_core.strict_json import loads
 
@@ -349,6 +350,7 @@ def table(sides: list[Side]) -> str:
     return "\n".join(lines)
 
 
+@guarded
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     parser = OneLineParser(prog="python -m evaluation.bench", description=__doc__

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from evaluation.console import parse_console
 from llmsim_core.args import OneLineParser, print_flag_warnings
+from llmsim_core.cli_guard import guarded
 from llmsim_core.errors import InputError
 from llmsim_core.strict_json import read_text
 
@@ -117,6 +118,7 @@ def compare_runs(a: RunFiles, b: RunFiles) -> list[str]:
     return lines
 
 
+@guarded
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m evaluation.compare RUN_A RUN_B`."""
     parser = OneLineParser(prog="python -m evaluation.compare",

@@ -21,6 +21,7 @@ from evaluation.console import ConsoleRun, parse_console
 from evaluation.experiments import FEATURE_OF_FLAG, FIGURE_TABLES, FIGURES, Experiment, of_figure
 from evaluation.runner import WORKERS, RunRecord, missing_flags, run_all
 from llmsim_core.args import OneLineParser, integer, print_flag_warnings
+from llmsim_core.cli_guard import guarded
 from llmsim_core.errors import InputError
 
 
@@ -177,6 +178,7 @@ def reproduce(figures: list[int], data: Path, out: Path, real: Path | None,
     return list(results.values())
 
 
+@guarded
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m evaluation.figure`."""
     parser = OneLineParser(prog="python -m evaluation.figure",

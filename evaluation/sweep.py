@@ -26,6 +26,7 @@ from evaluation.sweep_spec import SweepSpec, load_spec
 from inference_serving.output_paths import check_output_paths
 from llmsim_core.args import OneLineParser, integer, print_flag_warnings
 from llmsim_core.atomic_write import write_atomic
+from llmsim_core.cli_guard import guarded
 from llmsim_core.errors import InputError
 
 
@@ -106,15 +107,19 @@ def _parser() -> OneLineParser:
     plot.add_argument("--no-plot", action="store_true", help="draw no plot")
     return p
 
+MAX_JOBS = 256  # local worker processes: beyond this a machine thrashes (use Ray instead)
 
+
+@guarded
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     args = _parser().parse_args(argv)
     start = time.perf_counter()
     try:
-        if args.jobs is not None and args.jobs < 1:
-            raise InputError(f"--jobs must be >= 1, got {args.jobs}", "command line",
-                             "pass a positive number")
+        if args.jobs is not None and not 1 <= args.jobs <= MAX_JOBS:
+            raise InputError(f"--jobs must be in 1..{MAX_JOBS} (worker processes on this "
+                             f"machine), got {args.jobs}", "command line",
+                             "pass about the number of CPU cores, or use --ray for more")
         if args.jobs is not None and args.ray:
             raise InputError("--jobs has no effect with --ray ADDRESS (the cluster's CPUs "
                              "decide)", "command line", "drop --jobs")

@@ -6,12 +6,14 @@ from __future__ import annotations
 import importlib.util
 import logging
 import multiprocessing
+import os
 import socket
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from evaluation.sweep_points import Point, run_point
+from llmsim_core.cli_guard import worker_signals
 from llmsim_core.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,7 +41,7 @@ class LocalRunner(PointRunner):
 
     def __init__(self, jobs: int) -> None:
         self.jobs = jobs
-        self.pool: Executor | None = None
+        self.pool: ProcessPoolExecutor | None = None
 
     def map(self, points: list[Point]) -> list[dict[str, Any]]:
         if self.jobs == 1 or len(points) == 1:
@@ -48,8 +50,25 @@ class LocalRunner(PointRunner):
             # fork reuses this process's imports; each worker then starts in milliseconds.
             methods = multiprocessing.get_all_start_methods()
             context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-            self.pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=context)
-        return list(self.pool.map(run_point, points))
+            # Workers leave Ctrl-C to this process, which reports it once and stops them.
+            workers = min(self.jobs, max(len(points), os.cpu_count() or 1))
+            self.pool = ProcessPoolExecutor(max_workers=workers,
+                                            mp_context=context, initializer=worker_signals)
+        try:
+            return list(self.pool.map(run_point, points))
+        except BaseException:
+            self._stop_workers()
+            raise
+
+    def _stop_workers(self) -> None:
+        """End the pool at once: cancel the points not started, stop the running ones."""
+        pool, self.pool = self.pool, None
+        if pool is None:
+            return
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.terminate()
 
     def close(self) -> None:
         if self.pool is not None:

@@ -22,6 +22,7 @@ from astra_sim.export import export
 from astra_sim.memory import CXL, LOCAL, REMOTE, MemorySystem
 from inference_serving.fabric import InstanceFabric, cxl_tier, host_tier, local_tier
 from inference_serving.scheduler.base import Batch
+from llmsim_core.errors import InputError
 from llmsim_core.iteration_plan import (
     COLLECTIVE,
     COMPUTE,
@@ -212,5 +213,12 @@ class ChakraExporter:
             graphs.update(plan_graphs(plan, inst.fabric, receivers=True))
         config, memory = engine_setup(inst.fabric, self.num_nodes, len(plans))
         target = self.directory / f"instance{inst.index}_batch{batch.batch_id}"
+        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            target.mkdir()  # only into a folder of its own: nothing of the user's is written
+        except FileExistsError:
+            raise InputError(f"{target.name} appeared in the export folder during the run",
+                             f"--export-chakra {self.directory}",
+                             "export into a folder nothing else writes to") from None
         self.written.append(target)
         return export(target, graphs, config, memory, self.dialect)

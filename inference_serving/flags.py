@@ -465,10 +465,4 @@ def options_from_args(args: argparse.Namespace, need_dataset: bool = True) -> Ru
                          "back to the roofline model)", f"--perf-models {args.perf_models}",
                          "pass the profile root laid out <hardware>/<org>/<model>/tp<N>/")
     check_run_paths(options)
-    written = [p.resolve() for p in (output, throughput, options.metrics_json,
-                                     options.trace_output) if p is not None]
-    if len(set(written)) != len(written):
-        raise InputError("two outputs would be written to the same file", "--output / "
-                         "--throughput-output / --metrics-json / --trace-output",
-                         "give each a distinct path")
     return options

@@ -11,6 +11,13 @@ from inference_serving.options import RunOptions
 from llmsim_core.errors import InputError
 from llmsim_core.plugins import source_files
 
+# The files --plot-dir writes (plots.py draws them); power.png only when power is modelled.
+PLOT_FILES = ("throughput.png", "ttft_cdf.png", "tpot_cdf.png", "e2e_cdf.png", "requests.png",
+              "memory.png")
+POWER_PLOT = "power.png"
+# The batch folders --export-chakra writes, instance<i>_batch<b>.
+EXPORT_PATTERN = "instance*_batch*"
+
 
 def _existing_ancestor(path: Path, flag: str) -> Path:
     """The nearest existing folder above `path`; an error if a file is in the way."""
@@ -116,15 +123,47 @@ def _plugin_files(options: RunOptions) -> list[Path]:
 
 
 def check_run_paths(options: RunOptions) -> None:
-    """Check every output path of a run against its inputs before anything is simulated."""
-    check_output_paths({"--output": options.output,
-                        "--throughput-output": options.throughput_output,
-                        "--metrics-json": options.metrics_json,
-                        "--trace-output": options.trace_output},
+    """Check every output path of a run against its inputs and each other before anything is
+    simulated: the output files, each plot file of --plot-dir, and the export folder."""
+    files: dict[str, Path | None] = {"--output": options.output,
+                                     "--throughput-output": options.throughput_output,
+                                     "--metrics-json": options.metrics_json,
+                                     "--trace-output": options.trace_output}
+    if options.plot_dir is not None:
+        check_output_folder(options.plot_dir, "--plot-dir")
+        files |= {f"--plot-dir {name}": options.plot_dir / name
+                  for name in (*PLOT_FILES, POWER_PLOT)}
+    check_output_paths(files,
                        inputs=(options.cluster_config, options.dataset, options.astra_sim_bin,
                                *_plugin_files(options)),
                        input_roots=(options.model_configs, options.perf_models,
                                     *((options.pim_configs,) if options.attn_offloading else ())),
                        export_dir=options.export_chakra)
-    if options.plot_dir is not None:
-        check_output_folder(options.plot_dir, "--plot-dir")
+    _distinct(files)
+    if options.export_chakra is not None:
+        _fresh_export_folder(options.export_chakra)
+
+
+def _distinct(files: Mapping[str, Path | None]) -> None:
+    """No two outputs may be the same file."""
+    seen: dict[Path, str] = {}
+    for flag, path in files.items():
+        if path is None:
+            continue
+        resolved = path.resolve()
+        if resolved in seen:
+            raise InputError(f"{seen[resolved]} and {flag} would write the same file",
+                             f"{flag} {path}", "give each output a distinct path")
+        seen[resolved] = flag
+
+
+def _fresh_export_folder(folder: Path) -> None:
+    """The export writes only batch folders it creates: a folder already holding an export
+    (or anything under those names) is refused, so nothing of the user's is replaced."""
+    if not folder.is_dir():
+        return
+    taken = sorted(p.name for p in folder.glob(EXPORT_PATTERN))
+    if taken:
+        raise InputError(f"the folder already holds batch folders of an export ({taken[0]}"
+                         f"{' …' if len(taken) > 1 else ''})", f"--export-chakra {folder}",
+                         "choose a new or empty folder, or remove the old export")

@@ -17,15 +17,13 @@ import numpy as np
 from inference_serving.fleet import FleetSamples
 from inference_serving.instance import Instance
 from inference_serving.observers import Observer
+from inference_serving.output_paths import POWER_PLOT
 from inference_serving.power import PowerReport
 from inference_serving.simulator import SimResult
 from llmsim_core.atomic_write import write_atomic
 from llmsim_core.errors import InputError
 
 MIB = 1 << 20
-PLOT_FILES = ("throughput.png", "ttft_cdf.png", "tpot_cdf.png", "e2e_cdf.png", "requests.png",
-              "memory.png")
-POWER_PLOT = "power.png"  # drawn only when power is modelled
 
 
 def require_plotting() -> None:

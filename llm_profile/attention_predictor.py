@@ -22,6 +22,7 @@ import numpy as np
 from llm_profile.profile_tables import RawAttention, read_raw_attention
 from llmsim_core.args import OneLineParser, integer, print_flag_warnings
 from llmsim_core.atomic_write import write_atomic
+from llmsim_core.cli_guard import guarded
 from llmsim_core.errors import InputError
 
 KV_GRID = np.arange(0, 2049, 64)
@@ -98,6 +99,7 @@ def grids(predictor: AttentionPredictor, max_len: int) -> tuple[str, str]:
             _csv("batch_size,kv_cache_size,prediction", batch, context, decode))
 
 
+@guarded
 def main(argv: list[str] | None = None) -> int:
     """Train on `<profile>/attention.csv` and write `<out>/predictions/*.csv`."""
     p = OneLineParser(prog="python -m llm_profile.attention_predictor", description=__doc__,

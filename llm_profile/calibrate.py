@@ -29,6 +29,7 @@ from llm_profile.op_recipes import elements, recipe
 from llm_profile.profile_tables import read_layers
 from llmsim_core.args import OneLineParser, print_flag_warnings
 from llmsim_core.atomic_write import write_atomic
+from llmsim_core.cli_guard import guarded
 from llmsim_core.errors import InputError
 from llmsim_core.iteration_plan import (
     COMPUTE,
@@ -388,6 +389,7 @@ def _report_line(model: str, cls: str, layer: float, whole: float) -> str:
     return f"  {model:35} {cls:10} per layer {layer:6.3f}{extra}"
 
 
+@guarded
 def main(argv: list[str] | None = None) -> int:
     """Fit and write the tables; with --report print the leave-one-model-out errors."""
     p = OneLineParser(prog="python -m llm_profile.calibrate", description=__doc__,

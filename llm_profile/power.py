@@ -33,6 +33,7 @@ import numpy as np
 
 from llmsim_core.args import OneLineParser, integer, number, print_flag_warnings
 from llmsim_core.atomic_write import write_atomic
+from llmsim_core.cli_guard import guarded
 from llmsim_core.errors import InputError
 from llmsim_core.strict_json import read_text
 
@@ -222,6 +223,7 @@ def _check_outputs(output: Path | None, samples_output: Path | None,
                          "--output / --samples-output", "give each a distinct path")
 
 
+@guarded
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     args = build_parser().parse_args(argv)

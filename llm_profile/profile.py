@@ -24,6 +24,7 @@ from pathlib import Path
 from llm_profile.op_recipes import LAYERNORM_FAMILIES
 from llmsim_core.args import OneLineParser, integer, print_flag_warnings
 from llmsim_core.atomic_write import write_atomic
+from llmsim_core.cli_guard import guarded
 from llmsim_core.errors import InputError
 from llmsim_core.model_config import ModelConfig, load_model_config
 from llmsim_core.paths import MODEL_CONFIG_DIR, PERF_MODELS_DIR
@@ -233,6 +234,7 @@ def profile(model: ModelConfig, hardware: str, tp: int, out: Path, tokens: list[
     return folder
 
 
+@guarded
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     p = OneLineParser(prog="python -m llm_profile.profile", description=__doc__,

@@ -29,6 +29,7 @@ from tests.test_cli_errors import SINGLE, write_json
 from tests.test_cli_errors_features import (
     HBM2,
     SPEC,
+    TRACE,
     _digests,
     copy,
     pim,
@@ -135,6 +136,19 @@ CASES: dict[str, tuple[Callable, Callable[[Path], list[str]], str]] = {
                             "cannot use the path (Symlink loop"),
     "output_name_too_long": (MAIN, lambda t: output_at(t, t / ("x" * 300 + ".csv")),
                              "cannot use the path (File name too long)"),
+    # Plot files and export folders are outputs too: never an input, another output or a
+    # folder of the user's.
+    "plot_file_is_the_dataset": (MAIN, lambda t: simulate_args(
+        t, "--plot-dir", t, dataset=_trace_named(t / "throughput.png")),
+        "--plot-dir throughput.png is an input of this run"),
+    "plot_file_is_the_output": (MAIN, lambda t: output_at(t, t / "requests.png", "--plot-dir", t),
+                                "--output and --plot-dir requests.png would write the same file"),
+    "plot_file_is_a_fifo": (MAIN, lambda t: simulate_args(
+        t, "--plot-dir", fifo(t / "memory.png").parent),
+        "--plot-dir memory.png names a device, FIFO or socket"),
+    "export_folder_holds_an_old_export": (MAIN, lambda t: simulate_args(
+        t, "--export-chakra", _old_export(t / "x")),
+        "the folder already holds batch folders of an export (instance0_batch0)"),
     # Inputs beyond the config and trace: a CUSTOM class's source, the ASTRA-Sim binary.
     "metrics_overwrites_the_custom_router": (MAIN, lambda t: custom(
         t, "router", ROUTER_BASE + "X = ShortestQueue\n", "--metrics-json", t / "plug" / "m.py",
@@ -280,6 +294,18 @@ CASES: dict[str, tuple[Callable, Callable[[Path], list[str]], str]] = {
 def _link(link: Path, target: Path) -> Path:
     link.symlink_to(target)
     return link
+
+
+def _trace_named(path: Path) -> Path:
+    path.write_bytes(TRACE.read_bytes())
+    return path
+
+
+def _old_export(folder: Path) -> Path:
+    """An export folder whose batch folder holds a file of the user's."""
+    (folder / "instance0_batch0").mkdir(parents=True)
+    (folder / "instance0_batch0" / "mine.txt").write_text("keep me\n")
+    return folder
 
 
 def _plain(tmp: Path) -> Path:

@@ -9,7 +9,8 @@ import pytest
 
 from inference_serving import simulate
 from inference_serving.cli import main
-from inference_serving.plots import PLOT_FILES, PlotData, cdf, charts
+from inference_serving.output_paths import PLOT_FILES
+from inference_serving.plots import PlotData, cdf, charts
 from tests.conftest import REPO
 
 EXAMPLE = "dataset/example_sharegpt_req100_rate10.jsonl"

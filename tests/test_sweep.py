@@ -264,7 +264,8 @@ def test_bad_flags_are_one_error_line(tmp_path, capsys, monkeypatch):
     spec = tmp_path / "good.yaml"
     spec.write_text(BASE)
     out = str(tmp_path / "rows.csv")
-    cases = [(["--jobs", "0"], "--jobs must be >= 1"),
+    cases = [(["--jobs", "0"], "--jobs must be in 1..256"),
+             (["--jobs", "100000"], "--jobs must be in 1..256"),
              (["--ray", "127.0.0.1:9", "--no-plot"], "no Ray cluster answers at 127.0.0.1:9"),
              (["--ray", "127.0.0.1:9", "--jobs", "2"], "--jobs has no effect with --ray"),
              (["--plot", out], "two outputs would be written to the same file"),

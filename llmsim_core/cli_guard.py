@@ -1,0 +1,108 @@
+"""What every command does at its edge: bad input, an interrupt, a full disk or a closed pipe
+end it with one line on stderr and a status, never a traceback.
+
+`guarded(main)` wraps a command's `main(argv) -> status`: an `InputError` prints its line
+(status 2); Ctrl-C, SIGTERM and SIGHUP print `error: interrupted (SIG…)` (status 128 + the
+signal; temporary files are removed on the way out by the writers' own cleanup); a read or
+write that fails after the up-front checks prints one `error:` line (status 2); a reader of
+stdout that went away (`| head`) ends the command quietly (status 1).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from llmsim_core.errors import InputError
+
+# Termination requests end a command like Ctrl-C. Each raises KeyboardInterrupt(signal
+# number), which tells a real interrupt from one that a user class raises itself (that one is
+# the class's failure, llmsim_core.plugins).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(signum)
+
+
+@contextmanager
+def stop_signals_interrupt() -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP raise KeyboardInterrupt(signal number) for the duration
+    (main thread only; a signal the parent set to be ignored stays ignored)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _interrupt) for sig in STOP_SIGNALS
+                if signal.getsignal(sig) is not signal.SIG_IGN}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def worker_signals() -> None:
+    """In a forked worker process: leave Ctrl-C to the parent, which reports it once, and let
+    a termination signal end the worker (not raise in it, as the inherited handler would)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
+def silence_stdout() -> None:
+    """Point stdout at the null device so the flush at exit cannot fail again."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def io_failure_line(exc: OSError) -> str:
+    """The `error:` line for a read or write that failed after the up-front checks passed: a
+    disk that filled up during the run, or a console (stdout) that cannot take more text."""
+    where = exc.filename
+    if where is None:
+        try:
+            sys.stdout.flush()
+            where = "an output file, its temporary spool or standard output"
+        except (OSError, ValueError):
+            silence_stdout()
+            where = "standard output"
+    return InputError(f"reading or writing failed ({exc.strerror or exc})", str(where),
+                      "free space on that disk or send the output elsewhere, then run "
+                      "again").line()
+
+
+def interrupted_line(exc: KeyboardInterrupt) -> tuple[str, int]:
+    """The `error:` line and exit status of an interrupt."""
+    signum = exc.args[0] if exc.args and isinstance(exc.args[0], int) else signal.SIGINT
+    return (f"error: interrupted ({signal.Signals(signum).name}), command line, run again",
+            128 + signum)
+
+
+def guarded(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | None], int]:
+    """`main` with the command edge of this module around it."""
+
+    @functools.wraps(main)
+    def run(argv: list[str] | None = None) -> int:
+        with stop_signals_interrupt():
+            try:
+                return main(argv)
+            except InputError as exc:
+                print(exc.line(), file=sys.stderr)
+                return 2
+            except BrokenPipeError:
+                # The reader of our stdout went away (`| head`): stop quietly, as Unix tools do.
+                silence_stdout()
+                return 1
+            except OSError as exc:
+                print(io_failure_line(exc), file=sys.stderr)
+                return 2
+            except KeyboardInterrupt as exc:
+                line, status = interrupted_line(exc)
+                print(line, file=sys.stderr)
+                return status
+
+    return run
