@@ -16,7 +16,9 @@ from inference_serving.request import Request
 from inference_serving.request_table import RequestTable
 from inference_serving.router import RoundRobinRouter, Router
 from inference_serving.scheduler.base import Batch
+from inference_serving.scheduler.registry import SCHEDULERS
 from inference_serving.sim_log import SimLogger
+from llmsim_core.bounds import MAX_STATUS_WINDOWS
 from llmsim_core.errors import InputError
 
 if TYPE_CHECKING:
@@ -38,6 +40,27 @@ class SimResult:
     counters: TokenCounters
     instances: list[Instance]
     power: PowerReport | None = None  # set by the power meter when power is modelled
+
+
+def check_user_batch(scheduler: object, batch: object) -> None:
+    """A user scheduler's batch must be a `Batch` whose every entry computes at least one of
+    its request's uncomputed tokens (else the run could not progress)."""
+    name = type(scheduler).__name__
+    if not isinstance(batch, Batch):
+        problem = f"returned a {type(batch).__name__}, not a Batch or None"
+    elif not batch.requests:
+        problem = "returned a batch without requests (return None when nothing can run)"
+    elif not len(batch.requests) == len(batch.tokens) == len(batch.decode):
+        problem = (f"returned a batch of {len(batch.requests)} requests, {len(batch.tokens)} "
+                   f"token counts and {len(batch.decode)} decode flags")
+    else:
+        problem = next((f"gave request {r.rid} {n!r} tokens, outside 1..{r.num_tokens - r.computed}"
+                        f" (its uncomputed tokens)" for r, n in zip(batch.requests, batch.tokens,
+                                                                     strict=True)
+                        if type(n) is not int or not 1 <= n <= r.num_tokens - r.computed), None)
+    if problem is not None:
+        raise InputError(f"{name}.schedule {problem}", "--scheduler CUSTOM",
+                         "follow the Scheduler interface of inference_serving/scheduler/base.py")
 
 
 class Simulator:
@@ -75,6 +98,10 @@ class Simulator:
             else router
         self._heap: list[tuple[int, int, int, object]] = []
         self._seq = 0
+        self.longest_ns = 0  # the longest iteration so far (for the endless-run error)
+        # Instances whose scheduler is not a shipped class: their batches are checked.
+        self.user_schedulers = {i.index for i in instances
+                                if type(i.scheduler) not in SCHEDULERS.values()}
 
     def _push(self, time: int, kind: int, payload: object) -> None:
         self._seq += 1
@@ -145,6 +172,8 @@ class Simulator:
                     self._push(upcoming.arrival, ARRIVAL, upcoming)
             elif finished < total:
                 self.on_window(time, self.counters.close_window())
+                if len(self.counters.windows) > 2 * MAX_STATUS_WINDOWS:
+                    self.endless(time, total - finished, total)
                 self._push(time + self.counters.interval_ns, LOG, None)
             if dirty and (not heap or heap[0][0] > time):
                 for index in sorted(dirty):
@@ -155,6 +184,16 @@ class Simulator:
         if finished != total:
             raise RuntimeError(f"simulation stalled with {total - finished} unfinished requests")
         return self.finish(SimResult(end_ns, iterations, self.counters, self.instances))
+
+    def endless(self, time: int, left: int, total: int) -> None:
+        """Stop a run whose clock has stepped through more status windows than any run
+        prints (an iteration of hours or days: a latency or bandwidth far off)."""
+        raise InputError(f"the run reached {time / 1e9:.6g} s of simulated time "
+                         f"({MAX_STATUS_WINDOWS} status windows) with {left} of {total} "
+                         f"requests unfinished; the longest iteration took "
+                         f"{self.longest_ns / 1e9:.6g} s", "the run",
+                         "check the latencies and bandwidths of the cluster config and the "
+                         "profiles, or raise --log-interval")
 
     def stalled(self, time: int) -> None:
         """Stop a run in which requests remain but no instance can schedule any of them."""
@@ -246,9 +285,13 @@ class Simulator:
         batch = inst.scheduler.schedule(now)
         if batch is None:
             return 0
+        if inst.index in self.user_schedulers:
+            check_user_batch(inst.scheduler, batch)
         inst.in_flight.append(batch)
         first_stage_end, end, costs = inst.pipeline(batch, now)
         duration = end - now
+        if duration > self.longest_ns:
+            self.longest_ns = duration
         for hook in self._batch_start:
             hook(inst, batch, now, end, costs)
         if self._request:

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from inference_serving import cli, simulator
 from inference_serving.scheduler.vllm import VllmScheduler
 from tests.test_cli_errors import run_main
 
@@ -89,3 +90,52 @@ def test_agreeing_limits_and_the_legacy_max_batch_are_accepted(tmp_path):
                   ["--scheduler", "legacy", "--max-batch", "8", "--max-num-seqs", "16"]):
         done = run_main(["--dataset", EXAMPLE, "--num-req", "5", *flags])
         assert done.returncode == 0, done.stderr
+
+
+class ZeroTokens(VllmScheduler):
+    """Batches whose entries compute nothing: the run could never progress."""
+
+    def schedule(self, now):
+        batch = super().schedule(now)
+        if batch is not None:
+            batch.tokens = [0] * len(batch.tokens)
+        return batch
+
+
+class EmptyBatch(VllmScheduler):
+    """A batch without requests instead of None."""
+
+    def schedule(self, now):
+        batch = super().schedule(now)
+        if batch is not None:
+            batch.requests, batch.tokens, batch.decode = [], [], []
+        return batch
+
+
+@pytest.mark.parametrize("cls,message", [
+    ("ZeroTokens", "error: ZeroTokens.schedule gave request 0 0 tokens, outside 1..45"),
+    ("EmptyBatch", "error: EmptyBatch.schedule returned a batch without requests"),
+])
+def test_a_scheduler_batch_that_cannot_progress_stops_the_run(tmp_path, cls, message):
+    (tmp_path / "bad_scheduler.py").write_text(f"from tests.test_progress import {cls} as X\n")
+    out = tmp_path / "out.csv"
+    done = run_main(["--dataset", EXAMPLE, "--num-req", "5", "--scheduler", "CUSTOM",
+                     "--custom-scheduler", "bad_scheduler:X", "--output", str(out)],
+                    cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1].startswith(message), done.stderr
+    assert "Traceback" not in done.stderr and not out.exists()
+
+
+def test_a_run_whose_clock_runs_away_stops_with_one_line(tmp_path, monkeypatch, capsys):
+    """More status windows than any run prints (here lowered to 1000: 5 requests over about
+    2 s at 1 ms windows) end the run with the longest iteration named."""
+    monkeypatch.setattr(simulator, "MAX_STATUS_WINDOWS", 1000)
+    out = tmp_path / "out.csv"
+    status = cli.main(["--dataset", EXAMPLE, "--num-req", "5", "--quiet", "--no-progress",
+                       "--log-interval", "0.001", "--output", str(out)])
+    err = capsys.readouterr().err.splitlines()
+    assert status == 2 and len(err) == 1, err
+    assert err[0].startswith("error: the run reached 1.001 s of simulated time (1000 status "
+                             "windows) with "), err
+    assert "the longest iteration took 0.138531 s" in err[0] and not out.exists()
