@@ -20,7 +20,8 @@ from evaluation.compare import read_requests
 from evaluation.console import ConsoleRun, parse_console
 from evaluation.experiments import FEATURE_OF_FLAG, FIGURE_TABLES, FIGURES, Experiment, of_figure
 from evaluation.runner import WORKERS, RunRecord, missing_flags, run_all
-from llmsim_core.args import OneLineParser, integer, print_flag_warnings
+from inference_serving.output_paths import check_output_folder
+from llmsim_core.args import OneLineParser, integer, path_arg, print_flag_warnings
 from llmsim_core.cli_guard import guarded
 from llmsim_core.errors import InputError
 
@@ -178,17 +179,31 @@ def reproduce(figures: list[int], data: Path, out: Path, real: Path | None,
     return list(results.values())
 
 
+def check_out_folder(out: Path, inputs: list[Path]) -> None:
+    """--out must be a writable folder apart from every input folder (the runs write under
+    it: inside the shared data they would replace the reference results they are compared
+    with)."""
+    check_output_folder(out, "--out")
+    where = out.resolve()
+    for folder in inputs:
+        inside = folder.resolve()
+        if where.is_relative_to(inside) or inside.is_relative_to(where):
+            raise InputError(f"--out overlaps the input folder {folder}; the runs would write "
+                             "over their own inputs", f"--out {out}",
+                             "write the figures to a folder outside the data")
+
+
 @guarded
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m evaluation.figure`."""
     parser = OneLineParser(prog="python -m evaluation.figure",
                            description="Reproduce paper Figures 5-10 and compare.")
     parser.add_argument("figure", choices=[*map(str, FIGURES), "all"])
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"),
+    parser.add_argument("--data", type=path_arg, default=Path("../shared/data"),
                         help="shared data folder (artifact_configs, datasets, perf_models, ...)")
-    parser.add_argument("--out", type=Path, default=Path("output/figures"),
+    parser.add_argument("--out", type=path_arg, default=Path("output/figures"),
                         help="output root: figure_<N>/[<HW>/]{results,logs,parsed}/")
-    parser.add_argument("--real", type=Path,
+    parser.add_argument("--real", type=path_arg,
                         help="real measurements, figure_<N>/[<HW>/]reference/<parsed name>")
     parser.add_argument("--num-req", type=integer, help="override every run's request count")
     parser.add_argument("--no-plot", action="store_true", help="write TSVs and tables only")
@@ -202,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.real is not None and not args.real.is_dir():
             raise InputError("real-measurement folder not found", str(args.real),
                              "pass an existing folder to --real")
+        check_out_folder(args.out, [p for p in (args.data, args.real) if p is not None])
         results = reproduce(figures, args.data.resolve(), args.out.resolve(),
                             args.real.resolve() if args.real else None, args.num_req,
                             draw=not args.no_plot)

@@ -47,7 +47,7 @@ def check_user_batch(scheduler: object, batch: object) -> None:
     its request's uncomputed tokens (else the run could not progress)."""
     name = type(scheduler).__name__
     if not isinstance(batch, Batch):
-        problem = f"returned a {type(batch).__name__}, not a Batch or None"
+        problem = f"returned {repr(batch)[:40]} ({type(batch).__name__}), not a Batch or None"
     elif not batch.requests:
         problem = "returned a batch without requests (return None when nothing can run)"
     elif not len(batch.requests) == len(batch.tokens) == len(batch.decode):

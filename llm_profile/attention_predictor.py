@@ -15,13 +15,12 @@ import argparse
 import io
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from llm_profile.profile_tables import RawAttention, read_raw_attention
-from llmsim_core.args import OneLineParser, integer, print_flag_warnings
-from llmsim_core.atomic_write import write_atomic
+from llmsim_core.args import OneLineParser, integer, path_arg, print_flag_warnings
+from llmsim_core.atomic_write import write_all_atomic
 from llmsim_core.cli_guard import guarded
 from llmsim_core.errors import InputError
 
@@ -88,6 +87,9 @@ def _csv(header: str, *columns: np.ndarray) -> str:
     return out.getvalue()
 
 
+MAX_CHUNK = 131_072  # the longest context of the shipped models: a larger grid is hours of work
+
+
 def grids(predictor: AttentionPredictor, max_len: int) -> tuple[str, str]:
     """The two prediction CSVs (integer ns) in the LLMServingSim layout."""
     kv, chunk = (a.ravel() for a in np.meshgrid(KV_GRID, np.arange(32, max_len + 1, 32),
@@ -104,13 +106,20 @@ def main(argv: list[str] | None = None) -> int:
     """Train on `<profile>/attention.csv` and write `<out>/predictions/*.csv`."""
     p = OneLineParser(prog="python -m llm_profile.attention_predictor", description=__doc__,
                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--profile", required=True, type=Path, help="folder with attention.csv")
-    p.add_argument("--out", type=Path, help="where predictions/ goes (default: --profile)")
+    p.add_argument("--profile", required=True, type=path_arg, help="folder with attention.csv")
+    p.add_argument("--out", type=path_arg, help="where predictions/ goes (default: --profile)")
     p.add_argument("--max-len", type=integer, default=2048, help="largest prefill chunk")
     p.add_argument("--seed", type=integer, default=42)
     p.add_argument("--report", action="store_true", help="print the held-out error")
     args = p.parse_args(argv)
     try:
+        if not 32 <= args.max_len <= MAX_CHUNK:
+            raise InputError(f"--max-len must be in 32..{MAX_CHUNK} (prefill chunks on a grid of "
+                             f"32), got {args.max_len}", "command line",
+                             "pass the largest prefill chunk the profile should cover")
+        if not 0 <= args.seed < 2**32:
+            raise InputError(f"--seed must be in 0..{2**32 - 1}, got {args.seed}",
+                             "command line", "pass a smaller seed")
         path = args.profile / "attention.csv"
         if not path.is_file():
             raise InputError("missing attention.csv", str(path), "profile attention first")
@@ -120,8 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         print(exc.line(), file=sys.stderr)
         return 2
     folder = (args.out or args.profile) / "predictions"
-    write_atomic(folder / "attn_prefill_predictions.csv", prefill)
-    write_atomic(folder / "attn_decode_predictions.csv", decode)
+    write_all_atomic({folder / "attn_prefill_predictions.csv": prefill,
+                      folder / "attn_decode_predictions.csv": decode})
     if args.report:
         print(f"held-out median relative error: prefill {predictor.held_out_error[0]:.3f}, "
               f"decode {predictor.held_out_error[1]:.3f}")

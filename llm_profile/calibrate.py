@@ -27,8 +27,8 @@ import numpy as np
 from llm_profile.hardware_catalog import is_known, load_hardware
 from llm_profile.op_recipes import elements, recipe
 from llm_profile.profile_tables import read_layers
-from llmsim_core.args import OneLineParser, print_flag_warnings
-from llmsim_core.atomic_write import write_atomic
+from llmsim_core.args import OneLineParser, path_arg, print_flag_warnings
+from llmsim_core.atomic_write import write_all_atomic
 from llmsim_core.cli_guard import guarded
 from llmsim_core.errors import InputError
 from llmsim_core.iteration_plan import (
@@ -394,9 +394,9 @@ def main(argv: list[str] | None = None) -> int:
     """Fit and write the tables; with --report print the leave-one-model-out errors."""
     p = OneLineParser(prog="python -m llm_profile.calibrate", description=__doc__,
                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--perf-models", required=True, type=Path)
-    p.add_argument("--out", type=Path, default=CALIBRATION_DIR)
-    p.add_argument("--model-configs", type=Path, default=MODEL_CONFIG_DIR)
+    p.add_argument("--perf-models", required=True, type=path_arg)
+    p.add_argument("--out", type=path_arg, default=CALIBRATION_DIR)
+    p.add_argument("--model-configs", type=path_arg, default=MODEL_CONFIG_DIR)
     p.add_argument("--report", action="store_true")
     args = p.parse_args(argv)
     try:
@@ -411,10 +411,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     pooled = [s for samples in by_hardware.values() for s in samples]
     generic = fit(pooled)
-    write_atomic(args.out / "generic.json", json.dumps(generic, indent=1) + "\n")
+    tables = {args.out / "generic.json": json.dumps(generic, indent=1) + "\n"}
     for hardware, samples in by_hardware.items():
-        cal = fit(samples, generic)
-        write_atomic(args.out / f"{hardware}.json", json.dumps(cal, indent=1) + "\n")
+        tables[args.out / f"{hardware}.json"] = \
+            json.dumps(fit(samples, generic), indent=1) + "\n"
+    write_all_atomic(tables)
+    for hardware, samples in by_hardware.items():
         if args.report:
             print(f"{hardware}: leave-one-model-out median |error|")
             for row in leave_one_model_out(samples, pooled):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import re
 import statistics
 import sys
 import time
@@ -22,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from llm_profile.op_recipes import LAYERNORM_FAMILIES
-from llmsim_core.args import OneLineParser, integer, print_flag_warnings
+from llmsim_core.args import OneLineParser, integer, path_arg, print_flag_warnings
 from llmsim_core.atomic_write import write_atomic
 from llmsim_core.cli_guard import guarded
 from llmsim_core.errors import InputError
@@ -54,6 +55,54 @@ def parse_tokens(text: str) -> list[int]:
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"bad token list {text!r}")
     return sorted(set(values))
+
+
+def parse_lengths(text: str) -> list[int]:
+    """A comma list of KV lengths (0 or more tokens each)."""
+    try:
+        values = sorted({integer(v) for v in text.split(",")})
+    except (argparse.ArgumentTypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"bad KV length list {text!r}") from None
+    if values[0] < 0:
+        raise argparse.ArgumentTypeError(f"bad KV length list {text!r} (lengths are >= 0)")
+    return values
+
+
+DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+HARDWARE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+MAX_REPEATS = 10_000
+
+
+def check_flags(args: argparse.Namespace, model: ModelConfig) -> list[int]:
+    """The TP degrees to profile, after checking every flag (before any profiling work)."""
+    if not HARDWARE_NAME.fullmatch(args.hardware):
+        raise InputError(f"--hardware {args.hardware!r} is not a folder name", "command line",
+                         "use letters, digits, '.', '_', '+' or '-', e.g. --hardware A6000")
+    if not DEVICE.fullmatch(args.device):
+        raise InputError(f"unknown --device {args.device!r}", "command line",
+                         "use auto, cpu, cuda or cuda:N")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("--device asks for CUDA but none is available", "command line",
+                         "use --device cpu (or auto)")
+    if not 1 <= args.repeats <= MAX_REPEATS or not 0 <= args.warmup <= MAX_REPEATS:
+        raise InputError(f"--repeats must be in 1..{MAX_REPEATS} and --warmup in "
+                         f"0..{MAX_REPEATS}, got {args.repeats} and {args.warmup}",
+                         "command line", "pass a small count, e.g. --repeats 5 --warmup 2")
+    if args.out.exists() and not args.out.is_dir():
+        raise InputError("--out names a file, not a folder", f"--out {args.out}",
+                         "give the profile root folder")
+    degrees = []
+    for text in args.tp.split(","):
+        try:
+            tp = integer(text)
+        except argparse.ArgumentTypeError:
+            tp = 0
+        if tp < 1 or model.num_heads % tp or model.num_kv_heads % tp and tp % model.num_kv_heads:
+            raise InputError(f"--tp {text!r} is not a TP degree of {model.name} ("
+                             f"{model.num_heads} heads, {model.num_kv_heads} KV heads)",
+                             "command line", "pass a comma list of degrees dividing the heads")
+        degrees.append(tp)
+    return degrees
 
 
 class _Timer:
@@ -245,11 +294,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tokens", default="all", type=parse_tokens,
                    help="token counts: all (1-2048, the original format), pow2, A-B or a list")
     p.add_argument("--prefill-chunks", default="32,64,128,256,512,1024,2048", type=parse_tokens)
-    p.add_argument("--kv-lengths", default="0,64,128,256,512,1024,2048",
-                   type=lambda s: sorted({int(v) for v in s.split(",")}))
+    p.add_argument("--kv-lengths", default="0,64,128,256,512,1024,2048", type=parse_lengths)
     p.add_argument("--batch-sizes", default="1,2,4,8,16,32,64,128,256", type=parse_tokens)
-    p.add_argument("--model-configs", type=Path, default=MODEL_CONFIG_DIR)
-    p.add_argument("--out", type=Path, default=PERF_MODELS_DIR)
+    p.add_argument("--model-configs", type=path_arg, default=MODEL_CONFIG_DIR)
+    p.add_argument("--out", type=path_arg, default=PERF_MODELS_DIR)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     p.add_argument("--dtype", default="auto", choices=("auto", "fp16", "bf16", "fp32"),
                    help="auto: fp16 on CUDA, fp32 on the CPU")
@@ -266,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[dtype_name]
     try:
         model = load_model_config(args.model, args.model_configs)
-        for tp in (int(v) for v in args.tp.split(",")):
+        for tp in check_flags(args, model):
             start = time.perf_counter()
             folder = profile(model, args.hardware, tp, args.out, args.tokens,
                              args.prefill_chunks, args.kv_lengths, args.batch_sizes, device,

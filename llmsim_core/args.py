@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from pathlib import Path
 
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 _NUMBER = re.compile(r"[+-]?(([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?|inf|infinity|nan)",
@@ -63,6 +64,14 @@ def print_flag_warnings(args: argparse.Namespace) -> None:
     (once the command has succeeded)."""
     for line in getattr(args, "_warnings", ()):
         print(line, file=sys.stderr)
+
+
+def path_arg(text: str) -> Path:
+    """An argparse type: a file or folder path (an empty one, which Path() reads as the
+    working directory, is an error)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty path")
+    return Path(text)
 
 
 def integer(text: str) -> int:

@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
+from llmsim_core.errors import InputError
+
 # A temp name adds a dot, a random part and `.tmp` to the target's name; a target name near the
 # file system's 255-byte limit is cut so the temp name still fits.
 _NAME_KEEP = 200
@@ -19,8 +21,21 @@ def temp_prefix(path: Path) -> str:
     return f".{path.name[:_NAME_KEEP]}."
 
 
+def refuse_non_file(path: Path) -> None:
+    """An existing target that is not a regular file (a folder, or a device such as /dev/null,
+    a FIFO or a socket, which the rename would replace) is an error."""
+    if path.is_dir():
+        raise InputError("the output names a folder, not a file", str(path),
+                         "give a file path")
+    if path.exists() and not path.is_file():
+        raise InputError("the output names a device, FIFO or socket, not a regular file "
+                         "(writing it would replace the node)", str(path),
+                         "give a regular file path")
+
+
 def write_atomic(path: Path, text: str | bytes) -> None:
     """Write `text` (or raw bytes) to a temp file beside `path`, then rename it over `path`."""
+    refuse_non_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path), suffix=".tmp")
     try:
@@ -34,10 +49,22 @@ def write_atomic(path: Path, text: str | bytes) -> None:
         raise
 
 
+def write_all_atomic(files: dict[Path, str | bytes]) -> None:
+    """Write a set of files (each atomically) after checking every target and creating every
+    folder first, so a bad path among them leaves none written."""
+    for path in files:
+        refuse_non_file(path)
+    for path in files:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    for path, text in files.items():
+        write_atomic(path, text)
+
+
 @contextmanager
 def atomic_writer(path: Path) -> Iterator[TextIO]:
     """A text handle on a temp file beside `path`, renamed over `path` when the block ends
     without an exception (removed otherwise): for outputs too large to build in memory."""
+    refuse_non_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path), suffix=".tmp")
     try:

@@ -21,19 +21,22 @@ from pathlib import Path
 import pytest
 
 from dataset import generate
-from evaluation import compare, sweep
+from evaluation import compare, figure, sweep
 from inference_serving import cli
 from inference_serving.outputs import RequestCsv
+from llm_profile import attention_predictor, calibrate
 from tests.conftest import REPO
 from tests.test_cli_errors import SINGLE, write_json
 from tests.test_cli_errors_features import (
     HBM2,
+    POWER_CLI,
     SPEC,
     TRACE,
     _digests,
     copy,
     pim,
     run,
+    samples,
     simulate_args,
     sweep_args,
 )
@@ -41,6 +44,7 @@ from tests.test_cli_errors_features import (
 MULTI = json.loads((REPO / "cluster_config/single_node_multi_instance.json").read_text())
 LLAMA = json.loads((REPO / "model_config/meta-llama/Llama-3.1-8B.json").read_text())
 MAIN, GENERATE, SWEEP, COMPARE = cli.main, generate.main, sweep.main, compare.main
+FIGURE, CALIBRATE, PREDICTOR = figure.main, calibrate.main, attention_predictor.main
 
 
 def fifo(path: Path) -> Path:
@@ -220,7 +224,7 @@ CASES: dict[str, tuple[Callable, Callable[[Path], list[str]], str]] = {
     "custom_scheduler_returns_no_batch": (MAIN, lambda t: custom(
         t, "scheduler", SCHED_BASE + "class X(CappedBatchScheduler):\n"
         "    def schedule(self, now):\n        return 42\n"),
-        "the run failed with the CUSTOM scheduler (AttributeError"),
+        "X.schedule returned 42 (int), not a Batch or None"),
     "custom_router_calls_sys_exit": (MAIN, lambda t: custom(
         t, "router", ROUTER_BASE + "import sys\nclass X(ShortestQueue):\n"
         "    def route(self, *a):\n        sys.exit(3)\n", cfg=MULTI),
@@ -247,6 +251,22 @@ CASES: dict[str, tuple[Callable, Callable[[Path], list[str]], str]] = {
         t, "scheduler", SCHED_BASE + "class X(CappedBatchScheduler):\n"
         "    def schedule(self, now):\n        raise KeyboardInterrupt\n"),
         "the run failed with the CUSTOM scheduler (KeyboardInterrupt at "),
+    # The side tools: outputs that are devices, inside the inputs or empty; bounds.
+    "power_output_is_a_fifo": (POWER_CLI, lambda t: [
+        "--hardware", "A6000", "--samples", str(samples(t)), "--output",
+        str(fifo(t / "power.json"))],
+        "the output names a device, FIFO or socket"),
+    "figure_out_inside_the_data": (FIGURE, lambda t: [
+        "9", "--data", str(_data_copy(t)), "--out", str(t / "data" / "reference_sim"), "--no-plot"],
+        "--out overlaps the input folder"),
+    "figure_out_empty": (FIGURE, lambda t: ["9", "--out", "", "--no-plot"],
+                         "argument --out: empty path"),
+    "calibrate_out_empty": (CALIBRATE, lambda t: ["--perf-models", str(t), "--out", ""],
+                            "argument --out: empty path"),
+    "attention_predictor_max_len_zero": (PREDICTOR, lambda t: [
+        "--profile", str(t), "--max-len", "0"], "--max-len must be in 32..131072"),
+    "attention_predictor_seed_negative": (PREDICTOR, lambda t: [
+        "--profile", str(t), "--seed", "-1"], "--seed must be in 0..4294967295"),
     # Numbers in Python's looser syntax (`1_000`, non-ASCII digits, padding).
     "max_num_seqs_with_underscores": (MAIN, lambda t: simulate_args(t, "--max-num-seqs", "1_000"),
                                       "invalid integer '1_000'"),
@@ -306,6 +326,13 @@ def _old_export(folder: Path) -> Path:
     (folder / "instance0_batch0").mkdir(parents=True)
     (folder / "instance0_batch0" / "mine.txt").write_text("keep me\n")
     return folder
+
+
+def _data_copy(tmp: Path) -> Path:
+    """A data folder with the figure configs (the runs never start: --out is refused)."""
+    (tmp / "data" / "artifact_configs").mkdir(parents=True)
+    (tmp / "data" / "reference_sim").mkdir()
+    return tmp / "data"
 
 
 def _plain(tmp: Path) -> Path:
