@@ -12,6 +12,8 @@ import csv
 import gzip
 import io
 import sys
+import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from llmsim_core.strict_json import read_text
 # Summary lines that legitimately differ between identical simulations.
 HOST_DEPENDENT = ("Total simulation time", "Saving each request's information to output file")
 SHOWN = 20  # differing requests listed by id before "... and N more"
+MAX_TEXT = 1 << 29  # bytes read from one file (512 MiB): a run's CSV or log is far smaller
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +40,9 @@ class RunFiles:
 def locate(stem: str) -> RunFiles:
     """Find a run's files from its stem (see the module docstring)."""
     path = Path(stem)
+    if not path.name or path.name in (".", ".."):
+        raise InputError("not a run stem", repr(stem), "pass DIR/NAME (NAME.csv / NAME.txt, or "
+                         "results/NAME_result.csv under DIR)")
     candidates = {
         "csv": [path.with_name(path.name + ".csv"), path.parent / "results" /
                 f"{path.name}_result.csv", path.parent / "results" / f"{path.name}_result.csv.gz"],
@@ -53,35 +59,71 @@ def locate(stem: str) -> RunFiles:
 def read_requests(path: Path) -> dict[str, dict[str, str]]:
     """Rows of a per-request CSV (plain or .gz) by request id."""
     fix = "pass the --output CSV of a run"
-    if path.suffix == ".gz":
-        try:
-            raw = gzip.decompress(path.read_bytes()).decode("utf-8-sig")
-        except (OSError, EOFError, UnicodeDecodeError) as exc:
-            raise InputError(f"not a readable gzip of UTF-8 text ({exc})", str(path),
-                             fix) from None
-    else:
-        raw = read_text(path, fix)
+    if path.suffix != ".gz":
+        return _rows(io.StringIO(read_text(path, fix)), path, fix)
     try:
-        rows = list(csv.DictReader(io.StringIO(raw)))
-    except csv.Error as exc:  # a field over the csv module's size limit, a NUL byte
+        with gzip.open(path, "rt", encoding="utf-8-sig", newline="") as text:
+            return _rows(_bounded(text, path), path, fix)
+    except (OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:
+        raise InputError(f"not a readable gzip of UTF-8 text ({exc})", str(path),
+                         fix) from None
+
+
+def _bounded(lines: Iterable[str], path: Path) -> Iterator[str]:
+    """`lines`, stopping with an error past MAX_TEXT characters (an archive that unpacks to
+    far more than any run writes)."""
+    total = 0
+    for line in lines:
+        total += len(line)
+        if total > MAX_TEXT:
+            raise InputError(f"unpacks to more than {MAX_TEXT >> 20} MiB", str(path),
+                             "pass the CSV of a run, not an archive of something else")
+        yield line
+
+
+def _rows(lines: Iterable[str], path: Path, fix: str) -> dict[str, dict[str, str]]:
+    """The rows of a per-request CSV by request id, every line checked."""
+    reader = csv.reader(lines)
+    limit = csv.field_size_limit(MAX_TEXT)  # a long request's ITL list is one large field
+    try:
+        header = next(reader, None)
+        if not header or "request id" not in header:
+            raise InputError("not a per-request CSV (no 'request id' column)", str(path), fix)
+        rows: dict[str, dict[str, str]] = {}
+        for number, cells in enumerate(reader, start=2):
+            if len(cells) != len(header):
+                raise InputError(f"line {number} has {len(cells)} field(s), the header "
+                                 f"{len(header)}", str(path), fix)
+            row = dict(zip(header, cells, strict=True))
+            rid = row["request id"]
+            if not (rid.isascii() and rid.isdigit()):
+                raise InputError(f"line {number} has request id {rid[:40]!r}, not a whole "
+                                 "number", str(path), fix)
+            if rid in rows:
+                raise InputError(f"request id {rid} appears twice (again on line {number})",
+                                 str(path), fix)
+            rows[rid] = row
+    except csv.Error as exc:  # a NUL byte, an unterminated quote
         raise InputError(f"malformed CSV ({exc})", str(path), fix) from None
-    if not rows or "request id" not in rows[0]:
-        raise InputError("not a per-request CSV (no 'request id' column)", str(path),
-                         "pass the --output CSV of a run")
-    return {r["request id"]: r for r in rows}
+    finally:
+        csv.field_size_limit(limit)
+    if not rows:
+        raise InputError("the per-request CSV holds no requests (a header only)", str(path), fix)
+    return rows
 
 
 def request_diffs(a: dict[str, dict[str, str]], b: dict[str, dict[str, str]]) -> list[str]:
     """One line per request that is missing on a side or differs in any column."""
     lines = []
-    for rid in sorted(set(a) | set(b), key=lambda r: int(r) if r.isdigit() else r):
+    for rid in sorted(set(a) | set(b), key=int):
         if rid not in a or rid not in b:
             lines.append(f"request {rid}: only in run {'A' if rid in a else 'B'}")
             continue
-        cols = [c for c in a[rid] if a[rid][c] != b[rid].get(c)]
+        # Columns of either side: one run's extra column is a difference too.
+        cols = [c for c in dict.fromkeys([*a[rid], *b[rid]]) if a[rid].get(c) != b[rid].get(c)]
         if cols:
-            detail = ", ".join(f"{c} {a[rid][c][:40]} vs {b[rid].get(c, '')[:40]}"
-                               for c in cols)
+            detail = ", ".join(f"{c} {a[rid].get(c, '(absent)')[:40]} vs "
+                               f"{b[rid].get(c, '(absent)')[:40]}" for c in cols)
             lines.append(f"request {rid}: {detail}")
     return lines
 
@@ -94,6 +136,17 @@ def summary_diffs(a_text: str, b_text: str) -> list[str]:
     a, b = kept(a_text), kept(b_text)
     return [f"{k}: {a.get(k, '(absent)')} vs {b.get(k, '(absent)')}"
             for k in [*a, *(k for k in b if k not in a)] if a.get(k) != b.get(k)]
+
+
+def read_log(path: Path) -> str:
+    """A run's console log (undecodable bytes replaced); it must hold the final summary."""
+    with path.open("rb") as handle:
+        data = handle.read(MAX_TEXT + 1)
+    text = data[:MAX_TEXT].decode("utf-8", errors="replace")
+    if not parse_console(text).summary:
+        raise InputError("not a run's console log (no final summary in it)", str(path),
+                         "pass the stdout of a run saved as NAME.txt or NAME.log")
+    return text
 
 
 def compare_runs(a: RunFiles, b: RunFiles) -> list[str]:
@@ -110,8 +163,7 @@ def compare_runs(a: RunFiles, b: RunFiles) -> list[str]:
             if len(diffs) > SHOWN:
                 lines.append(f"  ... and {len(diffs) - SHOWN} more")
     if a.log and b.log:
-        diffs = summary_diffs(a.log.read_text(encoding="utf-8", errors="replace"),
-                              b.log.read_text(encoding="utf-8", errors="replace"))
+        diffs = summary_diffs(read_log(a.log), read_log(b.log))
         if diffs:
             lines.append(f"summary: {len(diffs)} line(s) differ")
             lines += ["  " + d for d in diffs]

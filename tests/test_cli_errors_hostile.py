@@ -9,6 +9,7 @@ tests/test_cli_errors_features.py."""
 from __future__ import annotations
 
 import errno
+import gzip
 import json
 import os
 import signal
@@ -308,7 +309,42 @@ CASES: dict[str, tuple[Callable, Callable[[Path], list[str]], str]] = {
                              "the sweep spec is not a regular file"),
     "compare_csv_not_utf8": (COMPARE, lambda t: compare_runs(t, b"\xff\xfe\x00"),
                              "not UTF-8 text"),
+    "compare_short_row": (COMPARE, lambda t: csv_pair(t, "instance id,request id\n0\n"),
+                          "line 2 has 1 field(s), the header 2"),
+    "compare_id_not_a_number": (COMPARE, lambda t: csv_pair(
+        t, "instance id,request id\n0,\u00b2\n"), "line 2 has request id '\u00b2', not a whole"),
+    "compare_duplicate_id": (COMPARE, lambda t: csv_pair(
+        t, "instance id,request id\n0,0\n1,0\n"), "request id 0 appears twice"),
+    "compare_header_only": (COMPARE, lambda t: csv_pair(t, "instance id,request id\n"),
+                            "holds no requests (a header only)"),
+    "compare_truncated_gzip": (COMPARE, lambda t: _truncated_gzip(t),
+                               "not a readable gzip of UTF-8 text"),
+    "compare_empty_stem": (COMPARE, lambda t: ["", str(t / "b")], "not a run stem"),
+    "compare_logs_without_summary": (COMPARE, lambda t: _logs(t, "just some text\n"),
+                                     "not a run's console log (no final summary in it)"),
 }
+
+
+def csv_pair(tmp: Path, a_csv: str) -> list[str]:
+    """Runs a and b with only a per-request CSV each; b's is valid."""
+    (tmp / "a.csv").write_text(a_csv)
+    (tmp / "b.csv").write_text("instance id,request id\n0,0\n")
+    return [str(tmp / "a"), str(tmp / "b")]
+
+
+def _truncated_gzip(tmp: Path) -> list[str]:
+    (tmp / "results").mkdir()
+    data = gzip.compress(b"instance id,request id\n" + b"0,1\n" * 1000)
+    (tmp / "results" / "a_result.csv.gz").write_bytes(data[:len(data) // 2])
+    whole = gzip.compress(b"instance id,request id\n0,1\n")
+    (tmp / "results" / "b_result.csv.gz").write_bytes(whole)
+    return [str(tmp / "a"), str(tmp / "b")]
+
+
+def _logs(tmp: Path, text: str) -> list[str]:
+    for name in ("a.txt", "b.txt"):
+        (tmp / name).write_text(text)
+    return [str(tmp / "a"), str(tmp / "b")]
 
 
 def _link(link: Path, target: Path) -> Path:

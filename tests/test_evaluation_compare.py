@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from evaluation import compare as compare_module
 from tests.conftest import REPO
 from tests.test_cli_errors import run_main
 
@@ -59,3 +60,15 @@ def test_missing_run_is_one_error_line(two_runs, tmp_path):
     done = compare(two_runs / "a", tmp_path / "nothing")
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: no run files found")
+
+
+def test_an_extra_column_differs_whichever_run_has_it(tmp_path):
+    """The comparison is symmetric: a column only one run has is a difference both ways."""
+    (tmp_path / "a.csv").write_text("instance id,request id\n0,0\n")
+    (tmp_path / "b.csv").write_text("instance id,request id,extra\n0,0,1\n")
+    a = compare_module.locate(str(tmp_path / "a"))
+    b = compare_module.locate(str(tmp_path / "b"))
+    assert compare_module.compare_runs(a, b) == ["per-request: 1 request(s) differ",
+                                          "  request 0: extra (absent) vs 1"]
+    assert compare_module.compare_runs(b, a) == ["per-request: 1 request(s) differ",
+                                          "  request 0: extra 1 vs (absent)"]
