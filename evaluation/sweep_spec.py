@@ -12,7 +12,7 @@ from typing import Any
 from evaluation.sweep_cluster import build_cluster, describe_cluster, hardware_names
 from inference_serving.cluster_config import cluster_from_dict
 from inference_serving.fleet import Slo
-from llmsim_core.bounds import SLO_MS, TOKENS, Bound, checked, checked_int
+from llmsim_core.bounds import ARRIVAL_NS, SLO_MS, TOKENS, Bound, checked, checked_int
 from llmsim_core.errors import InputError
 from llmsim_core.paths import resolve_user_path
 from llmsim_core.strict_json import load_file
@@ -36,6 +36,7 @@ BW = Bound(1e-3, 1e12, "GB/s", "slower links make every iteration last hours")
 # Every point is a whole simulation: a grid beyond ten thousand points is a product of axes
 # that exploded (it would run for days), not a sweep anyone reads.
 MAX_POINTS = 10_000
+MAX_PD = 1024  # instances on one side of a P/D cluster
 
 # Simulator options the sweep itself sets, each with the spec key that replaces it.
 RESERVED = {"dataset": "workload", "cluster_config": "clusters", "num_req":
@@ -113,11 +114,18 @@ def _grid_size(r: _Reader, sizes: list[int], key: str) -> None:
 
 
 def _strict_loader() -> type:
-    """A yaml SafeLoader that refuses a mapping key given twice (YAML keeps the last)."""
+    """A yaml SafeLoader that refuses a mapping key given twice (YAML keeps the last) and
+    aliases (`*name`: a spec needs none, and nested ones expand a few bytes into billions of
+    values)."""
     import yaml
 
     class Loader(yaml.SafeLoader):
-        pass
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                mark = self.peek_event().start_mark
+                raise InputError("YAML aliases (*name) are not allowed in a sweep spec",
+                                 f"line {mark.line + 1}", "write the values out")
+            return super().compose_node(parent, index)
 
     def mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
         out: dict = {}
@@ -219,11 +227,30 @@ class _Reader:
             if not value:
                 raise InputError(f"'{key}' is an empty list", self.where(key),
                                  "give at least one value")
-            if len(set(map(repr, value))) != len(value):
+            if len(set(map(_same_value, value))) != len(value):
                 raise InputError(f"'{key}' repeats a value", self.where(key),
                                  "list each value once")
             return value
         return [value]
+
+
+def _same_value(value: Any) -> Any:
+    """What makes two axis values the same: 5 and 5.0 are one rate."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return repr(value)
+
+
+def check_span(r: _Reader, rate: float, key: str, workload: Workload) -> None:
+    """Generated arrivals at `rate` must stay within what the simulator accepts (with room
+    for the random gaps): num_requests / rate at most half of the arrival bound."""
+    span_s = workload.num_requests / rate
+    limit_s = ARRIVAL_NS.high / 1e9 / 2
+    if workload.trace is None and span_s > limit_s:
+        raise InputError(f"'{key}' {rate:g} req/s spreads {workload.num_requests} requests over "
+                         f"about {span_s:.3g} s, beyond {limit_s:.3g} s of arrivals",
+                         r.where(key), f"use a rate of at least "
+                         f"{workload.num_requests / limit_s:.3g} req/s or fewer requests")
 
 
 def _workload(r: _Reader, raw: Any) -> Workload:
@@ -266,9 +293,11 @@ def _workload(r: _Reader, raw: Any) -> Workload:
 
 def _pd(r: _Reader, value: Any, key: str) -> tuple[int, int]:
     parts = value.split(":") if isinstance(value, str) else []
-    if len(parts) != 2 or not all(p.isdigit() and int(p) >= 1 for p in parts):
+    if len(parts) != 2 or not all(p.isascii() and p.isdigit() and 1 <= int(p) <= MAX_PD
+                                  for p in parts):
         raise InputError(f"'{key}' must be 'P:D' (prefill and decode instance counts, each "
-                         f">= 1), got {value!r}", r.where(key), "write e.g. pd: '1:3'")
+                         f"in 1..{MAX_PD}), got {value!r}", r.where(key),
+                         "write e.g. pd: '1:3'")
     return int(parts[0]), int(parts[1])
 
 
@@ -360,12 +389,16 @@ def _slo(r: _Reader, raw: Any) -> tuple[Slo, float]:
     return slo, r.number(s.get("min_attainment_pct", 99), "slo.min_attainment_pct", ATTAINMENT)
 
 
-def _capacity(r: _Reader, raw: Any, rates: tuple[float, ...]) -> Capacity:
+def _capacity(r: _Reader, raw: Any, rates: tuple[float, ...], workload: Workload) -> Capacity:
     c = r.mapping(raw or {}, "capacity", ("target_rate", "tolerance", "min_rate", "max_rate"))
     target = r.number(c["target_rate"], "capacity.target_rate", RATE) \
         if c.get("target_rate") is not None else None
     # Defaults are clamped to the rate range, so a legal rate never makes an unset key an error.
     low = r.number(c.get("min_rate", max(min(rates) / 16, RATE.low)), "capacity.min_rate", RATE)
+    if "min_rate" in c:
+        check_span(r, low, "capacity.min_rate", workload)
+    elif workload.trace is None:  # the default lowest probe stays where the arrivals fit
+        low = max(low, workload.num_requests / (ARRIVAL_NS.high / 1e9 / 2))
     high = r.number(c.get("max_rate", min(max(rates) * 16, RATE.high)), "capacity.max_rate", RATE)
     if low >= high:
         raise InputError(f"capacity.min_rate {low:g} is not below max_rate {high:g}",
@@ -386,6 +419,8 @@ def load_spec(path: Path) -> SweepSpec:
     workload = _workload(r, spec["workload"])
     rates = tuple(r.number(v, f"rates[{i}]", RATE)
                   for i, v in enumerate(r.axis(spec["rates"], "rates")))
+    for i, rate in enumerate(rates):
+        check_span(r, rate, f"rates[{i}]", workload)
     if not isinstance(spec["clusters"], list) or not spec["clusters"]:
         raise InputError("'clusters' must be a non-empty list", r.where("clusters"),
                          "list at least one cluster")
@@ -413,5 +448,5 @@ def load_spec(path: Path) -> SweepSpec:
               *(resolve_user_path(c["cluster_config"]) for c in spec["clusters"]
                 if isinstance(c, dict) and "cluster_config" in c))
     return SweepSpec(path, seed, slo, attainment, workload, tuple(sorted(rates)), tuple(configs),
-                     option_names, _capacity(r, spec.get("capacity"), rates), latency, cost,
-                     inputs)
+                     option_names, _capacity(r, spec.get("capacity"), rates, workload), latency,
+                     cost, inputs)

@@ -304,6 +304,16 @@ CASES: dict[str, tuple[Callable, Callable[[Path], list[str]], str]] = {
         "'workload.cv' must be"),
     "sweep_rate_underflows": (SWEEP, lambda t: sweep_args(t, SPEC.replace(
         "rates: [5]", "rates: [1.0e-300]")), "'rates[0]' must be"),
+    "sweep_yaml_alias_bomb": (SWEEP, lambda t: sweep_args(t, SPEC.replace(
+        "rates: [5]", "rates: [[&a [x, x, x], &b [*a, *a, *a], [*b, *b, *b]], 5]")),
+        "YAML aliases (*name) are not allowed in a sweep spec"),
+    "sweep_pd_in_superscript_digits": (SWEEP, lambda t: sweep_args(t, SPEC.replace(
+        "hardware: A6000}", "hardware: A6000, pd: \"\u00b2:1\"}")),
+        "'clusters[0].pd' must be 'P:D'"),
+    "sweep_rate_repeated_as_float": (SWEEP, lambda t: sweep_args(t, SPEC.replace(
+        "rates: [5]", "rates: [5, 5.0]")), "'rates' repeats a value"),
+    "sweep_rate_spreading_arrivals_too_far": (SWEEP, lambda t: sweep_args(t, SPEC.replace(
+        "rates: [5]", "rates: [1.0e-9]")), "'rates[0]' 1e-09 req/s spreads 2 requests over"),
     "sweep_spec_is_a_fifo": (SWEEP, lambda t: [str(fifo(t / "s.yaml")), "--out",
                                                str(t / "rows.csv"), "--no-plot"],
                              "the sweep spec is not a regular file"),
