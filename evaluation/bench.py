@@ -13,6 +13,7 @@ ours against the existing simulator). Definitions follow evaluation.md §6: TTFT
 from __future__ import annotations
 
 import csv
+import math
 import re
 import sys
 import time
@@ -26,7 +27,7 @@ from inference_serving.instance import Instance
 from inference_serving.observers import Observer
 from inference_serving.scheduler.base import Batch
 from llmsim_core.args import OneLineParser, print_flag_warnings
-from llmsim_core.bounds import INT32_MAX, SCHEDULER_LIMIT, Bound, checked_int
+from llmsim_core.bounds import INT32_MAX, SCHEDULER_LIMIT, TOKENS, Bound, checked_int
 from llmsim_core.cli_guard import guarded
 from llmsim_core.errors import InputError
 from llmsim_core.strict_json import loads
@@ -99,14 +100,20 @@ def real_side(folder: Path) -> Side:
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
+        where = f"{path}:{lineno}"
         try:
-            r = loads(line, f"{path}:{lineno}", "fix the file")
-            queued, first, last = (float(r[k]) for k in ("queued_ts", "first_token_ts",
-                                                           "last_token_ts"))
-            generated = int(r["output_toks"])
-        except (InputError, KeyError, TypeError, ValueError):
+            r = loads(line, where, "fix the file")
+            queued, first, last = (r[k] for k in ("queued_ts", "first_token_ts",
+                                                  "last_token_ts"))
+            generated = r["output_toks"]
+        except (InputError, KeyError, TypeError):
             raise _fail(f"line {lineno} lacks queued_ts/first_token_ts/last_token_ts/"
-                        "output_toks", f"{path}:{lineno}", "fix the file") from None
+                        "output_toks", where, "fix the file") from None
+        if not all(_is_number(v) and math.isfinite(v) for v in (queued, first, last)) or \
+                not queued <= first <= last:
+            raise _fail(f"line {lineno} needs finite timestamps with queued_ts <= "
+                        "first_token_ts <= last_token_ts", where, "fix the file")
+        generated = checked_int(generated, TOKENS, "output_toks", where, "fix the file")
         ttft.append((first - queued) * 1e3)
         latency.append((last - queued) * 1e3)
         if generated > 1:
@@ -121,13 +128,20 @@ def real_side(folder: Path) -> Side:
     try:
         rows = list(csv.DictReader(path.read_text(encoding="utf-8").splitlines()))
         for row in rows:
-            side.generation.append(float(row["gen_throughput"]))
-            side.running.append(float(row["running"]))
-            side.waiting.append(float(row["waiting"]))
-    except (OSError, UnicodeDecodeError, KeyError, TypeError, ValueError):
-        raise _fail("unreadable time series (needs gen_throughput, running, waiting)", path,
-                    "fix the file") from None
+            values = [float(row[k]) for k in ("gen_throughput", "running", "waiting")]
+            if not all(math.isfinite(v) and v >= 0 for v in values):
+                raise ValueError("not a finite count or rate")
+            side.generation.append(values[0])
+            side.running.append(values[1])
+            side.waiting.append(values[2])
+    except (OSError, UnicodeDecodeError, KeyError, TypeError, ValueError, csv.Error):
+        raise _fail("unreadable time series (needs finite, non-negative gen_throughput, "
+                    "running, waiting)", path, "fix the file") from None
     return side
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def existing_side(folder: Path) -> Side:
@@ -148,8 +162,9 @@ def existing_side(folder: Path) -> Side:
             except (KeyError, TypeError, ValueError):
                 raise _fail(f"line {lineno} lacks an integer TTFT/TPOT/latency/end_time/arrival",
                             f"{path}:{lineno}", "fix the file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise _fail(f"unreadable ({exc.__class__.__name__})", path, "fix the file") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise _fail(f"unreadable ({exc.__class__.__name__}: {str(exc)[:80]})", path,
+                    "fix the file") from None
     if not ends:
         raise _fail("no requests", path, "fix the file")
     side.ms = ms
@@ -219,6 +234,17 @@ def _sim_log_header(log: Path) -> dict[str, str]:
     return header
 
 
+def _header_limit(header: dict[str, str], key: str, where: str) -> int | None:
+    """An engine limit from the sim.log header (plain ASCII digits), or None if absent."""
+    if key not in header:
+        return None
+    text = header[key]
+    if not (text.isascii() and text.isdigit()):
+        raise _fail(f"'{key}' in the log header is {text[:40]!r}, not a whole number", where,
+                    "fix the file")
+    return checked_int(int(text), SCHEDULER_LIMIT, key, where, "fix the file")
+
+
 def read_example(folder: Path, data: Path) -> Example:
     """The config, workload and engine limits of a bench folder (the real run's when present,
     else the existing simulator's)."""
@@ -244,13 +270,9 @@ def read_example(folder: Path, data: Path) -> Example:
     else:
         dataset_name = header.get("Dataset", "")
         num_req = None
-        try:
-            seqs = int(header["Max num seqs"]) if "Max num seqs" in header else None
-            tokens = int(header["Max batched tokens"]) if "Max batched tokens" in header \
-                else None
-        except ValueError:
-            raise _fail("unreadable engine limits in the log header",
-                        folder / "outputs" / "sim.log", "fix the file") from None
+        log = str(folder / "outputs" / "sim.log")
+        seqs, tokens = (_header_limit(header, key, log)
+                        for key in ("Max num seqs", "Max batched tokens"))
         prefix = header.get("Prefix caching", "").upper() == "ENABLED"
         source = "outputs/sim.log"
         if not dataset_name:

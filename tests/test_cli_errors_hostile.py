@@ -29,11 +29,14 @@ from llm_profile import attention_predictor, calibrate
 from tests.conftest import REPO
 from tests.test_cli_errors import SINGLE, write_json
 from tests.test_cli_errors_features import (
+    BENCH,
     HBM2,
+    META_JSON,
     POWER_CLI,
     SPEC,
     TRACE,
     _digests,
+    bench_folder,
     copy,
     pim,
     run,
@@ -314,6 +317,15 @@ CASES: dict[str, tuple[Callable, Callable[[Path], list[str]], str]] = {
         "rates: [5]", "rates: [5, 5.0]")), "'rates' repeats a value"),
     "sweep_rate_spreading_arrivals_too_far": (SWEEP, lambda t: sweep_args(t, SPEC.replace(
         "rates: [5]", "rates: [1.0e-9]")), "'rates[0]' 1e-09 req/s spreads 2 requests over"),
+    "bench_timeseries_nan": (BENCH, lambda t: bench_real(
+        t, REQUEST_LINE % (0.0, 0.5, 1.0, 4), "gen_throughput,running,waiting\nnan,1,0\n"),
+        "unreadable time series (needs finite, non-negative"),
+    "bench_timestamps_out_of_order": (BENCH, lambda t: bench_real(
+        t, REQUEST_LINE % (0.0, 0.5, -5.0, 4), "gen_throughput,running,waiting\n1,1,0\n"),
+        "line 1 needs finite timestamps with queued_ts <= first_token_ts <= last_token_ts"),
+    "bench_output_tokens_true": (BENCH, lambda t: bench_real(
+        t, REQUEST_LINE.replace("%d", "true") % (0.0, 0.5, 1.0),
+        "gen_throughput,running,waiting\n1,1,0\n"), "'output_toks' must be an integer"),
     "sweep_spec_is_a_fifo": (SWEEP, lambda t: [str(fifo(t / "s.yaml")), "--out",
                                                str(t / "rows.csv"), "--no-plot"],
                              "the sweep spec is not a regular file"),
@@ -333,6 +345,20 @@ CASES: dict[str, tuple[Callable, Callable[[Path], list[str]], str]] = {
     "compare_logs_without_summary": (COMPARE, lambda t: _logs(t, "just some text\n"),
                                      "not a run's console log (no final summary in it)"),
 }
+
+
+REQUEST_LINE = ('{"queued_ts": %s, "first_token_ts": %s, "last_token_ts": %s, '
+                '"output_toks": %d}\n')
+
+
+def bench_real(tmp: Path, requests: str, timeseries: str) -> list[str]:
+    """A bench example whose real vLLM side holds `requests` and `timeseries`."""
+    argv = bench_folder(tmp, META_JSON % "{}")
+    (tmp / "datasets_head").mkdir()
+    (tmp / "datasets_head" / "w.jsonl").write_bytes(TRACE.read_bytes())
+    (Path(argv[0]) / "vllm" / "requests.jsonl").write_text(requests)
+    (Path(argv[0]) / "vllm" / "timeseries.csv").write_text(timeseries)
+    return argv
 
 
 def csv_pair(tmp: Path, a_csv: str) -> list[str]:
