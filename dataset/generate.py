@@ -40,6 +40,7 @@ SHAREGPT_INPUT_LOGNORMALS = ((0.565, 2.811, 0.930), (0.435, 6.216, 1.471))
 SHAREGPT_OUTPUT_WEIBULL = (304.5, 1.495)
 
 _STD_NORMAL = NormalDist()
+DEFAULT_VOCAB = 128256  # Llama-3.1's vocabulary
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +105,7 @@ def parse_dist(text: str, output: bool) -> LengthDist:
 def generate_requests(num_req: int, rate: float, input_dist: LengthDist | str,
                       output_dist: LengthDist | str, arrival: str = "poisson",
                       cv: float = 1.0, max_total: int = 2048, seed: int = 42,
-                      token_ids: bool = True, vocab_size: int = 128256) -> Iterator[dict]:
+                      token_ids: bool = True, vocab_size: int = DEFAULT_VOCAB) -> Iterator[dict]:
     """Yield `num_req` request records with non-decreasing integer arrival times (ns)."""
     in_dist = parse_dist(input_dist, False) if isinstance(input_dist, str) else input_dist
     out_dist = parse_dist(output_dist, True) if isinstance(output_dist, str) else output_dist
@@ -244,7 +245,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--token-ids", action=argparse.BooleanOptionalAction, default=True,
                    help="write random input/output token ids, needed for prefix caching "
                         "(default on)")
-    p.add_argument("--vocab-size", type=_number(int, VOCAB, "--vocab-size"), default=128256,
+    p.add_argument("--vocab-size", type=_number(int, VOCAB, "--vocab-size"), default=None,
                    help="token ids are drawn from [0, vocab-size) (default 128256, Llama-3.1)")
     return p
 
@@ -256,10 +257,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.cv is not None and args.arrival != "gamma":
         p.error("--cv needs --arrival gamma")
+    if not args.token_ids and args.vocab_size is not None:
+        p.error("--vocab-size has no effect with --no-token-ids")
     try:
         records = generate_requests(args.num_req, args.rate, args.input_dist, args.output_dist,
                                     args.arrival, args.cv or 1.0, args.max_total, args.seed,
-                                    args.token_ids, args.vocab_size)
+                                    args.token_ids, args.vocab_size or DEFAULT_VOCAB)
     except ValueError as exc:
         p.error(str(exc))
     try:

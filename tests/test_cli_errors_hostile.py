@@ -278,6 +278,9 @@ CASES: dict[str, tuple[Callable, Callable[[Path], list[str]], str]] = {
                                        "invalid --num-req value"),
     "log_interval_padded": (MAIN, lambda t: simulate_args(t, "--log-interval", " 0.5"),
                             "invalid number ' 0.5'"),
+    "generate_vocab_size_without_ids": (GENERATE, lambda t: gen(
+        t, "--vocab-size", "32000", "--no-token-ids"),
+        "--vocab-size has no effect with --no-token-ids"),
     "generate_num_req_with_underscores": (GENERATE, lambda t: gen(t, "--num-req", "1_0"),
                                           "not an integer: '1_0'"),
     "generate_rate_in_arabic_indic_digits": (GENERATE, lambda t: gen(t, "--rate", "\u0663"),
