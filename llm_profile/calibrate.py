@@ -127,7 +127,11 @@ def load_samples(root: Path, hardware: str, fp_bits: int = 16,
     samples = []
     for path in sorted((root / hardware).glob("*/*/tp*/layers.csv")):
         name = f"{path.parts[-4]}/{path.parts[-3]}"
-        tp = int(path.parts[-2][2:])
+        degree = path.parts[-2][2:]
+        if not (degree.isascii() and degree.isdigit() and int(degree) >= 1):
+            note(f"skipped {path}: folder {path.parts[-2]} is not tp<N> with N >= 1")
+            continue
+        tp = int(degree)
         try:
             model = load_model_config(name, configs)
         except InputError as exc:
@@ -138,6 +142,10 @@ def load_samples(root: Path, hardware: str, fp_bits: int = 16,
                 continue
             for tokens, latency in zip(curve.tokens.tolist(), curve.latency.tolist(),
                                        strict=True):
+                if latency <= 0:
+                    raise InputError(f"{op} at {tokens} tokens measured {latency} ns; a kernel "
+                                     "takes some time, so no ratio to the roofline exists",
+                                     str(path), "fix or remove the row")
                 w = work(model, op, tokens, tp, fp_bits // 8)
                 ideal = max(w.flops / flops_per_ns, w.nbytes / bytes_per_ns)
                 samples.append(Sample(name, tp, op, tokens, weight_log2(model, op, tp), ideal,
@@ -399,9 +407,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model-configs", type=path_arg, default=MODEL_CONFIG_DIR)
     p.add_argument("--report", action="store_true")
     args = p.parse_args(argv)
+    notes: list[str] = []  # printed once the inputs are known good (an error stands alone)
     try:
-        by_hardware = load_all_samples(args.perf_models, args.model_configs,
-                                       lambda msg: print(f"note: {msg}", file=sys.stderr))
+        by_hardware = load_all_samples(args.perf_models, args.model_configs, notes.append)
         if not by_hardware:
             raise InputError("no calibratable profiles", str(args.perf_models),
                              "point --perf-models at <hardware>/<org>/<model>/tp<N>/layers.csv "
@@ -409,6 +417,8 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(exc.line(), file=sys.stderr)
         return 2
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     pooled = [s for samples in by_hardware.values() for s in samples]
     generic = fit(pooled)
     tables = {args.out / "generic.json": json.dumps(generic, indent=1) + "\n"}
