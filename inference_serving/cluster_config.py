@@ -278,7 +278,11 @@ def _parse_instance(rd: _Reader, raw: Any, where: str, instance_id: int, node_id
                          ("block_size", ())):
         for name in (key, *aliases):
             if name in raw:
-                overrides[key] = rd.integer(raw, name, where, SCHEDULER_LIMIT)
+                value = rd.integer(raw, name, where, SCHEDULER_LIMIT)
+                if overrides.get(key, value) != value:
+                    raise rd.fail(f"{key} {overrides[key]} and {name} {value} name the same "
+                                  "limit and disagree", f"{where}{name}", "keep one of them")
+                overrides[key] = value
     for key, role in (("prefill_oproj_overhead_ns", "prefill"),
                       ("decode_oproj_overhead_ns", "decode")):
         if key in raw:
@@ -355,6 +359,11 @@ def cluster_from_dict(raw: Any, path: str) -> ClusterConfig:
         nodes.append(NodeSpec(node_id=node_id, cpu_mem=cpu_mem, instances=tuple(instances),
                               num_npus=num_npus, power=power, pim_config=pim_config))
     roles = {i.pd_type for n in nodes for i in n.instances}
+    pd_models = {i.model_name for n in nodes for i in n.instances if i.pd_type is not None}
+    if len(pd_models) > 1:
+        raise rd.fail(f"the prefill and decode instances serve different models "
+                      f"({', '.join(sorted(pd_models))}): decode would continue another model's "
+                      "KV cache", "nodes", "serve one model on every P/D instance")
     if ("prefill" in roles) != ("decode" in roles):
         missing = "decode" if "prefill" in roles else "prefill"
         raise rd.fail(f"prefill/decode disaggregation needs a {missing} instance", "nodes",

@@ -176,6 +176,11 @@ CASES: dict[str, tuple[Callable, Callable[[Path], list[str]], str]] = {
     "seed_beyond_64_bits": (MAIN, lambda t: simulate_args(t, "--seed", 2**64),
                             "--seed must be at most 9223372036854775807"),
     "head_dim_zero": (MAIN, lambda t: model_with(t, head_dim=0), "'head_dim' must be an integer"),
+    "instance_max_num_seqs_and_max_batch_disagree": (MAIN, lambda t: simulate_args(
+        t, cfg=_instance_with(max_num_seqs=1, max_batch=64)),
+        "max_num_seqs 1 and max_batch 64 name the same limit and disagree"),
+    "pd_instances_of_different_models": (MAIN, lambda t: simulate_args(t, cfg=_pd_two_models()),
+                                         "the prefill and decode instances serve different"),
     "model_top_k_beyond_the_experts": (MAIN, lambda t: model_with(
         t, num_local_experts=16, num_experts_per_tok=32),
         "num_experts_per_tok 32 exceeds the 16 experts"),
@@ -389,6 +394,19 @@ def _logs(tmp: Path, text: str) -> list[str]:
 def _link(link: Path, target: Path) -> Path:
     link.symlink_to(target)
     return link
+
+
+def _instance_with(**keys: object) -> dict:
+    cfg = copy(SINGLE)
+    cfg["nodes"][0]["instances"][0].update(keys)
+    return cfg
+
+
+def _pd_two_models() -> dict:
+    cfg = json.loads((REPO / "cluster_config/single_node_pd_instance.json").read_text())
+    decode = next(i for n in cfg["nodes"] for i in n["instances"] if i["pd_type"] == "decode")
+    decode["model_name"] = "meta-llama/Llama-3.2-1B"
+    return cfg
 
 
 def _trace_named(path: Path) -> Path:
