@@ -10,6 +10,7 @@ the table of formats.md §5 (valid for 32 query heads, 8 KV heads, head dim 128 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,12 +75,16 @@ class PimDevice:
         return mem_bytes // self.channel_bytes
 
 
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
 def _value(text: str) -> float | int | str:
-    """A value as the INI reader types it: `.` means float, else int, else string."""
-    try:
-        return float(text) if "." in text else int(text)
-    except ValueError:
+    """A value as the INI reader types it: a plain ASCII number with `.` is a float, without
+    one an int; anything else (`32_768`, non-ASCII digits) stays a string, which the key's
+    check then refuses."""
+    if not _NUMBER.fullmatch(text):
         return text
+    return float(text) if "." in text or "e" in text.lower() else int(text)
 
 
 _KNOWN_BY_CASE = {key.lower(): key for key in (*KEY_BOUNDS, *FIT_BOUNDS)}

@@ -12,6 +12,7 @@ import errno
 import gzip
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -191,6 +192,8 @@ CASES: dict[str, tuple[Callable, Callable[[Path], list[str]], str]] = {
                              "'intermediate_size' (14336) and 'ffn_dim' (999) name the same"),
     "model_type_not_a_string": (MAIN, lambda t: model_with(t, model_type=["llama"]),
                                 "'model_type' must be a string, got ['llama']"),
+    "pim_number_with_underscore": (MAIN, lambda t: pim(t, re.sub(
+        r"(?m)^rows *= *\d+", "rows = 32_768", HBM2)), "'rows' must be an integer"),
     "pim_key_differs_in_case": (MAIN, lambda t: pim(t, HBM2 + "IDLE_POWER = 5\n"),
                                 "key 'IDLE_POWER' on line"),
     # Outside binaries (casys protocol and upstream) that misbehave.
