@@ -83,12 +83,33 @@ def _request_rows(exp: Experiment, out: Path, data: Path) -> list[str]:
     if not (ours.is_file() and ref.is_file()):
         return []
     a, b = read_requests(ours), read_requests(ref)
-    gaps = [abs(int(a[rid]["end_time"]) - int(row["end_time"])) for rid, row in b.items()
+    gaps = [abs(_end_time(a[rid], ours) - _end_time(row, ref)) for rid, row in b.items()
             if rid in a]
     same = sum(1 for g in gaps if g == 0)
     worst = max(gaps, default=0) / 1e6
     return [f"  {exp.key:40} {'requests with equal end_time':34} {same} / {len(b)}",
             f"  {exp.key:40} {'max |end_time diff| ms':34} {worst:.4g}"]
+
+
+def _like(theirs: dict[str, list], ours: dict[str, list], path: Path) -> dict[str, list]:
+    """A reference series must hold our series' columns, all numbers (per-cell tables are
+    compared where they overlap)."""
+    if "time_s" in ours:
+        for column in ours:
+            values = theirs.get(column)
+            if values is None or not all(isinstance(v, float) for v in values):
+                raise InputError(f"column {column!r} is missing or not all numbers", str(path),
+                                 "restore the file (the same columns as the series written)")
+    return theirs
+
+
+def _end_time(row: dict[str, str], path: Path) -> int:
+    """A per-request row's end time (ns)."""
+    text = row.get("end_time", "")
+    if not (text.isascii() and text.isdigit()):
+        raise InputError(f"request {row.get('request id', '?')} has end_time {text[:40]!r}, "
+                         "not a whole number of ns", str(path), "restore the file")
+    return int(text)
 
 
 def compare_tsv(rel: Path, out: Path, data: Path, real: Path | None,
@@ -101,14 +122,14 @@ def compare_tsv(rel: Path, out: Path, data: Path, real: Path | None,
     lines = []
     ref_path = data / "reference_sim" / rel
     if ref_path.is_file():
-        ref = series.read_tsv(ref_path)
+        ref = _like(series.read_tsv(ref_path), ours, ref_path)
         sides["existing simulator"] = ref
         for metric, a, b, err in diff.compare(ours, ref):
             lines.append(f"  {name:40} {metric:34} ours {_fmt(a):>9}  "
                          f"existing {_fmt(b):>9}  diff {_fmt(err)}")
     real_path = real / rel.parent.parent / "reference" / rel.name if real else None
     if real_path is not None and real_path.is_file():
-        measured = series.read_tsv(real_path)
+        measured = _like(series.read_tsv(real_path), ours, real_path)
         sides["real"] = measured
         theirs = dict((m, e) for m, _, _, e in diff.compare(sides.get("existing simulator",
                                                                       {}), measured)) \

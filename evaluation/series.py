@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from pathlib import Path
 
 from evaluation.console import ConsoleRun
+from llmsim_core.errors import InputError
+from llmsim_core.strict_json import read_text
 
 Table = tuple[tuple[str, ...], list[tuple]]  # (header, rows)
 ENERGY_COMPONENTS = (("Base Node", "Others"), ("NPU", "GPU"), ("CPU", "CPU"),
@@ -28,14 +31,27 @@ def write_tsv(path: Path, table: Table) -> None:
 
 
 def read_tsv(path: Path) -> dict[str, list]:
-    """Columns of a TSV by header name; numbers as float, other cells as text."""
-    header, *rows = [ln.split("\t") for ln in path.read_text().splitlines() if ln.strip()]
+    """Columns of a TSV by header name; numbers as float, other cells as text. A table that
+    is not UTF-8, has no header or data, has a row of another width or a non-finite number
+    is an InputError naming the line."""
+    fix = "restore the file (a parsed series TSV: a header, then rows of as many cells)"
+    lines = [ln.split("\t") for ln in read_text(path, fix).splitlines() if ln.strip()]
+    if len(lines) < 2:
+        raise InputError("no header and data rows", str(path), fix)
+    header, *rows = lines
+    for number, row in enumerate(rows, start=2):
+        if len(row) != len(header):
+            raise InputError(f"row {number} has {len(row)} cells, the header {len(header)}",
+                             str(path), fix)
 
     def cell(text: str) -> float | str:
         try:
-            return float(text)
+            value = float(text)
         except ValueError:
             return text
+        if not math.isfinite(value):
+            raise InputError(f"a cell holds {text!r}, not a finite number", str(path), fix)
+        return value
     return {name: [cell(r[i]) for r in rows] for i, name in enumerate(header)}
 
 

@@ -603,3 +603,22 @@ def test_a_repeated_flag_before_a_bad_input_leaves_the_error_line_alone(tmp_path
     assert status == 2 and len(err) == 1 and err[0].startswith("error: "), err
     status, err = run(GENERATE, gen(tmp_path, "--seed", "4", "--seed", "5", "--out", ""), capsys)
     assert status == 2 and len(err) == 1 and err[0].startswith("error: "), err
+
+
+@pytest.mark.parametrize("text,message", [
+    ("time_s\tthroughput\n0\n", "row 2 has 1 cells, the header 2"),
+    ("", "no header and data rows"),
+    ("time_s\tthroughput\n0\tinf\n", "a cell holds 'inf', not a finite number"),
+    ("time_s\tthroughput\n0\t\udcff\n", "not UTF-8 text"),
+])
+def test_a_broken_reference_series_is_one_input_error(tmp_path, text, message):
+    """The figure tool reads reference TSVs of the shared data: a damaged one is an
+    InputError naming the file, not a traceback."""
+    from evaluation import series
+    from llmsim_core.errors import InputError
+
+    path = tmp_path / "SD_throughput.tsv"
+    path.write_bytes(text.encode("utf-8", "surrogateescape"))
+    with pytest.raises(InputError) as caught:
+        series.read_tsv(path)
+    assert message in caught.value.what and caught.value.where == str(path)
