@@ -50,6 +50,9 @@ def is_head_layout(model_dir: Path) -> bool:
                                       if p.is_dir())
 
 
+PRECISION = re.compile(r"(bf|fp)\d+")
+
+
 def pick_variant(model_dir: Path, fp_bits: int) -> Path:
     """The variant folder for the run's precision: `bf16`, then `fp16`, or the only one."""
     variants = sorted(p for p in model_dir.iterdir() if (p / "meta.yaml").is_file())
@@ -57,8 +60,8 @@ def pick_variant(model_dir: Path, fp_bits: int) -> Path:
     for name in wanted:
         if (model_dir / name / "meta.yaml").is_file():
             return model_dir / name
-    if len(variants) == 1:
-        return variants[0]
+    if len(variants) == 1 and not PRECISION.fullmatch(variants[0].name):
+        return variants[0]  # a variant not named after a precision serves any --fp
     raise InputError(f"no profile variant for {fp_bits}-bit weights",
                      f"{model_dir} has {', '.join(p.name for p in variants)}",
                      "pass --fp matching a variant or keep one variant folder")
@@ -86,7 +89,8 @@ _VERSION = re.compile(r"\d+\.\d+(\.\d+)?\S*")
 def _check_identity(meta: dict, variant: Path, meta_path: Path) -> None:
     """meta.yaml's hardware and model, when given, name the folders the profile sits in."""
     folders = {"hardware": variant.parents[2].name,
-               "model": f"{variant.parents[1].name}/{variant.parent.name}"}
+               "model": f"{variant.parents[1].name}/{variant.parent.name}",
+               "variant": variant.name}
     for key, folder in folders.items():
         value = meta.get(key)
         if value is not None and str(value) != folder:
@@ -111,6 +115,10 @@ class HeadPerfModel(PerfModel):
                              f"(meta.yaml lists TP degrees: {have})",
                              "profile that TP degree or change tp_size")
         listed = self.meta.get("tp_degrees")
+        if listed is not None and not (isinstance(listed, list) and listed and all(
+                type(t) is int and t >= 1 for t in listed) and len(set(listed)) == len(listed)):
+            raise InputError(f"tp_degrees {listed!r} is not a list of distinct TP degrees",
+                             str(meta_path), "write e.g. tp_degrees: [1, 2]")
         if isinstance(listed, list) and tp not in listed:
             raise InputError(f"meta.yaml lists TP degrees {listed}, not {tp}, though {directory} "
                              "exists", str(meta_path), "fix tp_degrees in meta.yaml")

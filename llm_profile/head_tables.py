@@ -78,12 +78,17 @@ def parse_meta(path: Path) -> dict[str, Any]:
         while stack[-1][0] >= indent:
             stack.pop()
         parent = stack[-1][1]
+        if key.strip() in parent:
+            raise InputError(f"meta.yaml sets {key.strip()!r} twice (again on line {lineno})",
+                             f"{path}:{lineno}", "keep one of them")
         if value.strip():
             parent[key.strip()] = _scalar(value)
         else:
             pending = (indent, parent, key.strip())
     if pending is not None:
         pending[1][pending[2]] = None
+    if not root:
+        raise InputError("meta.yaml is empty", str(path), "restore the profiler's meta.yaml")
     return root
 
 

@@ -181,6 +181,15 @@ CASES: dict[str, tuple[Callable, Callable[[Path], list[str]], str]] = {
         t, ("vllm_version: 0.19.0", "vllm_version: banana")), "'banana' is not a version"),
     "profile_meta_tp_degrees_disagree": (MAIN, lambda t: profile_with(
         t, ("tp_degrees: [1]", "tp_degrees: [2]")), "lists TP degrees [2], not 1"),
+    "profile_meta_variant_mismatch": (MAIN, lambda t: profile_with(
+        t, ("variant: bf16", "variant: fp8")),
+        "meta.yaml names variant 'fp8' but the profile sits under 'bf16'"),
+    "profile_meta_key_twice": (MAIN, lambda t: profile_with(
+        t, ("hardware: A6000", "hardware: A6000\nhardware: A6000")),
+        "meta.yaml sets 'hardware' twice"),
+    "profile_meta_tp_degrees_repeated": (MAIN, lambda t: profile_with(
+        t, ("tp_degrees: [1]", "tp_degrees: [1, 1]")), "is not a list of distinct TP degrees"),
+    "profile_meta_empty": (MAIN, lambda t: profile_with(t, (META, "")), "meta.yaml is empty"),
     # Sweep specs.
     "sweep_out_is_the_spec": (SWEEP, lambda t: sweep_args(t, SPEC)[:4] + [
         "--out", str(t / "s.yaml")], "--out is an input of this run"),
