@@ -235,6 +235,19 @@ def choose_pricer(cluster: ClusterConfig, options: RunOptions,
     return PRICERS[name](fabrics, len(cluster.nodes), options.astra_binary)
 
 
+def _check_moe_flags(options: RunOptions, models: list[ModelConfig]) -> None:
+    """The MoE flags do nothing on a cluster without a mixture-of-experts model."""
+    if any(model.is_moe for model in models):
+        return
+    given = [flag for flag, used in (
+        (f"--expert-routing-policy {options.expert_routing_policy}",
+         options.expert_routing_policy != "FAST"),
+        ("--no-moe-combine-alltoall", not options.moe_combine_alltoall)) if used]
+    if given:
+        raise InputError(f"{given[0]} has no effect: no instance serves a mixture-of-experts "
+                         "model", "command line", f"drop {given[0].split()[0]}")
+
+
 def build_instances(cluster: ClusterConfig, options: RunOptions,
                     warn: Callable[[str], None],
                     note: Callable[[str], None] = lambda line: print(line, file=sys.stderr)
@@ -340,6 +353,7 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
                                       budget=budget, plans=plans,
                                       fabric=fabrics[spec.instance_id]))
     _check_capacity(cluster, placed)
+    _check_moe_flags(options, [i.model for i in instances])
     _note_idle_placement(cluster, options, note)
     loading = [i.index for i in instances if i.plans.weights is not None]
     if loading and options.network_backend == "external":

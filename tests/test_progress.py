@@ -76,6 +76,9 @@ def test_a_scheduler_that_never_runs_anything_stops_the_run(tmp_path):
      "contradicts --network-backend external"),
     (["--enable-attn-prediction", "--perf-model", "roofline"], "has no effect with --perf-model"),
     (["--pricer", "fast"], "argument --pricer: invalid choice"),
+    (["--expert-routing-policy", "RR"], "--expert-routing-policy RR has no effect: no instance "
+                                        "serves a mixture-of-experts model"),
+    (["--no-moe-combine-alltoall"], "--no-moe-combine-alltoall has no effect"),
 ])
 def test_flags_that_would_do_nothing_or_contradict_are_errors(tmp_path, flags, message):
     out = tmp_path / "out.csv"
