@@ -26,9 +26,9 @@ class AstraBinary:
         return f"the ASTRA-Sim binary gave no answer within {self.timeout_s:g} s of wall time"
 
 
-def start(command: list[str], **popen_args) -> subprocess.Popen:
-    """Start `command` in a new process group with piped stdout and stderr."""
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+def start(command: list[str], stderr: int = subprocess.PIPE, **popen_args) -> subprocess.Popen:
+    """Start `command` in a new process group with piped stdout (and stderr unless told)."""
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True,
                             errors="replace", start_new_session=True, **popen_args)
 
 

@@ -79,7 +79,8 @@ class ExternalPricer:
         wall time or the run is interrupted."""
         where = str(self.binary.path)
         try:
-            proc = start(command, stdin=subprocess.DEVNULL)
+            # Its stderr is not read: a binary flooding it would hold up the wall-time limit.
+            proc = start(command, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
         except OSError as exc:
             raise InputError(f"the ASTRA-Sim binary could not be started ({exc.strerror})",
                              where, "pass an executable AnalyticalAstra build") from None
