@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -12,9 +13,14 @@ from functools import cache
 from pathlib import Path
 
 from evaluation.experiments import COMMON_FLAGS, Experiment
+from llmsim_core.atomic_write import atomic_writer
 
 REPO = Path(__file__).resolve().parents[1]
 WORKERS = 2  # the simulator is single-threaded; one subprocess per core
+# Exit statuses of a run stopped by SIGHUP, SIGINT or SIGTERM (128 + n from the run's own
+# handler, -n when the signal killed it).
+INTERRUPTED = frozenset(code for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM)
+                        for code in (128 + sig, -sig))
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,9 +69,12 @@ def run_one(exp: Experiment, data: Path, out: Path, num_req: int | None) -> RunR
         (folder / sub).mkdir(parents=True, exist_ok=True)
     log = folder / "logs" / exp.log_file
     start = time.perf_counter()
-    with log.open("w") as handle:
+    # The log is renamed into place only after a run that was not interrupted.
+    with atomic_writer(log) as handle:
         done = subprocess.run(command(exp, data, out, num_req), cwd=REPO, stdout=handle,
                               stderr=subprocess.PIPE, text=True)
+        if done.returncode in INTERRUPTED:
+            raise KeyboardInterrupt(signal.SIGINT)
     wall = time.perf_counter() - start
     error = done.stderr.strip().splitlines()[-1] if done.returncode and done.stderr.strip() \
         else ""
