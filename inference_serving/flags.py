@@ -24,7 +24,7 @@ from inference_serving.sim_log import LEVELS
 from inference_serving.vllm_defaults import USAGE_CONTEXTS
 from inference_serving.vllm_defaults import VERSIONS as VLLM_VERSIONS
 from llm_profile.factory import PERF_MODELS
-from llmsim_core.args import OneLineParser, integer, number
+from llmsim_core.args import OneLineParser, integer, number, was_given
 from llmsim_core.bounds import BINARY_TIMEOUT_S, INT32_MAX, LOG_INTERVAL_S, SLO_MS, checked
 from llmsim_core.errors import InputError
 from llmsim_core.paths import (
@@ -272,6 +272,14 @@ def _check_combinations(args: argparse.Namespace) -> None:
         if value and not given:
             raise InputError(f"{flag} has no effect without {needs}", "command line",
                              f"add {needs} or drop {flag}")
+    legacy_ignores = [flag for flag, dest in (
+        ("--long-prefill-token-threshold", "long_prefill_token_threshold"),
+        ("--enable-chunked-prefill / --no-enable-chunked-prefill", "chunked_prefill"))
+        if was_given(args, dest)]
+    if legacy_ignores and args.scheduler == "legacy":
+        raise InputError(f"{legacy_ignores[0]} has no effect with --scheduler legacy (it "
+                         "schedules whole prompts)", "command line",
+                         "drop the flag or use --scheduler vllm")
     if args.preemption_mode is not None and args.scheduler == "legacy":
         raise InputError("--preemption-mode applies to the vllm scheduler (legacy always "
                          "swaps)", "command line", "drop --preemption-mode or use --scheduler "

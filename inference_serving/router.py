@@ -91,6 +91,7 @@ class CheckedRouter:
         """The user router's choice, checked."""
         cls = type(self.inner)
         before = request_state(request)
+        queued = [inst.scheduler.num_requests() for inst in candidates]
         try:
             choice = self.inner.route(request, list(candidates))
         except InputError:
@@ -107,9 +108,13 @@ class CheckedRouter:
             raise InputError(f"{cls.__name__}.route changed field '{name}' of request "
                              f"{before[0]}{values}", self.where,
                              "read the request in a router, never change it")
+        if [inst.scheduler.num_requests() for inst in candidates] != queued:
+            raise InputError(f"{cls.__name__}.route changed what an instance's scheduler holds "
+                             f"while routing request {before[0]}", self.where,
+                             "only choose the instance: the simulator queues the request")
         if not any(choice is inst for inst in candidates):
             ids = [inst.index for inst in candidates]
-            raise InputError(f"{cls.__name__}.route returned {choice!r} for request "
+            raise InputError(f"{cls.__name__}.route returned {repr(choice)[:60]} for request "
                              f"{request.rid}, not one of the candidate instances {ids}",
                              self.where, "return an element of the candidates list")
         return choice

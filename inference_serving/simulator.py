@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 # the log tick that reports the window ending at that instant.
 DONE, WAKE, ARRIVAL, LOG = 0, 1, 2, 3
 GC_THRESHOLDS = (20_000, 50, 1_000)  # young collections 30x rarer, full ones all but never
+ITERATIONS_PER_TOKEN, MIN_ITERATIONS = 16, 100_000  # the no-progress bound (see _run)
 
 
 @dataclass(slots=True)
@@ -53,14 +54,45 @@ def check_user_batch(scheduler: object, batch: object) -> None:
     elif not len(batch.requests) == len(batch.tokens) == len(batch.decode):
         problem = (f"returned a batch of {len(batch.requests)} requests, {len(batch.tokens)} "
                    f"token counts and {len(batch.decode)} decode flags")
+    elif len({id(r) for r in batch.requests}) != len(batch.requests):
+        problem = "returned a batch holding one request twice"
+    elif batch.num_preempted != len(batch.preempted):
+        problem = (f"returned a batch with num_preempted {batch.num_preempted!r} but "
+                   f"{len(batch.preempted)} preempted requests")
+    elif any(type(n) is not int or n < 0 for n in (batch.swap_in_bytes, batch.swap_out_bytes,
+                                                    batch.recall_bytes)):
+        problem = "returned a batch with swap or recall bytes that are not whole numbers >= 0"
     else:
         problem = next((f"gave request {r.rid} {n!r} tokens, outside 1..{r.num_tokens - r.computed}"
                         f" (its uncomputed tokens)" for r, n in zip(batch.requests, batch.tokens,
                                                                      strict=True)
                         if type(n) is not int or not 1 <= n <= r.num_tokens - r.computed), None)
+        problem = problem or next((
+            f"marked request {r.rid} {'a decode' if d else 'not a decode'}, but it "
+            f"{'is' if not d else 'is not'} one (a decode computes the last token of a "
+            "prefilled request)" for r, n, d in zip(batch.requests, batch.tokens, batch.decode,
+                                                    strict=True)
+            if bool(d) != (r.prefilled and n == 1 and r.computed + 1 == r.num_tokens)), None)
     if problem is not None:
         raise InputError(f"{name}.schedule {problem}", "--scheduler CUSTOM",
                          "follow the Scheduler interface of inference_serving/scheduler/base.py")
+
+
+def check_user_finished(scheduler: object, batch: Batch, done: object) -> None:
+    """A user scheduler's `update` must return each request of the batch that finished, once."""
+    name = type(scheduler).__name__
+    if not isinstance(done, list):
+        problem = f"returned {repr(done)[:40]} ({type(done).__name__}), not a list of requests"
+    else:
+        members = {id(r) for r in batch.requests}
+        problem = next((f"returned request {getattr(r, 'rid', r)!r}, which " + (
+            "is not in the batch" if id(r) not in members else "has not finished")
+            for r in done if id(r) not in members or r.end < 0), None)
+        if problem is None and len({id(r) for r in done}) != len(done):
+            problem = "returned a finished request twice"
+    if problem is not None:
+        raise InputError(f"{name}.update {problem}", "--scheduler CUSTOM",
+                         "return the batch's requests that generated their last token, once")
 
 
 class Simulator:
@@ -99,6 +131,9 @@ class Simulator:
         self._heap: list[tuple[int, int, int, object]] = []
         self._seq = 0
         self.longest_ns = 0  # the longest iteration so far (for the endless-run error)
+        # A trace may arrive up to MAX_STATUS_WINDOWS windows in (dataset check) and take as
+        # long again to drain; a run past twice that has an iteration of hours.
+        self.max_windows = 2 * MAX_STATUS_WINDOWS
         # Instances whose scheduler is not a shipped class: their batches are checked.
         self.user_schedulers = {i.index for i in instances
                                 if type(i.scheduler) not in SCHEDULERS.values()}
@@ -140,6 +175,10 @@ class Simulator:
         total = len(self.requests)
         finished = 0
         iterations = 0
+        # Every iteration computes at least one token: far more iterations than the trace has
+        # tokens (recomputation after preemption included) means no progress is being made.
+        tokens = int(self.requests.prompt.sum()) + int(self.requests.output.sum())
+        max_iterations = ITERATIONS_PER_TOKEN * tokens + MIN_ITERATIONS
         end_ns = 0
         dirty: set[int] = set()
         pending = iter(self.requests)
@@ -172,24 +211,33 @@ class Simulator:
                     self._push(upcoming.arrival, ARRIVAL, upcoming)
             elif finished < total:
                 self.on_window(time, self.counters.close_window())
-                if len(self.counters.windows) > 2 * MAX_STATUS_WINDOWS:
+                if len(self.counters.windows) > 2 * self.max_windows:  # (prompt, gen) pairs
                     self.endless(time, total - finished, total)
                 self._push(time + self.counters.interval_ns, LOG, None)
             if dirty and (not heap or heap[0][0] > time):
                 for index in sorted(dirty):
                     iterations += self._start_batch(self.instances[index], time)
                 dirty.clear()
+                if iterations > max_iterations:
+                    self.spinning(time, iterations, tokens)
             if kind == LOG and len(heap) == 1 and finished < total:
                 self.stalled(time)  # only the next status tick is left: nothing can move
         if finished != total:
             raise RuntimeError(f"simulation stalled with {total - finished} unfinished requests")
         return self.finish(SimResult(end_ns, iterations, self.counters, self.instances))
 
+    def spinning(self, time: int, iterations: int, tokens: int) -> None:
+        """Stop a run that keeps iterating without finishing its requests."""
+        raise InputError(f"the run made {iterations} iterations by {time / 1e9:.6g} s of "
+                         f"simulated time for a trace of {tokens} tokens: no progress",
+                         "the run", "check a CUSTOM scheduler or router (a request queued "
+                         "twice, a batch computing nothing)")
+
     def endless(self, time: int, left: int, total: int) -> None:
         """Stop a run whose clock has stepped through more status windows than any run
         prints (an iteration of hours or days: a latency or bandwidth far off)."""
         raise InputError(f"the run reached {time / 1e9:.6g} s of simulated time "
-                         f"({MAX_STATUS_WINDOWS} status windows) with {left} of {total} "
+                         f"({self.max_windows} status windows) with {left} of {total} "
                          f"requests unfinished; the longest iteration took "
                          f"{self.longest_ns / 1e9:.6g} s", "the run",
                          "check the latencies and bandwidths of the cluster config and the "
@@ -238,6 +286,8 @@ class Simulator:
         """Apply a finished batch of `inst` at `time`; return how many requests finished."""
         inst.in_flight.remove(batch)
         done = inst.scheduler.update(batch, time)
+        if inst.index in self.user_schedulers:
+            check_user_finished(inst.scheduler, batch, done)
         self.counters.on_batch_done(batch)
         inst.completed += len(done)
         if self.check:

@@ -28,6 +28,11 @@ class _GivenValues(argparse.Namespace):
         super().__setattr__(name, value)
 
 
+def was_given(args: argparse.Namespace, dest: str) -> bool:
+    """Whether the flag stored in `dest` was given on the command line (not its default)."""
+    return dest in getattr(args, "_given", {})
+
+
 def repeated_flag_warnings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
     """One `warning:` line per flag given more than once with different values (argparse keeps
     the last one without a word)."""

@@ -105,6 +105,25 @@ class ZeroTokens(VllmScheduler):
         return batch
 
 
+class QueuesTwice:
+    """A router that queues the request itself as well: the run could never finish it."""
+
+    def __init__(self, seed):
+        pass
+
+    def route(self, request, candidates):
+        candidates[0].scheduler.add(request)
+        return candidates[0]
+
+
+class FinishesEarly(VllmScheduler):
+    """`update` reports a request as finished before it is."""
+
+    def update(self, batch, now):
+        done = super().update(batch, now)
+        return done or [r for r in batch.requests if r.end < 0][:1]
+
+
 class EmptyBatch(VllmScheduler):
     """A batch without requests instead of None."""
 
@@ -130,10 +149,30 @@ def test_a_scheduler_batch_that_cannot_progress_stops_the_run(tmp_path, cls, mes
     assert "Traceback" not in done.stderr and not out.exists()
 
 
+def test_a_router_queueing_the_request_itself_stops_the_run(tmp_path):
+    (tmp_path / "twice.py").write_text("from tests.test_progress import QueuesTwice as X\n")
+    done = run_main(["--dataset", EXAMPLE, "--num-req", "5", "--request-routing-policy",
+                     "CUSTOM", "--custom-router", "twice:X", "--cluster-config",
+                     "cluster_config/single_node_multi_instance.json"], cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1].startswith(
+        "error: QueuesTwice.route changed what an instance's scheduler holds while routing request 0")
+
+
+def test_a_scheduler_reporting_unfinished_requests_stops_the_run(tmp_path):
+    (tmp_path / "early.py").write_text("from tests.test_progress import FinishesEarly as X\n")
+    done = run_main(["--dataset", EXAMPLE, "--num-req", "5", "--scheduler", "CUSTOM",
+                     "--custom-scheduler", "early:X"], cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1].startswith(
+        "error: FinishesEarly.update returned request 0, which has not finished"), done.stderr
+
+
 def test_a_run_whose_clock_runs_away_stops_with_one_line(tmp_path, monkeypatch, capsys):
-    """More status windows than any run prints (here lowered to 1000: 5 requests over about
-    2 s at 1 ms windows) end the run with the longest iteration named."""
-    monkeypatch.setattr(simulator, "MAX_STATUS_WINDOWS", 1000)
+    """More status windows than any run prints (twice the arrival bound, here lowered to
+    500: 5 requests over about 2 s at 1 ms windows) end the run with the longest iteration
+    named."""
+    monkeypatch.setattr(simulator, "MAX_STATUS_WINDOWS", 500)
     out = tmp_path / "out.csv"
     status = cli.main(["--dataset", EXAMPLE, "--num-req", "5", "--quiet", "--no-progress",
                        "--log-interval", "0.001", "--output", str(out)])
