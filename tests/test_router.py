@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 
@@ -13,10 +13,16 @@ from inference_serving.router import make_router
 from llmsim_core.errors import InputError
 
 
+class EmptyQueue:
+    def num_requests(self) -> int:
+        return 0
+
+
 @dataclass
 class FakeInstance:
     index: int
     load: int = 0
+    scheduler: EmptyQueue = field(default_factory=EmptyQueue)
 
     def outstanding_tokens(self) -> int:
         return self.load
