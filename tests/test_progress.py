@@ -156,7 +156,8 @@ def test_a_router_queueing_the_request_itself_stops_the_run(tmp_path):
                      "cluster_config/single_node_multi_instance.json"], cwd=tmp_path)
     assert done.returncode == 2
     assert done.stderr.splitlines()[-1].startswith(
-        "error: QueuesTwice.route changed what an instance's scheduler holds while routing request 0")
+        "error: QueuesTwice.route changed what an instance's scheduler holds while routing "
+        "request 0")
 
 
 def test_a_scheduler_reporting_unfinished_requests_stops_the_run(tmp_path):
