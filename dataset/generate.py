@@ -41,6 +41,7 @@ SHAREGPT_OUTPUT_WEIBULL = (304.5, 1.495)
 
 _STD_NORMAL = NormalDist()
 DEFAULT_VOCAB = 128256  # Llama-3.1's vocabulary
+MAX_IDS = 1 << 20  # token ids per request: beyond every model's context, and 8 MB of JSON
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +138,7 @@ def _requests(num_req: int, rate: float, in_dist: LengthDist, out_dist: LengthDi
     mean_gap_s = 1.0 / rate
     shape = 1.0 / (cv * cv)
     t_s = 0.0
-    for _ in range(num_req):
+    for index in range(num_req):
         gap = rng.gamma(shape, mean_gap_s / shape) if arrival == "gamma" else \
             rng.exponential(mean_gap_s)
         # Accumulate in seconds and truncate once, so per-request rounding cannot drift the rate.
@@ -147,6 +148,12 @@ def _requests(num_req: int, rate: float, in_dist: LengthDist, out_dist: LengthDi
         record: dict = {"input_toks": prompt, "output_toks": answer,
                         "arrival_time_ns": int(t_s * 1e9)}
         if token_ids:
+            if prompt + answer > MAX_IDS:
+                raise InputError(f"request {index} would hold {prompt + answer} token ids, "
+                                 f"more than {MAX_IDS} (longer than any model's context)",
+                                 "--input-dist / --output-dist / --max-total",
+                                 "draw shorter lengths, lower --max-total or pass "
+                                 "--no-token-ids")
             record["input_tok_ids"] = id_rng.integers(0, vocab_size, prompt).tolist()
             record["output_tok_ids"] = id_rng.integers(0, vocab_size, answer).tolist()
         yield record

@@ -286,6 +286,9 @@ CASES: dict[str, tuple[Callable, Callable[[Path], list[str]], str]] = {
                                        "invalid --num-req value"),
     "log_interval_padded": (MAIN, lambda t: simulate_args(t, "--log-interval", " 0.5"),
                             "invalid number ' 0.5'"),
+    "generate_ids_beyond_any_context": (GENERATE, lambda t: gen(
+        t, "--input-dist", "fixed:1000000000", "--output-dist", "fixed:1", "--max-total",
+        "2000000000"), "request 0 would hold 1000000001 token ids, more than 1048576"),
     "generate_vocab_size_without_ids": (GENERATE, lambda t: gen(
         t, "--vocab-size", "32000", "--no-token-ids"),
         "--vocab-size has no effect with --no-token-ids"),
