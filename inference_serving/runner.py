@@ -162,16 +162,16 @@ def execute(options: RunOptions, cluster: ClusterConfig, log: SimLogger,
                                         options.prefix_caching)
         if options.prefix_caching and \
                 all(ids is None for ids in table.token_ids or ()):
-            held.emit(lambda: log.warning("Dataset", f"{options.dataset} has no input_tok_ids: "
-                                          "with prefix caching no request can hit"))
+            held.emit(lambda: note(f"warning: {options.dataset} has no input_tok_ids: with "
+                                   "prefix caching no request can hit"))
         if options.num_req and trace_has_more(options.dataset, options.num_req):
             held.emit(lambda: note(f"note: --num-req {options.num_req} loads the first "
                                    f"{options.num_req} requests of {options.dataset}; pass "
                                    "--num-req all for the whole trace"))
         if unsorted:
-            held.emit(lambda: log.warning("Dataset", f"{options.dataset} is not sorted by "
-                                          "arrival_time_ns; sorted it (request ids stay line "
-                                          "indices)"))
+            held.emit(lambda: note(f"warning: {options.dataset} is not sorted by "
+                                   "arrival_time_ns; sorted it (request ids stay line "
+                                   "indices)"))
     else:
         too_long = [r.rid for r in requests if r.prompt + r.output > max_len]
         if too_long:
