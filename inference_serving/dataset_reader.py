@@ -3,6 +3,7 @@ the trace kept as compact columns (`RequestTable`)."""
 
 from __future__ import annotations
 
+import difflib
 import re
 from array import array
 from pathlib import Path
@@ -21,6 +22,8 @@ from llmsim_core.errors import InputError
 from llmsim_core.strict_json import closest, loads
 
 FIELDS = ("input_toks", "output_toks", "arrival_time_ns")
+KNOWN_FIELDS = frozenset((*FIELDS, "input_tok_ids", "output_tok_ids"))
+MISSPELT = 0.85  # similarity (difflib) above which an unknown field is a known one misspelt
 _FIX = "fix the dataset line"
 # The line every generator writes: the three fields in order, plain integers. Such a line is
 # read without the JSON parser (a third of the time per line); any other line, and one whose
@@ -174,7 +177,19 @@ def record_fields(record: object, where: str, max_len: int | None = None) -> tup
                          "shorten the request or serve a model with a longer context")
     _check_ids(record, "input_tok_ids", prompt, "input_toks", where)
     _check_ids(record, "output_tok_ids", output, "output_toks", where)
+    if not record.keys() <= KNOWN_FIELDS:
+        _check_misspelt(record, where)
     return prompt, output, arrival
+
+
+def _check_misspelt(record: dict, where: str) -> None:
+    """Other fields are ignored (formats.md §3), but one a letter or two away from a field
+    this reader knows is a misspelling that would silently drop that field's data."""
+    absent = sorted(KNOWN_FIELDS - record.keys())
+    for key in record.keys() - KNOWN_FIELDS:
+        for near in difflib.get_close_matches(key, absent, n=1, cutoff=MISSPELT):
+            raise InputError(f"field '{key}' looks like a misspelt '{near}' (which is "
+                             "missing)", where, f"rename it to '{near}'")
 
 
 def request_from_record(record: object, rid: int, where: str,

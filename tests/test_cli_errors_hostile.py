@@ -177,6 +177,10 @@ CASES: dict[str, tuple[Callable, Callable[[Path], list[str]], str]] = {
     "seed_beyond_64_bits": (MAIN, lambda t: simulate_args(t, "--seed", 2**64),
                             "--seed must be at most 9223372036854775807"),
     "head_dim_zero": (MAIN, lambda t: model_with(t, head_dim=0), "'head_dim' must be an integer"),
+    "dataset_field_misspelt": (MAIN, lambda t: simulate_args(t, dataset=_trace_text(
+        t, '{"input_toks": 2, "output_toks": 2, "arrival_time_ns": 0, '
+        '"input_tok_idz": [1, 2]}\n')), "field 'input_tok_idz' looks like a misspelt "
+        "'input_tok_ids' (which is missing)"),
     "instance_max_num_seqs_and_max_batch_disagree": (MAIN, lambda t: simulate_args(
         t, cfg=_instance_with(max_num_seqs=1, max_batch=64)),
         "max_num_seqs 1 and max_batch 64 name the same limit and disagree"),
@@ -413,6 +417,11 @@ def _pd_two_models() -> dict:
     decode = next(i for n in cfg["nodes"] for i in n["instances"] if i["pd_type"] == "decode")
     decode["model_name"] = "meta-llama/Llama-3.2-1B"
     return cfg
+
+
+def _trace_text(tmp: Path, text: str) -> Path:
+    (tmp / "trace.jsonl").write_text(text)
+    return tmp / "trace.jsonl"
 
 
 def _trace_named(path: Path) -> Path:
