@@ -60,6 +60,11 @@ def console_observers(options: RunOptions, instances: list[Instance], cluster: C
                          str(options.output) if options.output else None, fleet)]
 
 
+def warn_line(text: str) -> None:
+    """A `warning:` line on stderr (shown with --quiet too: it is about the input)."""
+    print(f"warning: {text}", file=sys.stderr)
+
+
 def file_observers(options: RunOptions, fleet: FleetSamples, instances: list[Instance],
                    total: int) -> list[Observer]:
     """Writers of the output files the options name, in the order they are written."""
@@ -162,16 +167,15 @@ def execute(options: RunOptions, cluster: ClusterConfig, log: SimLogger,
                                         options.prefix_caching)
         if options.prefix_caching and \
                 all(ids is None for ids in table.token_ids or ()):
-            held.emit(lambda: note(f"warning: {options.dataset} has no input_tok_ids: with "
-                                   "prefix caching no request can hit"))
+            held.emit(lambda: warn_line(f"{options.dataset} has no input_tok_ids: with prefix "
+                                        "caching no request can hit"))
         if options.num_req and trace_has_more(options.dataset, options.num_req):
             held.emit(lambda: note(f"note: --num-req {options.num_req} loads the first "
                                    f"{options.num_req} requests of {options.dataset}; pass "
                                    "--num-req all for the whole trace"))
         if unsorted:
-            held.emit(lambda: note(f"warning: {options.dataset} is not sorted by "
-                                   "arrival_time_ns; sorted it (request ids stay line "
-                                   "indices)"))
+            held.emit(lambda: warn_line(f"{options.dataset} is not sorted by arrival_time_ns; "
+                                        "sorted it (request ids stay line indices)"))
     else:
         too_long = [r.rid for r in requests if r.prompt + r.output > max_len]
         if too_long:
