@@ -182,3 +182,14 @@ def test_a_run_whose_clock_runs_away_stops_with_one_line(tmp_path, monkeypatch, 
     assert err[0].startswith("error: the run reached 1.001 s of simulated time (1000 status "
                              "windows) with "), err
     assert "the longest iteration took 0.138531 s" in err[0] and not out.exists()
+
+
+def test_prompts_over_the_budget_without_chunking_run_alone_with_one_warning(tmp_path):
+    out = tmp_path / "out.csv"
+    done = run_main(["--dataset", "dataset/example_trace.jsonl", "--num-req", "3", "--quiet",
+                     "--max-num-batched-tokens", "16", "--no-enable-chunked-prefill",
+                     "--output", str(out)])
+    assert done.returncode == 0, done.stderr
+    warned = [line for line in done.stderr.splitlines() if "exceeds the 16-token budget" in line]
+    assert len(warned) == 1 and "request 0: prompt of 89 tokens" in warned[0]
+    assert len(out.read_text().splitlines()) == 4

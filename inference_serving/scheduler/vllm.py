@@ -58,6 +58,8 @@ class VllmScheduler:
         if kv.swap is None and resources is not None and options.preemption == "swap":
             kv.swap = SwapSpace(resources.host_capacity)
             kv.block_bytes, kv.npu_num = resources.block_bytes, resources.npu_num
+        # Where the over-budget warning goes, until it has been given once.
+        self.warn_once = resources.warn if resources is not None else None
         self.waiting: deque[Request] = deque()
         self.running: list[Request] = []
         self.next_batch_id = 0
@@ -392,6 +394,12 @@ class VllmScheduler:
                 # A prompt longer than the whole budget could never run unchunked: run it alone.
                 if chosen or count <= self.options.max_num_batched_tokens:
                     break
+                if self.warn_once is not None:
+                    self.warn_once(f"request {request.rid}: prompt of {count} tokens exceeds "
+                                   f"the {self.options.max_num_batched_tokens}-token budget with "
+                                   "chunked prefill off; such prompts run alone (vLLM refuses "
+                                   "these limits; said once)")
+                    self.warn_once = None
             else:
                 count = min(count, budget)
             # vLLM >= 0.19: the whole sequence's blocks (less the shared prefix) must be free.
