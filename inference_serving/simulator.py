@@ -56,6 +56,8 @@ def check_user_batch(scheduler: object, batch: object) -> None:
                    f"token counts and {len(batch.decode)} decode flags")
     elif len({id(r) for r in batch.requests}) != len(batch.requests):
         problem = "returned a batch holding one request twice"
+    elif {id(r) for r in batch.preempted} & {id(r) for r in batch.requests}:
+        problem = "returned a batch that runs a request it also lists as preempted"
     elif batch.num_preempted != len(batch.preempted):
         problem = (f"returned a batch with num_preempted {batch.num_preempted!r} but "
                    f"{len(batch.preempted)} preempted requests")

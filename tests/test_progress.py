@@ -124,6 +124,16 @@ class FinishesEarly(VllmScheduler):
         return done or [r for r in batch.requests if r.end < 0][:1]
 
 
+class RunsPreempted(VllmScheduler):
+    """Lists the requests it runs as preempted too."""
+
+    def schedule(self, now):
+        batch = super().schedule(now)
+        if batch is not None:
+            batch.preempted, batch.num_preempted = list(batch.requests), len(batch.requests)
+        return batch
+
+
 class EmptyBatch(VllmScheduler):
     """A batch without requests instead of None."""
 
@@ -137,6 +147,8 @@ class EmptyBatch(VllmScheduler):
 @pytest.mark.parametrize("cls,message", [
     ("ZeroTokens", "error: ZeroTokens.schedule gave request 0 0 tokens, outside 1..45"),
     ("EmptyBatch", "error: EmptyBatch.schedule returned a batch without requests"),
+    ("RunsPreempted", "error: RunsPreempted.schedule returned a batch that runs a request it "
+                      "also lists as preempted"),
 ])
 def test_a_scheduler_batch_that_cannot_progress_stops_the_run(tmp_path, cls, message):
     (tmp_path / "bad_scheduler.py").write_text(f"from tests.test_progress import {cls} as X\n")
