@@ -94,8 +94,8 @@ def _parser() -> OneLineParser:
     p.add_argument("--out", type=Path,
                    help="CSV of the points (default: output/<spec name>.csv)")
     p.add_argument("--jobs", type=integer,
-                   help="points simulated at once, locally or on a new local Ray (default: "
-                   "the number of cores)")
+                   help="points simulated at once, locally (at most 256) or on a new local "
+                   "Ray (default: the number of cores)")
     p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
                    help="run the points as Ray tasks: a new local Ray without ADDRESS, the "
                    "cluster at ADDRESS otherwise (extra [ray])")

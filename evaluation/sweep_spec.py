@@ -37,6 +37,9 @@ BW = Bound(1e-3, 1e12, "GB/s", "slower links make every iteration last hours")
 # that exploded (it would run for days), not a sweep anyone reads.
 MAX_POINTS = 10_000
 MAX_PD = 1024  # instances on one side of a P/D cluster
+# Generated arrivals span about num_requests / rate seconds; half the simulator's arrival bound
+# leaves room for the random gaps.
+MAX_SPAN_S = ARRIVAL_NS.high / 1e9 / 2
 
 # Simulator options the sweep itself sets, each with the spec key that replaces it.
 RESERVED = {"dataset": "workload", "cluster_config": "clusters", "num_req":
@@ -242,15 +245,14 @@ def _same_value(value: Any) -> Any:
 
 
 def check_span(r: _Reader, rate: float, key: str, workload: Workload) -> None:
-    """Generated arrivals at `rate` must stay within what the simulator accepts (with room
-    for the random gaps): num_requests / rate at most half of the arrival bound."""
+    """Generated arrivals at `rate` must stay within what the simulator accepts:
+    num_requests / rate at most MAX_SPAN_S."""
     span_s = workload.num_requests / rate
-    limit_s = ARRIVAL_NS.high / 1e9 / 2
-    if workload.trace is None and span_s > limit_s:
+    if workload.trace is None and span_s > MAX_SPAN_S:
         raise InputError(f"'{key}' {rate:g} req/s spreads {workload.num_requests} requests over "
-                         f"about {span_s:.3g} s, beyond {limit_s:.3g} s of arrivals",
+                         f"about {span_s:.3g} s, beyond {MAX_SPAN_S:.3g} s of arrivals",
                          r.where(key), f"use a rate of at least "
-                         f"{workload.num_requests / limit_s:.3g} req/s or fewer requests")
+                         f"{workload.num_requests / MAX_SPAN_S:.3g} req/s or fewer requests")
 
 
 def _workload(r: _Reader, raw: Any) -> Workload:
@@ -398,7 +400,7 @@ def _capacity(r: _Reader, raw: Any, rates: tuple[float, ...], workload: Workload
     if "min_rate" in c:
         check_span(r, low, "capacity.min_rate", workload)
     elif workload.trace is None:  # the default lowest probe stays where the arrivals fit
-        low = max(low, workload.num_requests / (ARRIVAL_NS.high / 1e9 / 2))
+        low = max(low, workload.num_requests / MAX_SPAN_S)
     high = r.number(c.get("max_rate", min(max(rates) * 16, RATE.high)), "capacity.max_rate", RATE)
     if low >= high:
         raise InputError(f"capacity.min_rate {low:g} is not below max_rate {high:g}",

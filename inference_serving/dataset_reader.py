@@ -3,7 +3,6 @@ the trace kept as compact columns (`RequestTable`)."""
 
 from __future__ import annotations
 
-import difflib
 import re
 from array import array
 from pathlib import Path
@@ -185,9 +184,10 @@ def record_fields(record: object, where: str, max_len: int | None = None) -> tup
 def _check_misspelt(record: dict, where: str) -> None:
     """Other fields are ignored (formats.md §3), but one a letter or two away from a field
     this reader knows is a misspelling that would silently drop that field's data."""
-    absent = sorted(KNOWN_FIELDS - record.keys())
+    absent = KNOWN_FIELDS - record.keys()
     for key in record.keys() - KNOWN_FIELDS:
-        for near in difflib.get_close_matches(key, absent, n=1, cutoff=MISSPELT):
+        near = closest(key, absent, MISSPELT)
+        if near is not None:
             raise InputError(f"field '{key}' looks like a misspelt '{near}' (which is "
                              "missing)", where, f"rename it to '{near}'")
 

@@ -16,7 +16,11 @@ from inference_serving.request import Request
 from inference_serving.request_table import RequestTable
 from inference_serving.router import RoundRobinRouter, Router
 from inference_serving.scheduler.base import Batch
-from inference_serving.scheduler.registry import SCHEDULERS
+from inference_serving.scheduler.user_checks import (
+    check_user_batch,
+    check_user_finished,
+    is_user_scheduler,
+)
 from inference_serving.sim_log import SimLogger
 from llmsim_core.bounds import MAX_STATUS_WINDOWS
 from llmsim_core.errors import InputError
@@ -41,60 +45,6 @@ class SimResult:
     counters: TokenCounters
     instances: list[Instance]
     power: PowerReport | None = None  # set by the power meter when power is modelled
-
-
-def check_user_batch(scheduler: object, batch: object) -> None:
-    """A user scheduler's batch must be a `Batch` whose every entry computes at least one of
-    its request's uncomputed tokens (else the run could not progress)."""
-    name = type(scheduler).__name__
-    if not isinstance(batch, Batch):
-        problem = f"returned {repr(batch)[:40]} ({type(batch).__name__}), not a Batch or None"
-    elif not batch.requests:
-        problem = "returned a batch without requests (return None when nothing can run)"
-    elif not len(batch.requests) == len(batch.tokens) == len(batch.decode):
-        problem = (f"returned a batch of {len(batch.requests)} requests, {len(batch.tokens)} "
-                   f"token counts and {len(batch.decode)} decode flags")
-    elif len({id(r) for r in batch.requests}) != len(batch.requests):
-        problem = "returned a batch holding one request twice"
-    elif {id(r) for r in batch.preempted} & {id(r) for r in batch.requests}:
-        problem = "returned a batch that runs a request it also lists as preempted"
-    elif batch.num_preempted != len(batch.preempted):
-        problem = (f"returned a batch with num_preempted {batch.num_preempted!r} but "
-                   f"{len(batch.preempted)} preempted requests")
-    elif any(type(n) is not int or n < 0 for n in (batch.swap_in_bytes, batch.swap_out_bytes,
-                                                    batch.recall_bytes)):
-        problem = "returned a batch with swap or recall bytes that are not whole numbers >= 0"
-    else:
-        problem = next((f"gave request {r.rid} {n!r} tokens, outside 1..{r.num_tokens - r.computed}"
-                        f" (its uncomputed tokens)" for r, n in zip(batch.requests, batch.tokens,
-                                                                     strict=True)
-                        if type(n) is not int or not 1 <= n <= r.num_tokens - r.computed), None)
-        problem = problem or next((
-            f"marked request {r.rid} {'a decode' if d else 'not a decode'}, but it "
-            f"{'is' if not d else 'is not'} one (a decode computes the last token of a "
-            "prefilled request)" for r, n, d in zip(batch.requests, batch.tokens, batch.decode,
-                                                    strict=True)
-            if bool(d) != (r.prefilled and n == 1 and r.computed + 1 == r.num_tokens)), None)
-    if problem is not None:
-        raise InputError(f"{name}.schedule {problem}", "--scheduler CUSTOM",
-                         "follow the Scheduler interface of inference_serving/scheduler/base.py")
-
-
-def check_user_finished(scheduler: object, batch: Batch, done: object) -> None:
-    """A user scheduler's `update` must return each request of the batch that finished, once."""
-    name = type(scheduler).__name__
-    if not isinstance(done, list):
-        problem = f"returned {repr(done)[:40]} ({type(done).__name__}), not a list of requests"
-    else:
-        members = {id(r) for r in batch.requests}
-        problem = next((f"returned request {getattr(r, 'rid', r)!r}, which " + (
-            "is not in the batch" if id(r) not in members else "has not finished")
-            for r in done if id(r) not in members or r.end < 0), None)
-        if problem is None and len({id(r) for r in done}) != len(done):
-            problem = "returned a finished request twice"
-    if problem is not None:
-        raise InputError(f"{name}.update {problem}", "--scheduler CUSTOM",
-                         "return the batch's requests that generated their last token, once")
 
 
 class Simulator:
@@ -137,8 +87,7 @@ class Simulator:
         # long again to drain; a run past twice that has an iteration of hours.
         self.max_windows = 2 * MAX_STATUS_WINDOWS
         # Instances whose scheduler is not a shipped class: their batches are checked.
-        self.user_schedulers = {i.index for i in instances
-                                if type(i.scheduler) not in SCHEDULERS.values()}
+        self.user_schedulers = {i.index for i in instances if is_user_scheduler(i.scheduler)}
 
     def _push(self, time: int, kind: int, payload: object) -> None:
         self._seq += 1

@@ -268,11 +268,6 @@ class GemmRatio:
         return max(float(np.interp(weight, self.sizes, at)), 1e-6)
 
 
-def ratio(calibration: dict, tokens: int, weight: int) -> float:
-    """Achieved roofline fraction of a matrix multiply (see `GemmRatio`)."""
-    return GemmRatio(calibration)(tokens, weight)
-
-
 def _unpriced(op: str, tokens: int) -> int:
     """Latency stand-in: the composition needs only the plan's structure."""
     return 0

@@ -107,9 +107,10 @@ def load_file(path: Path, fix: str) -> Any:
     return loads(read_text(path, fix), str(path), fix)
 
 
-def closest(key: str, known: Collection[str]) -> str | None:
-    """The known key nearest to a misspelt one, if any is close."""
-    matches = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+def closest(key: str, known: Collection[str], cutoff: float = 0.6) -> str | None:
+    """The known key nearest to a misspelt one, if any is close (difflib similarity of at
+    least `cutoff`)."""
+    matches = difflib.get_close_matches(key, sorted(known), n=1, cutoff=cutoff)
     return matches[0] if matches else None
 
 
