@@ -42,14 +42,23 @@ class Instance:
 
         Stage s starts when the previous stage's activations have arrived and stage s is free.
         """
-        plans = self.plans.plans(batch)
-        if len(self.stage_free) != len(plans):
-            self.stage_free = [0] * len(plans)
+        # A pricer that times a plan family's members without their plans is spared building
+        # them (streaming batches: a new plan every iteration, new only in attention).
+        by_family = getattr(self.pricer, "price_family", None)
+        family = self.plans.family(batch) if by_family is not None else None
+        if family is None:
+            plans = self.plans.plans(batch)
+            stages = len(plans)
+        else:
+            stages = family.stages
+        if len(self.stage_free) != stages:
+            self.stage_free = [0] * stages
         t, forward = now, 0
         costs = []
-        for s, plan in enumerate(plans):
+        for s in range(stages):
             start = max(t + forward, self.stage_free[s])
-            cost = self.pricer.price(plan, start)
+            cost = self.pricer.price(plans[s], start) if family is None else \
+                by_family(family, s, start)
             t = start + cost.duration_ns
             forward = cost.forward_ns
             self.stage_free[s] = t

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from inference_serving.pim_offload import PimSetup
 from inference_serving.pim_plans import offloaded_plan
@@ -107,6 +108,35 @@ def _with_hidden(batch: Batch, prefill_q: tuple[int, ...], prefill_kv: list[int]
         hidden = [h for h, d in zip(batch.hidden_kv, batch.decode, strict=True) if not d]
         prefill_kv = [kv - h for kv, h in zip(prefill_kv, hidden, strict=True)]
     return AttentionBatch(prefill_q, tuple(prefill_kv), decode_lens)
+
+
+class PlanFamily:
+    """A batch's plans as the family they belong to, their attention time and their tail.
+
+    Plans of one `key` are equal but for the ns of their attention nodes (one per transformer
+    block) and, in the last stage, the operators that run per request: the `tail` group
+    (lm_head) and the output `store`. A pricer can therefore time a stage from what it learnt
+    on an earlier member of the family without the plan being built; `plans()` builds them
+    (once) for whoever needs the nodes.
+    """
+
+    __slots__ = ("key", "attention_ns", "stages", "tail", "store", "_make", "_plans")
+
+    def __init__(self, key: tuple, attention_ns: int, stages: int, tail: LayerGroup,
+                 store: PlanOp, make: Callable[[], list[IterationPlan]]) -> None:
+        self.key = key
+        self.attention_ns = attention_ns
+        self.stages = stages
+        self.tail = tail
+        self.store = store
+        self._make = make
+        self._plans: list[IterationPlan] | None = None
+
+    def plans(self) -> list[IterationPlan]:
+        """The plans, one per pipeline stage."""
+        if self._plans is None:
+            self._plans = self._make()
+        return self._plans
 
 
 class PlanBuilder:
@@ -266,22 +296,10 @@ class PlanBuilder:
 
     def plans(self, batch: Batch) -> list[IterationPlan]:
         """The plans of `batch`, one per pipeline stage."""
-        tokens, requests = batch.total_tokens, len(batch.requests)
         if self.pim is not None and any(batch.decode):
             return [offloaded_plan(self, batch)]
-        attention = self.perf.attention_ns(attention_batch(batch))
-        kv_bytes = extra = 0
-        handoff = None
-        pd = self.pd
-        if pd is not None and pd.role == "prefill":
-            prompt = sum(n for n, d in zip(batch.tokens, batch.decode, strict=True) if not d)
-            kv_bytes = kv_transfer_bytes(self.model, prompt, self.tp, self.fp, pd.receiver_tp)
-            extra = pd.prefill_oproj_ns if self.tp > 1 else 0
-            final = tokens * (self.model.vocab_size // self.tp) * self.fp \
-                if self.sizes.whole_logits_handoff else requests * OUTPUT_TOKEN_ID_BYTES
-            handoff = PlanOp(SEND, "token_handoff", nbytes=final, target=PD_LINK)
-        elif pd is not None and self.tp > 1:
-            extra = pd.decode_oproj_ns * sum(batch.decode)
+        tokens, requests = batch.total_tokens, len(batch.requests)
+        attention, kv_bytes, extra, handoff = self._inputs(batch, tokens, requests)
         if batch.decode_lens is not None:  # streaming decodes: attention is new every time
             return self._build(tokens, requests, attention, kv_bytes, extra, handoff, batch)
         # Plans are immutable: a batch with the same shape gets the same objects back.
@@ -295,6 +313,42 @@ class PlanBuilder:
             self._plans.clear()
         self._plans[key] = plans
         return plans
+
+    def family(self, batch: Batch) -> PlanFamily | None:
+        """The plans of a streaming batch as their family, built only if asked for; None
+        where plans of one family could differ in more (PIM offload, weight loads) or the
+        batch's plans are cached whole."""
+        if batch.decode_lens is None or self.weights is not None or \
+                (self.pim is not None and any(batch.decode)):
+            return None
+        tokens, requests = batch.total_tokens, len(batch.requests)
+        attention, kv_bytes, extra, handoff = self._inputs(batch, tokens, requests)
+        key = (self.instance, tokens, kv_bytes, extra, handoff, batch.swap_in_bytes,
+               batch.swap_out_bytes, batch.recall_bytes, batch.swap_target, batch.recall_target)
+        return PlanFamily(key, attention, len(self.stage_layers),
+                          self.edge("post", tokens, requests),
+                          self.output_store(tokens, requests),
+                          partial(self._build, tokens, requests, attention, kv_bytes, extra,
+                                  handoff, batch))
+
+    def _inputs(self, batch: Batch, tokens: int,
+                requests: int) -> tuple[int, int, int, PlanOp | None]:
+        """What a batch's plans hold besides its shape: (attention ns, P/D KV bytes per layer,
+        fitted o_proj overhead, P/D token hand-off)."""
+        attention = self.perf.attention_ns(attention_batch(batch))
+        kv_bytes = extra = 0
+        handoff = None
+        pd = self.pd
+        if pd is not None and pd.role == "prefill":
+            prompt = sum(n for n, d in zip(batch.tokens, batch.decode, strict=True) if not d)
+            kv_bytes = kv_transfer_bytes(self.model, prompt, self.tp, self.fp, pd.receiver_tp)
+            extra = pd.prefill_oproj_ns if self.tp > 1 else 0
+            final = tokens * (self.model.vocab_size // self.tp) * self.fp \
+                if self.sizes.whole_logits_handoff else requests * OUTPUT_TOKEN_ID_BYTES
+            handoff = PlanOp(SEND, "token_handoff", nbytes=final, target=PD_LINK)
+        elif pd is not None and self.tp > 1:
+            extra = pd.decode_oproj_ns * sum(batch.decode)
+        return attention, kv_bytes, extra, handoff
 
     def _build(self, tokens: int, requests: int, attention: int, kv_bytes: int, extra: int,
                handoff: PlanOp | None, batch: Batch) -> list[IterationPlan]:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from astra_sim import Dimension, SystemConfig
+from inference_serving.api import simulate
 from inference_serving.builder import choose_pricer
 from inference_serving.cluster_config import InstanceSpec, MemorySpec, load_cluster_config
 from inference_serving.fabric import InstanceFabric
 from inference_serving.options import RunOptions
-from inference_serving.pricers import ClosedFormPricer, ReplayPricer
+from inference_serving.pricers import PRICERS, ClosedFormPricer, ReplayPricer
 from llmsim_core.iteration_plan import (
     COLLECTIVE,
     HOST,
@@ -96,3 +99,40 @@ def test_a_packet_level_network_times_the_replayed_collectives_too():
     expected = 3 * (1000 + 12_345)
     assert ClosedFormPricer({0: fabric}).price(plan, 0).duration_ns == expected
     assert ReplayPricer({0: fabric}, num_nodes=1).price(plan, 0).duration_ns == expected
+
+
+class FamilyChecked(ClosedFormPricer):
+    """The closed form, checking every family-priced stage against pricing its built plan
+    (on a copy of the memory calendar, so the run itself is unchanged)."""
+
+    def __init__(self, fabrics) -> None:
+        super().__init__(fabrics)
+        self.checked = 0
+
+    def price_family(self, family, stage, start_ns):
+        saved = copy.deepcopy(self.memory.calendar)
+        expected = self.price(family.plans()[stage], start_ns)
+        self.memory.calendar = saved
+        got = super().price_family(family, stage, start_ns)
+        assert (got.duration_ns, got.forward_ns) == (expected.duration_ns, expected.forward_ns)
+        assert got.usage() == expected.usage()
+        self.checked += 1
+        return got
+
+
+@pytest.mark.parametrize("config", ["single_node_single_instance.json",
+                                    "dual_node_multi_instance.json",
+                                    "single_node_tp2_instance.json",
+                                    "single_node_pd_instance.json",
+                                    "single_node_moe_instance.json"])
+def test_pricing_a_plan_family_equals_pricing_its_plans(monkeypatch, config):
+    made: list[FamilyChecked] = []
+
+    def factory(fabrics, nodes, binary):
+        made.append(FamilyChecked(fabrics))
+        return made[-1]
+
+    monkeypatch.setitem(PRICERS, "closed-form", factory)
+    simulate(REPO / "cluster_config" / config,
+             REPO / "dataset" / "example_sharegpt_req100_rate10.jsonl", num_req=60)
+    assert made and made[0].checked > 100  # streaming batches were priced by family

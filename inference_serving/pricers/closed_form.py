@@ -17,15 +17,21 @@ Plans with weight loads (placement off the device, local offloading) are walked 
 operator instead: their prefetches are booked at the start in chain order on their FIFOs (host
 memory of the node, one CXL device each), a fetch when the chain reaches it, and each operator
 starts once its own load has arrived, as the engine replay orders them.
+
+A streaming batch comes as a `PlanFamily` (`price_family`): without sends a chain is a plain
+sum, so a stage of the family costs a fixed time plus its attention nodes' plus its
+per-request tail, learnt once from the first member's built plan.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 from astra_sim.memory import CXL, REMOTE, MemorySystem
 from inference_serving.fabric import InstanceFabric
-from inference_serving.iteration_cost import IterationCost
+from inference_serving.iteration_cost import IterationCost, Usage
+from inference_serving.plan_builder import PlanFamily
 from inference_serving.pricers.base import plan_usage
 from inference_serving.pricers.pim_walk import PimChannels, offloaded_chain
 from llmsim_core.iteration_plan import (
@@ -37,8 +43,10 @@ from llmsim_core.iteration_plan import (
     PREFETCH,
     SEND,
     IterationPlan,
+    LayerGroup,
     PlanOp,
 )
+from llmsim_core.op_templates import ATTENTION
 
 CHAIN_CACHE = 8192  # chain results kept before the cache starts over
 
@@ -53,6 +61,8 @@ class ClosedFormPricer:
         self.memory = MemorySystem()
         self.pim = PimChannels()
         self._chains: dict[int, tuple[IterationPlan, int, int]] = {}
+        self._families: dict[tuple, tuple[IterationPlan | None, int, int]] = {}
+        self._groups: dict[int, tuple[LayerGroup, int]] = {}
 
     def _chain(self, plan: IterationPlan, fabric: InstanceFabric) -> tuple[int, int]:
         """(end of the chain, end of its last message) after the loads release it; memoized
@@ -103,12 +113,7 @@ class ClosedFormPricer:
         """Duration of `plan` started at `start_ns` (its memory accesses queue on the node's
         shared FIFO)."""
         fabric = self.fabrics[plan.instance]
-        memory = self.memory
-        if plan.stage == 0:  # a first stage starts at the serving clock: nothing is issued earlier
-            memory.forget_before(start_ns)
-        released = start_ns
-        for op in plan.loads:  # on the FIFO of each load's tier (CPU, CXL device)
-            released = max(released, self._load(plan, fabric, op, start_ns))
+        released = self._release(plan, fabric, start_ns)
         if plan.offloaded:
             t, comm_free = offloaded_chain(plan, fabric, self.pim, released)
             t -= start_ns
@@ -120,14 +125,69 @@ class ClosedFormPricer:
             t, comm_free = self._chain(plan, fabric)
             t += released - start_ns
             comm_free += released - start_ns
+        return self._finish(plan, fabric, start_ns, t, comm_free, plan.store,
+                            partial(plan_usage, plan, fabric))
+
+    def price_family(self, family: PlanFamily, stage: int, start_ns: int) -> IterationCost:
+        """`price` of stage `stage` of a family's plans, from the chain of the first member
+        priced: without sends a stage's chain is a fixed time, plus its attention nodes', plus
+        (last stage) its per-request tail, so the member's own plan is not built."""
+        fabric = self.fabrics[family.key[0]]
+        last = stage == family.stages - 1
+        key = (family.key, stage)
+        known = self._families.get(key)
+        if known is None:
+            plan = family.plans()[stage]
+            known = linear_chain(plan, self._chain(plan, fabric)[0], family.attention_ns,
+                                 self._group_ns(family.tail, fabric) if last else 0)
+            if len(self._families) >= CHAIN_CACHE:
+                self._families.clear()
+            self._families[key] = known
+        plan, fixed, per_attention = known
+        if plan is None:
+            return self.price(family.plans()[stage], start_ns)
+        released = self._release(plan, fabric, start_ns)
+        t = fixed + per_attention * family.attention_ns + released - start_ns
+        if last:
+            t += self._group_ns(family.tail, fabric)
+        return self._finish(plan, fabric, start_ns, t, t, family.store if last else plan.store,
+                            partial(family_usage, family, stage, fabric))
+
+    def _group_ns(self, group: LayerGroup, fabric: InstanceFabric) -> int:
+        """Time of a group without sends or weight loads (memoized per group object)."""
+        cached = self._groups.get(id(group))
+        if cached is not None and cached[0] is group:
+            return cached[1]
+        layer = 0
+        for op in group.ops:
+            layer += op.ns if op.kind == COMPUTE else fabric.collective_ns(op.target, op.nbytes)
+        if len(self._groups) >= CHAIN_CACHE:
+            self._groups.clear()
+        self._groups[id(group)] = (group, group.count * layer)
+        return group.count * layer
+
+    def _release(self, plan: IterationPlan, fabric: InstanceFabric, start_ns: int) -> int:
+        """When the plan's start loads (on the FIFO of each load's tier) release its chain."""
+        if plan.stage == 0:  # a first stage starts at the serving clock: nothing is issued earlier
+            self.memory.forget_before(start_ns)
+        released = start_ns
+        for op in plan.loads:
+            released = max(released, self._load(plan, fabric, op, start_ns))
+        return released
+
+    def _finish(self, plan: IterationPlan, fabric: InstanceFabric, start_ns: int, t: int,
+                comm_free: int, store: PlanOp | None,
+                account: Callable[[], Usage]) -> IterationCost:
+        """The cost of a plan whose chain ended `t` after `start_ns` with its last message
+        ending at `comm_free`: the output `store` and the P/D hand-off follow."""
         end = t
-        if plan.store is not None:
-            end = self._load(plan, fabric, plan.store, start_ns + t) - start_ns
+        if store is not None:
+            end = self._load(plan, fabric, store, start_ns + t) - start_ns
         if plan.handoff is not None:
             comm_free = max(t, comm_free) + fabric.send_ns(plan.handoff.target,
                                                            plan.handoff.nbytes)
             end = max(end, comm_free)
-        cost = IterationCost(end, account=partial(plan_usage, plan, fabric))
+        cost = IterationCost(end, account=account)
         if plan.forward is not None:
             cost.forward_ns = fabric.send_ns(plan.forward.target, plan.forward.nbytes)
         return cost
@@ -173,6 +233,26 @@ class ClosedFormPricer:
                     else:
                         comm_free = max(t, comm_free) + fabric.send_ns(op.target, op.nbytes)
         return t, max(comm_free, t)
+
+
+def linear_chain(plan: IterationPlan, chain_ns: int, attention_ns: int,
+                 tail_ns: int) -> tuple[IterationPlan | None, int, int]:
+    """(plan, fixed ns, attention nodes) of a chain that took `chain_ns` with `attention_ns`
+    per attention node and `tail_ns` in its per-request tail; (None, 0, 0) when sends make it
+    more than a sum."""
+    nodes = 0
+    for group in plan.groups:
+        for op in group.ops:
+            if op.kind == SEND:
+                return None, 0, 0
+            if op.kind == COMPUTE and op.name == ATTENTION:
+                nodes += group.count
+    return plan, chain_ns - nodes * attention_ns - tail_ns, nodes
+
+
+def family_usage(family: PlanFamily, stage: int, fabric: InstanceFabric) -> Usage:
+    """`plan_usage` of a family member's stage (its plans built on first use)."""
+    return plan_usage(family.plans()[stage], fabric)
 
 
 def _walk(ops: tuple, fabric: InstanceFabric, t: int, comm_free: int) -> tuple[int, int]:
