@@ -97,9 +97,14 @@ class DecodeStream:
     def needing_blocks(self) -> list[Request]:
         """The streaming requests whose next token, in the step being formed, starts a block."""
         step = self.done
-        # A request that stopped and streamed again may be listed twice for the same step.
-        return list({id(r): r for r in self.block_due.pop(step, ())
-                     if r.stream_from >= 0 and r.due_block == step}.values())
+        listed = self.block_due.pop(step, None)
+        if listed is None:
+            return []
+        due = [r for r in listed if r.stream_from >= 0 and r.due_block == step]
+        if len(set(map(id, due))) < len(due):
+            # A request that stopped and streamed again may be listed twice for the same step.
+            due = list({id(r): r for r in due}.values())
+        return due
 
     def finishing(self, step: int) -> list[Request]:
         """The streaming requests that sampled their last token in `step`, in running order."""
