@@ -27,7 +27,12 @@ OVERHEAD_OP = "pd_overhead"
 
 
 class Pricer(Protocol):
-    """Turns an iteration plan started at `start_ns` into its `IterationCost`."""
+    """Turns an iteration plan started at `start_ns` into its `IterationCost`.
+
+    A pricer may also offer `price_family(family, stage, start_ns)`, the cost of one stage of
+    a `PlanFamily` (plan_builder.py) without the plan being built; instances then hand it
+    their streaming batches that way (the closed form does).
+    """
 
     name: str
 
