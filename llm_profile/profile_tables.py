@@ -72,7 +72,7 @@ def read_layers(path: Path, tp: int) -> dict[str, LayerCurve]:
                    f"the header must be {','.join(LAYERS_HEADER)}")
     col = {name: header.index(name) for name in LAYERS_HEADER}
     body = [row for row in rows[1:] if row]
-    curves = _layer_columns(body, col, tp) if body else None
+    curves = _layer_columns(path, body, col, tp) if body else None
     if curves is None:
         _check_rows(path, rows, col)  # raises with the first bad line
         curves = {}
@@ -82,9 +82,10 @@ def read_layers(path: Path, tp: int) -> dict[str, LayerCurve]:
     return curves
 
 
-def _layer_columns(body: list[list[str]], col: dict[str, int],
+def _layer_columns(path: Path, body: list[list[str]], col: dict[str, int],
                    tp: int) -> dict[str, LayerCurve] | None:
-    """Curves from whole columns, or None when any value fails a check."""
+    """Curves from whole columns, or None when any value fails a check (an operator measured
+    twice at one token count with two latencies is an error: which one is right?)."""
     if min(map(len, body)) <= max(col.values()):
         return None
     try:
@@ -103,8 +104,23 @@ def _layer_columns(body: list[list[str]], col: dict[str, int],
     for name in dict.fromkeys(names.tolist()):
         rows = names == name
         unique, first = np.unique(tokens[rows], return_index=True)
+        if unique.size < int(rows.sum()):
+            _check_repeats(path, name, tp, tokens[rows], latency[rows])
         curves[name] = LayerCurve(unique, latency[rows][first])
     return curves
+
+
+def _check_repeats(path: Path, name: str, tp: int, tokens: np.ndarray,
+                   latency: np.ndarray) -> None:
+    """Raise when one token count of operator `name` has two different latencies."""
+    order = np.argsort(tokens, kind="stable")
+    tokens, latency = tokens[order], latency[order]
+    clash = (tokens[1:] == tokens[:-1]) & (latency[1:] != latency[:-1])
+    if clash.any():
+        k = int(np.flatnonzero(clash)[0])
+        raise _bad(path, f"layer '{name}' at {tokens[k]} tokens (tp_size {tp}) is listed twice "
+                   f"with different latencies ({latency[k]:g} and {latency[k + 1]:g} ns)",
+                   "keep one row per layer_name, input and tp_size")
 
 
 def _check_rows(path: Path, rows: list[list[str]], col: dict[str, int]) -> None:
@@ -139,6 +155,14 @@ def read_grid(path: Path, header: tuple[str, str, str]) -> Grid:
     if outside.size:
         raise _bad(path, f"'prediction' must be {PROFILE_NS.describe()} ({PROFILE_NS.why}), got "
                    f"{outside[0, 2]:g}")
+    pairs, first = np.unique(rows[:, :2], axis=0, return_index=True)
+    if pairs.shape[0] < rows.shape[0]:
+        seen = {tuple(pair): rows[i, 2] for pair, i in zip(pairs.tolist(), first, strict=True)}
+        for a, b, value in rows.tolist():
+            if seen[(a, b)] != value:
+                raise _bad(path, f"({header[0]}={a:g}, {header[1]}={b:g}) is listed twice with "
+                           f"different predictions ({seen[(a, b)]:g} and {value:g} ns)",
+                           "keep one row per axis combination")
     axis0 = np.unique(rows[:, 0])
     axis1 = np.unique(rows[:, 1])
     values = np.full((axis0.size, axis1.size), np.nan)

@@ -14,6 +14,7 @@ from inference_serving.cluster_config import cluster_from_dict, load_cluster_con
 from inference_serving.dataset_reader import load_requests, parse_line
 from llm_profile.calibrate import check_calibration
 from llm_profile.hardware_catalog import _load as load_catalogue_file
+from llm_profile.profile_tables import read_layers
 from llmsim_core.bounds import BANDWIDTH, TOKENS, checked
 from llmsim_core.errors import InputError
 from llmsim_core.strict_json import check_keys, loads
@@ -209,6 +210,17 @@ CASES: dict[str, tuple] = {
         "predictions/attn_decode_predictions.csv":
             b"batch_size,kv_cache_size,prediction\n1,0,5\n"}),
                             "measured time), got -7"),
+    "layers_disagreeing_duplicate": (lambda t: profile(t, {"layers.csv": (
+        LAYERS_HEADER + "q_proj,1,0,1,100\nq_proj,1,0,1,120\n").encode()}),
+                                     "'q_proj' at 1 tokens (tp_size 1) is listed twice with "
+                                     "different latencies (100 and 120 ns)"),
+    "prediction_disagreeing_duplicate": (lambda t: profile(t, {
+        "layers.csv": layers("100"),
+        "predictions/attn_prefill_predictions.csv":
+            b"kv_cache_size,prefill_chunk_size,prediction\n0,32,9\n",
+        "predictions/attn_decode_predictions.csv":
+            b"batch_size,kv_cache_size,prediction\n1,0,5\n1,0,6\n"}),
+                                         "(batch_size=1, kv_cache_size=0) is listed twice"),
     # --- flags -----------------------------------------------------------------------------
     "log_interval_1e-12": (lambda t: ["--log-interval", "1e-12"],
                            "'--log-interval' must be a number in [0.001, 1e+06] s"),
@@ -483,3 +495,10 @@ def test_plain_lines_read_without_the_json_parser_agree_with_the_full_parse(tmp_
             ([expected[0]], [expected[1]], [expected[2]])
         accepted += 1
     assert accepted == accepts
+
+
+def test_a_profile_row_repeated_with_the_same_latency_is_accepted(tmp_path):
+    path = tmp_path / "layers.csv"
+    path.write_text(LAYERS_HEADER + "q_proj,1,0,1,100\nq_proj,2,0,1,150\nq_proj,1,0,1,100\n")
+    curve = read_layers(path, 1)["q_proj"]
+    assert curve.tokens.tolist() == [1, 2] and curve.latency.tolist() == [100, 150]
