@@ -121,7 +121,7 @@ def load_samples(root: Path, hardware: str, fp_bits: int = 16,
                  configs: Path = MODEL_CONFIG_DIR,
                  note: Callable[[str], None] = lambda msg: None) -> list[Sample]:
     """Every layers.csv row of one hardware folder (first of a duplicate key); `note` hears of
-    models skipped for want of a config."""
+    models skipped for want of a config and of duplicates that disagree."""
     hw = load_hardware(hardware)
     flops_per_ns, bytes_per_ns = hw.peak_flops_per_ns(fp_bits), hw.mem_bytes_per_ns
     samples = []
@@ -137,7 +137,7 @@ def load_samples(root: Path, hardware: str, fp_bits: int = 16,
         except InputError as exc:
             note(f"skipped {path}: {exc.what}")
             continue
-        for op, curve in read_layers(path, tp).items():
+        for op, curve in read_layers(path, tp, note).items():
             if op not in OP_CLASS:
                 continue
             for tokens, latency in zip(curve.tokens.tolist(), curve.latency.tolist(),

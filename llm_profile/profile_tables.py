@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,8 +57,10 @@ def _count(text: str, column: str, where: str, minimum: int) -> int:
     return value
 
 
-def read_layers(path: Path, tp: int) -> dict[str, LayerCurve]:
-    """Parse layers.csv into one curve per operator for TP degree `tp` (first duplicate wins).
+def read_layers(path: Path, tp: int,
+                warn: Callable[[str], None] = lambda msg: None) -> dict[str, LayerCurve]:
+    """Parse layers.csv into one curve per operator for TP degree `tp`; of an operator measured
+    twice at one token count the first row is used, and `warn` hears when the two disagree.
 
     The columns are converted with numpy; only a table that fails a check is walked row by
     row, to name the first bad line."""
@@ -72,7 +75,7 @@ def read_layers(path: Path, tp: int) -> dict[str, LayerCurve]:
                    f"the header must be {','.join(LAYERS_HEADER)}")
     col = {name: header.index(name) for name in LAYERS_HEADER}
     body = [row for row in rows[1:] if row]
-    curves = _layer_columns(path, body, col, tp) if body else None
+    curves = _layer_columns(path, body, col, tp, warn) if body else None
     if curves is None:
         _check_rows(path, rows, col)  # raises with the first bad line
         curves = {}
@@ -82,10 +85,9 @@ def read_layers(path: Path, tp: int) -> dict[str, LayerCurve]:
     return curves
 
 
-def _layer_columns(path: Path, body: list[list[str]], col: dict[str, int],
-                   tp: int) -> dict[str, LayerCurve] | None:
-    """Curves from whole columns, or None when any value fails a check (an operator measured
-    twice at one token count with two latencies is an error: which one is right?)."""
+def _layer_columns(path: Path, body: list[list[str]], col: dict[str, int], tp: int,
+                   warn: Callable[[str], None]) -> dict[str, LayerCurve] | None:
+    """Curves from whole columns, or None when any value fails a check."""
     if min(map(len, body)) <= max(col.values()):
         return None
     try:
@@ -101,26 +103,26 @@ def _layer_columns(path: Path, body: list[list[str]], col: dict[str, int],
     mine = tps == tp
     names, tokens, latency = names[mine], tokens[mine], np.trunc(latency[mine])
     curves = {}
+    clashes: list[str] = []
     for name in dict.fromkeys(names.tolist()):
         rows = names == name
         unique, first = np.unique(tokens[rows], return_index=True)
         if unique.size < int(rows.sum()):
-            _check_repeats(path, name, tp, tokens[rows], latency[rows])
+            clashes += _clashes(name, tokens[rows], latency[rows])
         curves[name] = LayerCurve(unique, latency[rows][first])
+    if clashes:
+        warn(f"{path} (tp_size {tp}) measures {len(clashes)} operator(s) twice at one token "
+             f"count with different latencies, e.g. {clashes[0]}; the first row is used")
     return curves
 
 
-def _check_repeats(path: Path, name: str, tp: int, tokens: np.ndarray,
-                   latency: np.ndarray) -> None:
-    """Raise when one token count of operator `name` has two different latencies."""
+def _clashes(name: str, tokens: np.ndarray, latency: np.ndarray) -> list[str]:
+    """Each token count at which operator `name` has a latency other than its first row's."""
     order = np.argsort(tokens, kind="stable")
     tokens, latency = tokens[order], latency[order]
     clash = (tokens[1:] == tokens[:-1]) & (latency[1:] != latency[:-1])
-    if clash.any():
-        k = int(np.flatnonzero(clash)[0])
-        raise _bad(path, f"layer '{name}' at {tokens[k]} tokens (tp_size {tp}) is listed twice "
-                   f"with different latencies ({latency[k]:g} and {latency[k + 1]:g} ns)",
-                   "keep one row per layer_name, input and tp_size")
+    return [f"{name} at {tokens[k]} tokens: {latency[k]:g} and {latency[k + 1]:g} ns"
+            for k in np.flatnonzero(clash).tolist()]
 
 
 def _check_rows(path: Path, rows: list[list[str]], col: dict[str, int]) -> None:
@@ -138,8 +140,10 @@ def _check_rows(path: Path, rows: list[list[str]], col: dict[str, int]) -> None:
         checked(latency, PROFILE_NS, "latency(ns)", where, _FIX)
 
 
-def read_grid(path: Path, header: tuple[str, str, str]) -> Grid:
-    """Parse a prediction grid CSV (`a,b,prediction`, integer ns) into a dense 2-D table."""
+def read_grid(path: Path, header: tuple[str, str, str],
+              warn: Callable[[str], None] = lambda msg: None) -> Grid:
+    """Parse a prediction grid CSV (`a,b,prediction`, integer ns) into a dense 2-D table; of a
+    cell listed twice the last row is used, and `warn` hears when the two disagree."""
     text = read_text(path, _FIX)
     first, _, body = text.partition("\n")
     if tuple(c.strip() for c in first.split(",")) != header:
@@ -160,9 +164,9 @@ def read_grid(path: Path, header: tuple[str, str, str]) -> Grid:
         seen = {tuple(pair): rows[i, 2] for pair, i in zip(pairs.tolist(), first, strict=True)}
         for a, b, value in rows.tolist():
             if seen[(a, b)] != value:
-                raise _bad(path, f"({header[0]}={a:g}, {header[1]}={b:g}) is listed twice with "
-                           f"different predictions ({seen[(a, b)]:g} and {value:g} ns)",
-                           "keep one row per axis combination")
+                warn(f"{path} lists ({header[0]}={a:g}, {header[1]}={b:g}) twice with different "
+                     f"predictions ({seen[(a, b)]:g} and {value:g} ns); the last row is used")
+                break
     axis0 = np.unique(rows[:, 0])
     axis1 = np.unique(rows[:, 1])
     values = np.full((axis0.size, axis1.size), np.nan)

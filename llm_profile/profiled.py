@@ -76,7 +76,7 @@ class ProfiledPerfModel(PerfModel):
         self.tpu = tpu
         self._warn = warn
         self._warned: set[str] = set()
-        self.curves: dict[str, LayerCurve] = read_layers(directory / "layers.csv", tp)
+        self.curves: dict[str, LayerCurve] = read_layers(directory / "layers.csv", tp, warn)
         self._layer_cache: dict[tuple[str, int], int] = {}
         self._dense: dict[str, list[int]] = {}
         self._attn_cache: dict[tuple[int, int, int, int], int] = {}
@@ -98,8 +98,8 @@ class ProfiledPerfModel(PerfModel):
                 read_raw_attention(directory / "attention.csv"))
             self.attention_source = "live random-forest predictor"
         elif prefill_csv.is_file() and decode_csv.is_file():
-            self.prefill_grid = read_grid(prefill_csv, PREFILL_HEADER)
-            self.decode_grid = read_grid(decode_csv, DECODE_HEADER)
+            self.prefill_grid = read_grid(prefill_csv, PREFILL_HEADER, warn)
+            self.decode_grid = read_grid(decode_csv, DECODE_HEADER, warn)
             self.attention_source = "prediction grids"
         elif (directory / "attention.csv").is_file():
             self.raw = read_raw_attention(directory / "attention.csv")

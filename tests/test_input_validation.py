@@ -210,17 +210,6 @@ CASES: dict[str, tuple] = {
         "predictions/attn_decode_predictions.csv":
             b"batch_size,kv_cache_size,prediction\n1,0,5\n"}),
                             "measured time), got -7"),
-    "layers_disagreeing_duplicate": (lambda t: profile(t, {"layers.csv": (
-        LAYERS_HEADER + "q_proj,1,0,1,100\nq_proj,1,0,1,120\n").encode()}),
-                                     "'q_proj' at 1 tokens (tp_size 1) is listed twice with "
-                                     "different latencies (100 and 120 ns)"),
-    "prediction_disagreeing_duplicate": (lambda t: profile(t, {
-        "layers.csv": layers("100"),
-        "predictions/attn_prefill_predictions.csv":
-            b"kv_cache_size,prefill_chunk_size,prediction\n0,32,9\n",
-        "predictions/attn_decode_predictions.csv":
-            b"batch_size,kv_cache_size,prediction\n1,0,5\n1,0,6\n"}),
-                                         "(batch_size=1, kv_cache_size=0) is listed twice"),
     # --- flags -----------------------------------------------------------------------------
     "log_interval_1e-12": (lambda t: ["--log-interval", "1e-12"],
                            "'--log-interval' must be a number in [0.001, 1e+06] s"),

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from llm_profile.perf_model import AttentionBatch
+from llm_profile.profile_tables import read_grid
 from llm_profile.profiled import ProfiledPerfModel
 from llmsim_core.errors import InputError
 from tests.conftest import DATA, needs_data
@@ -105,9 +106,12 @@ def test_gpu_table_interpolates_between_measured_points(tmp_path):
     (pred / "attn_prefill_predictions.csv").write_text(
         "kv_cache_size,prefill_chunk_size,prediction\n0,32,10\n0,64,20\n64,32,30\n64,64,40\n")
     (pred / "attn_decode_predictions.csv").write_text(
-        "batch_size,kv_cache_size,prediction\n1,0,5\n1,64,7\n2,0,9\n2,64,11\n")
-    perf = model(tmp_path)
-    assert perf.layer_ns("q_proj", 11) == 200  # duplicate key: the first row wins
+        "batch_size,kv_cache_size,prediction\n1,0,5\n1,64,7\n2,0,9\n2,64,11\n2,64,11\n")
+    warnings: list[str] = []
+    perf = model(tmp_path, warnings=warnings)
+    assert perf.layer_ns("q_proj", 11) == 200  # duplicate key: the first row wins, and says so
+    assert len(warnings) == 1 and "1 operator(s) twice at one token count with different " \
+        "latencies, e.g. q_proj at 11 tokens: 200 and 999 ns; the first row is used" in warnings[0]
     assert perf.layer_ns("q_proj", 6) == 150
     # Decode of two requests of mean length 64 -> grid (2, 64) = 11.
     assert perf.attention_ns(AttentionBatch((), (), (60, 68))) == 11
@@ -139,3 +143,13 @@ def test_optional_operator_missing_from_the_table_is_priced_by_the_fallback(tmp_
     # Without a fallback the optional operator is an error naming the file too.
     with pytest.raises(InputError, match="layers.csv"):
         ProfiledPerfModel(tmp_path, 1, False, warnings.append).layer_ns("qk_norm", 8)
+
+
+def test_a_grid_cell_listed_twice_with_two_values_uses_the_last_and_says_so(tmp_path):
+    path = tmp_path / "grid.csv"
+    path.write_text("batch_size,kv_cache_size,prediction\n1,0,5\n1,0,6\n1,0,6\n")
+    warnings: list[str] = []
+    grid = read_grid(path, ("batch_size", "kv_cache_size", "prediction"), warnings.append)
+    assert grid.values.tolist() == [[6]]
+    assert len(warnings) == 1 and "lists (batch_size=1, kv_cache_size=0) twice with different " \
+        "predictions (5 and 6 ns); the last row is used" in warnings[0]
