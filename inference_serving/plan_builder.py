@@ -120,10 +120,12 @@ class PlanFamily:
     (once) for whoever needs the nodes.
     """
 
-    __slots__ = ("key", "attention_ns", "stages", "tail", "store", "_make", "_plans")
+    __slots__ = ("instance", "key", "attention_ns", "stages", "tail", "store", "_make",
+                 "_plans")
 
-    def __init__(self, key: tuple, attention_ns: int, stages: int, tail: LayerGroup,
-                 store: PlanOp, make: Callable[[], list[IterationPlan]]) -> None:
+    def __init__(self, instance: int, key: tuple, attention_ns: int, stages: int,
+                 tail: LayerGroup, store: PlanOp, make: Callable[[], list[IterationPlan]]) -> None:
+        self.instance = instance
         self.key = key
         self.attention_ns = attention_ns
         self.stages = stages
@@ -325,7 +327,7 @@ class PlanBuilder:
         attention, kv_bytes, extra, handoff = self._inputs(batch, tokens, requests)
         key = (self.instance, tokens, kv_bytes, extra, handoff, batch.swap_in_bytes,
                batch.swap_out_bytes, batch.recall_bytes, batch.swap_target, batch.recall_target)
-        return PlanFamily(key, attention, len(self.stage_layers),
+        return PlanFamily(self.instance, key, attention, len(self.stage_layers),
                           self.edge("post", tokens, requests),
                           self.output_store(tokens, requests),
                           partial(self._build, tokens, requests, attention, kv_bytes, extra,

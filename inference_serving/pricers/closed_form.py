@@ -132,7 +132,7 @@ class ClosedFormPricer:
         """`price` of stage `stage` of a family's plans, from the chain of the first member
         priced: without sends a stage's chain is a fixed time, plus its attention nodes', plus
         (last stage) its per-request tail, so the member's own plan is not built."""
-        fabric = self.fabrics[family.key[0]]
+        fabric = self.fabrics[family.instance]
         last = stage == family.stages - 1
         key = (family.key, stage)
         known = self._families.get(key)
