@@ -28,6 +28,9 @@ MOE_HEADER = ("tokens", "activated_experts", "time_us")
 SKEW_FIT_HEADER = ("pc", "n_label", "skew_rate_label", "kv_big_label", "kp_label", "alpha",
                    "n_samples")
 MAX_PROFILE_US = 1e9  # one kernel call longer than 1000 s is not a measurement
+# Profiled grids are regular or nearly so (the shipped ones span at most ten cells per row);
+# a table whose axes span more cells than this is scattered points, not a grid.
+MAX_GRID_CELLS = 2_000_000
 
 
 # --------------------------------------------------------------------------- meta.yaml
@@ -183,12 +186,22 @@ def _fill(values: np.ndarray, order: tuple[int, ...]) -> None:
         a[...] = np.where(valid.any(axis=-1, keepdims=True), filled, a)
 
 
+def _grid_shape(path: Path, axes: tuple[tuple[int, ...], ...]) -> tuple[int, ...]:
+    """The dense grid's shape, refused when its axes span more than MAX_GRID_CELLS cells."""
+    shape = tuple(len(a) for a in axes)
+    if math.prod(shape) > MAX_GRID_CELLS:
+        raise InputError(f"the table's axes span {' x '.join(map(str, shape))} cells, more "
+                         f"than the {MAX_GRID_CELLS:,} a profiled grid may have", str(path),
+                         "profile the points on a regular grid")
+    return shape
+
+
 def read_attention(path: Path) -> AttentionGrid:
     """attention.csv: one mixed prefill+decode attention call per row (ns after loading)."""
     rows = _table(path, ATTENTION_HEADER)
     axes = tuple(tuple(sorted({int(r[k]) for r in rows})) for k in range(4))
     index = [{v: i for i, v in enumerate(a)} for a in axes]
-    values = np.full(tuple(len(a) for a in axes), np.nan)
+    values = np.full(_grid_shape(path, axes), np.nan)
     for r in reversed(rows):  # a repeated point keeps its first row
         values[tuple(index[k][int(r[k])] for k in range(4))] = r[4] * US_TO_NS
     _fill(values, (2, 3, 1, 0))
@@ -214,7 +227,7 @@ def read_moe(path: Path) -> MoeGrid:
     experts = tuple(sorted({int(r[1]) for r in rows}))
     t_index = {t: i for i, t in enumerate(tokens)}
     e_index = {e: i for i, e in enumerate(experts)}
-    values = np.full((len(tokens), len(experts)), np.nan)
+    values = np.full(_grid_shape(path, (tokens, experts)), np.nan)
     for r in reversed(rows):
         values[t_index[int(r[0])], e_index[int(r[1])]] = r[2] * US_TO_NS
     # Few tokens cannot activate many experts: those cells take the nearest profiled count.

@@ -149,7 +149,10 @@ def read_grid(path: Path, header: tuple[str, str, str],
     if tuple(c.strip() for c in first.split(",")) != header:
         raise _bad(path, f"unexpected header {first.strip()!r}",
                    f"the header must be {','.join(header)}")
-    flat = np.fromstring(body.replace("\n", ","), dtype=np.float64, sep=",")
+    try:
+        flat = np.fromstring(body.replace("\n", ","), dtype=np.float64, sep=",")
+    except ValueError:
+        raise _bad(path, "non-numeric value in the grid") from None
     if flat.size == 0 or flat.size % 3 or not np.isfinite(flat).all():
         raise _bad(path, "non-numeric, non-finite or incomplete rows")
     rows = flat.reshape(-1, 3)
@@ -169,10 +172,10 @@ def read_grid(path: Path, header: tuple[str, str, str],
                 break
     axis0 = np.unique(rows[:, 0])
     axis1 = np.unique(rows[:, 1])
+    if axis0.size * axis1.size > pairs.shape[0]:  # checked before the dense table is made
+        raise _bad(path, "the grid has holes (not every axis combination is present)")
     values = np.full((axis0.size, axis1.size), np.nan)
     values[np.searchsorted(axis0, rows[:, 0]), np.searchsorted(axis1, rows[:, 1])] = rows[:, 2]
-    if np.isnan(values).any():
-        raise _bad(path, "the grid has holes (not every axis combination is present)")
     return Grid(axis0, axis1, values)
 
 

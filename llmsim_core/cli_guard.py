@@ -5,7 +5,8 @@ end it with one line on stderr and a status, never a traceback.
 (status 2); Ctrl-C, SIGTERM and SIGHUP print `error: interrupted (SIG…)` (status 128 + the
 signal; temporary files are removed on the way out by the writers' own cleanup); a read or
 write that fails after the up-front checks prints one `error:` line (status 2); a reader of
-stdout that went away (`| head`) ends the command quietly (status 1).
+stdout that went away (`| head`) ends the command quietly (status 1); a stdout closed from the
+start is an `error:` line (status 2) before anything runs.
 """
 
 from __future__ import annotations
@@ -87,6 +88,11 @@ def guarded(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | No
 
     @functools.wraps(main)
     def run(argv: list[str] | None = None) -> int:
+        if sys.stdout is None:  # started with descriptor 1 closed: every line would vanish
+            print(InputError("standard output is closed", "command line",
+                             "redirect it to a file or /dev/null instead").line(),
+                  file=sys.stderr)
+            return 2
         with stop_signals_interrupt():
             try:
                 return main(argv)

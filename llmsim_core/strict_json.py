@@ -81,11 +81,34 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+def _check_strings(value: Any) -> None:
+    """Reject a string (key or value) holding a lone surrogate."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack += item.keys()
+            stack += item.values()
+        elif isinstance(item, list):
+            stack += item
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                escape = f"\\u{ord(item[exc.start]):04x}"
+                raise _Rejected(f"string with a lone surrogate {escape} (not valid Unicode)",
+                                escape) from None
+
+
 def loads(text: str | bytes, where: str, fix: str) -> Any:
     """Parse one JSON document; reject NaN, Infinity, overflowing numbers and repeated keys."""
     try:
-        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float,
-                          object_pairs_hook=_unique_keys)
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float,
+                           object_pairs_hook=_unique_keys)
+        # A \u escape may name half a surrogate pair: no UTF-8 text can hold that string.
+        if (b"\\u" if isinstance(text, bytes) else "\\u") in text:
+            _check_strings(value)
+        return value
     except json.JSONDecodeError as exc:
         raise InputError(f"malformed JSON ({exc.msg} at line {exc.lineno} column {exc.colno})",
                          where, fix) from None

@@ -556,6 +556,29 @@ def test_a_console_that_cannot_take_text_is_one_error_line(tmp_path):
     assert not (tmp_path / "out.csv").exists()
 
 
+def test_a_closed_stdout_is_one_error_line_before_the_run(tmp_path):
+    argv = [str(a) for a in simulate_args(tmp_path)]
+    proc = subprocess.run([sys.executable, str(REPO / "main.py"), *argv], cwd=tmp_path,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                          timeout=60, pass_fds=(), preexec_fn=lambda: os.close(1))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == ["error: standard output is closed, command line, "
+                                        "redirect it to a file or /dev/null instead"]
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_reader_that_goes_away_ends_the_run_quietly(tmp_path):
+    """`| head -1`: status 1 and nothing on stderr, as Unix tools do (a status block every
+    simulated millisecond: far more text than the pipe holds, so the run meets the close)."""
+    argv = [str(a) for a in simulate_args(tmp_path, "--log-interval", "0.001") if a != "--quiet"]
+    main = subprocess.Popen([sys.executable, str(REPO / "main.py"), *argv], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    main.stdout.readline()
+    main.stdout.close()
+    assert main.wait(timeout=60) == 1
+    assert main.stderr.read() == b""
+
+
 def test_a_disk_that_fills_up_mid_run_is_one_error_line(tmp_path, capsys, monkeypatch):
     """A write that fails after the up-front checks (ENOSPC while streaming the CSV)."""
     def full(*_: object) -> None:

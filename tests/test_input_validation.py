@@ -14,7 +14,9 @@ from inference_serving.cluster_config import cluster_from_dict, load_cluster_con
 from inference_serving.dataset_reader import load_requests, parse_line
 from llm_profile.calibrate import check_calibration
 from llm_profile.hardware_catalog import _load as load_catalogue_file
-from llm_profile.profile_tables import read_layers
+from llm_profile.head_tables import ATTENTION_HEADER as HEAD_ATTENTION_HEADER
+from llm_profile.head_tables import read_attention, read_moe
+from llm_profile.profile_tables import read_grid, read_layers
 from llmsim_core.bounds import BANDWIDTH, TOKENS, checked
 from llmsim_core.errors import InputError
 from llmsim_core.strict_json import check_keys, loads
@@ -91,6 +93,9 @@ CASES: dict[str, tuple] = {
                     "non-finite number NaN (numbers must be finite) at line 1 column "),
     "cluster_infinity": (lambda t: raw_cluster(t, ('"mem_bw": 768', '"mem_bw": -Infinity')),
                          "-Infinity (numbers must be finite) at line 1 column"),
+    "cluster_lone_surrogate": (lambda t: raw_cluster(t, ('"meta-llama/Llama-3.1-8B"',
+                                                        '"meta-llama/Llama\\udce9"')),
+                               "string with a lone surrogate \\udce9 (not valid Unicode)"),
     "cluster_beyond_float": (lambda t: raw_cluster(t, ('"link_bw": 112', '"link_bw": 1e400')),
                              "beyond the float range"),
     "cluster_mem_latency_nan": (lambda t: raw_cluster(t, ('"mem_latency": 0',
@@ -491,3 +496,29 @@ def test_a_profile_row_repeated_with_the_same_latency_is_accepted(tmp_path):
     path.write_text(LAYERS_HEADER + "q_proj,1,0,1,100\nq_proj,2,0,1,150\nq_proj,1,0,1,100\n")
     curve = read_layers(path, 1)["q_proj"]
     assert curve.tokens.tolist() == [1, 2] and curve.latency.tolist() == [100, 150]
+
+
+def test_scattered_profile_points_are_refused_before_a_dense_grid_is_made(tmp_path):
+    attention = tmp_path / "attention.csv"
+    attention.write_text(",".join(HEAD_ATTENTION_HEADER) + "\n" +
+                         "".join(f"{i + 1},{i},{i + 1},{i + 1},5\n" for i in range(400)))
+    with pytest.raises(InputError, match=r"axes span 400 x 400 x 400 x 400 cells"):
+        read_attention(attention)
+    moe = tmp_path / "moe.csv"
+    moe.write_text("tokens,activated_experts,time_us\n" +
+                   "".join(f"{i + 1},{i + 1},5\n" for i in range(2000)))
+    with pytest.raises(InputError, match=r"axes span 2000 x 2000 cells"):
+        read_moe(moe)
+    grid = tmp_path / "grid.csv"
+    grid.write_text("batch_size,kv_cache_size,prediction\n" +
+                    "".join(f"{i},{i},1000\n" for i in range(100_000)))
+    with pytest.raises(InputError, match="the grid has holes"):
+        read_grid(grid, ("batch_size", "kv_cache_size", "prediction"))
+
+
+@pytest.mark.parametrize("bad", ["foo,bar,baz", "1,0,0x42C6"])
+def test_a_non_numeric_prediction_grid_cell_is_an_input_error(tmp_path, bad):
+    grid = tmp_path / "grid.csv"
+    grid.write_text(f"batch_size,kv_cache_size,prediction\n1,0,5\n{bad}\n")
+    with pytest.raises(InputError, match="non-numeric"):
+        read_grid(grid, ("batch_size", "kv_cache_size", "prediction"))
