@@ -26,7 +26,7 @@ from inference_serving.api import simulate
 from inference_serving.instance import Instance
 from inference_serving.observers import Observer
 from inference_serving.scheduler.base import Batch
-from llmsim_core.args import OneLineParser, print_flag_warnings
+from llmsim_core.args import OneLineParser, path_arg, print_flag_warnings
 from llmsim_core.bounds import INT32_MAX, SCHEDULER_LIMIT, TOKENS, Bound, checked_int
 from llmsim_core.cli_guard import guarded
 from llmsim_core.errors import InputError
@@ -377,8 +377,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     parser = OneLineParser(prog="python -m evaluation.bench", description=__doc__
                            .split("\n\n")[0])
-    parser.add_argument("example", type=Path, help="a DATA/vllm_bench/<hardware>/<model> folder")
-    parser.add_argument("--data", type=Path, help="the data root holding datasets_head/ and "
+    parser.add_argument("example", type=path_arg,
+                        help="a DATA/vllm_bench/<hardware>/<model> folder")
+    parser.add_argument("--data", type=path_arg, help="the data root holding datasets_head/ and "
                         "perf_models_head/ (default: three levels above EXAMPLE)")
     args = parser.parse_args(argv)
     try:

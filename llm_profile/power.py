@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from llmsim_core.args import OneLineParser, integer, number, print_flag_warnings
+from llmsim_core.args import OneLineParser, integer, number, path_arg, print_flag_warnings
 from llmsim_core.atomic_write import write_atomic
 from llmsim_core.cli_guard import guarded
 from llmsim_core.errors import InputError
@@ -191,9 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds sampled before the command (default 5)")
     p.add_argument("--tail", type=number,
                    help="seconds sampled after the command, must cover standby (default 30)")
-    p.add_argument("--samples", type=Path, help="estimate from a recorded sample file instead")
-    p.add_argument("--samples-output", type=Path, help="also write the samples (CSV)")
-    p.add_argument("--output", type=Path, help="write the JSON here (default: stdout)")
+    p.add_argument("--samples", type=path_arg, help="estimate from a recorded sample file instead")
+    p.add_argument("--samples-output", type=path_arg, help="also write the samples (CSV)")
+    p.add_argument("--output", type=path_arg, help="write the JSON here (default: stdout)")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- the command to run")
     return p
 

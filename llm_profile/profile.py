@@ -42,29 +42,38 @@ ATTENTION_COLUMNS = [f"time_stats.attn_{k}.{s}" for k in ("prefill", "decode")
     "batch_size", "prefill_chunk_size", "kv_cache_size", "is_prefill", "attention_backend"]
 
 
+MAX_TOKENS = 1 << 17  # token counts and KV lengths profiled (a 128 K-token context)
+
+
 def parse_tokens(text: str) -> list[int]:
-    """`pow2` (1, 2, 4 … 2048), `all` (1 … 2048), `A-B`, or a comma list."""
+    """`pow2` (1, 2, 4 … 2048), `all` (1 … 2048), `A-B`, or a comma list (1 … MAX_TOKENS)."""
     if text == "pow2":
         return [1 << k for k in range(12)]
     if text == "all":
         return list(range(1, 2049))
-    values: list[int] = []
+    values: set[int] = set()
     for part in text.split(","):
         lo, _, hi = part.partition("-")
-        values += list(range(int(lo), int(hi or lo) + 1))
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"bad token list {text!r}")
-    return sorted(set(values))
+        try:
+            first, last = integer(lo), integer(hi or lo)
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(f"bad token list {text!r}") from None
+        if not 1 <= first <= last <= MAX_TOKENS:
+            raise argparse.ArgumentTypeError(f"bad token list {text!r} (counts and ranges in "
+                                             f"1..{MAX_TOKENS}, low end first)")
+        values.update(range(first, last + 1))
+    return sorted(values)
 
 
 def parse_lengths(text: str) -> list[int]:
-    """A comma list of KV lengths (0 or more tokens each)."""
+    """A comma list of KV lengths (0 … MAX_TOKENS tokens each)."""
     try:
         values = sorted({integer(v) for v in text.split(",")})
     except (argparse.ArgumentTypeError, ValueError):
         raise argparse.ArgumentTypeError(f"bad KV length list {text!r}") from None
-    if values[0] < 0:
-        raise argparse.ArgumentTypeError(f"bad KV length list {text!r} (lengths are >= 0)")
+    if values[0] < 0 or values[-1] > MAX_TOKENS:
+        raise argparse.ArgumentTypeError(f"bad KV length list {text!r} (lengths are in "
+                                         f"0..{MAX_TOKENS})")
     return values
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from llmsim_core.bounds import PROFILE_NS, checked
+from llmsim_core.bounds import INT32_MAX, PROFILE_NS, checked
 from llmsim_core.errors import InputError
 from llmsim_core.strict_json import read_text
 
@@ -50,10 +50,12 @@ def _rows(path: Path) -> list[list[str]]:
 
 
 def _count(text: str, column: str, where: str, minimum: int) -> int:
-    """A whole-number column (tokens, batch, TP) of at least `minimum`."""
+    """A whole-number column (tokens, batch, TP) of at least `minimum` (and within int32: no
+    profiled kernel sees more)."""
     value = int(text)
-    if value < minimum:
-        raise InputError(f"'{column}' must be an integer >= {minimum}, got {value}", where, _FIX)
+    if not minimum <= value <= INT32_MAX:
+        raise InputError(f"'{column}' must be an integer in [{minimum}, {INT32_MAX}], got "
+                         f"{value}", where, _FIX)
     return value
 
 

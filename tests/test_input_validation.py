@@ -201,7 +201,11 @@ CASES: dict[str, tuple] = {
         "utf-16")}), "not UTF-8"),
     "attention_batch_zero": (lambda t: profile(t, {"layers.csv": layers("100"), "attention.csv": (
         ATTENTION_HEADER + "64,0,1,True,1,1,1,1\n1,64,0,False,1,1,1,1\n").encode()}),
-                             "'batch_size' must be an integer >= 1"),
+                             "'batch_size' must be an integer in [1, 2147483647]"),
+    "attention_batch_beyond_int32": (lambda t: profile(t, {
+        "layers.csv": layers("100"), "attention.csv": (
+            ATTENTION_HEADER + "64,0,1,True,1,1,1,1\n1,64,99999999999999999999,False,1,1,1,1\n"
+        ).encode()}), "'batch_size' must be an integer in [1, 2147483647]"),
     "prediction_infinite": (lambda t: profile(t, {
         "layers.csv": layers("100"),
         "predictions/attn_prefill_predictions.csv":

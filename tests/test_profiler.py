@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import importlib.util
 import json
 
 import pytest
 
-from llm_profile.profile import parse_tokens
+from llm_profile.profile import parse_lengths, parse_tokens
 from tests.conftest import REPO
 from tests.test_cli_errors import run_main
 
@@ -82,3 +83,16 @@ def test_missing_torch_or_bad_tp_is_one_error_line(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stderr.startswith("error: ")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("text", ["99999999999999999999", "1-99999999999", "100000000", "3-1",
+                                  "0", "x"])
+def test_token_lists_beyond_the_profiled_range_are_refused_before_any_work(text):
+    with pytest.raises(argparse.ArgumentTypeError, match="bad token list"):
+        parse_tokens(text)
+
+
+@pytest.mark.parametrize("text", ["99999999999999999999", "-1", "131073"])
+def test_kv_lengths_beyond_the_profiled_range_are_refused(text):
+    with pytest.raises(argparse.ArgumentTypeError, match="bad KV length list"):
+        parse_lengths(text)
