@@ -406,16 +406,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         by_hardware = load_all_samples(args.perf_models, args.model_configs, notes.append)
         if not by_hardware:
-            raise InputError("no calibratable profiles", str(args.perf_models),
+            why = f" ({len(notes)} skipped, e.g. {notes[0]})" if notes else ""
+            raise InputError(f"no calibratable profiles{why}", str(args.perf_models),
                              "point --perf-models at <hardware>/<org>/<model>/tp<N>/layers.csv "
                              "of catalogue hardware and known model configs")
+        pooled = [s for samples in by_hardware.values() for s in samples]
+        generic = fit(pooled)
+        if not generic["classes"]:  # the tables would replace good ones with empty ones
+            raise InputError("the profiles hold matrix multiplies at fewer than two token "
+                             "counts: nothing to fit", str(args.perf_models),
+                             "profile the projections (q_proj, o_proj, ...) at several "
+                             "token counts")
     except InputError as exc:
         print(exc.line(), file=sys.stderr)
         return 2
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
-    pooled = [s for samples in by_hardware.values() for s in samples]
-    generic = fit(pooled)
     tables = {args.out / "generic.json": json.dumps(generic, indent=1) + "\n"}
     for hardware, samples in by_hardware.items():
         tables[args.out / f"{hardware}.json"] = \

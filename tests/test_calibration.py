@@ -125,7 +125,12 @@ def _calibrate(args: list[str]) -> subprocess.CompletedProcess:
     ({"CPU-2core/meta-llama/Llama-3.1-8B/tp1/layers.csv": "layer_name\n"},
      "no calibratable profiles"),
     ({"A6000/meta-llama/Llama-3.1-8B/tp1/layers.csv":
-      "layer_name,input,kv_cache,tp_size,latency(ns)\nq_proj,1,0,1,slow\n"}, "line 2")])
+      "layer_name,input,kv_cache,tp_size,latency(ns)\nq_proj,1,0,1,slow\n"}, "line 2"),
+    ({"A6000/meta-llama/Llama-3.1-8B/tp1/layers.csv":
+      "layer_name,input,kv_cache,tp_size,latency(ns)\nembedding,1,0,1,2575\n"},
+     "matrix multiplies at fewer than two token counts"),
+    ({"A6000/meta-llama/Llama-3.1-8B-x/tp1/layers.csv": "layer_name\n"},
+     "no calibratable profiles (1 skipped, e.g. skipped ")])
 def test_calibrate_bad_input_is_one_error_line_and_writes_nothing(tmp_path, layout, message):
     root = tmp_path / "profiles"
     for rel, text in (layout or {}).items():
