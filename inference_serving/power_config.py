@@ -16,7 +16,7 @@ ENERGY_PER_BIT = Bound(0, 1e6, "pJ/bit", "no memory or link spends a microjoule 
 STANDBY_S = Bound(0, 1e9, "s", "it is a duration in seconds")
 UTIL = Bound(0, 1, "", "it is a utilisation fraction")
 PART_COUNT = Bound(0, 65536, "", "it counts devices of one node", integer=True)
-DIMM_GB = Bound(0, 1e9, "GB", "a DIMM holds something", low_open=True)
+DIMM_GB = Bound(0.001, 1e6, "GB", "a DIMM holds between a megabyte and a petabyte")
 
 NPU_KEYS = ("idle_power", "standby_power", "active_power", "standby_duration")
 SECTIONS: dict[str, tuple[str, ...]] = {

@@ -149,6 +149,8 @@ CASES: dict[str, tuple[Callable, Callable[[Path], list[str]], str]] = {
                                       "one NPU per instance"),
     "power_dimm_missing_note_held": (MAIN, lambda t: simulate_args(
         t, cfg=_power_without("dimm_size")), "power.dram.dimm_size"),
+    "power_dimm_of_no_size": (MAIN, lambda t: simulate_args(t, cfg=_power_dimm(1e-300)),
+                              "'dimm_size' must be a number in [0.001, 1e+06] GB"),
     "power_entry_for_unused_hardware": (MAIN, lambda t: simulate_args(
         t, cfg=_power_npu("H100")), "entry for hardware 'H100', which no instance"),
     "throughput_output_is_a_pim_device_file": (MAIN, lambda t: [
@@ -252,6 +254,12 @@ def _cpu_mem_size(gb: float) -> dict:
 def _power_without(key: str) -> dict:
     cfg = copy(POWER)
     del cfg["nodes"][0]["power"]["dram"][key]
+    return cfg
+
+
+def _power_dimm(size: float) -> dict:
+    cfg = copy(POWER)
+    cfg["nodes"][0]["power"]["dram"]["dimm_size"] = size
     return cfg
 
 
