@@ -281,7 +281,7 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
             where = f"instance {spec.instance_id} (node {node.node_id}) in {cluster.path}"
             model = models.get(spec.model_name)
             if model is None:
-                model = load_model_config(spec.model_name, options.model_configs)
+                model = load_model_config(spec.model_name, options.model_configs, warn)
                 models[spec.model_name] = model
             _check_supported(spec, model, where)
             _check_tp(model, spec.tp, where)

@@ -133,7 +133,7 @@ def load_samples(root: Path, hardware: str, fp_bits: int = 16,
             continue
         tp = int(degree)
         try:
-            model = load_model_config(name, configs)
+            model = load_model_config(name, configs, note)
         except InputError as exc:
             note(f"skipped {path}: {exc.what}")
             continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,10 +76,33 @@ def _same_under_both(raw: dict, names: tuple[str, str], where: str) -> None:
                          "keep one of them or give both the same value")
 
 
-def model_from_dict(name: str, raw: dict, where: str) -> ModelConfig:
-    """Validate a parsed HF-style config dict and build a ModelConfig."""
+# Keys read only when present (a default applies otherwise): a near miss of one of them is
+# most likely a typo that silently changes the model (e.g. the KV head count).
+OPTIONAL_KEYS = ("num_key_value_heads", "head_dim", "num_local_experts", "num_experts",
+                 "num_experts_per_tok", "moe_intermediate_size", "ffn_dim", "model_type")
+READ_KEYS = frozenset({*OPTIONAL_KEYS, "num_attention_heads", "hidden_size", "num_hidden_layers",
+                       "intermediate_size", "vocab_size", "max_position_embeddings"})
+MISSPELT = 0.85  # similarity (difflib) above which an unread key is an optional one misspelt
+
+
+def _warn_misspelt(raw: dict, where: str, warn: Callable[[str], None]) -> None:
+    """Warn of keys that are not read but look like an absent optional key (HF configs hold
+    many keys this model does not use, so the others pass without a word)."""
+    absent = [k for k in OPTIONAL_KEYS if k not in raw]
+    for key in raw:
+        near = closest(key, absent, MISSPELT) if key not in READ_KEYS else None
+        if near is not None:
+            warn(f"{where}: key '{key}' is not read; did you mean '{near}'? (without it, "
+                 f"'{near}' takes its default)")
+
+
+def model_from_dict(name: str, raw: dict, where: str,
+                    warn: Callable[[str], None] = lambda msg: None) -> ModelConfig:
+    """Validate a parsed HF-style config dict and build a ModelConfig (`warn` hears of keys
+    that look like a misspelt optional key)."""
     if not isinstance(raw, dict):
         raise InputError("model config is not a JSON object", where, "fix the file")
+    _warn_misspelt(raw, where, warn)
     heads = _require_int(raw, "num_attention_heads", where)
     kv_heads = _require_int(raw, "num_key_value_heads", where) if "num_key_value_heads" in raw \
         else heads
@@ -123,10 +147,11 @@ def model_from_dict(name: str, raw: dict, where: str) -> ModelConfig:
     )
 
 
-def load_model_config(name: str, root: Path) -> ModelConfig:
+def load_model_config(name: str, root: Path,
+                      warn: Callable[[str], None] = lambda msg: None) -> ModelConfig:
     """Load `<root>/<org>/<model>.json` for `name` = `<org>/<model>`."""
     path = root / f"{name}.json"
     if not path.is_file():
         raise InputError(f"unknown model '{name}'", f"no file {path}",
                          "add the HF-style config there or fix model_name in the cluster config")
-    return model_from_dict(name, load_file(path, "fix the model config"), str(path))
+    return model_from_dict(name, load_file(path, "fix the model config"), str(path), warn)

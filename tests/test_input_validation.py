@@ -19,6 +19,7 @@ from llm_profile.head_tables import read_attention, read_moe
 from llm_profile.profile_tables import read_grid, read_layers
 from llmsim_core.bounds import BANDWIDTH, TOKENS, checked
 from llmsim_core.errors import InputError
+from llmsim_core.model_config import model_from_dict
 from llmsim_core.strict_json import check_keys, loads
 from tests.conftest import DATA, REPO, needs_data
 from tests.test_cli_errors import run_main
@@ -526,3 +527,17 @@ def test_a_non_numeric_prediction_grid_cell_is_an_input_error(tmp_path, bad):
     grid.write_text(f"batch_size,kv_cache_size,prediction\n1,0,5\n{bad}\n")
     with pytest.raises(InputError, match="non-numeric"):
         read_grid(grid, ("batch_size", "kv_cache_size", "prediction"))
+
+
+def test_a_misspelt_optional_model_key_is_named_in_a_warning(tmp_path):
+    raw = {k: v for k, v in LLAMA.items() if k != "num_key_value_heads"}
+    warnings: list[str] = []
+    model = model_from_dict("acme/Tiny", {**raw, "num_key_value_head": 8, "rope_theta": 5e5},
+                            "Tiny.json", warnings.append)
+    assert model.num_kv_heads == model.num_heads  # the default applies, and it says so
+    assert warnings == ["Tiny.json: key 'num_key_value_head' is not read; did you mean "
+                        "'num_key_value_heads'? (without it, 'num_key_value_heads' takes its "
+                        "default)"]
+    warnings.clear()
+    model_from_dict("acme/Tiny", LLAMA, "Tiny.json", warnings.append)
+    assert warnings == []  # every shipped key is read or unrelated
