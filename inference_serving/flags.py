@@ -301,6 +301,9 @@ def _check_combinations(args: argparse.Namespace) -> None:
     if args.enable_attn_prediction and args.perf_model == "roofline":
         raise InputError("--enable-attn-prediction has no effect with --perf-model roofline",
                          "command line", "drop one of them")
+    if was_given(args, "perf_models") and args.perf_model == "roofline":
+        raise InputError("--perf-models has no effect with --perf-model roofline (no profile "
+                         "is read)", "command line", "drop one of them")
 
 
 def _check_vllm_defaults(args: argparse.Namespace) -> None:

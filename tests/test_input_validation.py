@@ -221,6 +221,9 @@ CASES: dict[str, tuple] = {
             b"batch_size,kv_cache_size,prediction\n1,0,5\n"}),
                             "measured time), got -7"),
     # --- flags -----------------------------------------------------------------------------
+    "perf_models_with_roofline": (lambda t: ["--perf-models", str(t), "--perf-model",
+                                             "roofline"],
+                                  "--perf-models has no effect with --perf-model roofline"),
     "log_interval_1e-12": (lambda t: ["--log-interval", "1e-12"],
                            "'--log-interval' must be a number in [0.001, 1e+06] s"),
     "log_interval_nan": (lambda t: ["--log-interval", "nan"], "--log-interval"),
