@@ -34,7 +34,7 @@ class FigureResult:
     tsvs: list[Path] = field(default_factory=list)
     panels: list[plots.Panel] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
-    failed: int = 0
+    failures: list[str] = field(default_factory=list)  # runs that failed, with their error
 
 
 def _skip_line(exp: Experiment, missing: list[str]) -> str:
@@ -64,7 +64,7 @@ def _handle_run(rec: RunRecord, out: Path, result: FigureResult) -> ConsoleRun |
         else:
             result.notices.append(f"figure {exp.figure} {name}: failed (exit {rec.returncode}): "
                                   f"{rec.error}")
-            result.failed += 1
+            result.failures.append(f"figure {exp.figure} {name} ({rec.error})")
         return None
     run = parse_console(rec.log.read_text(encoding="utf-8"))
     for kind in exp.series:
@@ -247,7 +247,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"total wall time {time.perf_counter() - start:.1f} s")
     print_flag_warnings(args)
-    return 1 if any(r.failed for r in results) else 0
+    failures = [line for r in results for line in r.failures]
+    if failures:  # the other runs' outputs are complete; these runs left none
+        print(InputError(f"{len(failures)} run(s) failed, first {failures[0]}", str(args.data),
+                         "fix that run's config or data (every notice is above) and run "
+                         "again").line(), file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":

@@ -8,9 +8,9 @@ import statistics
 
 import pytest
 
-from evaluation import series
+from evaluation import figure, series
 from evaluation.console import parse_console
-from evaluation.figure import main, reproduce
+from evaluation.figure import FigureResult, main, reproduce
 from evaluation.runner import simulator_flags
 from tests.conftest import DATA, needs_data
 
@@ -99,3 +99,15 @@ def test_bad_arguments_are_one_line(tmp_path, capsys):
     assert err.startswith("error: no artifact_configs/ folder") and err.count("\n") == 1
     assert main(["5", "--num-req", "0", "--data", str(tmp_path)]) == 2
     assert "--num-req must be > 0" in capsys.readouterr().err
+
+
+def test_a_failed_run_ends_the_command_with_one_error_line(tmp_path, capsys, monkeypatch):
+    failed = FigureResult(5, failures=["figure 5 A6000/SM (error: duplicate key 'num_nodes')"])
+    monkeypatch.setattr(figure, "reproduce", lambda *args, **kwargs: [failed])
+    data = tmp_path / "data"
+    data.mkdir()
+    assert main(["5", "--data", str(data), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"error: 1 run(s) failed, first figure 5 A6000/SM (error: duplicate key "
+                   f"'num_nodes'), {data}, fix that run's config or data (every notice is "
+                   "above) and run again"]
