@@ -36,6 +36,11 @@ class RunFiles:
     csv: Path | None
     log: Path | None
 
+    def describe(self) -> str:
+        """The files found, for a message (`a.csv and a.txt`, `only a.txt`)."""
+        found = [str(p) for p in (self.csv, self.log) if p is not None]
+        return " and ".join(found) if len(found) > 1 else f"only {found[0]}"
+
 
 def locate(stem: str) -> RunFiles:
     """Find a run's files from its stem (see the module docstring)."""
@@ -152,8 +157,9 @@ def read_log(path: Path) -> str:
 def compare_runs(a: RunFiles, b: RunFiles) -> list[str]:
     """Every difference between two runs, as report lines (empty when identical)."""
     if (a.csv is None) != (b.csv is None) or (a.log is None) != (b.log is None):
-        raise InputError("the two runs do not have the same files (CSV, log)",
-                         f"{a} / {b}", "compare runs that both have a CSV and/or a log")
+        raise InputError("the two runs do not have the same files (a CSV and/or a log)",
+                         f"{a.describe()} against {b.describe()}",
+                         "compare runs that both have the same kinds of file")
     lines = []
     if a.csv and b.csv:
         diffs = request_diffs(read_requests(a.csv), read_requests(b.csv))

@@ -313,10 +313,12 @@ def cluster_from_dict(raw: Any, path: str) -> ClusterConfig:
     link_bw = rd.number(raw, "link_bw", "", BANDWIDTH)
     link_latency = rd.number(raw, "link_latency", "", LATENCY)
     nodes_raw = rd.get(raw, "nodes", "")
-    if not isinstance(nodes_raw, list) or len(nodes_raw) != num_nodes:
-        count = len(nodes_raw) if isinstance(nodes_raw, list) else "not a list"
-        raise rd.fail(f"num_nodes is {num_nodes} but nodes has {count} entries", "nodes",
-                      "make num_nodes equal the number of node objects")
+    if not isinstance(nodes_raw, list):
+        raise rd.fail(f"'nodes' must be a list of node objects, got {type(nodes_raw).__name__}",
+                      "nodes", "write nodes as a JSON list of node objects")
+    if len(nodes_raw) != num_nodes:
+        raise rd.fail(f"num_nodes is {num_nodes} but nodes has {len(nodes_raw)} entries",
+                      "nodes", "make num_nodes equal the number of node objects")
     cxl = None
     if "cxl_mem" in raw:
         cxl_raw = rd.obj(raw, "cxl_mem", "")
@@ -333,10 +335,13 @@ def cluster_from_dict(raw: Any, path: str) -> ClusterConfig:
         rd.keys(node, "node", where)
         num_inst = rd.integer(node, "num_instances", where)
         inst_raw = rd.get(node, "instances", where)
-        if not isinstance(inst_raw, list) or len(inst_raw) != num_inst:
-            count = len(inst_raw) if isinstance(inst_raw, list) else "not a list"
-            raise rd.fail(f"num_instances is {num_inst} but instances has {count} entries",
-                          f"{where}instances", "make them agree")
+        if not isinstance(inst_raw, list):
+            raise rd.fail(f"'instances' must be a list of instance objects, got "
+                          f"{type(inst_raw).__name__}", f"{where}instances",
+                          "write instances as a JSON list of instance objects")
+        if len(inst_raw) != num_inst:
+            raise rd.fail(f"num_instances is {num_inst} but instances has {len(inst_raw)} "
+                          "entries", f"{where}instances", "make them agree")
         pim_config = _pim_config(rd, node, where)
         cpu_mem = rd.memory(node, "cpu_mem", where, "cpu_mem", pim_config is not None)
         instances = []

@@ -11,6 +11,7 @@ start is an `error:` line (status 2) before anything runs.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import signal
@@ -71,9 +72,11 @@ def io_failure_line(exc: OSError) -> str:
         except (OSError, ValueError):
             silence_stdout()
             where = "standard output"
+    full = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
     return InputError(f"reading or writing failed ({exc.strerror or exc})", str(where),
-                      "free space on that disk or send the output elsewhere, then run "
-                      "again").line()
+                      "free space on that disk or send the output elsewhere, then run again"
+                      if full else "check that path (a folder where a file should be, or the "
+                      "reverse?) or send the output elsewhere, then run again").line()
 
 
 def interrupted_line(exc: KeyboardInterrupt) -> tuple[str, int]:

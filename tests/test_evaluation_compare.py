@@ -72,3 +72,13 @@ def test_an_extra_column_differs_whichever_run_has_it(tmp_path):
                                           "  request 0: extra (absent) vs 1"]
     assert compare_module.compare_runs(b, a) == ["per-request: 1 request(s) differ",
                                           "  request 0: extra 1 vs (absent)"]
+
+
+def test_runs_with_different_files_are_named_plainly(two_runs, tmp_path):
+    (tmp_path / "c.txt").write_text((two_runs / "b.txt").read_text())
+    done = compare(two_runs / "a", tmp_path / "c")
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"error: the two runs do not have the same files (a CSV and/or a log), "
+        f"{two_runs / 'a.csv'} and {two_runs / 'a.txt'} against only {tmp_path / 'c.txt'}, "
+        "compare runs that both have the same kinds of file"]

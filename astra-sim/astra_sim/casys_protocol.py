@@ -88,8 +88,9 @@ class CasysProcess:
                 if last_report is None:
                     raise RuntimeError("the binary waits without a report line")
                 return last_report
-        raise RuntimeError("the ASTRA-Sim binary exited unexpectedly: "
-                           + " | ".join(self.stderr))
+        said = " | ".join(self.stderr)
+        raise RuntimeError("the ASTRA-Sim binary exited unexpectedly"
+                           + (f": {said}" if said else " (nothing on stderr)"))
 
     def reply(self, line: str) -> None:
         """Send one line (prefix, `pass`, `done` or `exit`)."""
