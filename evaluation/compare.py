@@ -94,6 +94,9 @@ def _rows(lines: Iterable[str], path: Path, fix: str) -> dict[str, dict[str, str
         header = next(reader, None)
         if not header or "request id" not in header:
             raise InputError("not a per-request CSV (no 'request id' column)", str(path), fix)
+        repeated = next((c for c in header if header.count(c) > 1), None)
+        if repeated is not None:
+            raise InputError(f"the header names column {repeated[:40]!r} twice", str(path), fix)
         rows: dict[str, dict[str, str]] = {}
         for number, cells in enumerate(reader, start=2):
             if len(cells) != len(header):
@@ -104,6 +107,7 @@ def _rows(lines: Iterable[str], path: Path, fix: str) -> dict[str, dict[str, str
             if not (rid.isascii() and rid.isdigit()):
                 raise InputError(f"line {number} has request id {rid[:40]!r}, not a whole "
                                  "number", str(path), fix)
+            rid = str(int(rid))  # 7 and 007 are one request
             if rid in rows:
                 raise InputError(f"request id {rid} appears twice (again on line {number})",
                                  str(path), fix)

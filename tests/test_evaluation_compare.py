@@ -82,3 +82,14 @@ def test_runs_with_different_files_are_named_plainly(two_runs, tmp_path):
         f"error: the two runs do not have the same files (a CSV and/or a log), "
         f"{two_runs / 'a.csv'} and {two_runs / 'a.txt'} against only {tmp_path / 'c.txt'}, "
         "compare runs that both have the same kinds of file"]
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("request id,latency,latency\n0,1,2\n", "names column 'latency' twice"),
+    ("request id,latency\n0,1\n00,1\n", "request id 0 appears twice (again on line 3)")])
+def test_an_ambiguous_csv_is_one_error_line(two_runs, tmp_path, text, message):
+    (tmp_path / "c.csv").write_text(text)
+    (tmp_path / "c.txt").write_text((two_runs / "a.txt").read_text())
+    done = compare(two_runs / "a", tmp_path / "c")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert message in done.stderr
