@@ -78,12 +78,13 @@ class NpuEstimate:
                 "standby_duration": round(self.standby_duration, 1)}
 
 
-def estimate(samples: list[Sample]) -> NpuEstimate:
-    """Idle, active and standby power and the standby duration of a sample series."""
+def estimate(samples: list[Sample], where: str = "power samples") -> NpuEstimate:
+    """Idle, active and standby power and the standby duration of a sample series (`where`
+    names it in an error)."""
     by_phase = {p: [s for s in samples if s.phase == p] for p in PHASES}
     for phase in ("before", "during"):
         if not by_phase[phase]:
-            raise InputError(f"no samples taken {phase} the command", "power samples",
+            raise InputError(f"no samples taken {phase} the command", where,
                              "sample longer (raise --idle, or run a longer command)")
     idle = float(np.median([s.power_w for s in by_phase["before"]]))
     active = float(np.percentile([s.power_w for s in by_phase["during"]], ACTIVE_PERCENTILE))
@@ -112,10 +113,17 @@ def read_samples(path: Path) -> list[Sample]:
     if not path.is_file():
         raise InputError("sample file not found", str(path), "pass a file written by "
                          "--samples-output")
-    rows = list(csv.DictReader(io.StringIO(read_text(path, "pass a file written by "
-                                                     "--samples-output"))))
+    reader = csv.DictReader(io.StringIO(read_text(path, "pass a file written by "
+                                                  "--samples-output")))
+    if reader.fieldnames != list(SAMPLE_HEADER):
+        raise InputError(f"the header is {','.join(reader.fieldnames or [])[:80]!r}, not "
+                         f"{','.join(SAMPLE_HEADER)}", str(path),
+                         "pass a file written by --samples-output")
     out = []
-    for n, row in enumerate(rows, start=2):
+    for n, row in enumerate(reader, start=2):
+        if None in row:
+            raise InputError("more fields than the header", f"line {n} of {path}",
+                             "fix the row")
         try:
             sample = Sample(float(row["time_s"]), float(row["power_w"]), row["phase"])
         except (KeyError, TypeError, ValueError):
@@ -123,16 +131,20 @@ def read_samples(path: Path) -> list[Sample]:
                              "fix the row") from None
         if sample.phase not in PHASES or not 0 <= sample.power_w <= MAX_POWER_W or \
                 not 0 <= sample.time_s <= MAX_TIME_S:
-            raise InputError(f"bad sample {row}", f"line {n} of {path}",
+            raise InputError(f"sample at {row['time_s']} s of {row['power_w']} W in phase "
+                             f"{row['phase']!r} is out of range", f"line {n} of {path}",
                              f"use a phase of {', '.join(PHASES)}, a power in [0, "
                              f"{MAX_POWER_W:g}] W and a time in [0, {MAX_TIME_S:g}] s")
         out.append(sample)
     return out
 
 
+SAMPLE_HEADER = ("time_s", "power_w", "phase")
+
+
 def samples_csv(samples: list[Sample]) -> str:
     """The sample file text."""
-    lines = ["time_s,power_w,phase", *(f"{s.time_s:.4f},{s.power_w:.3f},{s.phase}"
+    lines = [",".join(SAMPLE_HEADER), *(f"{s.time_s:.4f},{s.power_w:.3f},{s.phase}"
                                        for s in samples)]
     return "\n".join(lines) + "\n"
 
@@ -255,7 +267,9 @@ def main(argv: list[str] | None = None) -> int:
             samples = record(command, args.gpu, args.interval, args.idle, args.tail)
             if args.samples_output is not None:
                 _write(args.samples_output, samples_csv(samples))
-        text = json.dumps({"npu": {args.hardware: estimate(samples).entry()}}, indent=2) + "\n"
+        where = str(args.samples) if args.samples is not None else "the recorded samples"
+        text = json.dumps({"npu": {args.hardware: estimate(samples, where).entry()}},
+                          indent=2) + "\n"
     except InputError as exc:
         print(exc.line(), file=sys.stderr)
         return 2

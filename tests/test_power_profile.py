@@ -51,12 +51,18 @@ def test_sample_file_round_trip_and_cli_estimate(tmp_path, capsys):
     assert entry["active_power"] == 300.0 and entry["standby_duration"] == 18.0
 
 
-def test_bad_sample_file_is_one_error_line(tmp_path, capsys):
+@pytest.mark.parametrize(("text", "message"), [
+    ("time_s,power_w,phase\n0.0,-3,before\n",
+     "error: sample at 0.0 s of -3 W in phase 'before' is out of range, line 2 of "),
+    ("time_s,power_w,phase,extra\n0.0,3,before,1\n", "error: the header is "),
+    ("time_s,power_w,phase\n0.0,3,before,1\n", "error: more fields than the header, line 2"),
+    ("time_s,power_w,phase\n", "error: no samples taken before the command, {path}")])
+def test_bad_sample_file_is_one_error_line(tmp_path, capsys, text, message):
     path = tmp_path / "s.csv"
-    path.write_text("time_s,power_w,phase\n0.0,-3,before\n")
+    path.write_text(text)
     assert main(["--hardware", "A6000", "--samples", str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: bad sample")
+    assert len(err) == 1 and err[0].startswith(message.format(path=path)), err
 
 
 def test_without_a_gpu_it_stops_with_one_error_line(tmp_path):
