@@ -53,6 +53,9 @@ class Side:
     makespan_s: float = 0.0
 
 
+MAX_EPOCH_S = 1e11  # request timestamps are Unix seconds (this is the year 5138)
+
+
 def _fail(what: str, where: Path | str, fix: str) -> InputError:
     return InputError(what, str(where), fix)
 
@@ -88,8 +91,9 @@ def _limit(engine: dict, key: str, path: Path) -> int | None:
                                                   str(path), "fix the file")
 
 
-def real_side(folder: Path) -> Side:
-    """The real vLLM run: requests.jsonl timestamps and the 1-Hz timeseries.csv."""
+def real_side(folder: Path, num_req: int) -> Side:
+    """The real vLLM run of `num_req` requests: requests.jsonl timestamps and the 1-Hz
+    timeseries.csv."""
     side = Side("real vLLM")
     ttft, tpot, latency, ends, starts = [], [], [], [], []
     path = folder / "requests.jsonl"
@@ -109,10 +113,11 @@ def real_side(folder: Path) -> Side:
         except (InputError, KeyError, TypeError):
             raise _fail(f"line {lineno} lacks queued_ts/first_token_ts/last_token_ts/"
                         "output_toks", where, "fix the file") from None
-        if not all(_is_number(v) and math.isfinite(v) for v in (queued, first, last)) or \
-                not queued <= first <= last:
-            raise _fail(f"line {lineno} needs finite timestamps with queued_ts <= "
-                        "first_token_ts <= last_token_ts", where, "fix the file")
+        if not all(_is_number(v) and 0 <= v <= MAX_EPOCH_S for v in (queued, first, last)) \
+                or not queued <= first <= last:
+            raise _fail(f"line {lineno} needs epoch-second timestamps in [0, {MAX_EPOCH_S:g}] "
+                        "with queued_ts <= first_token_ts <= last_token_ts", where,
+                        "fix the file")
         generated = checked_int(generated, TOKENS, "output_toks", where, "fix the file")
         ttft.append((first - queued) * 1e3)
         latency.append((last - queued) * 1e3)
@@ -120,8 +125,9 @@ def real_side(folder: Path) -> Side:
             tpot.append((last - first) * 1e3 / (generated - 1))
         starts.append(queued)
         ends.append(last)
-    if not ttft:
-        raise _fail("no requests", path, "fix the file")
+    if len(ttft) != num_req:
+        raise _fail(f"{len(ttft)} requests where the example ran {num_req}", path,
+                    "pass the complete requests.jsonl of the run")
     side.ms = {"TTFT": ttft, "TPOT": tpot, "latency": latency}
     side.makespan_s = max(ends) - min(starts)
     path = folder / "timeseries.csv"
@@ -137,6 +143,8 @@ def real_side(folder: Path) -> Side:
     except (OSError, UnicodeDecodeError, KeyError, TypeError, ValueError, csv.Error):
         raise _fail("unreadable time series (needs finite, non-negative gen_throughput, "
                     "running, waiting)", path, "fix the file") from None
+    if not side.generation:
+        raise _fail("the time series has no rows", path, "pass the run's timeseries.csv")
     return side
 
 
@@ -394,7 +402,8 @@ def main(argv: list[str] | None = None) -> int:
         example = read_example(folder, data)
         existing = existing_side(folder / "outputs") \
             if (folder / "outputs" / "sim.csv").is_file() else None
-        real = real_side(folder / "vllm") if (folder / "vllm").is_dir() else None
+        real = real_side(folder / "vllm", example.num_req) if (folder / "vllm").is_dir() \
+            else None
         ours, wall = our_side(example, data, {})
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -18,13 +18,25 @@ class _GivenValues(argparse.Namespace):
     def __init__(self, parser: argparse.ArgumentParser) -> None:
         super().__init__()
         object.__setattr__(self, "_given", {})
+        # argparse ends a parse by setting each string default that was not given to its
+        # converted value (`type` applied): that setting is not a flag given.
+        converted: dict[str, tuple[str, object]] = {}
+        object.__setattr__(self, "_converted", converted)
         # Defaults set here are not recorded: argparse only sets the attributes still missing.
         for action in parser._actions:
             if action.dest is not argparse.SUPPRESS and action.default is not argparse.SUPPRESS:
                 object.__setattr__(self, action.dest, action.default)
+                if isinstance(action.default, str):
+                    try:
+                        converted[action.dest] = (action.default,
+                                                  parser._get_value(action, action.default))
+                    except (argparse.ArgumentError, TypeError, ValueError):
+                        pass  # argparse reports a default its type refuses
 
     def __setattr__(self, name: str, value: object) -> None:
-        self._given.setdefault(name, []).append(value)
+        default = self._converted.get(name)
+        if default is None or getattr(self, name) is not default[0] or value != default[1]:
+            self._given.setdefault(name, []).append(value)
         super().__setattr__(name, value)
 
 

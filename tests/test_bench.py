@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from evaluation.bench import existing_side, main, real_side, stat
+from llmsim_core.errors import InputError
 from tests.conftest import DATA, REPO, needs_data
 
 BENCH = DATA / "vllm_bench"
@@ -73,7 +75,7 @@ def test_rtxpro6000_moe_example_runs_from_its_config():
 
 @needs_data
 def test_sides_read_the_same_definitions():
-    real = real_side(BENCH / "RTX4090/Llama-3.1-8B/vllm")
+    real = real_side(BENCH / "RTX4090/Llama-3.1-8B/vllm", 300)
     existing = existing_side(BENCH / "RTX4090/Llama-3.1-8B/outputs")
     assert len(real.ms["TTFT"]) == len(existing.ms["TTFT"]) == 300
     # The existing simulator's published errors against this run.
@@ -116,3 +118,17 @@ def test_meta_without_a_workload_is_refused(tmp_path, capsys):
     (folder / "vllm/meta.json").write_text(json.dumps({"engine_kwargs": {}}))
     assert main([str(folder)]) == 2
     assert "lacks dataset_path" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("lines", "series", "message"), [
+    (['{"queued_ts": -1e300, "first_token_ts": 1.0, "last_token_ts": 2.0, "output_toks": 2}'],
+     "gen_throughput,running,waiting\n1,1,0\n", "epoch-second timestamps in [0, 1e+11]"),
+    (['{"queued_ts": 1.0, "first_token_ts": 1.5, "last_token_ts": 2.0, "output_toks": 2}'],
+     "gen_throughput,running,waiting\n1,1,0\n", "1 requests where the example ran 2"),
+    (['{"queued_ts": 1.0, "first_token_ts": 1.5, "last_token_ts": 2.0, "output_toks": 2}'] * 2,
+     "gen_throughput,running,waiting\n", "the time series has no rows")])
+def test_a_real_run_that_cannot_be_the_example_is_refused(tmp_path, lines, series, message):
+    (tmp_path / "requests.jsonl").write_text("\n".join(lines) + "\n")
+    (tmp_path / "timeseries.csv").write_text(series)
+    with pytest.raises(InputError, match=re.escape(message)):
+        real_side(tmp_path, 2)

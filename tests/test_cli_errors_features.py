@@ -230,7 +230,7 @@ CASES: dict[str, tuple[Callable, Callable[[Path], list[str]], str]] = {
         "--hardware", "A6000", "--samples", str(samples(t, b"\xff\xfe"))], "not UTF-8 text"),
     "power_samples_nan_time": (POWER_CLI, lambda t: [
         "--hardware", "A6000", "--samples", str(samples(t, SAMPLES + "nan,30,after\n"))],
-        "bad sample"),
+        "sample at nan s of 30 W in phase 'after' is out of range"),
     "power_interval_with_samples": (POWER_CLI, lambda t: [
         "--hardware", "A6000", "--samples", str(samples(t)), "--interval", "1"],
         "--interval has no effect with --samples"),

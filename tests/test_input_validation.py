@@ -17,6 +17,7 @@ from llm_profile.hardware_catalog import _load as load_catalogue_file
 from llm_profile.head_tables import ATTENTION_HEADER as HEAD_ATTENTION_HEADER
 from llm_profile.head_tables import read_attention, read_moe
 from llm_profile.profile_tables import read_grid, read_layers
+from llmsim_core.args import OneLineParser, was_given
 from llmsim_core.bounds import BANDWIDTH, TOKENS, checked
 from llmsim_core.errors import InputError
 from llmsim_core.model_config import model_from_dict
@@ -544,3 +545,15 @@ def test_a_misspelt_optional_model_key_is_named_in_a_warning(tmp_path):
     warnings.clear()
     model_from_dict("acme/Tiny", LLAMA, "Tiny.json", warnings.append)
     assert warnings == []  # every shipped key is read or unrelated
+
+
+def test_a_string_default_argparse_converts_is_not_a_flag_given():
+    parser = OneLineParser()
+    parser.add_argument("--root", type=Path, default="some/where")
+    parser.add_argument("--mode", default="auto")
+    quiet = parser.parse_args([])
+    assert quiet.root == Path("some/where")
+    assert not was_given(quiet, "root") and not was_given(quiet, "mode")
+    given = parser.parse_args(["--root", "else", "--mode", "x"])
+    assert was_given(given, "root") and was_given(given, "mode")
+    assert parser.parse_args(["--root", "a", "--root", "b"])._warnings  # repeated, differing
