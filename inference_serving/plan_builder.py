@@ -114,8 +114,9 @@ class PlanFamily:
     """A batch's plans as the family they belong to, their attention time and their tail.
 
     Plans of one `key` are equal but for the ns of their attention nodes (one per transformer
-    block) and, in the last stage, the operators that run per request: the `tail` group
-    (lm_head) and the output `store`. A pricer can therefore time a stage from what it learnt
+    block) and, in the last stage, the operators after the blocks (their times, as the `tail`
+    groups, add up to the plan's group of them: lm_head runs per request) and the output
+    `store`. A pricer can therefore time a stage from what it learnt
     on an earlier member of the family without the plan being built; `plans()` builds them
     (once) for whoever needs the nodes.
     """
@@ -124,7 +125,8 @@ class PlanFamily:
                  "_plans")
 
     def __init__(self, instance: int, key: tuple, attention_ns: int, stages: int,
-                 tail: LayerGroup, store: PlanOp, make: Callable[[], list[IterationPlan]]) -> None:
+                 tail: tuple[LayerGroup, ...], store: PlanOp,
+                 make: Callable[[], list[IterationPlan]]) -> None:
         self.instance = instance
         self.key = key
         self.attention_ns = attention_ns
@@ -180,6 +182,7 @@ class PlanBuilder:
         self._plans: dict[tuple, list[IterationPlan]] = {}
         self._skeletons: dict[tuple, tuple[tuple, ...]] = {}  # plans but attention, by shape
         self._edges: dict[tuple, LayerGroup] = {}
+        self._tails: dict[tuple, LayerGroup] = {}
         needed = (*template.pre_ops, *template.compute_block_ops, *template.post_ops,
                   *(EXPERT_ROWS if template.has_experts and self._moe_layer_ns is None
                     else ()))
@@ -231,6 +234,24 @@ class PlanBuilder:
                 self._edges.clear()  # (tokens, requests) pairs are many: memory stays bounded
             group = self._edges[key] = edge_group(names, tokens, requests, self.perf.layer_ns,
                                                   loads)
+        return group
+
+    def tail_parts(self, tokens: int, requests: int) -> tuple[LayerGroup, ...]:
+        """The operators after the blocks as two groups whose times add up to
+        `edge("post", tokens, requests)`'s: those at the token count and lm_head at the request
+        count, each memoized by its count alone (the pairs are too many to keep)."""
+        names = self.template.post_ops
+        per_request = tuple(n for n in names if n == "lm_head")
+        per_token = tuple(n for n in names if n != "lm_head")
+        return (self._tail(per_token, tokens, 0), self._tail(per_request, 0, requests))
+
+    def _tail(self, names: tuple[str, ...], tokens: int, requests: int) -> LayerGroup:
+        key = (names, tokens, requests)
+        group = self._tails.get(key)
+        if group is None:
+            if len(self._tails) >= CACHE_LIMIT:
+                self._tails.clear()
+            group = self._tails[key] = edge_group(names, tokens, requests, self.perf.layer_ns)
         return group
 
     def block_parts(self, tokens: int, first: int, count: int, kv_bytes: int = 0,
@@ -328,7 +349,7 @@ class PlanBuilder:
         key = (self.instance, tokens, kv_bytes, extra, handoff, batch.swap_in_bytes,
                batch.swap_out_bytes, batch.recall_bytes, batch.swap_target, batch.recall_target)
         return PlanFamily(self.instance, key, attention, len(self.stage_layers),
-                          self.edge("post", tokens, requests),
+                          self.tail_parts(tokens, requests),
                           self.output_store(tokens, requests),
                           partial(self._build, tokens, requests, attention, kv_bytes, extra,
                                   handoff, batch))

@@ -336,11 +336,12 @@ CASES: dict[str, tuple[Callable, Callable[[Path], list[str]], str]] = {
     "sweep_rate_spreading_arrivals_too_far": (SWEEP, lambda t: sweep_args(t, SPEC.replace(
         "rates: [5]", "rates: [1.0e-9]")), "'rates[0]' 1e-09 req/s spreads 2 requests over"),
     "bench_timeseries_nan": (BENCH, lambda t: bench_real(
-        t, REQUEST_LINE % (0.0, 0.5, 1.0, 4), "gen_throughput,running,waiting\nnan,1,0\n"),
+        t, REQUEST_LINE % (0.0, 0.5, 1.0, 4) * 2, "gen_throughput,running,waiting\nnan,1,0\n"),
         "unreadable time series (needs finite, non-negative"),
     "bench_timestamps_out_of_order": (BENCH, lambda t: bench_real(
         t, REQUEST_LINE % (0.0, 0.5, -5.0, 4), "gen_throughput,running,waiting\n1,1,0\n"),
-        "line 1 needs finite timestamps with queued_ts <= first_token_ts <= last_token_ts"),
+        "line 1 needs epoch-second timestamps in [0, 1e+11] with queued_ts <= first_token_ts <= "
+        "last_token_ts"),
     "bench_output_tokens_true": (BENCH, lambda t: bench_real(
         t, REQUEST_LINE.replace("%d", "true") % (0.0, 0.5, 1.0),
         "gen_throughput,running,waiting\n1,1,0\n"), "'output_toks' must be an integer"),

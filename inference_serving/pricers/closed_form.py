@@ -139,7 +139,7 @@ class ClosedFormPricer:
         if known is None:
             plan = family.plans()[stage]
             known = linear_chain(plan, self._chain(plan, fabric)[0], family.attention_ns,
-                                 self._group_ns(family.tail, fabric) if last else 0)
+                                 self._tail_ns(family, fabric) if last else 0)
             if len(self._families) >= CHAIN_CACHE:
                 self._families.clear()
             self._families[key] = known
@@ -149,9 +149,13 @@ class ClosedFormPricer:
         released = self._release(plan, fabric, start_ns)
         t = fixed + per_attention * family.attention_ns + released - start_ns
         if last:
-            t += self._group_ns(family.tail, fabric)
+            t += self._tail_ns(family, fabric)
         return self._finish(plan, fabric, start_ns, t, t, family.store if last else plan.store,
                             partial(family_usage, family, stage, fabric))
+
+    def _tail_ns(self, family: PlanFamily, fabric: InstanceFabric) -> int:
+        """Time of the family member's operators after the blocks."""
+        return sum(self._group_ns(group, fabric) for group in family.tail)
 
     def _group_ns(self, group: LayerGroup, fabric: InstanceFabric) -> int:
         """Time of a group without sends or weight loads (memoized per group object)."""
