@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from llmsim_core.bounds import INT32_MAX
 from llmsim_core.errors import InputError
 from llmsim_core.strict_json import read_text
 
@@ -127,6 +128,9 @@ def _table(path: Path, header: tuple[str, ...], text_columns: int = 0) -> list[l
         if not all(math.isfinite(v) for v in nums) or min(nums[:-1], default=0) < 0 \
                 and header[-1] == "time_us":
             raise InputError(f"negative or non-finite value on line {lineno}", where, _FIX)
+        if header[-1] == "time_us" and any(v != int(v) or v > INT32_MAX for v in nums[:-1]):
+            raise InputError(f"a count on line {lineno} is not a whole number in [0, "
+                             f"{INT32_MAX}]", where, _FIX)
         if header[-1] == "time_us" and not 0 <= nums[-1] <= MAX_PROFILE_US:
             raise InputError(f"'time_us' must be in [0, {MAX_PROFILE_US:g}] µs, got {nums[-1]:g}",
                              where, _FIX)

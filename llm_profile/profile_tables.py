@@ -51,7 +51,9 @@ def _rows(path: Path) -> list[list[str]]:
 
 def _count(text: str, column: str, where: str, minimum: int) -> int:
     """A whole-number column (tokens, batch, TP) of at least `minimum` (and within int32: no
-    profiled kernel sees more)."""
+    profiled kernel sees more), in plain ASCII digits."""
+    if not (text.strip().lstrip("-").isascii() and text.strip().lstrip("-").isdigit()):
+        raise ValueError(f"not a whole number: {text!r}")
     value = int(text)
     if not minimum <= value <= INT32_MAX:
         raise InputError(f"'{column}' must be an integer in [{minimum}, {INT32_MAX}], got "
@@ -92,6 +94,9 @@ def _layer_columns(path: Path, body: list[list[str]], col: dict[str, int], tp: i
     """Curves from whole columns, or None when any value fails a check."""
     if min(map(len, body)) <= max(col.values()):
         return None
+    digits = [row[col["input"]] for row in body] + [row[col["kv_cache"]] for row in body]
+    if not all(text.isascii() and text.isdigit() for text in digits):
+        return None  # a sign, a fraction, 1_0 or a non-ASCII digit: the row walk names it
     try:
         names = np.array([row[col["layer_name"]] for row in body])
         tokens = np.array([row[col["input"]] for row in body], dtype=np.int64)
@@ -136,6 +141,7 @@ def _check_rows(path: Path, rows: list[list[str]], col: dict[str, int]) -> None:
         try:
             _count(row[col["tp_size"]], "tp_size", where, 1)
             _count(row[col["input"]], "input", where, 1)
+            _count(row[col["kv_cache"]], "kv_cache", where, 0)
             latency = float(row[col["latency(ns)"]])
         except (ValueError, IndexError):
             raise _bad(path, f"non-numeric or missing value on line {lineno}") from None

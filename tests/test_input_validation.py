@@ -557,3 +557,19 @@ def test_a_string_default_argparse_converts_is_not_a_flag_given():
     given = parser.parse_args(["--root", "else", "--mode", "x"])
     assert was_given(given, "root") and was_given(given, "mode")
     assert parser.parse_args(["--root", "a", "--root", "b"])._warnings  # repeated, differing
+
+
+@pytest.mark.parametrize(("row", "line"), [("q_proj,1_0,0,1,100", 2), ("q_proj,١,0,1,100", 2),
+                                           ("q_proj,1,abc,1,100", 2)])
+def test_profile_counts_are_plain_digits(tmp_path, row, line):
+    path = tmp_path / "layers.csv"
+    path.write_text(LAYERS_HEADER + row + "\n")
+    with pytest.raises(InputError, match=f"non-numeric or missing value on line {line}"):
+        read_layers(path, 1)
+
+
+def test_current_layout_counts_are_whole_numbers(tmp_path):
+    moe = tmp_path / "moe.csv"
+    moe.write_text("tokens,activated_experts,time_us\n2048.9,1,5\n")
+    with pytest.raises(InputError, match="a count on line 2 is not a whole number"):
+        read_moe(moe)
