@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from inference_serving.cluster_config import load_cluster_config
-from inference_serving.flags import build_parser, options_from_args
+from inference_serving.flags import build_parser, options_from_args, overridden_flags
 from inference_serving.runner import console_observers, execute, file_observers
 from inference_serving.sim_log import SimLogger
 from llmsim_core.args import print_flag_warnings
@@ -18,6 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     options = options_from_args(args)
     cluster = load_cluster_config(options.cluster_config)
+    args._warnings += overridden_flags(args, cluster)  # shown once the run has succeeded
     execute(options, cluster, SimLogger(options.log_level),
             lambda instances, total, fleet: [
                 *console_observers(options, instances, cluster, total, fleet),

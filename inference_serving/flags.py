@@ -10,6 +10,7 @@ from pathlib import Path
 
 from astra_sim.binary import DEFAULT_TIMEOUT_S
 from astra_sim.export import DIALECTS
+from inference_serving.cluster_config import ClusterConfig
 from inference_serving.compat import CompatProfile
 from inference_serving.expert_router import EXPERT_ROUTERS
 from inference_serving.fabric import NETWORK_BACKENDS
@@ -304,6 +305,22 @@ def _check_combinations(args: argparse.Namespace) -> None:
     if was_given(args, "perf_models") and args.perf_model == "roofline":
         raise InputError("--perf-models has no effect with --perf-model roofline (no profile "
                          "is read)", "command line", "drop one of them")
+
+
+def overridden_flags(args: argparse.Namespace, cluster: ClusterConfig) -> list[str]:
+    """`warning:` lines for scheduling flags that every instance of the cluster config
+    overrides with its own value (the flag then changes nothing)."""
+    lines = []
+    for flag, dest, key in (("--block-size", "block_size", "block_size"),
+                            ("--max-num-seqs", "max_num_seqs", "max_num_seqs"),
+                            ("--max-batch", "max_batch", "max_num_seqs"),
+                            ("--max-num-batched-tokens", "max_num_batched_tokens",
+                             "max_num_batched_tokens")):
+        if was_given(args, dest) and all(getattr(spec, key) is not None
+                                         for spec in cluster.instances):
+            lines.append(f"warning: {flag} {getattr(args, dest)} changed nothing: every "
+                         f"instance of {cluster.path} sets its own {key}")
+    return lines
 
 
 def _check_vllm_defaults(args: argparse.Namespace) -> None:

@@ -573,3 +573,16 @@ def test_current_layout_counts_are_whole_numbers(tmp_path):
     moe.write_text("tokens,activated_experts,time_us\n2048.9,1,5\n")
     with pytest.raises(InputError, match="a count on line 2 is not a whole number"):
         read_moe(moe)
+
+
+def test_a_scheduling_flag_every_instance_overrides_is_named_in_a_warning(tmp_path, capsys):
+    trace_file = tmp_path / "ok.jsonl"
+    trace_file.write_text(json.dumps(GOOD) + "\n")
+    args = ["--no-progress", "--quiet", "--dataset", str(trace_file), "--output",
+            str(tmp_path / "out.csv"), *cluster(tmp_path, inst={"block_size": 32})]
+    assert main([*args, "--block-size", "16", "--max-num-seqs", "8"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"warning: --block-size 16 changed nothing: every instance of "
+                   f"{tmp_path / 'cluster.json'} sets its own block_size"]
+    assert main(args) == 0
+    assert capsys.readouterr().err == ""
