@@ -97,6 +97,11 @@ class ProfiledPerfModel(PerfModel):
             self.predictor = AttentionPredictor.train(
                 read_raw_attention(directory / "attention.csv"))
             self.attention_source = "live random-forest predictor"
+        elif prefill_csv.is_file() != decode_csv.is_file():
+            found, missing = (prefill_csv, decode_csv) if prefill_csv.is_file() else \
+                (decode_csv, prefill_csv)
+            raise InputError(f"{found.name} has no {missing.name} beside it (the grids come "
+                             "as a pair)", str(pred), "add the missing grid or remove the other")
         elif prefill_csv.is_file() and decode_csv.is_file():
             self.prefill_grid = read_grid(prefill_csv, PREFILL_HEADER, warn)
             self.decode_grid = read_grid(decode_csv, DECODE_HEADER, warn)

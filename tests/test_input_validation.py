@@ -221,6 +221,12 @@ CASES: dict[str, tuple] = {
         "predictions/attn_decode_predictions.csv":
             b"batch_size,kv_cache_size,prediction\n1,0,5\n"}),
                             "measured time), got -7"),
+    "prediction_grid_without_its_pair": (lambda t: profile(t, {
+        "layers.csv": layers("100"),
+        "predictions/attn_decode_predictions.csv":
+            b"batch_size,kv_cache_size,prediction\n1,0,5\n"}),
+                                         "attn_decode_predictions.csv has no "
+                                         "attn_prefill_predictions.csv beside it"),
     # --- flags -----------------------------------------------------------------------------
     "perf_models_with_roofline": (lambda t: ["--perf-models", str(t), "--perf-model",
                                              "roofline"],
