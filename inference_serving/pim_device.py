@@ -30,7 +30,7 @@ KEY_BOUNDS = {
     "bus_width": _WIDTH,
     "channel_size": Bound(0, 1e9, "MB", "a channel holds something", low_open=True),
     "data_rate": Bound(0, 1e7, "MT/s", "it is a transfer rate", low_open=True),
-    "CL": Bound(0, 1e6, "cycles", "it is the read latency in clock cycles", low_open=True),
+    "CL": Bound(1, 1e6, "cycles", "it is the read latency in whole clock cycles", integer=True),
     "tCK": Bound(0, 1e3, "ns", "it is one clock period", low_open=True),
     "idle_power": Bound(0, 1e9, "mW", "no DIMM draws more than a megawatt"),
     "peak_power": Bound(0, 1e9, "mW", "no DIMM draws more than a megawatt"),

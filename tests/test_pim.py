@@ -289,7 +289,7 @@ def case_device_file_missing_a_key(tmp):
 def case_device_file_non_finite(tmp):
     root = _device_dir(tmp, HBM2.replace("CL = 14", "CL = 1e999."))
     return ["--cluster-config", str(_pim_cluster(tmp)), OFFLOAD, "--pim-configs", str(root)], \
-        "'CL' must be a number in (0, 1e+06] cycles"
+        "'CL' must be an integer in [1, 1000000] cycles"
 
 
 def case_device_file_not_utf8(tmp):
