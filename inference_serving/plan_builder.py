@@ -183,6 +183,9 @@ class PlanBuilder:
         self._skeletons: dict[tuple, tuple[tuple, ...]] = {}  # plans but attention, by shape
         self._edges: dict[tuple, LayerGroup] = {}
         self._tails: dict[tuple, LayerGroup] = {}
+        post = template.post_ops
+        self._tail_names = (tuple(n for n in post if n != "lm_head"),
+                            tuple(n for n in post if n == "lm_head"))
         needed = (*template.pre_ops, *template.compute_block_ops, *template.post_ops,
                   *(EXPERT_ROWS if template.has_experts and self._moe_layer_ns is None
                     else ()))
@@ -240,9 +243,7 @@ class PlanBuilder:
         """The operators after the blocks as two groups whose times add up to
         `edge("post", tokens, requests)`'s: those at the token count and lm_head at the request
         count, each memoized by its count alone (the pairs are too many to keep)."""
-        names = self.template.post_ops
-        per_request = tuple(n for n in names if n == "lm_head")
-        per_token = tuple(n for n in names if n != "lm_head")
+        per_token, per_request = self._tail_names
         return (self._tail(per_token, tokens, 0), self._tail(per_request, 0, requests))
 
     def _tail(self, names: tuple[str, ...], tokens: int, requests: int) -> LayerGroup:

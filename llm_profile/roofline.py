@@ -76,6 +76,9 @@ class RooflinePerfModel(PerfModel):
                               "act": (e.act_memory, e.act_overhead_ns),
                               "embedding": (e.embedding_memory, e.embedding_overhead_ns)}
         self._cache: dict[tuple[str, int], int] = {}
+        # Per rank: query heads, K and V values per token, and queries in plus outputs back.
+        self._attention_widths = (model.num_heads // tp, 2 * model.kv_dim // tp,
+                                  2 * model.q_dim // tp)
 
     def _roof(self, flops: float, nbytes: float, compute_eff: float, memory_eff: float,
               overhead: float) -> int:
@@ -124,9 +127,7 @@ class RooflinePerfModel(PerfModel):
         # Prefill and decode are separate kernel launches in the serving stacks that were
         # profiled, so each part pays its own fixed cost (as the table mode sums two lookups).
         m, fp, e = self.model, self.fp, self.eff
-        heads = m.num_heads // self.tp
-        kv_width = 2 * m.kv_dim // self.tp  # K and V values per token on this rank
-        q_width = 2 * m.q_dim // self.tp  # queries in, outputs back
+        heads, kv_width, q_width = self._attention_widths
         total = 0
         if batch.prefill_q:
             flops = nbytes = 0.0
