@@ -125,7 +125,7 @@ class PlanFamily:
                  "_plans")
 
     def __init__(self, instance: int, key: tuple, attention_ns: int, stages: int,
-                 tail: tuple[LayerGroup, ...], store: PlanOp,
+                 tail: tuple[LayerGroup, LayerGroup], store: PlanOp,
                  make: Callable[[], list[IterationPlan]]) -> None:
         self.instance = instance
         self.key = key
@@ -182,7 +182,8 @@ class PlanBuilder:
         self._plans: dict[tuple, list[IterationPlan]] = {}
         self._skeletons: dict[tuple, tuple[tuple, ...]] = {}  # plans but attention, by shape
         self._edges: dict[tuple, LayerGroup] = {}
-        self._tails: dict[tuple, LayerGroup] = {}
+        self._post_by_tokens: dict[int, LayerGroup] = {}
+        self._post_by_requests: dict[int, LayerGroup] = {}
         post = template.post_ops
         self._tail_names = (tuple(n for n in post if n != "lm_head"),
                             tuple(n for n in post if n == "lm_head"))
@@ -239,20 +240,26 @@ class PlanBuilder:
                                                   loads)
         return group
 
-    def tail_parts(self, tokens: int, requests: int) -> tuple[LayerGroup, ...]:
+    def tail_parts(self, tokens: int, requests: int) -> tuple[LayerGroup, LayerGroup]:
         """The operators after the blocks as two groups whose times add up to
         `edge("post", tokens, requests)`'s: those at the token count and lm_head at the request
         count, each memoized by its count alone (the pairs are too many to keep)."""
-        per_token, per_request = self._tail_names
-        return (self._tail(per_token, tokens, 0), self._tail(per_request, 0, requests))
+        per_token = self._post_by_tokens.get(tokens)
+        if per_token is None:
+            per_token = self._post_part(self._post_by_tokens, tokens, 0)
+        per_request = self._post_by_requests.get(requests)
+        if per_request is None:
+            per_request = self._post_part(self._post_by_requests, 0, requests)
+        return per_token, per_request
 
-    def _tail(self, names: tuple[str, ...], tokens: int, requests: int) -> LayerGroup:
-        key = (names, tokens, requests)
-        group = self._tails.get(key)
-        if group is None:
-            if len(self._tails) >= CACHE_LIMIT:
-                self._tails.clear()
-            group = self._tails[key] = edge_group(names, tokens, requests, self.perf.layer_ns)
+    def _post_part(self, cache: dict[int, LayerGroup], tokens: int,
+                   requests: int) -> LayerGroup:
+        """The post operators that run per token (`requests` 0) or per request (`tokens` 0)."""
+        if len(cache) >= CACHE_LIMIT:
+            cache.clear()
+        names = self._tail_names[0 if requests == 0 else 1]
+        group = cache[tokens or requests] = edge_group(names, tokens, requests,
+                                                       self.perf.layer_ns)
         return group
 
     def block_parts(self, tokens: int, first: int, count: int, kv_bytes: int = 0,

@@ -155,7 +155,8 @@ class ClosedFormPricer:
 
     def _tail_ns(self, family: PlanFamily, fabric: InstanceFabric) -> int:
         """Time of the family member's operators after the blocks."""
-        return sum(self._group_ns(group, fabric) for group in family.tail)
+        per_token, per_request = family.tail
+        return self._group_ns(per_token, fabric) + self._group_ns(per_request, fabric)
 
     def _group_ns(self, group: LayerGroup, fabric: InstanceFabric) -> int:
         """Time of a group without sends or weight loads (memoized per group object)."""
