@@ -83,6 +83,8 @@ def attention_batch(batch: Batch) -> AttentionBatch:
     lens = batch.decode_lens
     if lens is not None:  # streaming decodes: every prefill is among the eager entries
         assert batch.eager is not None
+        if not batch.eager:  # only streaming decodes
+            return AttentionBatch((), (), lens)
         prefill = [i for i in batch.eager if not batch.decode[i]]
         return _with_hidden(batch, tuple(batch.tokens[i] for i in prefill),
                             [batch.requests[i].computed for i in prefill], lens)

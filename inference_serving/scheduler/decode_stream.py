@@ -100,10 +100,13 @@ class DecodeStream:
         listed = self.block_due.pop(step, None)
         if listed is None:
             return []
-        due = [r for r in listed if r.stream_from >= 0 and r.due_block == step]
-        if len(set(map(id, due))) < len(due):
-            # A request that stopped and streamed again may be listed twice for the same step.
-            due = list({id(r): r for r in due}.values())
+        due = []
+        for request in listed:
+            if request.stream_from >= 0 and request.due_block == step:
+                # Listed once: a request that stopped and streamed again may be in the list
+                # twice. Every request returned is grown (due again later) or stopped.
+                request.due_block = -1
+                due.append(request)
         return due
 
     def finishing(self, step: int) -> list[Request]:
