@@ -273,7 +273,10 @@ def read_example(folder: Path, data: Path) -> Example:
                               "fix the file")
         seqs = _limit(engine, "max_num_seqs", meta_path)
         tokens = _limit(engine, "max_num_batched_tokens", meta_path)
-        prefix = _object(meta, "kv_cache", meta_path).get("enable_prefix_caching") is True
+        prefix = _object(meta, "kv_cache", meta_path).get("enable_prefix_caching", False)
+        if not isinstance(prefix, bool):
+            raise _fail(f"kv_cache.enable_prefix_caching must be true or false, got {prefix!r}",
+                        meta_path, "fix the file")
         source = "vllm/meta.json"
     else:
         dataset_name = header.get("Dataset", "")

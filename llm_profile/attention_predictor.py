@@ -113,9 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report", action="store_true", help="print the held-out error")
     args = p.parse_args(argv)
     try:
-        if not 32 <= args.max_len <= MAX_CHUNK:
-            raise InputError(f"--max-len must be in 32..{MAX_CHUNK} (prefill chunks on a grid of "
-                             f"32), got {args.max_len}", "command line",
+        if not 32 <= args.max_len <= MAX_CHUNK or args.max_len % 32:
+            raise InputError(f"--max-len must be a multiple of 32 in 32..{MAX_CHUNK} (prefill "
+                             f"chunks on a grid of 32), got {args.max_len}", "command line",
                              "pass the largest prefill chunk the profile should cover")
         if not 0 <= args.seed < 2**32:
             raise InputError(f"--seed must be in 0..{2**32 - 1}, got {args.seed}",

@@ -48,6 +48,7 @@ IDLE_MARGIN_W = 2.0
 MAX_POWER_W = 1e6
 MAX_TIME_S = 3.2e7
 # Flags of a live recording, meaningless with --samples (their defaults applied when unset).
+MAX_GPUS = 1024  # NVML device indices of one machine
 RECORDING = {"gpu": ("--gpu", 0), "interval": ("--interval", 0.05), "idle": ("--idle", 5.0),
              "tail": ("--tail", 30.0), "samples_output": ("--samples-output", None)}
 
@@ -259,6 +260,9 @@ def main(argv: list[str] | None = None) -> int:
             if not command:
                 raise InputError("no command given", "command line",
                                  "pass the workload after --, or --samples FILE")
+            if not 0 <= args.gpu < MAX_GPUS:
+                raise InputError(f"--gpu must be an NVML device index in 0..{MAX_GPUS - 1}, got "
+                                 f"{args.gpu}", "command line", "pass the GPU's index, e.g. 0")
             for name, value in (("--interval", args.interval), ("--idle", args.idle),
                                 ("--tail", args.tail)):
                 if not 0 < value <= MAX_TIME_S:

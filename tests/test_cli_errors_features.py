@@ -233,6 +233,12 @@ CASES: dict[str, tuple[Callable, Callable[[Path], list[str]], str]] = {
     "power_samples_nan_time": (POWER_CLI, lambda t: [
         "--hardware", "A6000", "--samples", str(samples(t, SAMPLES + "nan,30,after\n"))],
         "sample at nan s of 30 W in phase 'after' is out of range"),
+    "power_gpu_index_negative": (POWER_CLI, lambda t: [
+        "--hardware", "A6000", "--gpu", "-1", "--", "true"], "--gpu must be an NVML device index"),
+    "bench_prefix_caching_as_text": (BENCH, lambda t: bench_folder(
+        t, META_JSON.replace('"engine_kwargs": %s', '"engine_kwargs": {}, "kv_cache": '
+                             '{"enable_prefix_caching": "true"}')),
+                                     "kv_cache.enable_prefix_caching must be true or false"),
     "power_interval_with_samples": (POWER_CLI, lambda t: [
         "--hardware", "A6000", "--samples", str(samples(t)), "--interval", "1"],
         "--interval has no effect with --samples"),

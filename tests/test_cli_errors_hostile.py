@@ -280,7 +280,9 @@ CASES: dict[str, tuple[Callable, Callable[[Path], list[str]], str]] = {
     "calibrate_out_empty": (CALIBRATE, lambda t: ["--perf-models", str(t), "--out", ""],
                             "argument --out: empty path"),
     "attention_predictor_max_len_zero": (PREDICTOR, lambda t: [
-        "--profile", str(t), "--max-len", "0"], "--max-len must be in 32..131072"),
+        "--profile", str(t), "--max-len", "0"], "--max-len must be a multiple of 32 in 32..13"),
+    "attention_predictor_max_len_off_grid": (PREDICTOR, lambda t: [
+        "--profile", str(t), "--max-len", "33"], "--max-len must be a multiple of 32"),
     "attention_predictor_seed_negative": (PREDICTOR, lambda t: [
         "--profile", str(t), "--seed", "-1"], "--seed must be in 0..4294967295"),
     # Numbers in Python's looser syntax (`1_000`, non-ASCII digits, padding).
