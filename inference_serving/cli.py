@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     options = options_from_args(args)
     cluster = load_cluster_config(options.cluster_config)
-    args._warnings += overridden_flags(args, cluster)  # shown once the run has succeeded
+    args._warnings.extend(overridden_flags(args, cluster))  # shown once the run has succeeded
     execute(options, cluster, SimLogger(options.log_level),
             lambda instances, total, fleet: [
                 *console_observers(options, instances, cluster, total, fleet),

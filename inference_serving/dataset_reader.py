@@ -18,11 +18,10 @@ from llmsim_core.bounds import (
     checked_int,
 )
 from llmsim_core.errors import InputError
-from llmsim_core.strict_json import closest, loads
+from llmsim_core.strict_json import MISSPELT, closest, loads
 
 FIELDS = ("input_toks", "output_toks", "arrival_time_ns")
 KNOWN_FIELDS = frozenset((*FIELDS, "input_tok_ids", "output_tok_ids"))
-MISSPELT = 0.85  # similarity (difflib) above which an unknown field is a known one misspelt
 _FIX = "fix the dataset line"
 # The line every generator writes: the three fields in order, plain integers. Such a line is
 # read without the JSON parser (a third of the time per line); any other line, and one whose

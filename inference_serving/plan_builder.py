@@ -118,8 +118,8 @@ class PlanFamily:
     Plans of one `key` are equal but for the ns of their attention nodes (one per transformer
     block) and, in the last stage, the operators after the blocks (their times, as the `tail`
     groups, add up to the plan's group of them: lm_head runs per request) and the output
-    `store`. A pricer can therefore time a stage from what it learnt
-    on an earlier member of the family without the plan being built; `plans()` builds them
+    `store`. A pricer can therefore time a stage from what it learnt on an earlier member of
+    the family (of the same `instance`) without the plan being built; `plans()` builds them
     (once) for whoever needs the nodes.
     """
 
@@ -356,7 +356,7 @@ class PlanBuilder:
             return None
         tokens, requests = batch.total_tokens, len(batch.requests)
         attention, kv_bytes, extra, handoff = self._inputs(batch, tokens, requests)
-        key = (self.instance, tokens, kv_bytes, extra, handoff, batch.swap_in_bytes,
+        key = (tokens, kv_bytes, extra, handoff, batch.swap_in_bytes,
                batch.swap_out_bytes, batch.recall_bytes, batch.swap_target, batch.recall_target)
         return PlanFamily(self.instance, key, attention, len(self.stage_layers),
                           self.tail_parts(tokens, requests),

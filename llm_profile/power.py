@@ -47,8 +47,8 @@ IDLE_MARGIN_W = 2.0
 # error. Both also stop NaN and infinity.
 MAX_POWER_W = 1e6
 MAX_TIME_S = 3.2e7
-# Flags of a live recording, meaningless with --samples (their defaults applied when unset).
 MAX_GPUS = 1024  # NVML device indices of one machine
+# Flags of a live recording, meaningless with --samples (their defaults applied when unset).
 RECORDING = {"gpu": ("--gpu", 0), "interval": ("--interval", 0.05), "idle": ("--idle", 5.0),
              "tail": ("--tail", 30.0), "samples_output": ("--samples-output", None)}
 

@@ -52,7 +52,8 @@ def _rows(path: Path) -> list[list[str]]:
 def _count(text: str, column: str, where: str, minimum: int) -> int:
     """A whole-number column (tokens, batch, TP) of at least `minimum` (and within int32: no
     profiled kernel sees more), in plain ASCII digits."""
-    if not (text.strip().lstrip("-").isascii() and text.strip().lstrip("-").isdigit()):
+    digits = text.strip().removeprefix("-")
+    if not (digits.isascii() and digits.isdigit()):
         raise ValueError(f"not a whole number: {text!r}")
     value = int(text)
     if not minimum <= value <= INT32_MAX:
@@ -170,9 +171,10 @@ def read_grid(path: Path, header: tuple[str, str, str],
     if outside.size:
         raise _bad(path, f"'prediction' must be {PROFILE_NS.describe()} ({PROFILE_NS.why}), got "
                    f"{outside[0, 2]:g}")
-    pairs, first = np.unique(rows[:, :2], axis=0, return_index=True)
+    pairs, first_rows = np.unique(rows[:, :2], axis=0, return_index=True)
     if pairs.shape[0] < rows.shape[0]:
-        seen = {tuple(pair): rows[i, 2] for pair, i in zip(pairs.tolist(), first, strict=True)}
+        seen = {tuple(pair): rows[i, 2]
+                for pair, i in zip(pairs.tolist(), first_rows, strict=True)}
         for a, b, value in rows.tolist():
             if seen[(a, b)] != value:
                 warn(f"{path} lists ({header[0]}={a:g}, {header[1]}={b:g}) twice with different "

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from llmsim_core.bounds import MODEL_DIM, checked_int
 from llmsim_core.errors import InputError
-from llmsim_core.strict_json import closest, load_file
+from llmsim_core.strict_json import MISSPELT, closest, load_file
 
 # Families whose attention normalises each query and key head (RMSNorm over head_dim) before
 # rope: Qwen3's q_norm / k_norm.
@@ -82,7 +82,6 @@ OPTIONAL_KEYS = ("num_key_value_heads", "head_dim", "num_local_experts", "num_ex
                  "num_experts_per_tok", "moe_intermediate_size", "ffn_dim", "model_type")
 READ_KEYS = frozenset({*OPTIONAL_KEYS, "num_attention_heads", "hidden_size", "num_hidden_layers",
                        "intermediate_size", "vocab_size", "max_position_embeddings"})
-MISSPELT = 0.85  # similarity (difflib) above which an unread key is an optional one misspelt
 
 
 def _warn_misspelt(raw: dict, where: str, warn: Callable[[str], None]) -> None:

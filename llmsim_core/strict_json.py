@@ -130,6 +130,9 @@ def load_file(path: Path, fix: str) -> Any:
     return loads(read_text(path, fix), str(path), fix)
 
 
+MISSPELT = 0.85  # similarity (difflib) above which an unknown key is a known one misspelt
+
+
 def closest(key: str, known: Collection[str], cutoff: float = 0.6) -> str | None:
     """The known key nearest to a misspelt one, if any is close (difflib similarity of at
     least `cutoff`)."""

@@ -134,7 +134,7 @@ class ClosedFormPricer:
         (last stage) its per-request tail, so the member's own plan is not built."""
         fabric = self.fabrics[family.instance]
         last = stage == family.stages - 1
-        key = (family.key, stage)
+        key = (family.instance, stage, family.key)
         known = self._families.get(key)
         if known is None:
             plan = family.plans()[stage]
