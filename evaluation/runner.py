@@ -14,6 +14,7 @@ from pathlib import Path
 
 from evaluation.experiments import COMMON_FLAGS, Experiment
 from llmsim_core.atomic_write import atomic_writer
+from llmsim_core.cli_guard import StopSignal
 
 REPO = Path(__file__).resolve().parents[1]
 WORKERS = 2  # the simulator is single-threaded; one subprocess per core
@@ -74,7 +75,7 @@ def run_one(exp: Experiment, data: Path, out: Path, num_req: int | None) -> RunR
         done = subprocess.run(command(exp, data, out, num_req), cwd=REPO, stdout=handle,
                               stderr=subprocess.PIPE, text=True)
         if done.returncode in INTERRUPTED:
-            raise KeyboardInterrupt(signal.SIGINT)
+            raise StopSignal(signal.SIGINT)
     wall = time.perf_counter() - start
     error = done.stderr.strip().splitlines()[-1] if done.returncode and done.stderr.strip() \
         else ""

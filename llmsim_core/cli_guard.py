@@ -6,7 +6,8 @@ end it with one line on stderr and a status, never a traceback.
 signal; temporary files are removed on the way out by the writers' own cleanup); a read or
 write that fails after the up-front checks prints one `error:` line (status 2); a reader of
 stdout that went away (`| head`) ends the command quietly (status 1); a stdout closed from the
-start is an `error:` line (status 2) before anything runs.
+start is an `error:` line (status 2) before anything runs, and one that custom code closes
+mid-run is an `error:` line (status 2) too.
 """
 
 from __future__ import annotations
@@ -22,19 +23,23 @@ from contextlib import contextmanager
 
 from llmsim_core.errors import InputError
 
-# Termination requests end a command like Ctrl-C. Each raises KeyboardInterrupt(signal
-# number), which tells a real interrupt from one that a user class raises itself (that one is
-# the class's failure, llmsim_core.plugins).
+# Termination requests end a command like Ctrl-C.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
+class StopSignal(KeyboardInterrupt):
+    """The interrupt of a real Ctrl-C or termination signal (`args[0]` is its number); user
+    code that raises KeyboardInterrupt itself raises the base class, which is that code's
+    failure (llmsim_core.plugins)."""
+
+
 def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(signum)
+    raise StopSignal(signum)
 
 
 @contextmanager
 def stop_signals_interrupt() -> Iterator[None]:
-    """SIGINT, SIGTERM and SIGHUP raise KeyboardInterrupt(signal number) for the duration
+    """SIGINT, SIGTERM and SIGHUP raise StopSignal(signal number) for the duration
     (main thread only; a signal the parent set to be ignored stays ignored)."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -61,6 +66,11 @@ def silence_stdout() -> None:
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
+def stdout_closed() -> bool:
+    """True when sys.stdout is a stream that was closed."""
+    return bool(getattr(sys.stdout, "closed", False))
+
+
 def io_failure_line(exc: OSError) -> str:
     """The `error:` line for a read or write that failed after the up-front checks passed: a
     disk that filled up during the run, or a console (stdout) that cannot take more text."""
@@ -81,7 +91,7 @@ def io_failure_line(exc: OSError) -> str:
 
 def interrupted_line(exc: KeyboardInterrupt) -> tuple[str, int]:
     """The `error:` line and exit status of an interrupt."""
-    signum = exc.args[0] if exc.args and isinstance(exc.args[0], int) else signal.SIGINT
+    signum = exc.args[0] if isinstance(exc, StopSignal) else signal.SIGINT
     return (f"error: interrupted ({signal.Signals(signum).name}), command line, run again",
             128 + signum)
 
@@ -113,5 +123,13 @@ def guarded(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | No
                 line, status = interrupted_line(exc)
                 print(line, file=sys.stderr)
                 return status
+            except ValueError:
+                if not stdout_closed():
+                    raise
+                # Custom code (a router, scheduler or perf model) closed sys.stdout mid-run.
+                print(InputError("standard output was closed during the run", "standard output",
+                                 "do not close sys.stdout in custom code").line(),
+                      file=sys.stderr)
+                return 2
 
     return run

@@ -17,6 +17,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from llmsim_core.cli_guard import StopSignal
 from llmsim_core.errors import InputError
 
 
@@ -113,11 +114,10 @@ def origin(exc: BaseException) -> str:
 
 
 def is_stop_signal(exc: BaseException) -> bool:
-    """True for the KeyboardInterrupt of a real Ctrl-C or termination signal: the command line
-    raises those with the signal number (`KeyboardInterrupt(signum)`); one that user code
-    raises itself carries no number and is a failure of that code."""
-    return isinstance(exc, KeyboardInterrupt) and bool(exc.args) and \
-        isinstance(exc.args[0], int) and not isinstance(exc.args[0], bool)
+    """True for the interrupt of a real Ctrl-C or termination signal (the command line raises
+    those as `StopSignal`); a KeyboardInterrupt that user code raises itself, even one
+    carrying a signal number, is a failure of that code."""
+    return isinstance(exc, StopSignal)
 
 
 def describe(exc: BaseException) -> str:

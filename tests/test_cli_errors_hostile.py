@@ -253,6 +253,10 @@ CASES: dict[str, tuple[Callable, Callable[[Path], list[str]], str]] = {
     "custom_router_raises_keyboard_interrupt": (MAIN, lambda t: custom(
         t, "router", ROUTER_BASE + "class X(ShortestQueue):\n    def route(self, *a):\n"
         "        raise KeyboardInterrupt\n", cfg=MULTI), "X.route raised KeyboardInterrupt at "),
+    "custom_router_raises_keyboard_interrupt_with_a_signal_number": (MAIN, lambda t: custom(
+        t, "router", ROUTER_BASE + "class X(ShortestQueue):\n    def route(self, *a):\n"
+        "        raise KeyboardInterrupt(15)\n", cfg=MULTI),
+        "X.route raised KeyboardInterrupt: 15 at "),
     "custom_router_import_raises_generator_exit": (MAIN, lambda t: custom(
         t, "router", "raise GeneratorExit\n", cfg=MULTI), "(GeneratorExit), --custom-router"),
     "custom_router_exception_message_fails": (MAIN, lambda t: custom(
@@ -570,6 +574,19 @@ def test_a_closed_stdout_is_one_error_line_before_the_run(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.splitlines() == ["error: standard output is closed, command line, "
                                         "redirect it to a file or /dev/null instead"]
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_custom_code_that_closes_stdout_is_one_error_line(tmp_path):
+    source = (ROUTER_BASE + "import sys\nclass X(ShortestQueue):\n    def route(self, *a):\n"
+              "        sys.stdout.close()\n        return super().route(*a)\n")
+    argv = [str(a) for a in custom(tmp_path, "router", source, cfg=MULTI)]
+    proc = subprocess.run([sys.executable, str(REPO / "main.py"), *argv], cwd=REPO,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                          timeout=60, env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == ["error: standard output was closed during the run, "
+                                        "standard output, do not close sys.stdout in custom code"]
     assert not (tmp_path / "out.csv").exists()
 
 
