@@ -20,7 +20,7 @@ from statistics import NormalDist
 import numpy as np
 
 from inference_serving.output_paths import check_output_paths
-from llmsim_core.args import OneLineParser, integer, number, print_flag_warnings
+from llmsim_core.args import OneLineParser, integer, names_a_folder, number, print_flag_warnings
 from llmsim_core.atomic_write import temp_prefix
 from llmsim_core.bounds import ARRIVAL_NS, INT32_MAX, Bound, checked
 from llmsim_core.cli_guard import guarded
@@ -160,11 +160,14 @@ def _requests(num_req: int, rate: float, in_dist: LengthDist, out_dist: LengthDi
 
 
 def write_trace(path: Path, records: Iterable[dict]) -> int:
-    """Stream records to `path` one line each, atomically; return how many were written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path), suffix=".tmp")
+    """Stream records to `path` one line each, atomically; return how many were written (a
+    failure leaves neither the file nor the folders made for it)."""
+    made = [folder for folder in (path.parent, *path.parent.parents) if not folder.exists()]
+    tmp = ""
     count = 0
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path), suffix=".tmp")
         with os.fdopen(fd, "w") as handle:
             for record in records:
                 handle.write(json.dumps(record) + "\n")
@@ -172,7 +175,13 @@ def write_trace(path: Path, records: Iterable[dict]) -> int:
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; a trace is an ordinary shared file
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
+        for folder in made:  # innermost first; each is empty unless someone else wrote there
+            try:
+                folder.rmdir()
+            except OSError:
+                break
         raise
     return count
 
@@ -275,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not args.out.strip():
             raise InputError("--out is empty", "command line", "give --out a file path")
+        if names_a_folder(args.out):
+            raise InputError("--out ends in a separator, which names a folder",
+                             f"--out {args.out}", "give a file path, e.g. <dir>/trace.jsonl")
         check_output_paths({"--out": Path(args.out)}, inputs=())
         count = write_trace(Path(args.out), _within_window(records))
     except InputError as exc:

@@ -35,8 +35,9 @@ from llmsim_core.strict_json import loads
 NUM_REQUESTS = Bound(1, INT32_MAX, "", "a run serves at least one request", integer=True)
 STATS = (("mean", None), ("median", 50.0), ("p90", 90.0), ("p95", 95.0), ("p99", 99.0))
 METRICS = ("TTFT", "TPOT", "latency")
-_STATUS = re.compile(r"^\[(?P<t>[\d.]+)s\] Avg prompt throughput: (?P<p>[\d.]+) tokens/s, "
-                     r"Avg generation throughput: (?P<g>[\d.]+) tokens/s")
+_DECIMAL = r"\d+(?:\.\d+)?"
+_STATUS = re.compile(rf"^\[(?P<t>{_DECIMAL})s\] Avg prompt throughput: (?P<p>{_DECIMAL}) tokens/s, "
+                     rf"Avg generation throughput: (?P<g>{_DECIMAL}) tokens/s")
 _RUNNING = re.compile(r"Running Instance\[\d+\]: (?P<r>\d+) reqs, Waiting: (?P<w>\d+) reqs")
 _HEADER = re.compile(r"•\s*(?P<key>[^:]+?)\s*:\s*(?P<value>.*)$")
 
@@ -152,6 +153,9 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+SIM_CSV_COLUMNS = ("TTFT", "TPOT", "latency", "end_time", "arrival")  # ns
+
+
 def existing_side(folder: Path) -> Side:
     """The existing simulator's run: outputs/sim.csv (ns) and the status blocks of sim.log."""
     side = Side("existing sim")
@@ -161,15 +165,23 @@ def existing_side(folder: Path) -> Side:
     try:
         for lineno, row in enumerate(csv.DictReader(path.read_text(encoding="utf-8")
                                                      .splitlines()), start=2):
+            if None in row:
+                raise _fail(f"line {lineno} has more fields than the header", f"{path}:{lineno}",
+                            "fix the file")
             try:
-                ms["TTFT"].append(int(row["TTFT"]) / 1e6)
-                ms["TPOT"].append(int(row["TPOT"]) / 1e6)
-                ms["latency"].append(int(row["latency"]) / 1e6)
-                ends.append(int(row["end_time"]))
-                arrivals.append(int(row["arrival"]))
+                values = [int(row[key]) for key in SIM_CSV_COLUMNS]
             except (KeyError, TypeError, ValueError):
                 raise _fail(f"line {lineno} lacks an integer TTFT/TPOT/latency/end_time/arrival",
                             f"{path}:{lineno}", "fix the file") from None
+            ttft, tpot, latency, end, arrival = values
+            if min(values) < 0 or end < arrival:
+                raise _fail(f"line {lineno} has a negative time or ends before it arrives",
+                            f"{path}:{lineno}", "fix the file")
+            ms["TTFT"].append(ttft / 1e6)
+            ms["TPOT"].append(tpot / 1e6)
+            ms["latency"].append(latency / 1e6)
+            ends.append(end)
+            arrivals.append(arrival)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise _fail(f"unreadable ({exc.__class__.__name__}: {str(exc)[:80]})", path,
                     "fix the file") from None

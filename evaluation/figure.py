@@ -76,10 +76,34 @@ def _handle_run(rec: RunRecord, out: Path, result: FigureResult) -> ConsoleRun |
     return run
 
 
+def _reference_results(exp: Experiment, data: Path) -> Path:
+    """The existing simulator's per-request CSV of `exp` (plain or .gz; it may not exist)."""
+    ref = exp.folder(data / "reference_sim") / "results" / exp.result_file
+    return ref if ref.is_file() else ref.with_name(ref.name + ".gz")
+
+
+def check_references(figures: list[int], data: Path, real: Path | None) -> None:
+    """Read every reference file the figures compare against before anything runs, so a
+    broken one stops the command at once rather than after all the runs."""
+    for fig in figures:
+        for exp in of_figure(fig):
+            ref = _reference_results(exp, data)
+            if ref.is_file():
+                for row in read_requests(ref).values():
+                    _end_time(row, ref)
+        # The tables compare_tsv reads: parsed/ series of the existing simulator, reference/
+        # ones of the real measurements.
+        folders = [(data / "reference_sim" / f"figure_{fig}", "parsed/*.tsv")]
+        if real is not None:
+            folders.append((real / f"figure_{fig}", "reference/*.tsv"))
+        for folder, pattern in folders:
+            for path in sorted(folder.rglob(pattern)) if folder.is_dir() else ():
+                series.read_tsv(path)
+
+
 def _request_rows(exp: Experiment, out: Path, data: Path) -> list[str]:
     ours = exp.folder(out) / "results" / exp.result_file
-    ref = exp.folder(data / "reference_sim") / "results" / exp.result_file
-    ref = ref if ref.is_file() else ref.with_name(ref.name + ".gz")
+    ref = _reference_results(exp, data)
     if not (ours.is_file() and ref.is_file()):
         return []
     a, b = read_requests(ours), read_requests(ref)
@@ -150,6 +174,7 @@ def reproduce(figures: list[int], data: Path, out: Path, real: Path | None,
     if not (data / "artifact_configs").is_dir():
         raise InputError("no artifact_configs/ folder", str(data),
                          "pass --data pointing at the shared data folder (../shared/data)")
+    check_references(figures, data, real)
     results = {f: FigureResult(f) for f in figures}
     # Wall times depend on the machine: say which one measured them.
     print(f"host: {platform.node()} ({platform.machine()}, {os.cpu_count()} CPUs, Python "
@@ -182,7 +207,9 @@ def reproduce(figures: list[int], data: Path, out: Path, real: Path | None,
         for rec in records:
             if rec.experiment.figure == fig:
                 print(f"  {rec.experiment.key:40} {'wall time s':34} {rec.wall_s:.2f}")
-                for line in _request_rows(rec.experiment, out, data):
+                # A failed run left the previous run's results (if any) in place: not ours.
+                for line in _request_rows(rec.experiment, out, data) if rec.returncode == 0 \
+                        else ():
                     print(line)
         for rel in result.tsvs:
             for line in compare_tsv(rel, out, data, real, result):

@@ -25,7 +25,7 @@ from inference_serving.sim_log import LEVELS
 from inference_serving.vllm_defaults import USAGE_CONTEXTS
 from inference_serving.vllm_defaults import VERSIONS as VLLM_VERSIONS
 from llm_profile.factory import PERF_MODELS
-from llmsim_core.args import OneLineParser, integer, number, was_given
+from llmsim_core.args import OneLineParser, integer, names_a_folder, number, was_given
 from llmsim_core.bounds import BINARY_TIMEOUT_S, INT32_MAX, LOG_INTERVAL_S, SLO_MS, checked
 from llmsim_core.errors import InputError
 from llmsim_core.paths import (
@@ -37,6 +37,7 @@ from llmsim_core.paths import (
 )
 
 SEED_MAX = 2**63 - 1  # seeds are non-negative 64-bit integers (as in sweep specs)
+OUTPUT_FILE_FLAGS = ("--output", "--throughput-output", "--metrics-json", "--trace-output")
 
 
 class _DefaultsFormatter(argparse.HelpFormatter):
@@ -349,12 +350,18 @@ def _check_vllm_defaults(args: argparse.Namespace) -> None:
 
 def _check_not_empty(args: argparse.Namespace) -> None:
     """A text flag given as '' would be taken as unset (or as the working directory):
-    an error, not a silently skipped output or a surprising root."""
+    an error, not a silently skipped output or a surprising root. An output file written as a
+    folder (`out.csv/`) is an error too, not a file named without the separator."""
     for dest, value in sorted(vars(args).items()):
         if isinstance(value, str) and not value.strip():
             flag = "--" + dest.replace("_", "-")
             raise InputError(f"{flag} is empty", "command line",
                              f"give {flag} a value or drop it")
+    for flag in OUTPUT_FILE_FLAGS:
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is not None and names_a_folder(value):
+            raise InputError(f"{flag} ends in a separator, which names a folder",
+                             f"{flag} {value}", "give a file path, e.g. <dir>/results.csv")
 
 
 def _positive(value: float, flag: str, allow_zero: bool = False,

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from llmsim_core.args import OneLineParser, integer, number, path_arg, print_flag_warnings
+from llmsim_core.args import OneLineParser, file_arg, integer, number, path_arg, print_flag_warnings
 from llmsim_core.atomic_write import write_atomic
 from llmsim_core.cli_guard import guarded
 from llmsim_core.errors import InputError
@@ -136,7 +136,19 @@ def read_samples(path: Path) -> list[Sample]:
                              f"{row['phase']!r} is out of range", f"line {n} of {path}",
                              f"use a phase of {', '.join(PHASES)}, a power in [0, "
                              f"{MAX_POWER_W:g}] W and a time in [0, {MAX_TIME_S:g}] s")
+        if out and (sample.time_s < out[-1].time_s or
+                    PHASES.index(sample.phase) < PHASES.index(out[-1].phase)):
+            raise InputError(f"sample at {row['time_s']} s in phase {row['phase']!r} comes "
+                             f"after one at {out[-1].time_s:g} s in phase {out[-1].phase!r}",
+                             f"line {n} of {path}", "list the samples in the order they were "
+                             f"taken ({', '.join(PHASES)}), as --samples-output writes them")
         out.append(sample)
+    if out and out[-1].time_s == out[0].time_s:
+        raise InputError("every sample has the same time", str(path),
+                         "pass a recording that spans time, as --samples-output writes it")
+    if out and not any(s.power_w for s in out):
+        raise InputError("every sample reads 0 W (a GPU without a power sensor?)", str(path),
+                         "record on a GPU whose NVML reports power")
     return out
 
 
@@ -205,8 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tail", type=number,
                    help="seconds sampled after the command, must cover standby (default 30)")
     p.add_argument("--samples", type=path_arg, help="estimate from a recorded sample file instead")
-    p.add_argument("--samples-output", type=path_arg, help="also write the samples (CSV)")
-    p.add_argument("--output", type=path_arg, help="write the JSON here (default: stdout)")
+    p.add_argument("--samples-output", type=file_arg, help="also write the samples (CSV)")
+    p.add_argument("--output", type=file_arg, help="write the JSON here (default: stdout)")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- the command to run")
     return p
 

@@ -201,6 +201,17 @@ class RawAttention:
     decode: np.ndarray
 
 
+TP_COLUMN = "num_tensor_parallel_workers"
+
+
+def _folder_tp(path: Path) -> int | None:
+    """The TP degree a profile folder is named for (`.../tp2/attention.csv`: 2), if any."""
+    name = path.parent.name
+    digits = name[2:]
+    return int(digits) if name.startswith("tp") and digits.isascii() and digits.isdigit() \
+        else None
+
+
 def read_raw_attention(path: Path) -> RawAttention:
     """Parse attention.csv (GPU Vidur columns in ms, or TPU columns in ns)."""
     rows = _rows(path)
@@ -212,6 +223,7 @@ def read_raw_attention(path: Path) -> RawAttention:
         needed.add("p50_ns")
     if not needed <= fields:
         raise _bad(path, f"missing column(s) {', '.join(sorted(needed - fields))}")
+    folder_tp = _folder_tp(path) if TP_COLUMN in fields else None
     prefill, decode = [], []
     for lineno, values in enumerate(rows[1:], start=2):
         if not values:
@@ -219,6 +231,10 @@ def read_raw_attention(path: Path) -> RawAttention:
         row = dict(zip(header, values, strict=False))
         where = f"{path}:{lineno}"
         try:
+            if folder_tp is not None and _count(row[TP_COLUMN], TP_COLUMN, where, 1) != folder_tp:
+                raise InputError(f"the row is profiled at TP {row[TP_COLUMN].strip()} but lies in "
+                                 f"the tp{folder_tp} folder", where,
+                                 "move the row to its tp folder or regenerate the profile")
             is_prefill = row["is_prefill"].strip().lower() == "true"
             if gpu:
                 key = "prefill" if is_prefill else "decode"

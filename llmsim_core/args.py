@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from pathlib import Path
@@ -89,6 +90,21 @@ def path_arg(text: str) -> Path:
     if not text.strip():
         raise argparse.ArgumentTypeError("empty path")
     return Path(text)
+
+
+def names_a_folder(text: str) -> bool:
+    """True for a path written with a trailing separator (`out.csv/`): it names a folder, and
+    Path() would silently drop the separator."""
+    return text.endswith(tuple(sep for sep in (os.sep, os.altsep) if sep))
+
+
+def file_arg(text: str) -> Path:
+    """An argparse type: a path to an output file (not empty, no trailing separator)."""
+    path = path_arg(text)
+    if names_a_folder(text):
+        raise argparse.ArgumentTypeError(f"{text!r} ends in a separator, which names a folder "
+                                         "(give a file path)")
+    return path
 
 
 def integer(text: str) -> int:

@@ -96,6 +96,12 @@ def test_a_missing_folder_is_one_error_line(tmp_path, capsys):
     ("vllm/meta.json", "{not json", "unreadable JSON"),
     ("vllm/timeseries.csv", "t,gen\n1,2\n", "unreadable time series"),
     ("outputs/sim.csv", "instance id,TTFT\n0,x\n", "lacks an integer TTFT"),
+    ("outputs/sim.csv", "arrival,end_time,latency,TTFT,TPOT\n5,9,4,2,1,7\n",
+     "line 2 has more fields than the header"),
+    ("outputs/sim.csv", "arrival,end_time,latency,TTFT,TPOT\n5,9,4,-2,1\n",
+     "line 2 has a negative time or ends before it arrives"),
+    ("outputs/sim.csv", "arrival,end_time,latency,TTFT,TPOT\n9,5,4,2,1\n",
+     "line 2 has a negative time or ends before it arrives"),
     ("config.json", '{"num_nodes": 1}', "missing required key"),
 ])
 def test_bad_bench_files_give_one_error_line(tmp_path, rel, text, expected):
@@ -132,3 +138,11 @@ def test_a_real_run_that_cannot_be_the_example_is_refused(tmp_path, lines, serie
     (tmp_path / "timeseries.csv").write_text(series)
     with pytest.raises(InputError, match=re.escape(message)):
         real_side(tmp_path, 2)
+
+
+def test_a_status_line_with_a_malformed_number_is_not_a_status_block(tmp_path):
+    (tmp_path / "sim.csv").write_text("arrival,end_time,latency,TTFT,TPOT\n0,9,9,2,1\n")
+    (tmp_path / "sim.log").write_text(
+        "[1.0s] Avg prompt throughput: 1.0 tokens/s, Avg generation throughput: 1.2.3 tokens/s\n"
+        "[2.0s] Avg prompt throughput: 1.0 tokens/s, Avg generation throughput: 7.5 tokens/s\n")
+    assert existing_side(tmp_path).generation == [7.5]

@@ -279,6 +279,9 @@ CASES: dict[str, tuple[Callable, Callable[[Path], list[str]], str]] = {
     "figure_out_inside_the_data": (FIGURE, lambda t: [
         "9", "--data", str(_data_copy(t)), "--out", str(t / "data" / "reference_sim"), "--no-plot"],
         "--out overlaps the input folder"),
+    "figure_broken_reference_table_before_any_run": (FIGURE, lambda t: [
+        "9", "--data", str(_data_copy(t, {"figure_9/parsed/SD_throughput.tsv": "a\tb\n1\n"})),
+        "--out", str(t / "out"), "--no-plot"], "row 2 has 1 cells, the header 2"),
     "figure_out_empty": (FIGURE, lambda t: ["9", "--out", "", "--no-plot"],
                          "argument --out: empty path"),
     "calibrate_out_empty": (CALIBRATE, lambda t: ["--perf-models", str(t), "--out", ""],
@@ -299,6 +302,18 @@ CASES: dict[str, tuple[Callable, Callable[[Path], list[str]], str]] = {
     "generate_ids_beyond_any_context": (GENERATE, lambda t: gen(
         t, "--input-dist", "fixed:1000000000", "--output-dist", "fixed:1", "--max-total",
         "2000000000"), "request 0 would hold 1000000001 token ids, more than 1048576"),
+    "generate_ids_beyond_any_context_into_new_folders": (GENERATE, lambda t: gen(
+        t, "--input-dist", "fixed:1000000000", "--output-dist", "fixed:1", "--max-total",
+        "2000000000", "--out", t / "new" / "deeper" / "t.jsonl"), "would hold 1000000001 token"),
+    "generate_out_with_a_trailing_slash": (GENERATE, lambda t: gen(t, "--out", f"{t}/t.jsonl/"),
+                                           "--out ends in a separator, which names a folder"),
+    "output_with_a_trailing_slash": (MAIN, lambda t: output_at(t, f"{t}/out.csv/"),
+                                     "--output ends in a separator, which names a folder"),
+    "metrics_json_with_a_trailing_slash": (MAIN, lambda t: simulate_args(
+        t, "--metrics-json", f"{t}/m.json/"), "--metrics-json ends in a separator"),
+    "power_output_with_a_trailing_slash": (POWER_CLI, lambda t: [
+        "--hardware", "A6000", "--samples", str(samples(t)), "--output", f"{t}/power.json/"],
+        "ends in a separator, which names a folder"),
     "generate_vocab_size_without_ids": (GENERATE, lambda t: gen(
         t, "--vocab-size", "32000", "--no-token-ids"),
         "--vocab-size has no effect with --no-token-ids"),
@@ -443,10 +458,14 @@ def _old_export(folder: Path) -> Path:
     return folder
 
 
-def _data_copy(tmp: Path) -> Path:
-    """A data folder with the figure configs (the runs never start: --out is refused)."""
+def _data_copy(tmp: Path, references: dict[str, str] | None = None) -> Path:
+    """A data folder with the figure configs and `references` (relative path: text) in its
+    reference_sim/ (the runs never start: an input is refused first)."""
     (tmp / "data" / "artifact_configs").mkdir(parents=True)
     (tmp / "data" / "reference_sim").mkdir()
+    for rel, text in (references or {}).items():
+        (tmp / "data" / "reference_sim" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / "data" / "reference_sim" / rel).write_text(text)
     return tmp / "data"
 
 

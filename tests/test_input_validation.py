@@ -208,6 +208,11 @@ CASES: dict[str, tuple] = {
         "layers.csv": layers("100"), "attention.csv": (
             ATTENTION_HEADER + "64,0,1,True,1,1,1,1\n1,64,99999999999999999999,False,1,1,1,1\n"
         ).encode()}), "'batch_size' must be an integer in [1, 2147483647]"),
+    "attention_row_of_another_tp": (lambda t: profile(t, {
+        "layers.csv": layers("100"), "attention.csv": (
+            ATTENTION_HEADER.replace("\n", ",num_tensor_parallel_workers\n")
+            + "64,0,1,True,1,1,1,1,1\n1,64,1,False,1,1,1,1,4\n").encode()}),
+        "the row is profiled at TP 4 but lies in the tp1 folder"),
     "prediction_infinite": (lambda t: profile(t, {
         "layers.csv": layers("100"),
         "predictions/attn_prefill_predictions.csv":

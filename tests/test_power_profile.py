@@ -56,7 +56,15 @@ def test_sample_file_round_trip_and_cli_estimate(tmp_path, capsys):
      "error: sample at 0.0 s of -3 W in phase 'before' is out of range, line 2 of "),
     ("time_s,power_w,phase,extra\n0.0,3,before,1\n", "error: the header is "),
     ("time_s,power_w,phase\n0.0,3,before,1\n", "error: more fields than the header, line 2"),
-    ("time_s,power_w,phase\n", "error: no samples taken before the command, {path}")])
+    ("time_s,power_w,phase\n", "error: no samples taken before the command, {path}"),
+    ("time_s,power_w,phase\n1.0,80,before\n0.5,300,during\n",
+     "error: sample at 0.5 s in phase 'during' comes after one at 1 s in phase 'before', line 3"),
+    ("time_s,power_w,phase\n0.0,80,during\n0.5,80,before\n",
+     "error: sample at 0.5 s in phase 'before' comes after one at 0 s in phase 'during', line 3"),
+    ("time_s,power_w,phase\n2.0,80,before\n2.0,300,during\n2.0,90,after\n",
+     "error: every sample has the same time, {path}, "),
+    ("time_s,power_w,phase\n0.0,0,before\n0.5,0,during\n1.0,0,after\n",
+     "error: every sample reads 0 W (a GPU without a power sensor?), {path}, ")])
 def test_bad_sample_file_is_one_error_line(tmp_path, capsys, text, message):
     path = tmp_path / "s.csv"
     path.write_text(text)
