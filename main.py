@@ -8,11 +8,11 @@ from pathlib import Path
 sys.path.append(str(Path(__file__).resolve().parent / "astra-sim"))
 
 try:
-    from inference_serving.cli import main
+    from inference_serving.cli import entry
 except ModuleNotFoundError as exc:
     sys.stderr.write(f"error: the Python package {exc.name!r} is missing, {sys.executable}, "
                      "run ./run.sh (it sets up .venv) or pip install -e . first\n")
     sys.exit(2)
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import re
 import sys
 import zlib
 from collections.abc import Iterable, Iterator
@@ -27,6 +28,11 @@ from llmsim_core.strict_json import read_text
 HOST_DEPENDENT = ("Total simulation time", "Saving each request's information to output file")
 SHOWN = 20  # differing requests listed by id before "... and N more"
 MAX_TEXT = 1 << 29  # bytes read from one file (512 MiB): a run's CSV or log is far smaller
+# The per-request columns that hold one whole number each (ns or tokens), and the ITL list.
+INTEGER_COLUMNS = frozenset(("instance id", "input", "output", "arrival", "end_time", "latency",
+                             "queuing_delay", "TTFT", "TPOT"))
+_INTEGER = re.compile(r"-?[0-9]+")
+_ITL = re.compile(r"\[(-?[0-9]+(, -?[0-9]+)*)?\]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +114,7 @@ def _rows(lines: Iterable[str], path: Path, fix: str) -> dict[str, dict[str, str
                 raise InputError(f"line {number} has request id {rid[:40]!r}, not a whole "
                                  "number", str(path), fix)
             rid = str(int(rid))  # 7 and 007 are one request
+            _check_cells(row, f"line {number} of {path}", fix)
             if rid in rows:
                 raise InputError(f"request id {rid} appears twice (again on line {number})",
                                  str(path), fix)
@@ -119,6 +126,16 @@ def _rows(lines: Iterable[str], path: Path, fix: str) -> dict[str, dict[str, str
     if not rows:
         raise InputError("the per-request CSV holds no requests (a header only)", str(path), fix)
     return rows
+
+
+def _check_cells(row: dict[str, str], where: str, fix: str) -> None:
+    """A row's number columns hold whole numbers and its ITL a bracketed list of them."""
+    for column, text in row.items():
+        if column in INTEGER_COLUMNS and not _INTEGER.fullmatch(text):
+            raise InputError(f"{column} is {text[:40]!r}, not a whole number", where, fix)
+        if column == "ITL" and not _ITL.fullmatch(text):
+            raise InputError(f"ITL is {text[:40]!r}, not a list of whole numbers like "
+                             "[12, 34]", where, fix)
 
 
 def request_diffs(a: dict[str, dict[str, str]], b: dict[str, dict[str, str]]) -> list[str]:

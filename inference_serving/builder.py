@@ -71,6 +71,11 @@ def _check_tp(model: ModelConfig, tp: int, where: str) -> None:
         if value % tp:
             raise InputError(f"TP degree {tp} does not divide the model's {label} ({value})",
                              where, "choose npu_num / npu_group that divides it")
+    # The vocabulary is padded to a multiple of the TP degree (as vLLM does), but each rank
+    # needs at least one row of it.
+    if model.vocab_size < tp:
+        raise InputError(f"TP degree {tp} exceeds the model's vocab_size ({model.vocab_size})",
+                         where, "choose a smaller npu_num / npu_group or fix vocab_size")
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from inference_serving.flags import build_parser, options_from_args, overridden_
 from inference_serving.runner import console_observers, execute, file_observers
 from inference_serving.sim_log import SimLogger
 from llmsim_core.args import print_flag_warnings
-from llmsim_core.cli_guard import guarded
+from llmsim_core.cli_guard import exit_process, guarded
 
 
 @guarded
@@ -26,3 +26,8 @@ def main(argv: list[str] | None = None) -> int:
             note=lambda line: None if options.quiet else print(line, file=sys.stderr))
     print_flag_warnings(args)
     return 0
+
+
+def entry() -> None:
+    """The process entry (`python main.py`, the `llmservingsim` script): run, then exit."""
+    exit_process(main())

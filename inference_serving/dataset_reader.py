@@ -12,10 +12,10 @@ from inference_serving.request_table import RequestTable
 from llmsim_core.bounds import (
     ARRIVAL_NS,
     INT32_MAX,
-    MAX_STATUS_WINDOWS,
     TOKENS,
     checked,
     checked_int,
+    status_window_limit,
 )
 from llmsim_core.errors import InputError
 from llmsim_core.strict_json import MISSPELT, closest, loads
@@ -212,14 +212,14 @@ def trace_has_more(path: Path, count: int) -> bool:
 
 def load_requests(path: Path, limit: int, max_len: int | None = None,
                   interval_ns: int | None = None,
-                  keep_ids: bool = False) -> tuple[RequestTable, bool]:
+                  keep_ids: bool = False, instances: int = 1) -> tuple[RequestTable, bool]:
     """Read and check up to `limit` requests (ids = line index among non-blank lines) into a
     table sorted stably by arrival; also say if the file was unsorted. `keep_ids` (prefix
     caching) keeps each request's token ids.
 
     `max_len` bounds prompt + output tokens; `interval_ns` (the status window) bounds the
-    number of windows the clock steps through before the last arrival; `keep_ids` keeps the
-    token ids (prefix caching).
+    number of windows the clock steps through before the last arrival (fewer for clusters of
+    many `instances`); `keep_ids` keeps the token ids (prefix caching).
     """
     if not path.is_file():
         raise InputError("dataset not found", str(path), "pass an existing .jsonl to --dataset")
@@ -241,7 +241,7 @@ def load_requests(path: Path, limit: int, max_len: int | None = None,
         raise InputError("dataset has no requests", str(path), "check the file and --num-req")
     table, unsorted = RequestTable.from_columns(arrival, prompt, output,
                                                 ids if keep_ids else None)
-    check_windows(int(table.arrival[-1]), interval_ns, str(path))
+    check_windows(int(table.arrival[-1]), interval_ns, str(path), instances)
     return table, unsorted
 
 
@@ -253,12 +253,13 @@ def sort_by_arrival(requests: list[Request]) -> bool:
     return unsorted
 
 
-def check_windows(last: int, interval_ns: int | None, where: str) -> None:
+def check_windows(last: int, interval_ns: int | None, where: str, instances: int = 1) -> None:
     """The clock must not step through more status windows than a run can print; `last` is
-    the last arrival (ns)."""
-    if interval_ns is not None and last / interval_ns > MAX_STATUS_WINDOWS:
+    the last arrival (ns), `instances` the cluster's instance count (a line each per block)."""
+    limit = status_window_limit(instances)
+    if interval_ns is not None and last / interval_ns > limit:
         raise InputError(f"the last arrival ({last} ns) lies {last // interval_ns} status windows "
-                         f"into the run (at most {MAX_STATUS_WINDOWS}, each printed, or the run "
-                         "takes hours)", where,
-                         f"raise --log-interval to at least {last / MAX_STATUS_WINDOWS / 1e9:.3g} s"
+                         f"into the run (at most {limit} for {instances} instance(s), each "
+                         "printed, or the run takes hours)", where,
+                         f"raise --log-interval to at least {last / limit / 1e9:.3g} s"
                          " or shorten the trace")

@@ -66,6 +66,9 @@ def _check_file(flag: str, path: Path, inputs: list[Path], roots: list[Path]) ->
         if _same_file(path, source):
             raise InputError(f"{flag} is an input of this run; writing it would destroy "
                              "the input", f"{flag} {path}", "write the output elsewhere")
+    if path.suffix in (".py", ".pyc") and path.exists():  # no output of ours is Python code
+        raise InputError(f"{flag} names existing Python source; writing it would destroy that "
+                         "code", f"{flag} {path}", "write the output elsewhere")
     resolved = path.resolve()
     if path.exists() and any(resolved.is_relative_to(root) for root in roots):
         raise InputError(f"{flag} would overwrite a file of the model-config or profile "

@@ -75,7 +75,7 @@ class PimDevice:
         return mem_bytes // self.channel_bytes
 
 
-_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")  # ASCII digits only
 
 
 def _value(text: str) -> float | int | str:

@@ -76,7 +76,9 @@ def parse_ranges(expr: Any, where: str) -> tuple[tuple[int, int], ...]:
         if not 1 <= len(bounds) <= 2 or not all(b.isascii() and b.isdigit() for b in bounds):
             raise InputError(f"malformed block range part {part.strip()!r} in {expr!r}", where,
                              "use comma-separated block indices and inclusive ranges a-b")
-        low, high = int(bounds[0]), int(bounds[-1])
+        # Any index beyond 18 digits is out of range (checked later); int() of thousands of
+        # digits would fail on Python's conversion limit.
+        low, high = (int(b) if len(b) <= 18 else 10**18 for b in (bounds[0], bounds[-1]))
         ranges.append((min(low, high), max(low, high)))
     return tuple(ranges)
 

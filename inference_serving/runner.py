@@ -164,7 +164,7 @@ def execute(options: RunOptions, cluster: ClusterConfig, log: SimLogger,
             raise InputError("no requests given", "dataset", "pass a dataset or requests")
         limit = options.num_req or sys.maxsize
         table, unsorted = load_requests(options.dataset, limit, max_len, interval_ns,
-                                        options.prefix_caching)
+                                        options.prefix_caching, len(instances))
         if options.prefix_caching and \
                 all(ids is None for ids in table.token_ids or ()):
             held.emit(lambda: warn_line(f"{options.dataset} has no input_tok_ids: with prefix "
@@ -181,7 +181,7 @@ def execute(options: RunOptions, cluster: ClusterConfig, log: SimLogger,
         if too_long:
             raise InputError(f"request {too_long[0]} is longer than the model's maximum length "
                              f"{max_len}", "requests", "shorten it or serve a longer-context model")
-        check_windows(requests[-1].arrival, interval_ns, "requests")
+        check_windows(requests[-1].arrival, interval_ns, "requests", len(instances))
         table = RequestTable.of(requests)
     router = make_router(options.request_routing_policy, options.seed, options.custom_router)
     fleet = FleetSamples(options.slo)

@@ -22,7 +22,7 @@ from inference_serving.scheduler.user_checks import (
     is_user_scheduler,
 )
 from inference_serving.sim_log import SimLogger
-from llmsim_core.bounds import MAX_STATUS_WINDOWS
+from llmsim_core.bounds import status_window_limit
 from llmsim_core.errors import InputError
 
 if TYPE_CHECKING:
@@ -83,9 +83,9 @@ class Simulator:
         self._heap: list[tuple[int, int, int, object]] = []
         self._seq = 0
         self.longest_ns = 0  # the longest iteration so far (for the endless-run error)
-        # A trace may arrive up to MAX_STATUS_WINDOWS windows in (dataset check) and take as
-        # long again to drain; a run past twice that has an iteration of hours.
-        self.max_windows = 2 * MAX_STATUS_WINDOWS
+        # A trace may arrive up to the status-window limit in (dataset check) and take as long
+        # again to drain; a run past twice that has an iteration of hours.
+        self.max_windows = 2 * status_window_limit(len(instances))
         # Instances whose scheduler is not a shipped class: their batches are checked.
         self.user_schedulers = {i.index for i in instances if is_user_scheduler(i.scheduler)}
 

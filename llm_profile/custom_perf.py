@@ -26,8 +26,20 @@ class CheckedPerfModel:
     def __init__(self, inner: PerfModel, where: str) -> None:
         self.inner = inner
         self.where = where
-        self.name = str(getattr(inner, "name", type(inner).__name__))
-        self.attention_source = str(getattr(inner, "attention_source", self.name))
+        self.name = self._label("name", type(inner).__name__)
+        self.attention_source = self._label("attention_source", self.name)
+
+    def _label(self, attr: str, default: str) -> str:
+        """The user model's `attr` (shown in the run header): one printable line of text."""
+        try:
+            value = getattr(self.inner, attr, default)
+        except BaseException as exc:  # a property of the user class failed
+            raise user_code_failed(type(self.inner), attr, exc, self.where) from None
+        if not isinstance(value, str) or not value.isprintable() or not 0 < len(value) <= 80:
+            raise InputError(f"{type(self.inner).__name__}.{attr} is {value!r:.60}, not one "
+                             "printable line of text", self.where,
+                             f"set {attr} to a short string (at most 80 characters)")
+        return value
 
     def _checked(self, value: object, call: str) -> int:
         if isinstance(value, bool) or not isinstance(value, Integral) or value < 0:

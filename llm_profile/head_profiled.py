@@ -32,6 +32,7 @@ from llm_profile.head_tables import (
 )
 from llm_profile.perf_model import AttentionBatch, PerfModel, decode_total
 from llmsim_core.errors import InputError
+from llmsim_core.strict_json import closest
 
 # Our operator → the profiled layer that runs it (None: fused into another layer).
 LAYER_OF: dict[str, str | None] = {
@@ -99,6 +100,13 @@ def _check_identity(meta: dict, variant: Path, meta_path: Path) -> None:
                              "fix meta.yaml or move the profile to its own folder")
 
 
+# The top-level keys of meta.yaml as the profiler writes them (only a few are read here).
+META_KEYS = frozenset({
+    "profiler_version", "vllm_version", "cuda_version", "gpu", "hardware", "profiled_at",
+    "architecture", "architecture_sha256", "model", "variant", "tp_degrees", "engine_effective",
+    "attention_grid", "measurement_iterations", "skew_profile", "skew_fit"})
+
+
 class HeadPerfModel(PerfModel):
     """Operator, attention and MoE latencies from a current-layout profile of one TP degree."""
 
@@ -130,6 +138,10 @@ class HeadPerfModel(PerfModel):
                              "write the profiled vLLM's version, e.g. 0.19.0")
         self.vllm_version = str(version) if version is not None else None
         self._warn = warn
+        for key in sorted(set(self.meta) - META_KEYS):
+            near = closest(key, META_KEYS)
+            warn(f"{meta_path}: key {key!r} is not one the profiler writes"
+                 + (f" (did you mean {near!r}?)" if near else "") + "; it is ignored")
         self._fallback = fallback
         self.dense: dict[str, Curve] = read_curves(directory / "dense.csv", DENSE_HEADER)
         self.per_sequence: dict[str, Curve] = read_curves(directory / "per_sequence.csv",

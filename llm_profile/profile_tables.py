@@ -182,6 +182,9 @@ def read_grid(path: Path, header: tuple[str, str, str],
                 break
     axis0 = np.unique(rows[:, 0])
     axis1 = np.unique(rows[:, 1])
+    if min(axis0.size, axis1.size) < 2:  # lookups interpolate between two values per axis
+        raise _bad(path, f"the grid needs at least two values on each axis (it has "
+                   f"{axis0.size} x {axis1.size})")
     if axis0.size * axis1.size > pairs.shape[0]:  # checked before the dense table is made
         raise _bad(path, "the grid has holes (not every axis combination is present)")
     values = np.full((axis0.size, axis1.size), np.nan)

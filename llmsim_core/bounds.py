@@ -81,6 +81,14 @@ SLO_MS = Bound(0, 1e9, "ms", "a zero objective is never met and a larger one alw
 # The status windows up to the last arrival each cost a heap event and a printed block; two
 # million of them take minutes of wall time before the last request is even served.
 MAX_STATUS_WINDOWS = 2_000_000
+# Each block holds a line per instance: past two instances the window budget shrinks so that
+# no cluster prints more than two instances' worth (a 16-instance cluster: 250 000 windows).
+MAX_INSTANCE_WINDOWS = 4_000_000
+
+
+def status_window_limit(instances: int) -> int:
+    """The most status windows the last arrival may lie into a run of `instances` instances."""
+    return min(MAX_STATUS_WINDOWS, MAX_INSTANCE_WINDOWS // max(instances, 1))
 
 
 def checked(value: Any, bound: Bound, name: str, where: str, fix: str) -> float:

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import errno
 import functools
+import io
 import os
 import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import NoReturn
 
 from llmsim_core.errors import InputError
 
@@ -66,6 +68,14 @@ def silence_stdout() -> None:
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
+def console_takes_any_text() -> None:
+    """Let stdout and stderr write characters their encoding lacks (the run header's bullets
+    on an ASCII or Latin-1 console) as backslash escapes, not fail on them."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper) and not stream.closed:
+            stream.reconfigure(errors="backslashreplace")
+
+
 def stdout_closed() -> bool:
     """True when sys.stdout is a stream that was closed."""
     return bool(getattr(sys.stdout, "closed", False))
@@ -96,6 +106,48 @@ def interrupted_line(exc: KeyboardInterrupt) -> tuple[str, int]:
             128 + signum)
 
 
+def _thread_failed(args: threading.ExceptHookArgs) -> None:
+    """A thread (custom code's: the simulator starts none) that died of an exception: one
+    warning line, not Python's traceback; the run goes on (SystemExit ends a thread quietly)."""
+    if args.exc_type is SystemExit:
+        return
+    try:
+        what = f"{args.exc_type.__name__}: {args.exc_value}"
+    except Exception:  # a message that cannot even be printed
+        what = args.exc_type.__name__
+    name = args.thread.name if args.thread is not None else "?"
+    print(f"warning: thread {name!r} raised {what}; the run went on without it",
+          file=sys.stderr)
+
+
+@contextmanager
+def thread_failures_warned() -> Iterator[None]:
+    """Report exceptions of other threads as warning lines for the duration."""
+    previous = threading.excepthook
+    threading.excepthook = _thread_failed
+    try:
+        yield
+    finally:
+        threading.excepthook = previous
+
+
+def exit_process(status: int) -> NoReturn:
+    """End the process with `status`, even when custom code left threads running that Python
+    would wait for forever: those are named in a warning and stopped with the process."""
+    left = [t.name for t in threading.enumerate()
+            if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    if not left:
+        sys.exit(status)
+    print(f"warning: thread(s) {', '.join(map(repr, left))} started by custom code were still "
+          "running at the end; they are stopped", file=sys.stderr)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    os._exit(status)
+
+
 def guarded(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | None], int]:
     """`main` with the command edge of this module around it."""
 
@@ -106,7 +158,8 @@ def guarded(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | No
                              "redirect it to a file or /dev/null instead").line(),
                   file=sys.stderr)
             return 2
-        with stop_signals_interrupt():
+        console_takes_any_text()
+        with stop_signals_interrupt(), thread_failures_warned():
             try:
                 return main(argv)
             except InputError as exc:

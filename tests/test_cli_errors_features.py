@@ -131,6 +131,8 @@ CASES: dict[str, tuple[Callable, Callable[[Path], list[str]], str]] = {
                                      "'CL' must be an integer in [1, 1000000] cycles"),
     "pim_ini_fractional_cl": (MAIN, lambda t: pim(t, ini_with("CL", "3.5")),
                               "'CL' must be an integer in [1, 1000000] cycles"),
+    "pim_ini_cl_in_fullwidth_digits": (MAIN, lambda t: pim(t, ini_with("CL", "\uff11\uff14")),
+                                       "'CL' must be an integer in [1, 1000000] cycles"),
     "pim_ini_vanishing_data_rate": (MAIN, lambda t: pim(t, ini_with("data_rate", "1.0e-300")),
                                     "channel bandwidth"),
     "pim_ini_bus_not_whole_devices": (MAIN, lambda t: pim(t, ini_with("device_width", "96")),
@@ -179,6 +181,9 @@ CASES: dict[str, tuple[Callable, Callable[[Path], list[str]], str]] = {
     "placement_non_ascii_block_digit": (MAIN, lambda t: simulate_args(
         t, cfg=with_placement({"blocks": [{"blocks": "\u0663", "weights": "cpu"}]})),
         "malformed block range part"),
+    "placement_range_of_thousands_of_digits": (MAIN, lambda t: simulate_args(
+        t, cfg=with_placement({"blocks": [{"blocks": "0-" + "9" * 5000, "weights": "cpu"}]})),
+        "out of range"),
     "profile_meta_hardware_mismatch": (MAIN, lambda t: profile_with(
         t, ("hardware: A6000", "hardware: H100")), "meta.yaml names hardware 'H100'"),
     "profile_meta_version_not_a_version": (MAIN, lambda t: profile_with(
@@ -331,3 +336,11 @@ def test_kv_evict_loc_is_quiet_when_swapping_uses_it(tmp_path, capsys):
     cfg = with_placement({"default": {"kv_evict_loc": "cxl:1"}})
     status, err = run(MAIN, simulate_args(tmp_path, "--preemption-mode", "swap", cfg=cfg), capsys)
     assert status == 0 and not [line for line in err if "warning" in line], err
+
+
+def test_a_misspelt_profile_meta_key_is_named_in_a_warning(tmp_path, capsys):
+    argv = profile_with(tmp_path, ("vllm_version: 0.19.0", "vllm_versoin: 0.19.0"))
+    status, err = run(cli.main, argv, capsys)
+    assert status == 0, err
+    warned = [line for line in err if "'vllm_versoin'" in line]
+    assert len(warned) == 1 and "did you mean 'vllm_version'?" in warned[0], err

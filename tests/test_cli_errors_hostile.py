@@ -234,6 +234,12 @@ CASES: dict[str, tuple[Callable, Callable[[Path], list[str]], str]] = {
         t, "echo 'sys[0] finished, " + "9" * 29 + " cycles'", "--astra-sim-dialect", "upstream",
         "--pricer", "external"), "cycles for one iteration, above 1e+12 ns"),
     # CUSTOM classes that misbehave.
+    "custom_perf_name_with_a_newline": (MAIN, lambda t: custom(
+        t, "perf", PERF_BASE + "class X(OutsideCostModel):\n    name = 'x\\nerror: fake'\n"),
+        "X.name is 'x\\nerror: fake', not one printable line of text"),
+    "custom_perf_name_not_text": (MAIN, lambda t: custom(
+        t, "perf", PERF_BASE + "class X(OutsideCostModel):\n    attention_source = ['x']\n"),
+        "X.attention_source is ['x'], not one printable line of text"),
     "custom_perf_latency_of_centuries": (MAIN, lambda t: custom(
         t, "perf", PERF_BASE + "class X(OutsideCostModel):\n    def layer_ns(self, *a):\n"
         "        return 10**30\n"), "ns, above 1e+12 ns"),
@@ -307,6 +313,11 @@ CASES: dict[str, tuple[Callable, Callable[[Path], list[str]], str]] = {
         "2000000000", "--out", t / "new" / "deeper" / "t.jsonl"), "would hold 1000000001 token"),
     "generate_out_with_a_trailing_slash": (GENERATE, lambda t: gen(t, "--out", f"{t}/t.jsonl/"),
                                            "--out ends in a separator, which names a folder"),
+    "metrics_json_over_python_source": (MAIN, lambda t: simulate_args(
+        t, "--metrics-json", _file_at(t / "helper.py", "x = 1\n")),
+        "--metrics-json names existing Python source"),
+    "generate_out_over_python_source": (GENERATE, lambda t: gen(
+        t, "--out", _file_at(t / "main.py", "print()\n")), "--out names existing Python source"),
     "output_with_a_trailing_slash": (MAIN, lambda t: output_at(t, f"{t}/out.csv/"),
                                      "--output ends in a separator, which names a folder"),
     "metrics_json_with_a_trailing_slash": (MAIN, lambda t: simulate_args(
@@ -341,6 +352,10 @@ CASES: dict[str, tuple[Callable, Callable[[Path], list[str]], str]] = {
                                "--out names a device, FIFO or socket"),
     "generate_out_empty": (GENERATE, lambda t: gen(t, "--out", ""), "--out is empty"),
     # Sweep and compare.
+    "compare_latency_nan": (COMPARE, lambda t: compare_runs(
+        t, b"instance id,request id,latency\n0,0,nan\n"), "latency is 'nan', not a whole number"),
+    "compare_itl_not_a_list": (COMPARE, lambda t: compare_runs(
+        t, b"instance id,request id,ITL\n0,0,[x22954731]\n"), "ITL is '[x22954731]', not a list"),
     "sweep_cv_underflows": (SWEEP, lambda t: sweep_args(t, SPEC.replace(
         'output: "fixed:4"', 'output: "fixed:4", arrival: gamma, cv: 1.0e-300')),
         "'workload.cv' must be"),
@@ -469,6 +484,11 @@ def _data_copy(tmp: Path, references: dict[str, str] | None = None) -> Path:
     return tmp / "data"
 
 
+def _file_at(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
 def _plain(tmp: Path) -> Path:
     (tmp / "plain.txt").write_text("not a folder\n")
     return tmp / "plain.txt"
@@ -594,6 +614,49 @@ def test_a_closed_stdout_is_one_error_line_before_the_run(tmp_path):
     assert proc.stderr.splitlines() == ["error: standard output is closed, command line, "
                                         "redirect it to a file or /dev/null instead"]
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_console_without_the_header_characters_gets_escapes(tmp_path):
+    argv = [str(a) for a in simulate_args(tmp_path) if a != "--quiet"]
+    proc = subprocess.run([sys.executable, str(REPO / "main.py"), *argv], cwd=REPO,
+                          capture_output=True, timeout=60,
+                          env={**os.environ, "PYTHONIOENCODING": "ascii"})
+    assert proc.returncode == 0, proc.stderr
+    assert b"\\u2022 cluster config" in proc.stdout and b"Traceback" not in proc.stderr
+
+
+THREADS = ROUTER_BASE + """import threading, time
+class Spins(ShortestQueue):
+    def __init__(self, *a):
+        super().__init__(*a)
+        threading.Thread(target=lambda: [time.sleep(0.05) for _ in iter(int, 1)],
+                         name="spinner").start()
+class Fails(ShortestQueue):
+    def __init__(self, *a):
+        super().__init__(*a)
+        def fail():
+            raise RuntimeError("thread boom")
+        worker = threading.Thread(target=fail, name="worker")
+        worker.start()
+        worker.join()
+"""
+
+
+@pytest.mark.parametrize(("cls", "warning"), [
+    ("Spins", "warning: thread(s) 'spinner' started by custom code were still running at the "
+              "end; they are stopped"),
+    ("Fails", "warning: thread 'worker' raised RuntimeError: thread boom; the run went on "
+              "without it")])
+def test_threads_of_custom_code_neither_hang_the_run_nor_print_tracebacks(tmp_path, cls,
+                                                                         warning):
+    argv = [str(a) for a in custom(tmp_path, "router", THREADS, cfg=MULTI)]
+    argv[argv.index("plug.m:X")] = f"plug.m:{cls}"
+    proc = subprocess.run([sys.executable, str(REPO / "main.py"), *argv], cwd=REPO,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                          timeout=60, env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == [warning]
+    assert (tmp_path / "out.csv").is_file()
 
 
 def test_custom_code_that_closes_stdout_is_one_error_line(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 
 from inference_serving.cli import main
 from inference_serving.cluster_config import cluster_from_dict, load_cluster_config
-from inference_serving.dataset_reader import load_requests, parse_line
+from inference_serving.dataset_reader import check_windows, load_requests, parse_line
 from llm_profile.calibrate import check_calibration
 from llm_profile.hardware_catalog import _load as load_catalogue_file
 from llm_profile.head_tables import ATTENTION_HEADER as HEAD_ATTENTION_HEADER
@@ -213,6 +213,16 @@ CASES: dict[str, tuple] = {
             ATTENTION_HEADER.replace("\n", ",num_tensor_parallel_workers\n")
             + "64,0,1,True,1,1,1,1,1\n1,64,1,False,1,1,1,1,4\n").encode()}),
         "the row is profiled at TP 4 but lies in the tp1 folder"),
+    "prediction_one_point_axis": (lambda t: profile(t, {
+        "layers.csv": layers("100"),
+        "predictions/attn_prefill_predictions.csv":
+            b"kv_cache_size,prefill_chunk_size,prediction\n0,32,5\n0,64,6\n64,32,7\n64,64,8\n",
+        "predictions/attn_decode_predictions.csv":
+            b"batch_size,kv_cache_size,prediction\n1,0,5\n"}),
+        "the grid needs at least two values on each axis (it has 1 x 1)"),
+    "vocab_smaller_than_tp": (lambda t: [*model_with(t, vocab_size=1), *cluster(
+        t, inst={"model_name": "acme/Tiny", "npu_num": 2})],
+                              "TP degree 2 exceeds the model's vocab_size (1)"),
     "prediction_infinite": (lambda t: profile(t, {
         "layers.csv": layers("100"),
         "predictions/attn_prefill_predictions.csv":
@@ -471,6 +481,17 @@ def test_load_requests_accepts_a_trace_right_at_the_window_limit(tmp_path):
         load_requests(path, 10, interval_ns=499_999_999)
     with pytest.raises(InputError, match="maximum length 11"):
         load_requests(path, 10, max_len=11)
+
+
+@pytest.mark.parametrize(("instances", "limit"), [(1, 2_000_000), (2, 2_000_000),
+                                                  (4, 1_000_000), (16, 250_000)])
+def test_clusters_of_many_instances_allow_fewer_status_windows(instances, limit):
+    """A block prints a line per instance: past two, the windows before the last arrival
+    shrink so that no run prints more than two instances' worth."""
+    check_windows(limit * 1000, 1000, "t", instances)
+    with pytest.raises(InputError, match=f"status windows into the run \\(at most {limit} for "
+                                         f"{instances} instance"):
+        check_windows(limit * 1000 + 1000, 1000, "t", instances)
 
 
 CANONICAL_EDGES = [  # (input_toks, output_toks, arrival_time_ns) as written in the line

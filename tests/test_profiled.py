@@ -147,9 +147,10 @@ def test_optional_operator_missing_from_the_table_is_priced_by_the_fallback(tmp_
 
 def test_a_grid_cell_listed_twice_with_two_values_uses_the_last_and_says_so(tmp_path):
     path = tmp_path / "grid.csv"
-    path.write_text("batch_size,kv_cache_size,prediction\n1,0,5\n1,0,6\n1,0,6\n")
+    path.write_text("batch_size,kv_cache_size,prediction\n1,0,5\n1,0,6\n1,0,6\n1,64,7\n"
+                    "2,0,8\n2,64,9\n")
     warnings: list[str] = []
     grid = read_grid(path, ("batch_size", "kv_cache_size", "prediction"), warnings.append)
-    assert grid.values.tolist() == [[6]]
+    assert grid.values.tolist() == [[6, 7], [8, 9]]
     assert len(warnings) == 1 and "lists (batch_size=1, kv_cache_size=0) twice with different " \
         "predictions (5 and 6 ns); the last row is used" in warnings[0]

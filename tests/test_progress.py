@@ -185,7 +185,7 @@ def test_a_run_whose_clock_runs_away_stops_with_one_line(tmp_path, monkeypatch, 
     """More status windows than any run prints (twice the arrival bound, here lowered to
     500: 5 requests over about 2 s at 1 ms windows) end the run with the longest iteration
     named."""
-    monkeypatch.setattr(simulator, "MAX_STATUS_WINDOWS", 500)
+    monkeypatch.setattr(simulator, "status_window_limit", lambda instances: 500)
     out = tmp_path / "out.csv"
     status = cli.main(["--dataset", EXAMPLE, "--num-req", "5", "--quiet", "--no-progress",
                        "--log-interval", "0.001", "--output", str(out)])
