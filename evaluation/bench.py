@@ -12,8 +12,8 @@ ours against the existing simulator). Definitions follow evaluation.md §6: TTFT
 
 from __future__ import annotations
 
+import argparse
 import csv
-import math
 import re
 import sys
 import time
@@ -26,7 +26,7 @@ from inference_serving.api import simulate
 from inference_serving.instance import Instance
 from inference_serving.observers import Observer
 from inference_serving.scheduler.base import Batch
-from llmsim_core.args import OneLineParser, path_arg, print_flag_warnings
+from llmsim_core.args import OneLineParser, number, path_arg, print_flag_warnings
 from llmsim_core.bounds import INT32_MAX, SCHEDULER_LIMIT, TOKENS, Bound, checked_int
 from llmsim_core.cli_guard import guarded
 from llmsim_core.errors import InputError
@@ -35,10 +35,16 @@ from llmsim_core.strict_json import loads
 NUM_REQUESTS = Bound(1, INT32_MAX, "", "a run serves at least one request", integer=True)
 STATS = (("mean", None), ("median", 50.0), ("p90", 90.0), ("p95", 95.0), ("p99", 99.0))
 METRICS = ("TTFT", "TPOT", "latency")
-_DECIMAL = r"\d+(?:\.\d+)?"
+_DECIMAL = r"[0-9]+(?:\.[0-9]+)?"
 _STATUS = re.compile(rf"^\[(?P<t>{_DECIMAL})s\] Avg prompt throughput: (?P<p>{_DECIMAL}) tokens/s, "
                      rf"Avg generation throughput: (?P<g>{_DECIMAL}) tokens/s")
-_RUNNING = re.compile(r"Running Instance\[\d+\]: (?P<r>\d+) reqs, Waiting: (?P<w>\d+) reqs")
+_RUNNING = re.compile(r"Running Instance\[[0-9]+\]: (?P<r>[0-9]+) reqs, "
+                      r"Waiting: (?P<w>[0-9]+) reqs")
+_TIME_NS = re.compile(r"-?[0-9]+")  # a sim.csv time: plain ASCII digits, int() takes `1_000`
+# Sanity limits: 10^18 ns is 31 years of simulated time; no engine generates a billion tokens
+# per second or holds a billion requests. Both also stop numbers too long for int() or float().
+MAX_SIM_NS = 10**18
+MAX_SERIES = 1e9
 _HEADER = re.compile(r"•\s*(?P<key>[^:]+?)\s*:\s*(?P<value>.*)$")
 
 
@@ -133,20 +139,32 @@ def real_side(folder: Path, num_req: int) -> Side:
     side.makespan_s = max(ends) - min(starts)
     path = folder / "timeseries.csv"
     try:
-        rows = list(csv.DictReader(path.read_text(encoding="utf-8").splitlines()))
-        for row in rows:
-            values = [float(row[k]) for k in ("gen_throughput", "running", "waiting")]
-            if not all(math.isfinite(v) and v >= 0 for v in values):
-                raise ValueError("not a finite count or rate")
+        for row in _csv_rows(path):
+            values = [number(row[k]) for k in ("gen_throughput", "running", "waiting")]
+            if not all(0 <= v <= MAX_SERIES for v in values):
+                raise ValueError("not a count or rate in range")
             side.generation.append(values[0])
             side.running.append(values[1])
             side.waiting.append(values[2])
-    except (OSError, UnicodeDecodeError, KeyError, TypeError, ValueError, csv.Error):
-        raise _fail("unreadable time series (needs finite, non-negative gen_throughput, "
-                    "running, waiting)", path, "fix the file") from None
+    except (OSError, UnicodeDecodeError, KeyError, TypeError, ValueError, csv.Error,
+            argparse.ArgumentTypeError):
+        raise _fail(f"unreadable time series (needs finite, non-negative gen_throughput, "
+                    f"running, waiting: plain numbers up to {MAX_SERIES:g})", path,
+                    "fix the file") from None
     if not side.generation:
         raise _fail("the time series has no rows", path, "pass the run's timeseries.csv")
     return side
+
+
+def _csv_rows(path: Path) -> csv.DictReader:
+    """The rows of a CSV file by column name; a header that names a column twice is an
+    error (DictReader would keep the last of them without a word)."""
+    reader = csv.DictReader(path.read_text(encoding="utf-8").splitlines())
+    names = reader.fieldnames or []
+    repeated = next((c for c in names if names.count(c) > 1), None)
+    if repeated is not None:
+        raise _fail(f"the header names column {repeated[:40]!r} twice", path, "fix the file")
+    return reader
 
 
 def _is_number(value: object) -> bool:
@@ -156,6 +174,39 @@ def _is_number(value: object) -> bool:
 SIM_CSV_COLUMNS = ("TTFT", "TPOT", "latency", "end_time", "arrival")  # ns
 
 
+def _sim_times(row: dict, where: str, lineno: int) -> list[int]:
+    """The SIM_CSV_COLUMNS of one sim.csv row (ns), each a plain integer in [0, MAX_SIM_NS],
+    and the request ending no earlier than it arrives."""
+    cells = [row.get(key) for key in SIM_CSV_COLUMNS]
+    if not all(isinstance(c, str) and _TIME_NS.fullmatch(c) for c in cells):
+        raise _fail(f"line {lineno} lacks an integer TTFT/TPOT/latency/end_time/arrival", where,
+                    "fix the file")
+    if any(len(c.lstrip("-")) > 18 for c in cells):  # checked before int(), which has limits
+        raise _fail(f"line {lineno} has a time beyond {MAX_SIM_NS:.0e} ns", where, "fix the file")
+    values = [int(c) for c in cells]
+    if min(values) < 0 or values[3] < values[4]:
+        raise _fail(f"line {lineno} has a negative time or ends before it arrives", where,
+                    "fix the file")
+    return values
+
+
+def _log_count(text: str, what: str, where: str) -> int:
+    """A request count of a sim.log status block, at most INT32_MAX."""
+    if len(text) > 10 or int(text) > INT32_MAX:
+        raise _fail(f"a status block counts {text[:40]} {what} requests, beyond {INT32_MAX}",
+                    where, "fix the file")
+    return int(text)
+
+
+def _log_rate(text: str, where: str) -> float:
+    """A rate of a sim.log status line, at most MAX_SERIES tokens/s."""
+    value = float(text)
+    if value > MAX_SERIES:
+        raise _fail(f"a status line has a rate of {text[:40]} tokens/s, beyond {MAX_SERIES:g}",
+                    where, "fix the file")
+    return value
+
+
 def existing_side(folder: Path) -> Side:
     """The existing simulator's run: outputs/sim.csv (ns) and the status blocks of sim.log."""
     side = Side("existing sim")
@@ -163,20 +214,11 @@ def existing_side(folder: Path) -> Side:
     ms: dict[str, list[float]] = {m: [] for m in METRICS}
     ends, arrivals = [], []
     try:
-        for lineno, row in enumerate(csv.DictReader(path.read_text(encoding="utf-8")
-                                                     .splitlines()), start=2):
+        for lineno, row in enumerate(_csv_rows(path), start=2):
             if None in row:
                 raise _fail(f"line {lineno} has more fields than the header", f"{path}:{lineno}",
                             "fix the file")
-            try:
-                values = [int(row[key]) for key in SIM_CSV_COLUMNS]
-            except (KeyError, TypeError, ValueError):
-                raise _fail(f"line {lineno} lacks an integer TTFT/TPOT/latency/end_time/arrival",
-                            f"{path}:{lineno}", "fix the file") from None
-            ttft, tpot, latency, end, arrival = values
-            if min(values) < 0 or end < arrival:
-                raise _fail(f"line {lineno} has a negative time or ends before it arrives",
-                            f"{path}:{lineno}", "fix the file")
+            ttft, tpot, latency, end, arrival = _sim_times(row, f"{path}:{lineno}", lineno)
             ms["TTFT"].append(ttft / 1e6)
             ms["TPOT"].append(tpot / 1e6)
             ms["latency"].append(latency / 1e6)
@@ -193,20 +235,22 @@ def existing_side(folder: Path) -> Side:
     if log.is_file():
         running = waiting = 0
         seen = False
-        for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        for lineno, line in enumerate(log.read_text(encoding="utf-8", errors="replace")
+                                      .splitlines(), start=1):
+            where = f"{log}:{lineno}"
             status = _STATUS.match(line.strip())
             if status:
                 if seen:
                     side.running.append(running)
                     side.waiting.append(waiting)
-                side.generation.append(float(status["g"]))
+                side.generation.append(_log_rate(status["g"], where))
                 running = waiting = 0
                 seen = True
                 continue
             counts = _RUNNING.search(line)
             if counts and seen:
-                running += int(counts["r"])
-                waiting += int(counts["w"])
+                running += _log_count(counts["r"], "running", where)
+                waiting += _log_count(counts["w"], "waiting", where)
         if seen:
             side.running.append(running)
             side.waiting.append(waiting)
@@ -262,6 +306,9 @@ def _header_limit(header: dict[str, str], key: str, where: str) -> int | None:
     if not (text.isascii() and text.isdigit()):
         raise _fail(f"'{key}' in the log header is {text[:40]!r}, not a whole number", where,
                     "fix the file")
+    if len(text) > 10:  # beyond any 32-bit limit (and int() refuses 4300 digits)
+        raise _fail(f"'{key}' in the log header has {len(text)} digits, beyond "
+                    f"{SCHEDULER_LIMIT.describe()}", where, "fix the file")
     return checked_int(int(text), SCHEDULER_LIMIT, key, where, "fix the file")
 
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from evaluation.console import parse_console
+from evaluation.console import ConsoleRun, parse_console
 from llmsim_core.args import OneLineParser, print_flag_warnings
 from llmsim_core.cli_guard import guarded
 from llmsim_core.errors import InputError
@@ -27,6 +27,9 @@ from llmsim_core.strict_json import read_text
 # Summary lines that legitimately differ between identical simulations.
 HOST_DEPENDENT = ("Total simulation time", "Saving each request's information to output file")
 SHOWN = 20  # differing requests listed by id before "... and N more"
+# Request ids are counters: beyond 18 digits (a 64-bit integer) the id is garbage, and int()
+# refuses strings beyond 4300 digits.
+MAX_ID_DIGITS = 18
 MAX_TEXT = 1 << 29  # bytes read from one file (512 MiB): a run's CSV or log is far smaller
 # The per-request columns that hold one whole number each (ns or tokens), and the ITL list.
 INTEGER_COLUMNS = frozenset(("instance id", "input", "output", "arrival", "end_time", "latency",
@@ -110,9 +113,9 @@ def _rows(lines: Iterable[str], path: Path, fix: str) -> dict[str, dict[str, str
                                  f"{len(header)}", str(path), fix)
             row = dict(zip(header, cells, strict=True))
             rid = row["request id"]
-            if not (rid.isascii() and rid.isdigit()):
+            if not (rid.isascii() and rid.isdigit()) or len(rid) > MAX_ID_DIGITS:
                 raise InputError(f"line {number} has request id {rid[:40]!r}, not a whole "
-                                 "number", str(path), fix)
+                                 f"number of at most {MAX_ID_DIGITS} digits", str(path), fix)
             rid = str(int(rid))  # 7 and 007 are one request
             _check_cells(row, f"line {number} of {path}", fix)
             if rid in rows:
@@ -154,25 +157,25 @@ def request_diffs(a: dict[str, dict[str, str]], b: dict[str, dict[str, str]]) ->
     return lines
 
 
-def summary_diffs(a_text: str, b_text: str) -> list[str]:
+def summary_diffs(a_run: ConsoleRun, b_run: ConsoleRun) -> list[str]:
     """Differing or missing final-summary lines (label: A vs B)."""
-    def kept(text: str) -> dict[str, str]:
-        return {k: v for k, v in parse_console(text).summary
-                if not any(h in k for h in HOST_DEPENDENT)}
-    a, b = kept(a_text), kept(b_text)
+    def kept(run: ConsoleRun) -> dict[str, str]:
+        return {k: v for k, v in run.summary if not any(h in k for h in HOST_DEPENDENT)}
+    a, b = kept(a_run), kept(b_run)
     return [f"{k}: {a.get(k, '(absent)')} vs {b.get(k, '(absent)')}"
             for k in [*a, *(k for k in b if k not in a)] if a.get(k) != b.get(k)]
 
 
-def read_log(path: Path) -> str:
-    """A run's console log (undecodable bytes replaced); it must hold the final summary."""
+def read_log(path: Path) -> ConsoleRun:
+    """A run's console log, parsed (undecodable bytes replaced); it must hold the final
+    summary."""
     with path.open("rb") as handle:
         data = handle.read(MAX_TEXT + 1)
-    text = data[:MAX_TEXT].decode("utf-8", errors="replace")
-    if not parse_console(text).summary:
+    run = parse_console(data[:MAX_TEXT].decode("utf-8", errors="replace"), str(path))
+    if not run.summary:
         raise InputError("not a run's console log (no final summary in it)", str(path),
                          "pass the stdout of a run saved as NAME.txt or NAME.log")
-    return text
+    return run
 
 
 def compare_runs(a: RunFiles, b: RunFiles) -> list[str]:

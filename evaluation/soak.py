@@ -21,9 +21,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from llmsim_core.args import OneLineParser, integer, print_flag_warnings
+from llmsim_core.cli_guard import guarded
+from llmsim_core.errors import InputError
+
 REPO = Path(__file__).resolve().parents[1]
 CLUSTERS = (("single A6000", "cluster_config/single_node_single_instance.json", 8.0),
             ("dual node, 4 instances", "cluster_config/dual_node_multi_instance.json", 32.0))
+MAX_SIZE = 10_000_000  # the trace generator's limit (dataset.generate --num-req)
 
 
 def run_one(config: str, trace: Path, size: int, out: Path) -> tuple[float, float, float]:
@@ -39,13 +44,30 @@ def run_one(config: str, trace: Path, size: int, out: Path) -> tuple[float, floa
     return time.perf_counter() - start, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
+def parse_sizes(text: str) -> list[int]:
+    """The request counts of `--sizes` (comma-separated, each in 1..MAX_SIZE)."""
+    sizes = []
+    for part in text.split(","):
+        try:
+            size = integer(part.strip())
+        except (argparse.ArgumentTypeError, ValueError):  # int() refuses 4300+ digits
+            size = 0
+        if not 1 <= size <= MAX_SIZE:
+            raise InputError(f"--sizes must be comma-separated request counts in 1..10^7, got "
+                             f"{text[:40]!r}", "command line", "pass e.g. --sizes 10000,100000")
+        sizes.append(size)
+    return sizes
+
+
+@guarded
 def main(argv: list[str] | None = None) -> int:
     """Generate the traces, run every (cluster, size) and print the table."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="python -m evaluation.soak",
+                           description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000",
                         help="comma-separated request counts (default: %(default)s)")
     args = parser.parse_args(argv)
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = parse_sizes(args.sizes)
     print(f"{'cluster':<24} {'requests':>9} {'wall s':>8} {'CPU s':>8} {'req/s':>8} "
           f"{'peak MiB':>9}")
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -63,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{label:<24} {size:9d} {wall:8.1f} {cpu:8.1f} {size / wall:8.0f} "
                       f"{peak:9.1f}", flush=True)
                 trace.unlink()
+    print_flag_warnings(args)
     return 0
 
 

@@ -24,7 +24,7 @@ from evaluation.sweep_plot import draw_pareto, require_matplotlib
 from evaluation.sweep_points import columns, make_points, make_row, read_trace
 from evaluation.sweep_spec import SweepSpec, load_spec
 from inference_serving.output_paths import check_output_paths
-from llmsim_core.args import OneLineParser, integer, path_arg, print_flag_warnings
+from llmsim_core.args import OneLineParser, file_arg, integer, path_arg, print_flag_warnings
 from llmsim_core.atomic_write import write_atomic
 from llmsim_core.cli_guard import guarded
 from llmsim_core.errors import InputError
@@ -91,7 +91,7 @@ def _parser() -> OneLineParser:
     p = OneLineParser(prog="python -m evaluation.sweep", description=__doc__,
                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("spec", type=path_arg, help="sweep spec (YAML)")
-    p.add_argument("--out", type=path_arg,
+    p.add_argument("--out", type=file_arg,
                    help="CSV of the points (default: output/<spec name>.csv)")
     p.add_argument("--jobs", type=integer,
                    help="points simulated at once, locally (at most 256) or on a new local "
@@ -102,7 +102,7 @@ def _parser() -> OneLineParser:
     p.add_argument("--capacity", action="store_true",
                    help="search each configuration's highest rate meeting the SLOs")
     plot = p.add_mutually_exclusive_group()
-    plot.add_argument("--plot", type=path_arg,
+    plot.add_argument("--plot", type=file_arg,
                       help="Pareto plot PNG (default: <out stem>_pareto.png)")
     plot.add_argument("--no-plot", action="store_true", help="draw no plot")
     return p

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,10 +117,18 @@ def _grid_size(r: _Reader, sizes: list[int], key: str) -> None:
                              "sweep fewer values per axis (or split the sweep)")
 
 
+# The numbers a spec may write: plain decimals (and YAML's .inf / .nan, which the bounds
+# refuse with their own message). YAML 1.1 also reads `1:30` as 90 (base 60), `017` as 15,
+# `0x1f`, `0b101` and `1_000`; each is more likely a typo or a string than that number.
+_PLAIN_INT = re.compile(r"[-+]?(0|[1-9][0-9]*)")
+_PLAIN_FLOAT = re.compile(r"[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?|"
+                          r"[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)")
+
+
 def _strict_loader() -> type:
-    """A yaml SafeLoader that refuses a mapping key given twice (YAML keeps the last) and
+    """A yaml SafeLoader that refuses a mapping key given twice (YAML keeps the last),
     aliases (`*name`: a spec needs none, and nested ones expand a few bytes into billions of
-    values)."""
+    values) and numbers not written in plain decimal (see _PLAIN_INT)."""
     import yaml
 
     class Loader(yaml.SafeLoader):
@@ -143,7 +152,22 @@ def _strict_loader() -> type:
             out[key] = loader.construct_object(value_node, deep=True)
         return out
 
+    def plain(grammar: re.Pattern, construct: Any) -> Any:
+        def number(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+            value = construct(loader, node)
+            if not grammar.fullmatch(node.value):
+                raise InputError(f"number {node.value[:40]!r} is not plain decimal (YAML 1.1 "
+                                 f"reads it as {str(value)[:40]})",
+                                 f"line {node.start_mark.line + 1}", "write the number in plain "
+                                 "decimal digits, or quote it if it is text")
+            return value
+        return number
+
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    Loader.add_constructor("tag:yaml.org,2002:int",
+                           plain(_PLAIN_INT, yaml.SafeLoader.construct_yaml_int))
+    Loader.add_constructor("tag:yaml.org,2002:float",
+                           plain(_PLAIN_FLOAT, yaml.SafeLoader.construct_yaml_float))
     return Loader
 
 
@@ -419,6 +443,9 @@ def load_spec(path: Path) -> SweepSpec:
     seed = r.integer(spec.get("seed", 42), "seed", SEED)
     slo, attainment = _slo(r, spec["slo"])
     workload = _workload(r, spec["workload"])
+    if not isinstance(spec["rates"], list):  # documented as a list, unlike the grid axes
+        raise InputError(f"'rates' must be a list of rates, got {spec['rates']!r:.40}",
+                         r.where("rates"), "write e.g. rates: [5] or rates: [5, 10]")
     rates = tuple(r.number(v, f"rates[{i}]", RATE)
                   for i, v in enumerate(r.axis(spec["rates"], "rates")))
     for i, rate in enumerate(rates):

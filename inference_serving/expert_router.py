@@ -97,7 +97,11 @@ class CheckedExpertRouter:
             raise self._bad(f"returned {len(routed)} layers for {layers}")
         checked = []
         for layer, counts in enumerate(routed):
-            array = np.asarray(counts)
+            try:
+                array = np.asarray(counts)
+            except BaseException:  # ragged lists, or user objects whose conversion fails
+                raise self._bad(f"gave layer {layer} counts that are not an array of "
+                                f"{experts} integers") from None
             if array.shape != (experts,) or array.dtype.kind not in "iu":
                 raise self._bad(f"gave layer {layer} counts of shape {array.shape} and dtype "
                                 f"{array.dtype}, expected {experts} integers")

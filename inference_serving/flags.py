@@ -260,6 +260,10 @@ def _check_combinations(args: argparse.Namespace) -> None:
         raise InputError(f"--max-batch {args.max_batch} and --max-num-seqs "
                          f"{args.max_num_seqs} name the same limit and disagree",
                          "command line", "pass one of them")
+    if args.gen and args.prioritize_prefill:
+        raise InputError("--prioritize-prefill has no effect with --gen (every request starts "
+                         "prefilled: there is no prefill to put first)", "command line",
+                         "drop one of them")
     if args.pricer != "closed-form" and args.network_backend == "external" and \
             args.pricer != "external":
         raise InputError(f"--pricer {args.pricer} contradicts --network-backend external (the "

@@ -8,6 +8,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from inference_serving.options import RunOptions
+from llm_profile.calibrate import CALIBRATION_DIR
+from llm_profile.hardware_catalog import CATALOGUE_DIR
 from llmsim_core.errors import InputError
 from llmsim_core.plugins import source_files
 
@@ -71,9 +73,9 @@ def _check_file(flag: str, path: Path, inputs: list[Path], roots: list[Path]) ->
                          "code", f"{flag} {path}", "write the output elsewhere")
     resolved = path.resolve()
     if path.exists() and any(resolved.is_relative_to(root) for root in roots):
-        raise InputError(f"{flag} would overwrite a file of the model-config or profile "
-                         "tree or of --pim-configs", f"{flag} {path}",
-                         "write the output elsewhere")
+        raise InputError(f"{flag} would overwrite a file of an input folder (model configs, "
+                         "profiles, PIM configs, calibration tables or the hardware catalogue)",
+                         f"{flag} {path}", "write the output elsewhere")
     _writable(_existing_ancestor(path, flag), path, flag)
 
 
@@ -140,6 +142,7 @@ def check_run_paths(options: RunOptions) -> None:
                        inputs=(options.cluster_config, options.dataset, options.astra_sim_bin,
                                *_plugin_files(options)),
                        input_roots=(options.model_configs, options.perf_models,
+                                    CALIBRATION_DIR, CATALOGUE_DIR,
                                     *((options.pim_configs,) if options.attn_offloading else ())),
                        export_dir=options.export_chakra)
     _distinct(files)

@@ -10,7 +10,7 @@ from typing import Protocol
 from inference_serving.instance import Instance
 from inference_serving.request import Request
 from llmsim_core.errors import InputError
-from llmsim_core.plugins import construct, load_class, user_code_failed
+from llmsim_core.plugins import construct, load_class, shown, user_code_failed
 
 
 class Router(Protocol):
@@ -77,6 +77,17 @@ def request_state(request: Request) -> list[object]:
 REQUEST_FIELDS = tuple(f.name for f in fields(Request))
 
 
+def same_value(was: object, now: object) -> bool:
+    """True when a field kept its value and its type (an int turned float or numpy is a
+    change too); a value whose comparison fails counts as changed."""
+    if type(was) is not type(now):
+        return False
+    try:
+        return bool(was == now)
+    except BaseException:  # user code's __eq__ or __bool__
+        return False
+
+
 class CheckedRouter:
     """A `CUSTOM` router whose choices are checked: an exception, an answer that is not one
     of the candidates, or a change to the request it routes (any field: the scheduler and the
@@ -99,12 +110,12 @@ class CheckedRouter:
         except BaseException as exc:  # user code (even sys.exit): one line
             raise user_code_failed(cls, "route", exc, self.where) from None
         after = request_state(request)
-        if after != before:
-            name, was, now = next(change for change in zip(REQUEST_FIELDS, before, after,
-                                                           strict=True)
-                                  if change[1] != change[2])
+        changed = next((change for change in zip(REQUEST_FIELDS, before, after, strict=True)
+                        if not same_value(change[1], change[2])), None)
+        if changed is not None:
+            name, was, now = changed
             values = "" if isinstance(was, bytes | list) or isinstance(now, bytes | list) \
-                else f" from {repr(was)[:40]} to {repr(now)[:40]}"
+                else f" from {shown(was, 40)} to {shown(now, 40)}"
             raise InputError(f"{cls.__name__}.route changed field '{name}' of request "
                              f"{before[0]}{values}", self.where,
                              "read the request in a router, never change it")
@@ -114,7 +125,7 @@ class CheckedRouter:
                              "only choose the instance: the simulator queues the request")
         if not any(choice is inst for inst in candidates):
             ids = [inst.index for inst in candidates]
-            raise InputError(f"{cls.__name__}.route returned {repr(choice)[:60]} for request "
+            raise InputError(f"{cls.__name__}.route returned {shown(choice, 60)} for request "
                              f"{request.rid}, not one of the candidate instances {ids}",
                              self.where, "return an element of the candidates list")
         return choice

@@ -30,7 +30,7 @@ from inference_serving.sim_log import SimLogger
 from inference_serving.simulator import SimResult, Simulator
 from inference_serving.timeline import Timeline
 from llmsim_core.errors import InputError
-from llmsim_core.plugins import describe, is_stop_signal, origin
+from llmsim_core.plugins import describe, is_stop_signal, origin, raised_in
 
 
 class ChakraExport(Observer):
@@ -212,8 +212,9 @@ def execute(options: RunOptions, cluster: ClusterConfig, log: SimLogger,
     except BaseException as exc:
         if exporter is not None:
             exporter.discard()
-        if options.custom_scheduler and not isinstance(exc, InputError | OSError) and \
-                not is_stop_signal(exc):
+        if options.custom_scheduler and not isinstance(exc, InputError) and \
+                not is_stop_signal(exc) and \
+                (not isinstance(exc, OSError) or raised_in(exc, options.custom_scheduler)):
             # The simulator trusts a scheduler's batches; a CUSTOM one that breaks the interface
             # (a batch that is not a Batch, a method that raises) fails somewhere inside.
             raise InputError(f"the run failed with the CUSTOM scheduler ({describe(exc)}"

@@ -88,6 +88,10 @@ class Simulator:
         self.max_windows = 2 * status_window_limit(len(instances))
         # Instances whose scheduler is not a shipped class: their batches are checked.
         self.user_schedulers = {i.index for i in instances if is_user_scheduler(i.scheduler)}
+        # ... whose finished requests must still hold their trace lengths and arrival.
+        self.trace_fields = dict(zip(requests.rid.tolist(), zip(
+            requests.prompt.tolist(), requests.output.tolist(), requests.arrival.tolist(),
+            strict=True), strict=True)) if self.user_schedulers else {}
 
     def _push(self, time: int, kind: int, payload: object) -> None:
         self._seq += 1
@@ -238,7 +242,7 @@ class Simulator:
         inst.in_flight.remove(batch)
         done = inst.scheduler.update(batch, time)
         if inst.index in self.user_schedulers:
-            check_user_finished(inst.scheduler, batch, done)
+            check_user_finished(inst.scheduler, batch, done, self.trace_fields)
         self.counters.on_batch_done(batch)
         inst.completed += len(done)
         if self.check:

@@ -17,7 +17,7 @@ from llm_profile.perf_model import AttentionBatch, PerfModel
 from llmsim_core.bounds import STEP_NS
 from llmsim_core.errors import InputError
 from llmsim_core.model_config import ModelConfig
-from llmsim_core.plugins import construct, load_class, user_code_failed
+from llmsim_core.plugins import construct, load_class, shown, user_code_failed
 
 
 class CheckedPerfModel:
@@ -36,21 +36,27 @@ class CheckedPerfModel:
         except BaseException as exc:  # a property of the user class failed
             raise user_code_failed(type(self.inner), attr, exc, self.where) from None
         if not isinstance(value, str) or not value.isprintable() or not 0 < len(value) <= 80:
-            raise InputError(f"{type(self.inner).__name__}.{attr} is {value!r:.60}, not one "
+            raise InputError(f"{type(self.inner).__name__}.{attr} is {shown(value, 60)}, not one "
                              "printable line of text", self.where,
                              f"set {attr} to a short string (at most 80 characters)")
         return value
 
     def _checked(self, value: object, call: str) -> int:
-        if isinstance(value, bool) or not isinstance(value, Integral) or value < 0:
-            raise InputError(f"{type(self.inner).__name__}.{call} returned {value!r}",
+        number = -1
+        if not isinstance(value, bool) and isinstance(value, Integral):
+            try:
+                number = int(value)  # a plain int: the user type's own operators may fail
+            except BaseException:
+                number = -1
+        if number < 0:
+            raise InputError(f"{type(self.inner).__name__}.{call} returned {shown(value, 60)}",
                              self.where, "return a latency in integer nanoseconds >= 0 "
                              "(round your model's output)")
-        if value > STEP_NS.high:
-            raise InputError(f"{type(self.inner).__name__}.{call} returned {value!r} ns, above "
+        if number > STEP_NS.high:
+            raise InputError(f"{type(self.inner).__name__}.{call} returned {number} ns, above "
                              f"{STEP_NS.high:g} ns ({STEP_NS.why})", self.where,
                              "return a latency in nanoseconds, not a larger unit")
-        return int(value)
+        return number
 
     def layer_ns(self, layer: str, tokens: int) -> int:
         """The user model's latency of one operator call, checked."""

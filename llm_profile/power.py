@@ -89,6 +89,11 @@ def estimate(samples: list[Sample], where: str = "power samples") -> NpuEstimate
                              "sample longer (raise --idle, or run a longer command)")
     idle = float(np.median([s.power_w for s in by_phase["before"]]))
     active = float(np.percentile([s.power_w for s in by_phase["during"]], ACTIVE_PERCENTILE))
+    if active < idle:  # the command drew less than the resting GPU: the phases are mixed up
+        raise InputError(f"the power while the command ran ({active:.1f} W, the "
+                         f"{ACTIVE_PERCENTILE}th percentile) is below the idle power before it "
+                         f"({idle:.1f} W)", where, "record again with a command that loads the "
+                         "GPU, and check the phases of the samples")
     above = idle + max(IDLE_MARGIN * idle, IDLE_MARGIN_W)
     half = (idle + active) / 2
     ordered = sorted(samples, key=lambda s: s.time_s)
@@ -102,10 +107,10 @@ def estimate(samples: list[Sample], where: str = "power samples") -> NpuEstimate
             break
         stretch.append(s)
     if not stretch:
-        return NpuEstimate(idle, idle, max(active, idle), 0.0)
+        return NpuEstimate(idle, idle, active, 0.0)
     standby = float(np.median([s.power_w for s in stretch]))
     began = ordered[start - 1].time_s if start else stretch[0].time_s
-    return NpuEstimate(idle, min(max(standby, idle), max(active, idle)), max(active, idle),
+    return NpuEstimate(idle, min(max(standby, idle), active), active,
                        stretch[-1].time_s - began)
 
 
@@ -125,11 +130,11 @@ def read_samples(path: Path) -> list[Sample]:
         if None in row:
             raise InputError("more fields than the header", f"line {n} of {path}",
                              "fix the row")
-        try:
-            sample = Sample(float(row["time_s"]), float(row["power_w"]), row["phase"])
-        except (KeyError, TypeError, ValueError):
-            raise InputError("expected time_s,power_w,phase", f"line {n} of {path}",
-                             "fix the row") from None
+        try:  # the flags' strict grammar: float() would also take `6_0` and non-ASCII digits
+            sample = Sample(number(row["time_s"]), number(row["power_w"]), row["phase"])
+        except (KeyError, TypeError, ValueError, argparse.ArgumentTypeError):
+            raise InputError("expected time_s,power_w,phase with plain decimal numbers (e.g. "
+                             "1.25,80.5,before)", f"line {n} of {path}", "fix the row") from None
         if sample.phase not in PHASES or not 0 <= sample.power_w <= MAX_POWER_W or \
                 not 0 <= sample.time_s <= MAX_TIME_S:
             raise InputError(f"sample at {row['time_s']} s of {row['power_w']} W in phase "

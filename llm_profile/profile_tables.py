@@ -105,7 +105,8 @@ def _layer_columns(path: Path, body: list[list[str]], col: dict[str, int], tp: i
         latency = np.array([row[col["latency(ns)"]] for row in body], dtype=np.float64)
     except (ValueError, OverflowError):
         return None
-    if (tokens < 1).any() or (tps < 1).any() or not np.isfinite(latency).all() or \
+    if (tokens < 1).any() or (tokens > INT32_MAX).any() or (tps < 1).any() or \
+            (tps > INT32_MAX).any() or not np.isfinite(latency).all() or \
             (latency < PROFILE_NS.low).any() or (latency > PROFILE_NS.high).any():
         return None
     mine = tps == tp

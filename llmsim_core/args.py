@@ -113,6 +113,9 @@ def integer(text: str) -> int:
     if not _INTEGER.fullmatch(text):
         raise argparse.ArgumentTypeError(f"invalid integer {text!r} (digits 0-9 with an optional "
                                          "sign)")
+    if len(text) > 40:  # beyond every range checked later; int() refuses 4300+ digits
+        raise argparse.ArgumentTypeError(f"integer {text[:20]}... has {len(text)} digits, far "
+                                         "beyond any range")
     return int(text)
 
 

@@ -120,15 +120,27 @@ def _thread_failed(args: threading.ExceptHookArgs) -> None:
           file=sys.stderr)
 
 
+def _unraisable(args: sys.UnraisableHookArgs) -> None:
+    """An exception Python cannot raise (custom code's `__del__`): one warning line."""
+    try:
+        what = f"{args.exc_type.__name__}: {args.exc_value}"
+    except Exception:  # a message that cannot even be printed
+        what = args.exc_type.__name__
+    where = getattr(args.object, "__qualname__", type(args.object).__name__)
+    print(f"warning: {where} raised {what} where it could not stop the run (ignored)",
+          file=sys.stderr)
+
+
 @contextmanager
-def thread_failures_warned() -> Iterator[None]:
-    """Report exceptions of other threads as warning lines for the duration."""
-    previous = threading.excepthook
-    threading.excepthook = _thread_failed
+def user_failures_warned() -> Iterator[None]:
+    """Report exceptions of other threads and of finalizers as warning lines for the
+    duration, not as Python's tracebacks."""
+    previous = threading.excepthook, sys.unraisablehook
+    threading.excepthook, sys.unraisablehook = _thread_failed, _unraisable
     try:
         yield
     finally:
-        threading.excepthook = previous
+        threading.excepthook, sys.unraisablehook = previous
 
 
 def exit_process(status: int) -> NoReturn:
@@ -138,8 +150,8 @@ def exit_process(status: int) -> NoReturn:
             if t is not threading.main_thread() and not t.daemon and t.is_alive()]
     if not left:
         sys.exit(status)
-    print(f"warning: thread(s) {', '.join(map(repr, left))} started by custom code were still "
-          "running at the end; they are stopped", file=sys.stderr)
+    say(f"warning: thread(s) {', '.join(map(repr, left))} started by custom code were still "
+        "running at the end; they are stopped")
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -148,41 +160,60 @@ def exit_process(status: int) -> NoReturn:
     os._exit(status)
 
 
+def say(line: str) -> None:
+    """Print a line on stderr, even where custom code closed or replaced sys.stderr."""
+    stream = sys.stderr
+    if stream is not None and not getattr(stream, "closed", False):
+        try:
+            print(line, file=stream)
+            stream.flush()
+            return
+        except (AttributeError, OSError, ValueError):
+            pass
+    os.write(2, (line + "\n").encode(errors="backslashreplace"))
+
+
 def guarded(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | None], int]:
     """`main` with the command edge of this module around it."""
 
     @functools.wraps(main)
     def run(argv: list[str] | None = None) -> int:
         if sys.stdout is None:  # started with descriptor 1 closed: every line would vanish
-            print(InputError("standard output is closed", "command line",
-                             "redirect it to a file or /dev/null instead").line(),
-                  file=sys.stderr)
+            say(InputError("standard output is closed", "command line",
+                           "redirect it to a file or /dev/null instead").line())
             return 2
         console_takes_any_text()
-        with stop_signals_interrupt(), thread_failures_warned():
+        stdout = sys.stdout
+        with stop_signals_interrupt(), user_failures_warned():
             try:
-                return main(argv)
+                status = main(argv)
             except InputError as exc:
-                print(exc.line(), file=sys.stderr)
+                say(exc.line())
                 return 2
             except BrokenPipeError:
                 # The reader of our stdout went away (`| head`): stop quietly, as Unix tools do.
                 silence_stdout()
                 return 1
             except OSError as exc:
-                print(io_failure_line(exc), file=sys.stderr)
+                say(io_failure_line(exc))
                 return 2
             except KeyboardInterrupt as exc:
                 line, status = interrupted_line(exc)
-                print(line, file=sys.stderr)
+                say(line)
                 return status
             except ValueError:
                 if not stdout_closed():
                     raise
                 # Custom code (a router, scheduler or perf model) closed sys.stdout mid-run.
-                print(InputError("standard output was closed during the run", "standard output",
-                                 "do not close sys.stdout in custom code").line(),
-                      file=sys.stderr)
+                say(InputError("standard output was closed during the run", "standard output",
+                               "do not close sys.stdout in custom code").line())
                 return 2
+        if sys.stdout is not stdout:  # custom code replaced it: the console text went astray
+            sys.stdout = stdout
+            say(InputError("standard output was replaced during the run, so part of the "
+                           "console text is missing", "standard output",
+                           "do not replace sys.stdout in custom code").line())
+            return 2
+        return status
 
     return run

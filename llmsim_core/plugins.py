@@ -113,6 +113,14 @@ def origin(exc: BaseException) -> str:
     return f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
 
 
+def raised_in(exc: BaseException, dotted: str) -> bool:
+    """True when the innermost frame of `exc` lies in the module of the user class `dotted`
+    (an OSError of the class itself, not of the simulator's own reads and writes)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return bool(frames) and any(Path(frames[-1].filename) == path
+                                for path in source_files(dotted))
+
+
 def is_stop_signal(exc: BaseException) -> bool:
     """True for the interrupt of a real Ctrl-C or termination signal (the command line raises
     those as `StopSignal`); a KeyboardInterrupt that user code raises itself, even one
@@ -128,6 +136,15 @@ def describe(exc: BaseException) -> str:
     except BaseException:  # a user exception whose __str__ fails
         message = "<a message that cannot be printed>"
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def shown(value: object, limit: int) -> str:
+    """`repr(value)` cut to `limit` characters (a stand-in when user code's __repr__ fails)."""
+    try:
+        text = repr(value)
+    except BaseException:  # a user object whose __repr__ fails
+        return f"<a {type(value).__name__} that cannot be printed>"
+    return text[:limit]
 
 
 def user_code_failed(cls: type, call: str, exc: BaseException,

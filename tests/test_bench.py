@@ -103,6 +103,12 @@ def test_a_missing_folder_is_one_error_line(tmp_path, capsys):
     ("outputs/sim.csv", "arrival,end_time,latency,TTFT,TPOT\n9,5,4,2,1\n",
      "line 2 has a negative time or ends before it arrives"),
     ("config.json", '{"num_nodes": 1}', "missing required key"),
+    ("outputs/sim.csv", f"arrival,end_time,latency,TTFT,TPOT\n0,9,9,{'2' * 400},1\n",
+     "has a time beyond"),
+    ("outputs/sim.csv", "arrival,end_time,latency,TTFT,TPOT,TTFT\n0,9,9,2,1,3\n",
+     "names column 'TTFT' twice"),
+    ("vllm/timeseries.csv", "gen_throughput,running,waiting\n1_000,1,0\n",
+     "unreadable time series"),
 ])
 def test_bad_bench_files_give_one_error_line(tmp_path, rel, text, expected):
     data = tmp_path / "data"

@@ -159,7 +159,7 @@ CASES: dict[str, tuple[Callable, Callable[[Path], list[str]], str]] = {
         t, cfg=_power_npu("H100")), "entry for hardware 'H100', which no instance"),
     "throughput_output_is_a_pim_device_file": (MAIN, lambda t: [
         *pim(t), "--throughput-output", str(t / "pim" / "HBM2_1GB_2000_pim.ini")],
-        "tree or of --pim-configs"),
+        "would overwrite a file of an input folder"),
     "token_id_beyond_64_bits": (MAIN, lambda t: simulate_args(
         t, "--enable-prefix-caching", dataset=trace_with(t, [2 ** 70] * 4)),
         "token id 1180591620717411303424, outside [0, 2147483647]"),
@@ -181,6 +181,8 @@ CASES: dict[str, tuple[Callable, Callable[[Path], list[str]], str]] = {
     "placement_non_ascii_block_digit": (MAIN, lambda t: simulate_args(
         t, cfg=with_placement({"blocks": [{"blocks": "\u0663", "weights": "cpu"}]})),
         "malformed block range part"),
+    "prioritize_prefill_with_gen": (MAIN, lambda t: simulate_args(
+        t, "--gen", "--prioritize-prefill"), "--prioritize-prefill has no effect with --gen"),
     "placement_range_of_thousands_of_digits": (MAIN, lambda t: simulate_args(
         t, cfg=with_placement({"blocks": [{"blocks": "0-" + "9" * 5000, "weights": "cpu"}]})),
         "out of range"),

@@ -47,6 +47,7 @@ from tests.test_cli_errors_features import (
 )
 
 MULTI = json.loads((REPO / "cluster_config/single_node_multi_instance.json").read_text())
+MOE = json.loads((REPO / "cluster_config/single_node_moe_instance.json").read_text())
 LLAMA = json.loads((REPO / "model_config/meta-llama/Llama-3.1-8B.json").read_text())
 MAIN, GENERATE, SWEEP, COMPARE = cli.main, generate.main, sweep.main, compare.main
 FIGURE, CALIBRATE, PREDICTOR = figure.main, calibrate.main, attention_predictor.main
@@ -84,6 +85,12 @@ def _import_path(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     for name in [m for m in sys.modules if m == "plug" or m.startswith("plug.")]:
         monkeypatch.delitem(sys.modules, name)
+
+
+def plugin_args(tmp: Path, source: str) -> list[str]:
+    """Writes the plugin module plug.m holding `source`; no arguments of its own."""
+    plugin(tmp, source)
+    return []
 
 
 def custom(tmp: Path, kind: str, source: str, *args: object, cfg: dict | None = None) -> list[str]:
@@ -234,6 +241,47 @@ CASES: dict[str, tuple[Callable, Callable[[Path], list[str]], str]] = {
         t, "echo 'sys[0] finished, " + "9" * 29 + " cycles'", "--astra-sim-dialect", "upstream",
         "--pricer", "external"), "cycles for one iteration, above 1e+12 ns"),
     # CUSTOM classes that misbehave.
+    "custom_router_answer_that_cannot_be_shown": (MAIN, lambda t: custom(
+        t, "router", ROUTER_BASE + "class Odd:\n    def __repr__(self):\n        raise "
+        "RuntimeError\nclass X(ShortestQueue):\n    def route(self, *a):\n        return Odd()\n",
+        cfg=MULTI), "X.route returned <a Odd that cannot be printed> for request 0"),
+    "custom_router_makes_a_count_a_float": (MAIN, lambda t: custom(
+        t, "router", ROUTER_BASE + "class X(ShortestQueue):\n    def route(self, request, c):\n"
+        "        request.prompt = float(request.prompt)\n        return c[0]\n", cfg=MULTI),
+        "X.route changed field 'prompt' of request 0 from 89 to 89.0"),
+    "custom_router_makes_a_count_an_array": (MAIN, lambda t: custom(
+        t, "router", ROUTER_BASE + "import numpy as np\nclass X(ShortestQueue):\n"
+        "    def route(self, request, c):\n        request.prompt = np.array([1, 2])\n"
+        "        return c[0]\n", cfg=MULTI), "X.route changed field 'prompt' of request 0"),
+    "custom_perf_latency_whose_comparison_fails": (MAIN, lambda t: custom(
+        t, "perf", PERF_BASE + "class N(int):\n    def __lt__(self, other):\n        raise "
+        "RuntimeError\n    def __int__(self):\n        raise RuntimeError\n"
+        "class X(OutsideCostModel):\n    def layer_ns(self, *a):\n        return N(5)\n"),
+        "X.layer_ns('embedding', 1) returned 5"),
+    "custom_perf_name_that_raises": (MAIN, lambda t: custom(
+        t, "perf", PERF_BASE + "class X(OutsideCostModel):\n    @property\n    def name(self):\n"
+        "        raise RuntimeError('name boom')\n"), "X.name raised RuntimeError: name boom"),
+    "custom_expert_router_ragged_counts": (MAIN, lambda t: [*simulate_args(
+        t, "--expert-routing-policy", "CUSTOM", "--custom-expert-router", "plug.m:X",
+        cfg=MOE), *plugin_args(t, "class X:\n    def route(self, tokens, experts, k, layers, "
+                               "seed):\n        return [[tokens * k, [0]] + [0] * (experts - 2)"
+                               "] * layers\n")],
+        "X.route gave layer 0 counts that are not an array of"),
+    "custom_scheduler_shortens_the_answers": (MAIN, lambda t: custom(
+        t, "scheduler", SCHED_BASE + "class X(CappedBatchScheduler):\n"
+        "    def schedule(self, now):\n        batch = super().schedule(now)\n"
+        "        for r in batch.requests if batch else ():\n            r.output = 1\n"
+        "        return batch\n"), "X.update changed the id, prompt, output or arrival of a "
+        "request to (0, "),
+    "custom_scheduler_samples_negative_tokens": (MAIN, lambda t: custom(
+        t, "scheduler", SCHED_BASE + "class X(CappedBatchScheduler):\n"
+        "    def update(self, batch, now):\n        done = super().update(batch, now)\n"
+        "        batch.sampled = -5\n        return done\n"),
+        "X.update set the batch's sampled tokens to -5, outside 0..1"),
+    "custom_scheduler_raises_its_own_oserror": (MAIN, lambda t: custom(
+        t, "scheduler", SCHED_BASE + "class X(CappedBatchScheduler):\n"
+        "    def schedule(self, now):\n        raise FileNotFoundError(2, 'No such file', "
+        "'/my/cache')\n"), "the run failed with the CUSTOM scheduler (FileNotFoundError"),
     "custom_perf_name_with_a_newline": (MAIN, lambda t: custom(
         t, "perf", PERF_BASE + "class X(OutsideCostModel):\n    name = 'x\\nerror: fake'\n"),
         "X.name is 'x\\nerror: fake', not one printable line of text"),
@@ -657,6 +705,39 @@ def test_threads_of_custom_code_neither_hang_the_run_nor_print_tracebacks(tmp_pa
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.splitlines() == [warning]
     assert (tmp_path / "out.csv").is_file()
+
+
+STREAMS = ROUTER_BASE + """import sys
+class DelFails(ShortestQueue):
+    def __del__(self):
+        raise RuntimeError("del boom")
+class ClosesStderr(ShortestQueue):
+    def route(self, *a):
+        sys.stderr.close()
+        raise RuntimeError("after close")
+class DropsStdout(ShortestQueue):
+    def route(self, *a):
+        sys.stdout = None
+        return super().route(*a)
+"""
+
+
+@pytest.mark.parametrize(("cls", "status", "line"), [
+    ("DelFails", 0, "warning: DelFails.__del__ raised RuntimeError: del boom where it could not "
+                    "stop the run (ignored)"),
+    ("ClosesStderr", 2, "error: ClosesStderr.route raised RuntimeError: after close at "),
+    ("DropsStdout", 2, "error: standard output was replaced during the run, so part of the "
+                       "console text is missing, standard output, do not replace sys.stdout")])
+def test_custom_code_meddling_with_finalizers_or_streams_gets_one_line(tmp_path, cls, status,
+                                                                        line):
+    argv = [str(a) for a in custom(tmp_path, "router", STREAMS, cfg=MULTI)]
+    argv[argv.index("plug.m:X")] = f"plug.m:{cls}"
+    proc = subprocess.run([sys.executable, str(REPO / "main.py"), *argv], cwd=REPO,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                          timeout=60, env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert proc.returncode == status, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(line), proc.stderr
 
 
 def test_custom_code_that_closes_stdout_is_one_error_line(tmp_path):

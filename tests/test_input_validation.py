@@ -197,6 +197,9 @@ CASES: dict[str, tuple] = {
     "layers_nan_latency": (lambda t: profile(t, {"layers.csv": layers("nan")}), "got nan"),
     "layers_infinite_latency": (lambda t: profile(t, {"layers.csv": layers("1e999")}),
                                 "got inf"),
+    "layers_tokens_beyond_int32": (lambda t: profile(t, {"layers.csv": (
+        LAYERS_HEADER + "q_proj,1,0,1,100\nq_proj,1099511627776,0,1,100\n").encode()}),
+        "'input' must be an integer in [1, 2147483647]"),
     "layers_fractional_tokens": (lambda t: profile(t, {"layers.csv": (
         LAYERS_HEADER + "q_proj,1.5,0,1,100\n").encode()}), "non-numeric"),
     "layers_utf16": (lambda t: profile(t, {"layers.csv": layers("100").decode().encode(
@@ -262,7 +265,7 @@ CASES: dict[str, tuple] = {
     "output_via_symlink_to_dataset": (lambda t: _symlink_output(t), "is an input of this run"),
     "output_overwrites_model_config": (lambda t: [*model_with(t), "--output",
                                                   str(t / "models/acme/Tiny.json")],
-                                       "model-config or profile tree"),
+                                       "would overwrite a file of an input folder"),
     "output_is_directory": (lambda t: ["--output", str(_mkdir(t / "outdir"))],
                             "--output names a directory"),
     "throughput_is_directory": (lambda t: ["--throughput-output", str(_mkdir(t / "tdir"))],
@@ -618,3 +621,20 @@ def test_a_scheduling_flag_every_instance_overrides_is_named_in_a_warning(tmp_pa
                    f"{tmp_path / 'cluster.json'} sets its own block_size"]
     assert main(args) == 0
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("root", ["CALIBRATION_DIR", "CATALOGUE_DIR"])
+def test_outputs_never_overwrite_calibration_tables_or_the_hardware_catalogue(
+        tmp_path, monkeypatch, capsys, root):
+    """Both folders are read by every roofline run (here moved to tmp_path, so that a failing
+    check cannot destroy the repository's own files)."""
+    from inference_serving import output_paths
+    folder = tmp_path / root
+    folder.mkdir()
+    (folder / "A6000.json").write_text("{}")
+    monkeypatch.setattr(output_paths, root, folder)
+    status = main(["--dataset", str(REPO / "dataset/example_trace.jsonl"), "--quiet",
+                       "--no-progress", "--metrics-json", str(folder / "A6000.json")])
+    err = capsys.readouterr().err.splitlines()
+    assert status == 2 and len(err) == 1 and "would overwrite a file of an input folder" in err[0]
+    assert (folder / "A6000.json").read_text() == "{}"

@@ -218,6 +218,8 @@ def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
         if not byte & 0x80:
             return result, pos
         shift += 7
+        if shift > 63:  # protobuf varints hold 64 bits: at most ten bytes
+            raise ChakraFormatError("varint longer than ten bytes")
 
 
 def _fields(buf: bytes) -> Iterator[tuple[int, int, object]]:
@@ -242,17 +244,44 @@ def _fields(buf: bytes) -> Iterator[tuple[int, int, object]]:
         yield number, wire, value
 
 
+def _text(raw: object) -> str:
+    """A string field's value (a corrupted file may hold any bytes there)."""
+    if not isinstance(raw, bytes):
+        raise ChakraFormatError("a string field is not length-delimited")
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        raise ChakraFormatError("a string field is not UTF-8") from None
+
+
+def _number(raw: object) -> int:
+    """A varint field's value (a corrupted file may give the field another wire type)."""
+    if not isinstance(raw, int):
+        raise ChakraFormatError("a numeric field is not a varint")
+    return raw
+
+
+def _message(raw: object) -> bytes:
+    """An embedded message's or packed list's bytes."""
+    if not isinstance(raw, bytes):
+        raise ChakraFormatError("an embedded message is not length-delimited")
+    return raw
+
+
 def _signed(value: int, bits: int) -> int:
     return value - (1 << bits) if value >= 1 << (bits - 1) else value
 
 
 def _decode_value(encoding: str, kind: str, wire: int, raw: object) -> object:
     if encoding in _FIXED:
+        if not isinstance(raw, bytes) or len(raw) != struct.calcsize(_FIXED[encoding]):
+            raise ChakraFormatError(f"a {kind} attribute has the wrong wire type")
         return struct.unpack(_FIXED[encoding], raw)[0]
     if encoding == "str":
-        return raw.decode()
+        return _text(raw)
     if encoding == "bytes":
-        return bytes(raw)
+        return bytes(_message(raw))
+    raw = _number(raw)
     if encoding == "zigzag":
         return (raw >> 1) ^ -(raw & 1)
     if kind == "bool":
@@ -267,6 +296,8 @@ def _unpack(encoding: str, kind: str, payload: bytes) -> list:
     if encoding in _FIXED:
         fmt = _FIXED[encoding]
         size = struct.calcsize(fmt)
+        if len(payload) % size:
+            raise ChakraFormatError(f"a packed {kind} list is not a whole number of values")
         return [struct.unpack(fmt, payload[i:i + size])[0] for i in range(0, len(payload), size)]
     values, pos = [], 0
     while pos < len(payload):
@@ -277,9 +308,9 @@ def _unpack(encoding: str, kind: str, payload: bytes) -> list:
 
 def _decode_attr(buf: bytes) -> Attr:
     attr = Attr(name="", kind="", value=None)
-    for number, wire, raw in _fields(buf):
+    for number, wire, raw in _fields(_message(buf)):
         if number == 1:
-            attr.name = raw.decode()
+            attr.name = _text(raw)
         elif number >= 3:
             kind = _BY_FIELD.get(number if number % 2 else number - 1)
             if kind is None:
@@ -291,7 +322,7 @@ def _decode_attr(buf: bytes) -> Attr:
             else:
                 attr.is_list = True
                 values: list = []
-                for _, inner_wire, inner in _fields(raw):
+                for _, inner_wire, inner in _fields(_message(raw)):
                     if inner_wire == 2 and encoding not in ("str", "bytes"):
                         values += _unpack(encoding, kind, inner)
                     else:
@@ -306,20 +337,20 @@ def decode_node(buf: bytes, numbering: dict[str, int] = UPSTREAM_NUMBERING) -> N
     node = Node(id=0, name="", type="INVALID_NODE")
     for number, wire, raw in _fields(buf):
         if number == 1:
-            node.id = raw
+            node.id = _number(raw)
         elif number == 2:
-            node.name = raw.decode()
+            node.name = _text(raw)
         elif number == 3:
-            if raw not in names:
+            if _number(raw) not in names:
                 raise ChakraFormatError(f"node type {raw} is not in the dialect's numbering")
             node.type = names[raw]
         elif number in (4, 5):
-            deps = _unpack("uint", "uint64", raw) if wire == 2 else [raw]
+            deps = _unpack("uint", "uint64", raw) if wire == 2 else [_number(raw)]
             (node.ctrl_deps if number == 4 else node.data_deps).extend(deps)
         elif number == 6:
-            node.start_time_micros = raw
+            node.start_time_micros = _number(raw)
         elif number == 7:
-            node.duration_micros = raw
+            node.duration_micros = _number(raw)
         elif number == 10:
             node.attrs.append(_decode_attr(raw))
     return node
@@ -345,7 +376,7 @@ def read_et(path: Path, numbering: dict[str, int] = UPSTREAM_NUMBERING
     meta = GlobalMetadata(version="")
     for number, _, raw in _fields(first):
         if number == 1:
-            meta.version = raw.decode()
+            meta.version = _text(raw)
         elif number == 2:
             meta.attrs.append(_decode_attr(raw))
     return meta, [decode_node(r, numbering) for r in records]

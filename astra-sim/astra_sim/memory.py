@@ -22,6 +22,15 @@ LOCAL, REMOTE, CXL = 1, 2, 3  # tensor_loc values (4, storage, is not modelled)
 TIER_NAMES = {LOCAL: "local_mem", REMOTE: "remote_mem", CXL: "cxl_mem"}
 UPSTREAM_TYPES = ("NO_MEMORY_EXPANSION", "PER_NODE_MEMORY_EXPANSION",
                   "PER_NPU_MEMORY_EXPANSION", "MEMORY_POOL")
+# The keys of an upstream flat memory JSON and of one casys tier (engine.md §7.1, §7.2).
+UPSTREAM_KEYS = frozenset(("memory-type", "remote-mem-latency", "remote-mem-bw", "num-nodes",
+                           "num-npus-per-node"))
+TIER_KEYS = frozenset(("memory-type", "mem-latency", "mem-bw", "num-devices", "pim-channels"))
+
+
+def is_upstream(raw: dict) -> bool:
+    """Whether a memory JSON object is the upstream flat layout (else casys nested tiers)."""
+    return "memory-type" in raw and not any(k in raw for k in TIER_NAMES.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +117,7 @@ class MemorySystem:
         """Parse an upstream flat memory JSON or a casys nested-tier JSON."""
         if not isinstance(raw, dict):
             raise ValueError("memory configuration must be a JSON object")
-        if "memory-type" in raw and not any(k in raw for k in TIER_NAMES.values()):
+        if is_upstream(raw):
             return cls._upstream(raw, num_npus)
         tiers = {}
         for loc, key in TIER_NAMES.items():
@@ -149,6 +158,10 @@ def _number(raw: dict, key: str, positive: bool = False) -> float:
 def _casys_tier(raw: dict, key: str, loc: int) -> Tier:
     if not isinstance(raw, dict):
         raise ValueError(f"{key} must be a JSON object")
+    # The binary reads the type; a misspelt one must not pass unseen.
+    if "memory-type" in raw and raw["memory-type"] not in UPSTREAM_TYPES:
+        raise ValueError(f"unknown memory-type {raw['memory-type']!r} in {key}; use one of "
+                         f"{', '.join(UPSTREAM_TYPES)}")
     return Tier(latency_ns=_number(raw, "mem-latency"),
                 bw_bytes_per_ns=_number(raw, "mem-bw", positive=True),
                 num_devices=int(raw.get("num-devices", 1)),

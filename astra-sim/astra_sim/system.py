@@ -10,6 +10,17 @@ POLICIES = ("LIFO", "FIFO", "EXPLICIT")
 OPTIMIZATIONS = ("localBWAware", "baseline")
 # `directN` (a concurrency window of N) has the same lockstep timing as plain `direct`.
 _DIRECT = re.compile(r"direct\d*")
+# Every key of a system.json (engine.md §4.6): those above shape the timing, the rest are read
+# by the binaries only (debug, LogGP bus, custom collectives) or by none (`boost-mode`).
+_COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all")
+KNOWN_KEYS = frozenset((
+    "scheduling-policy", "collective-optimization", "endpoint-delay", "local-reduction-delay",
+    "active-chunks-per-dimension", "preferred-dataset-splits", "model-shared-bus", "L", "o", "g",
+    "G", "peak-perf", "local-mem-bw", "roofline-enabled", "trace-enabled", "replay-only",
+    "track-local-mem", "local-mem-trace-filename", "per-node-custom-implementation",
+    "boost-mode", *(f"{c}-implementation" for c in _COLLECTIVES),
+    *(f"{c}-implementation-custom" for c in _COLLECTIVES),
+    *(f"{c}-implementation-chakra" for c in _COLLECTIVES)))
 
 
 def canonical_algorithm(name: str) -> str:

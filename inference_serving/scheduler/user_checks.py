@@ -4,9 +4,11 @@ requests would otherwise hang the run or corrupt its counts."""
 
 from __future__ import annotations
 
+from inference_serving.request import Request
 from inference_serving.scheduler.base import Batch
 from inference_serving.scheduler.registry import SCHEDULERS
 from llmsim_core.errors import InputError
+from llmsim_core.plugins import shown
 
 
 def is_user_scheduler(scheduler: object) -> bool:
@@ -19,7 +21,7 @@ def check_user_batch(scheduler: object, batch: object) -> None:
     its request's uncomputed tokens (else the run could not progress)."""
     name = type(scheduler).__name__
     if not isinstance(batch, Batch):
-        problem = f"returned {repr(batch)[:40]} ({type(batch).__name__}), not a Batch or None"
+        problem = f"returned {shown(batch, 40)} ({type(batch).__name__}), not a Batch or None"
     elif not batch.requests:
         problem = "returned a batch without requests (return None when nothing can run)"
     elif not len(batch.requests) == len(batch.tokens) == len(batch.decode):
@@ -51,18 +53,37 @@ def check_user_batch(scheduler: object, batch: object) -> None:
                          "follow the Scheduler interface of inference_serving/scheduler/base.py")
 
 
-def check_user_finished(scheduler: object, batch: Batch, done: object) -> None:
-    """A user scheduler's `update` must return each request of the batch that finished, once."""
+def _as_traced(request: Request, trace: dict[int, tuple[int, int, int]]) -> bool:
+    """True when `request` still has its id, lengths and arrival of the trace (plain ints)."""
+    fields = (request.rid, request.prompt, request.output, request.arrival)
+    if any(type(value) is not int for value in fields):
+        return False
+    return trace.get(request.rid) == fields[1:]
+
+
+def check_user_finished(scheduler: object, batch: Batch, done: object,
+                        trace: dict[int, tuple[int, int, int]]) -> None:
+    """A user scheduler's `update` must return each request of the batch that finished, once,
+    count the tokens it sampled, and leave each request's trace lengths and arrival (`trace`:
+    request id to prompt, output, arrival) as they were."""
     name = type(scheduler).__name__
     if not isinstance(done, list):
-        problem = f"returned {repr(done)[:40]} ({type(done).__name__}), not a list of requests"
+        problem = f"returned {shown(done, 40)} ({type(done).__name__}), not a list of requests"
     else:
         members = {id(r) for r in batch.requests}
-        problem = next((f"returned request {getattr(r, 'rid', r)!r}, which " + (
+        problem = next((f"returned request {shown(getattr(r, 'rid', r), 40)}, which " + (
             "is not in the batch" if id(r) not in members else "has not finished")
             for r in done if id(r) not in members or r.end < 0), None)
         if problem is None and len({id(r) for r in done}) != len(done):
             problem = "returned a finished request twice"
+        if problem is None and (type(batch.sampled) is not int or
+                                not 0 <= batch.sampled <= len(batch.requests)):
+            problem = (f"set the batch's sampled tokens to {shown(batch.sampled, 40)}, outside "
+                       f"0..{len(batch.requests)} (one at most per request)")
+        problem = problem or next((
+            f"changed the id, prompt, output or arrival of a request to "
+            f"{shown((r.rid, r.prompt, r.output, r.arrival), 80)}" for r in done
+            if not _as_traced(r, trace)), None)
     if problem is not None:
         raise InputError(f"{name}.update {problem}", "--scheduler CUSTOM",
                          "return the batch's requests that generated their last token, once")
