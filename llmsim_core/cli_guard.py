@@ -7,7 +7,9 @@ signal; temporary files are removed on the way out by the writers' own cleanup);
 write that fails after the up-front checks prints one `error:` line (status 2); a reader of
 stdout that went away (`| head`) ends the command quietly (status 1); a stdout closed from the
 start is an `error:` line (status 2) before anything runs, and one that custom code closes
-mid-run is an `error:` line (status 2) too.
+or replaces mid-run is an `error:` line (status 2) too. Text the console cannot encode is
+escaped; a failing thread or finalizer of custom code is a `warning:` line, and `exit_process`
+ends a command even when custom code left threads running.
 """
 
 from __future__ import annotations
@@ -106,29 +108,29 @@ def interrupted_line(exc: KeyboardInterrupt) -> tuple[str, int]:
             128 + signum)
 
 
+def _failure(kind: type[BaseException], exc: BaseException | None) -> str:
+    """`Type: message` of a failure in user code (the type alone when its message fails)."""
+    try:
+        return f"{kind.__name__}: {exc}"
+    except Exception:  # a message that cannot even be printed
+        return kind.__name__
+
+
 def _thread_failed(args: threading.ExceptHookArgs) -> None:
     """A thread (custom code's: the simulator starts none) that died of an exception: one
     warning line, not Python's traceback; the run goes on (SystemExit ends a thread quietly)."""
     if args.exc_type is SystemExit:
         return
-    try:
-        what = f"{args.exc_type.__name__}: {args.exc_value}"
-    except Exception:  # a message that cannot even be printed
-        what = args.exc_type.__name__
     name = args.thread.name if args.thread is not None else "?"
-    print(f"warning: thread {name!r} raised {what}; the run went on without it",
-          file=sys.stderr)
+    say(f"warning: thread {name!r} raised {_failure(args.exc_type, args.exc_value)}; the run "
+        "went on without it")
 
 
 def _unraisable(args: sys.UnraisableHookArgs) -> None:
     """An exception Python cannot raise (custom code's `__del__`): one warning line."""
-    try:
-        what = f"{args.exc_type.__name__}: {args.exc_value}"
-    except Exception:  # a message that cannot even be printed
-        what = args.exc_type.__name__
     where = getattr(args.object, "__qualname__", type(args.object).__name__)
-    print(f"warning: {where} raised {what} where it could not stop the run (ignored)",
-          file=sys.stderr)
+    say(f"warning: {where} raised {_failure(args.exc_type, args.exc_value)} where it could not "
+        "stop the run (ignored)")
 
 
 @contextmanager
