@@ -237,6 +237,15 @@ def choose_pricer(cluster: ClusterConfig, options: RunOptions,
     elif name == "external":
         raise InputError("--pricer external needs an ASTRA-Sim binary", "--pricer external",
                          "add --network-backend external --astra-sim-bin PATH")
+    if name == "replay" and options.network_backend == "analytical-aware":
+        multi = [index for index, fabric in fabrics.items() if len(fabric.engine_dims()) > 1]
+        if multi:
+            # The replay engine's congestion-aware network model takes one dimension only.
+            raise InputError(f"--pricer replay with --network-backend analytical-aware needs a "
+                             f"one-dimensional network, but instance {multi[0]} spans "
+                             f"{len(fabrics[multi[0]].engine_dims())} (TP plus pipeline or P/D "
+                             "links)", "command line", "use --pricer closed-form or "
+                             "--network-backend analytical")
     return PRICERS[name](fabrics, len(cluster.nodes), options.astra_binary)
 
 

@@ -14,6 +14,7 @@ from llmsim_core.bounds import (
     LATENCY,
     MEM_SIZE,
     MEM_UTIL,
+    MEMORY_BANDWIDTH,
     OVERHEAD_NS,
     SCHEDULER_LIMIT,
     Bound,
@@ -190,7 +191,7 @@ class _Reader:
         self.keys(mem, kind, sub)
         return MemorySpec(
             size_bytes=int(self.number(mem, "mem_size", sub, MEM_SIZE) * GIB),
-            bw_bytes_per_ns=self.number(mem, "mem_bw", sub, BANDWIDTH)
+            bw_bytes_per_ns=self.number(mem, "mem_bw", sub, MEMORY_BANDWIDTH)
             if not pim or "mem_bw" in mem else 0.0,
             latency_ns=self.number(mem, "mem_latency", sub, LATENCY)
             if not pim or "mem_latency" in mem else 0.0,
@@ -361,6 +362,11 @@ def cluster_from_dict(raw: Any, path: str) -> ClusterConfig:
         power = parse_power(node["power"], f"{where}power.", path,
                             list(dict.fromkeys(i.hardware for i in instances))) \
             if "power" in node else None
+        if power is not None and power.dram_dimm_gb is not None and \
+                power.dram_dimm_gb * GIB > cpu_mem.size_bytes:
+            raise rd.fail(f"power.dram.dimm_size {power.dram_dimm_gb:g} GB exceeds the node's "
+                          f"cpu_mem.mem_size {cpu_mem.size_bytes / GIB:g} GB: it would hold no "
+                          "DIMM", f"{where}power.dram.dimm_size", "give the size of one DIMM")
         nodes.append(NodeSpec(node_id=node_id, cpu_mem=cpu_mem, instances=tuple(instances),
                               num_npus=num_npus, power=power, pim_config=pim_config))
     roles = {i.pd_type for n in nodes for i in n.instances}

@@ -138,14 +138,14 @@ def check_run_paths(options: RunOptions) -> None:
         check_output_folder(options.plot_dir, "--plot-dir")
         files |= {f"--plot-dir {name}": options.plot_dir / name
                   for name in (*PLOT_FILES, POWER_PLOT)}
+    roots = (options.model_configs, options.perf_models, CALIBRATION_DIR, CATALOGUE_DIR,
+             *((options.pim_configs,) if options.attn_offloading else ()))
     check_output_paths(files,
                        inputs=(options.cluster_config, options.dataset, options.astra_sim_bin,
                                *_plugin_files(options)),
-                       input_roots=(options.model_configs, options.perf_models,
-                                    CALIBRATION_DIR, CATALOGUE_DIR,
-                                    *((options.pim_configs,) if options.attn_offloading else ())),
-                       export_dir=options.export_chakra)
+                       input_roots=roots, export_dir=options.export_chakra)
     _distinct(files)
+    _folders_apart(files, options.plot_dir, options.export_chakra, roots)
     if options.export_chakra is not None:
         _fresh_export_folder(options.export_chakra)
 
@@ -161,6 +161,31 @@ def _distinct(files: Mapping[str, Path | None]) -> None:
             raise InputError(f"{seen[resolved]} and {flag} would write the same file",
                              f"{flag} {path}", "give each output a distinct path")
         seen[resolved] = flag
+
+
+def _folders_apart(files: Mapping[str, Path | None], plot_dir: Path | None,
+                   export_dir: Path | None, roots: Iterable[Path]) -> None:
+    """The output folders lie outside every input folder, and no output file is the plot
+    folder or lies in the export folder (which the export fills with batch folders)."""
+    folders = {"--plot-dir": plot_dir, "--export-chakra": export_dir}
+    for flag, folder in folders.items():
+        if folder is None:
+            continue
+        resolved = folder.resolve()
+        for root in roots:
+            if root.is_dir() and resolved.is_relative_to(root.resolve()):
+                raise InputError(f"{flag} lies inside an input folder ({root})",
+                                 f"{flag} {folder}", "write the output elsewhere")
+    for flag, path in files.items():
+        if path is None or flag.startswith("--plot-dir "):
+            continue
+        resolved = path.resolve()
+        if plot_dir is not None and resolved == plot_dir.resolve():
+            raise InputError(f"{flag} names the --plot-dir folder", f"{flag} {path}",
+                             "give the file and the plot folder different paths")
+        if export_dir is not None and resolved.is_relative_to(export_dir.resolve()):
+            raise InputError(f"{flag} lies inside the --export-chakra folder, which the export "
+                             "fills", f"{flag} {path}", "write the output elsewhere")
 
 
 def _fresh_export_folder(folder: Path) -> None:

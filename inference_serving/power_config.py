@@ -135,6 +135,10 @@ def parse_power(raw: Any, where: str, path: str, hardware_used: list[str]) -> Po
             if value < v["idle_power"]:
                 raise rd.fail(f"{key} {value:g} W is below idle_power {v['idle_power']:g} W",
                               f"npu.{hardware}.{key}", "a busier state cannot draw less")
+        if v["standby_power"] > v["active_power"]:
+            raise rd.fail(f"standby_power {v['standby_power']:g} W is above active_power "
+                          f"{v['active_power']:g} W", f"npu.{hardware}.standby_power",
+                          "a device winding down cannot draw more than a busy one")
     s = {key: rd.section(raw, key, keys, PIM_REPLACED if key == "dram" else frozenset())
          for key, keys in SECTIONS.items()}
     if s["cpu"]["active_power"] < s["cpu"]["idle_power"]:

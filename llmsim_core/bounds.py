@@ -40,6 +40,10 @@ class Bound:
 # above 1e12 GB/s (a zettabyte per second) no link or memory exists.
 BANDWIDTH = Bound(1e-3, 1e12, "GB/s", "slower links or memories make every iteration last "
                   "hours and the run never ends")
+# Memory tiers are timed at whole GB/s (the fraction is dropped, as the existing simulator's
+# memory backend reads `mem-bw`), so a memory below 1 GB/s could only be timed wrongly.
+MEMORY_BANDWIDTH = Bound(1, 1e12, "GB/s", "memories are timed at whole GB/s (the fraction is "
+                         "dropped); slower ones make every iteration last hours")
 # 1e12 ns is 1000 s per access: each iteration would outlast any realistic trace.
 LATENCY = Bound(0, 1e12, "ns", "a longer latency makes one access outlast the whole trace")
 # An exabyte per device is far beyond any memory; zero bytes holds no weights.

@@ -181,6 +181,15 @@ CASES: dict[str, tuple[Callable, Callable[[Path], list[str]], str]] = {
     "placement_non_ascii_block_digit": (MAIN, lambda t: simulate_args(
         t, cfg=with_placement({"blocks": [{"blocks": "\u0663", "weights": "cpu"}]})),
         "malformed block range part"),
+    "power_dimm_larger_than_the_node_memory": (MAIN, lambda t: simulate_args(
+        t, cfg=_power_dimm(256)), "power.dram.dimm_size 256 GB exceeds the node's "
+        "cpu_mem.mem_size 128 GB"),
+    "power_standby_above_active": (MAIN, lambda t: simulate_args(
+        t, cfg=_power_standby(350)), "standby_power 350 W is above active_power 300 W"),
+    "replay_congestion_aware_on_a_two_dimensional_network": (MAIN, lambda t: simulate_args(
+        t, "--network-backend", "analytical-aware", "--pricer", "replay",
+        cfg=json.loads((REPO / "cluster_config/single_node_pd_instance.json").read_text())),
+        "--pricer replay with --network-backend analytical-aware needs a one-dimensional"),
     "prioritize_prefill_with_gen": (MAIN, lambda t: simulate_args(
         t, "--gen", "--prioritize-prefill"), "--prioritize-prefill has no effect with --gen"),
     "placement_range_of_thousands_of_digits": (MAIN, lambda t: simulate_args(
@@ -275,6 +284,12 @@ def _power_without(key: str) -> dict:
 def _power_dimm(size: float) -> dict:
     cfg = copy(POWER)
     cfg["nodes"][0]["power"]["dram"]["dimm_size"] = size
+    return cfg
+
+
+def _power_standby(watts: float) -> dict:
+    cfg = copy(POWER)
+    cfg["nodes"][0]["power"]["npu"]["A6000"]["standby_power"] = watts
     return cfg
 
 

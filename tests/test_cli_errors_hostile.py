@@ -366,6 +366,14 @@ CASES: dict[str, tuple[Callable, Callable[[Path], list[str]], str]] = {
         "--metrics-json names existing Python source"),
     "generate_out_over_python_source": (GENERATE, lambda t: gen(
         t, "--out", _file_at(t / "main.py", "print()\n")), "--out names existing Python source"),
+    "output_names_the_plot_folder": (MAIN, lambda t: simulate_args(
+        t, "--plot-dir", t / "out.csv"), "--output names the --plot-dir folder"),
+    "metrics_json_inside_the_export_folder": (MAIN, lambda t: simulate_args(
+        t, "--export-chakra", t / "et", "--metrics-json", t / "et" / "instance0_batch0" / "m.json"),
+        "--metrics-json lies inside the --export-chakra folder"),
+    "plot_dir_inside_the_model_configs": (MAIN, lambda t: simulate_args(
+        t, "--model-configs", _mkdir_at(t / "models"), "--plot-dir", t / "models" / "plots"),
+        "--plot-dir lies inside an input folder"),
     "output_with_a_trailing_slash": (MAIN, lambda t: output_at(t, f"{t}/out.csv/"),
                                      "--output ends in a separator, which names a folder"),
     "metrics_json_with_a_trailing_slash": (MAIN, lambda t: simulate_args(
@@ -530,6 +538,11 @@ def _data_copy(tmp: Path, references: dict[str, str] | None = None) -> Path:
         (tmp / "data" / "reference_sim" / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp / "data" / "reference_sim" / rel).write_text(text)
     return tmp / "data"
+
+
+def _mkdir_at(path: Path) -> Path:
+    path.mkdir()
+    return path
 
 
 def _file_at(path: Path, text: str) -> Path:

@@ -129,6 +129,9 @@ CASES: dict[str, tuple] = {
     "link_bw_tiny": (lambda t: cluster(t, top={"link_bw": 1e-300}),
                      "'link_bw' must be a number in [0.001, 1e+12] GB/s"),
     "npu_mem_bw_tiny": (lambda t: cluster(t, npu_mem={"mem_bw": 1e-300}), "'mem_bw' must be"),
+    "cpu_mem_bw_below_a_whole_gb_per_s": (lambda t: cluster(t, cpu_mem={"mem_bw": 0.5}),
+                                          "'mem_bw' must be a number in [1, 1e+12] GB/s "
+                                          "(memories are timed at whole GB/s"),
     "cpu_mem_bw_zero": (lambda t: cluster(t, cpu_mem={"mem_bw": 0}), "'mem_bw' must be"),
     "link_latency_huge": (lambda t: cluster(t, top={"link_latency": 1e308}),
                           "'link_latency' must be a number in [0, 1e+12] ns"),

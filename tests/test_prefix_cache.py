@@ -165,6 +165,22 @@ def test_prefix_caching_run_keeps_the_invariants_and_reports_hits(tmp_path):
     assert len(inst["kv_series"]) >= 1 and "tier_used_mb" in inst["kv_series"][0]
 
 
+@pytest.mark.parametrize("mode", [["--scheduler", "legacy"], ["--compat", "artifact"]])
+def test_the_page_tree_never_evicts_the_path_it_is_about_to_use(tmp_path, mode):
+    """Under memory pressure (277 KV pages), making room for a request must not evict the
+    cached pages of its own path, which the insert then counts on: the tree stays within
+    the device's pages (--check-invariants)."""
+    cfg = json.loads((REPO / "cluster_config/single_node_single_instance.json").read_text())
+    cfg["nodes"][0]["instances"][0]["npu_mem"]["mem_size"] = 15.5
+    config = tmp_path / "tight.json"
+    config.write_text(json.dumps(cfg))
+    done = run_main(["--cluster-config", str(config), "--dataset",
+                     "dataset/example_sharegpt_req100_rate10.jsonl", "--enable-prefix-caching",
+                     *mode, "--check-invariants", "--quiet", "--output",
+                     str(tmp_path / "out.csv")])
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 def _cxl_config(tmp_path) -> str:
     config = json.loads((REPO / "cluster_config/single_node_single_instance.json").read_text())
     config["cxl_mem"] = {"mem_size": 64, "mem_bw": 64, "mem_latency": 250, "num_devices": 1}

@@ -110,9 +110,7 @@ class RadixPrefixManager(KVCacheManager):
         if pages > len(hashes):
             extend_hashes(hashes, request.token_ids, self.block_size, pages * self.block_size)
             pages = min(pages, len(hashes))
-        missing = sum(1 for key in hashes[request.published:pages] if key not in self.pages)
-        needed = missing + (1 if new else 0)
-        if needed > self.free_blocks and not self._evict(needed - self.free_blocks):
+        if not self._make_room(hashes[request.published:pages], 1 if new else 0):
             return False
         self._insert(request, pages, lock=True)
         if new:
@@ -146,6 +144,23 @@ class RadixPrefixManager(KVCacheManager):
             nbytes = step * self.block_size * self.bytes_per_token
             for end in range((start // step + 1) * step, pages + 1, step):
                 tier.insert(hashes[end - 1], nbytes)
+
+    def _make_room(self, keys: list[int], partial: int) -> bool:
+        """Room for the pages of `keys` not yet cached plus `partial` pages being filled,
+        evicting other unlocked pages; the cached pages of `keys` are kept, since the insert
+        that follows counts on them. False (nothing evicted) if there is no such room."""
+        tree = self.pages
+        kept = [tree[key] for key in keys if key in tree]
+        needed = len(keys) - len(kept) + partial
+        if needed <= self.free_blocks:
+            return True
+        for page in kept:
+            page.locks += 1
+        try:
+            return self._evict(needed - self.free_blocks)
+        finally:
+            for page in kept:
+                page.locks -= 1
 
     def _evict(self, count: int) -> bool:
         """Evict `count` unlocked pages, leaves first, least recently used first; False (and
@@ -189,8 +204,7 @@ class RadixPrefixManager(KVCacheManager):
             extend_hashes(request.hashes, request.token_ids, self.block_size,
                           pages * self.block_size)
             pages = min(pages, len(request.hashes))
-            missing = sum(1 for key in request.hashes[:pages] if key not in self.pages)
-            if missing <= self.free_blocks or self._evict(missing - self.free_blocks):
+            if self._make_room(request.hashes[:pages], 0):
                 self._insert(request, pages, lock=False)
         self._unlock(request)
 
