@@ -202,11 +202,12 @@ def execute(options: RunOptions, cluster: ClusterConfig, log: SimLogger,
         observers.insert(0, ChakraExport(exporter))
     sim_args = (instances, table, router, interval_ns, log, observers,
                 options.check_invariants, options.compat.idle_poll_ns)
-    held.release()
     if options.astra_sim_bin and options.astra_sim_dialect == "casys":
         sim = CasysSimulator(*sim_args, cluster=cluster, binary=options.astra_binary)
     else:
         sim = Simulator(*sim_args)
+    sim.validate_fit()  # the last set-up check: a failed run shows its error line alone
+    held.release()
     try:
         return sim.run()
     except BaseException as exc:
