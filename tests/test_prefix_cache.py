@@ -12,6 +12,7 @@ import pytest
 from inference_serving.builder import build_instances
 from inference_serving.cluster_config import load_cluster_config
 from inference_serving.kv import KVCacheManager, PrefixCachingManager, PrefixTier, SwapSpace
+from inference_serving.kv.block_pool import BlockPool
 from inference_serving.kv.setup import swap_space
 from inference_serving.options import RunOptions
 from inference_serving.pricers import ReplayPricer
@@ -179,6 +180,22 @@ def test_the_page_tree_never_evicts_the_path_it_is_about_to_use(tmp_path, mode):
                      *mode, "--check-invariants", "--quiet", "--output",
                      str(tmp_path / "out.csv")])
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_the_block_pool_stores_only_blocks_it_handed_out():
+    """A device of a petabyte holds ~10^15 blocks: the pool keeps none of them until used, and
+    hands them out in the order of vLLM's free queue (never-used blocks first, in id order,
+    then released ones, oldest release first)."""
+    pool = BlockPool(10**15)
+    assert pool.num_free == 10**15 and not pool.ref and not pool.free
+    first = [pool.take() for _ in range(3)]
+    pool.cache(first[1], key=7)
+    pool.release([first[1]])
+    assert first == [0, 1, 2] and pool.num_free == 10**15 - 2 and pool.num_cached_free == 1
+    assert pool.take() == 3  # a never-used block before the released one
+    pool.touch(first[1])  # a prefix hit takes the cached block back out of the free queue
+    assert pool.refs(first[1]) == 1 and pool.num_cached_free == 0
+    assert pool.check(held=4) is None and pool.check(held=5) is not None
 
 
 def _cxl_config(tmp_path) -> str:

@@ -83,7 +83,7 @@ class PrefixCachingManager(KVCacheManager):
         if hit.tokens:
             shared = hit.blocks
             needed = self.blocks_for(total_tokens) - len(shared)
-            if needed > pool.num_free - sum(1 for b in shared if not pool.ref[b]):
+            if needed > pool.num_free - sum(1 for b in shared if not pool.refs(b)):
                 return False
             for block in shared:
                 pool.touch(block)
@@ -131,15 +131,9 @@ class PrefixCachingManager(KVCacheManager):
 
     def check(self, held: int) -> str | None:
         """Reference counts non-negative, free blocks unreferenced, held blocks referenced."""
-        pool = self.pool
-        if any(count < 0 for count in pool.ref):
-            return "a block reference count is negative"
-        if any(pool.ref[block] for block in pool.free):
-            return "a block is both free and referenced"
-        if pool.num_cached_free != sum(1 for b in pool.free if pool.key[b] is not None):
-            return "the count of cached free blocks is wrong"
-        if held != sum(pool.ref):
-            return f"requests hold {held} block references, the pool counts {sum(pool.ref)}"
+        problem = self.pool.check(held)
+        if problem is not None:
+            return problem
         tier = self.tier
         if tier is not None and tier.used_bytes > tier.capacity_bytes:
             return f"{tier.name} prefix tier holds {tier.used_bytes} bytes over its capacity"
