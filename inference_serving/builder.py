@@ -64,6 +64,29 @@ def _check_supported(spec: InstanceSpec, model: ModelConfig, where: str) -> None
                          "version", where, "use \"npu_group\": 1 for prefill instances")
 
 
+def _check_dp_groups(cluster: ClusterConfig) -> None:
+    """The ranks of one DP group serve one model on one hardware with one `ep_size`, and an
+    `ep_size` needs that many ranks to hold the experts (TP degree × DP-group size)."""
+    members: dict[str, list[InstanceSpec]] = {}
+    for spec in cluster.instances:
+        if spec.dp_group:
+            members.setdefault(spec.dp_group, []).append(spec)
+    for group, ranks in members.items():
+        for field in ("model_name", "hardware", "ep_size"):
+            values = {getattr(spec, field) for spec in ranks}
+            if len(values) > 1:
+                raise InputError(f"the ranks of dp_group {group!r} differ in {field} "
+                                 f"({', '.join(sorted(map(str, values)))})", str(cluster.path),
+                                 f"give every rank of the group the same {field}")
+    for spec in cluster.instances:
+        ranks = spec.tp * len(members.get(spec.dp_group or "", [spec]))
+        if spec.ep_size is not None and spec.ep_size > ranks:
+            raise InputError(f"ep_size {spec.ep_size} of instance {spec.instance_id} exceeds the "
+                             f"{ranks} rank(s) that can hold experts (TP degree × DP-group "
+                             "size): the other experts would be held by no NPU",
+                             str(cluster.path), "lower ep_size or add ranks to the DP group")
+
+
 def _check_tp(model: ModelConfig, tp: int, where: str) -> None:
     for label, value in (("attention heads", model.num_heads),
                          ("KV heads", model.num_kv_heads),
@@ -283,6 +306,7 @@ def build_instances(cluster: ClusterConfig, options: RunOptions,
     placed: dict[tuple, int] = {}  # off-device weight bytes per ("cpu", node) and ("cxl", 0)
     unknown_versions: set[str] = set()
     groups = sorted({spec.dp_group for spec in cluster.instances if spec.dp_group})
+    _check_dp_groups(cluster)
     if groups:
         warn(f"dp_group {', '.join(groups)} in {cluster.path}: each DP rank runs as its own "
              "instance; the group's lockstep iterations and expert all-gather are not modelled")

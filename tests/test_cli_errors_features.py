@@ -174,8 +174,14 @@ CASES: dict[str, tuple[Callable, Callable[[Path], list[str]], str]] = {
     "usage_context_with_both_limits": (MAIN, lambda t: simulate_args(
         t, "--vllm-usage-context", "llm", "--max-num-seqs", "8", "--max-num-batched-tokens",
         "512"), "are both given"),
-    "ep_size_on_a_dense_model": (MAIN, lambda t: simulate_args(t, cfg=_current(ep_size=2)),
-                                 "ep_size 2 splits experts"),
+    "ep_size_on_a_dense_model": (MAIN, lambda t: simulate_args(t, cfg=_current(ep_size=1)),
+                                 "ep_size 1 splits experts"),
+    "ep_size_beyond_the_ranks": (MAIN, lambda t: simulate_args(t, cfg=_current(ep_size=4)),
+                                 "ep_size 4 of instance 0 exceeds the 1 rank(s) that can hold "
+                                 "experts"),
+    "dp_group_of_two_models": (MAIN, lambda t: simulate_args(t, cfg=_dp_pair(
+        model_name="meta-llama/Llama-3.1-70B")), "the ranks of dp_group 'A' differ in "
+        "model_name"),
     "placement_npu_garbage": (MAIN, lambda t: simulate_args(
         t, cfg=with_placement({"default": {"weights": "npuxyz"}})), "unknown location 'npuxyz'"),
     "placement_non_ascii_block_digit": (MAIN, lambda t: simulate_args(
@@ -305,6 +311,15 @@ def _current(**changes: object) -> dict:
     inst = cfg["nodes"][0]["instances"][0]
     del inst["npu_num"], inst["npu_group"]
     inst.update(num_npus=1, tp_size=1, **changes)
+    return cfg
+
+
+def _dp_pair(**second: object) -> dict:
+    """Two one-NPU ranks of dp_group A on one node, the second changed by `second`."""
+    cfg = _current(dp_group="A")
+    node = cfg["nodes"][0]
+    node["instances"].append({**node["instances"][0], **second})
+    node["num_instances"] = 2
     return cfg
 
 
