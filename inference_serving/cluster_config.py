@@ -292,6 +292,10 @@ def _parse_instance(rd: _Reader, raw: Any, where: str, instance_id: int, node_id
                               f"{pd_type!r} here)", f"{where}{key}",
                               f"drop it or set pd_type to {role!r}")
             overrides[key] = rd.integer(raw, key, where, OVERHEAD_NS)
+            if npu_num // npu_group == 1:
+                raise rd.fail(f"{key} applies only to an instance with TP > 1 (the fitted KV "
+                              "preparation of a TP group); at TP 1 it has no effect",
+                              f"{where}{key}", "drop it")
     if "placement" in raw:
         placement = parse_placement(raw["placement"], f"{rd.path}: {where}placement",
                                     cxl_devices)

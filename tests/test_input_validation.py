@@ -145,6 +145,9 @@ CASES: dict[str, tuple] = {
     "oproj_overhead_negative": (lambda t: cluster(t, inst={
         "pd_type": "prefill", "prefill_oproj_overhead_ns": -1}),
         "'prefill_oproj_overhead_ns' must be"),
+    "oproj_overhead_at_tp_one": (lambda t: cluster(t, inst={
+        "pd_type": "prefill", "prefill_oproj_overhead_ns": 5}),
+        "prefill_oproj_overhead_ns applies only to an instance with TP > 1"),
     "oproj_overhead_fraction": (lambda t: cluster(t, inst={
         "pd_type": "decode", "decode_oproj_overhead_ns": 2.5}),
         "'decode_oproj_overhead_ns' must be"),
@@ -423,9 +426,9 @@ def test_cxl_pool_is_parsed_and_checked():
 
 
 def test_oproj_overheads_are_stored_on_the_instance():
-    cfg = json.loads((REPO / "cluster_config/single_node_pd_instance.json").read_text())
+    cfg = json.loads((REPO / "cluster_config/dual_node_pd_tp2.json").read_text())
     cfg["nodes"][0]["instances"][0]["prefill_oproj_overhead_ns"] = 1500
-    prefill, decode = cluster_from_dict(cfg, "c.json").instances
+    prefill, decode, _ = cluster_from_dict(cfg, "c.json").instances
     assert (prefill.prefill_oproj_overhead_ns, prefill.decode_oproj_overhead_ns) == (1500, None)
     assert decode.decode_oproj_overhead_ns is None
 
