@@ -196,6 +196,10 @@ CASES: dict[str, tuple[Callable, Callable[[Path], list[str]], str]] = {
         t, "--network-backend", "analytical-aware", "--pricer", "replay",
         cfg=json.loads((REPO / "cluster_config/single_node_pd_instance.json").read_text())),
         "--pricer replay with --network-backend analytical-aware needs a one-dimensional"),
+    "legacy_swap_space_full": (MAIN, lambda t: simulate_args(
+        t, "--scheduler", "legacy", "--num-req", "all", cfg=_tight_memory(cpu_gb=0.001),
+        dataset=REPO / "dataset/example_sharegpt_req100_rate10.jsonl"),
+        "the legacy scheduler must swap out request 18, but its swap space"),
     "prioritize_prefill_with_gen": (MAIN, lambda t: simulate_args(
         t, "--gen", "--prioritize-prefill"), "--prioritize-prefill has no effect with --gen"),
     "placement_range_of_thousands_of_digits": (MAIN, lambda t: simulate_args(
@@ -311,6 +315,14 @@ def _current(**changes: object) -> dict:
     inst = cfg["nodes"][0]["instances"][0]
     del inst["npu_num"], inst["npu_group"]
     inst.update(num_npus=1, tp_size=1, **changes)
+    return cfg
+
+
+def _tight_memory(cpu_gb: float) -> dict:
+    """The default instance with 277 KV blocks of device memory and `cpu_gb` of host memory."""
+    cfg = copy(SINGLE)
+    cfg["nodes"][0]["instances"][0]["npu_mem"]["mem_size"] = 15.5
+    cfg["nodes"][0]["cpu_mem"]["mem_size"] = cpu_gb
     return cfg
 
 

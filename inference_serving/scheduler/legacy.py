@@ -18,6 +18,9 @@ from inference_serving.scheduler.base import (
     advance_tokens,
     hand_off,
 )
+from llmsim_core.errors import InputError
+
+MIB = 1 << 20
 
 
 class LegacyScheduler:
@@ -92,7 +95,17 @@ class LegacyScheduler:
         n = self._fit(candidates)
         while n == 0:
             decodes = [r for r in candidates if r.prefilled and not r.swapped and r.blocks]
-            if not decodes or not self._swap_out(decodes[-1], batch):
+            if not decodes:
+                return None
+            if not self._swap_out(decodes[-1], batch):
+                if not self.in_flight:  # nothing running will free a block: no way on
+                    swap = self.kv.swap
+                    raise InputError(f"the legacy scheduler must swap out request "
+                                     f"{decodes[-1].rid}, but its swap space ({swap.target} "
+                                     f"memory, {swap.capacity_bytes / MIB:.1f} MiB) is full and "
+                                     "no batch can run", "the cluster config's host memory",
+                                     "raise cpu_mem.mem_size, or use --scheduler vllm, which "
+                                     "falls back to recomputation")
                 return None
             candidates = decodes[:-1]
             n = self._fit(candidates)
