@@ -114,14 +114,15 @@ class InstanceFabric:
 
 def _collectives(fabric: InstanceFabric) -> Callable[[str, int], int]:
     spec, dims, system = fabric.spec, (fabric.tp_dim,), fabric.system
-    if spec.tp == 1:
-        return lambda kind, nbytes: 0
     if fabric.backend == "ns3":
-        try:
-            ns3_collective_ns("all_reduce", 1 << 20, dims, system)  # load ns-3 once, up front
+        try:  # load ns-3 once, up front, even where no collective needs it (TP 1)
+            ns3_collective_ns("all_reduce", 1 << 20, dims, system)
         except Ns3Unavailable as exc:
             raise InputError("the ns3 network backend is not installed", "--network-backend "
                              "ns3", INSTALL_HINT) from exc
+    if spec.tp == 1:
+        return lambda kind, nbytes: 0
+    if fabric.backend == "ns3":
         return lambda kind, nbytes: ns3_collective_ns(kind, nbytes, dims, system)
     aware = fabric.aware
     return lambda kind, nbytes: collective_ns(kind, nbytes, dims, system, aware=aware)

@@ -90,6 +90,11 @@ def make_perf_model(root: Path, hardware: str, model: ModelConfig, tp: int, fp_b
         return load_custom_perf_model(custom, hardware, model, tp, fp_bits)
     if policy == "auto":
         policy = "profiled" if (root / hardware / model.name).is_dir() else "roofline"
+        if policy == "roofline" and live_prediction:
+            raise InputError("--enable-attn-prediction has no effect: the roofline model prices "
+                             f"{model.name} on {hardware}", f"no profile under "
+                             f"{root / hardware / model.name}",
+                             "drop the flag or pass --perf-models DIR holding that profile")
     factory = PERF_MODELS.get(policy)
     if factory is None:
         raise InputError(f"unknown perf model '{policy}'", "--perf-model",

@@ -200,6 +200,9 @@ CASES: dict[str, tuple[Callable, Callable[[Path], list[str]], str]] = {
         t, "--scheduler", "legacy", "--num-req", "all", cfg=_tight_memory(cpu_gb=0.001),
         dataset=REPO / "dataset/example_sharegpt_req100_rate10.jsonl"),
         "the legacy scheduler must swap out request 18, but its swap space"),
+    "attention_prediction_on_the_roofline_fallback": (MAIN, lambda t: simulate_args(
+        t, "--enable-attn-prediction", "--perf-models", t), "--enable-attn-prediction has no "
+        "effect: the roofline model prices meta-llama/Llama-3.1-8B on A6000"),
     "prioritize_prefill_with_gen": (MAIN, lambda t: simulate_args(
         t, "--gen", "--prioritize-prefill"), "--prioritize-prefill has no effect with --gen"),
     "placement_range_of_thousands_of_digits": (MAIN, lambda t: simulate_args(
