@@ -20,7 +20,7 @@ from statistics import NormalDist
 import numpy as np
 
 from inference_serving.output_paths import check_output_paths
-from llmsim_core.args import OneLineParser, integer, names_a_folder, number, print_flag_warnings
+from llmsim_core.args import OneLineParser, file_arg, integer, number, print_flag_warnings
 from llmsim_core.atomic_write import temp_prefix
 from llmsim_core.bounds import ARRIVAL_NS, INT32_MAX, Bound, checked
 from llmsim_core.cli_guard import guarded
@@ -241,7 +241,7 @@ def _within_window(records: Iterable[dict]) -> Iterator[dict]:
 def _parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="python -m dataset.generate", description=__doc__,
                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", required=True, help="trace file to write (.jsonl)")
+    p.add_argument("--out", required=True, type=file_arg, help="trace file to write (.jsonl)")
     p.add_argument("--num-req", required=True, type=_number(int, NUM_REQ, "--num-req"),
                    help="number of requests")
     p.add_argument("--rate", required=True, type=_number(float, RATE, "--rate"),
@@ -282,13 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         p.error(str(exc))
     try:
-        if not args.out.strip():
-            raise InputError("--out is empty", "command line", "give --out a file path")
-        if names_a_folder(args.out):
-            raise InputError("--out ends in a separator, which names a folder",
-                             f"--out {args.out}", "give a file path, e.g. <dir>/trace.jsonl")
-        check_output_paths({"--out": Path(args.out)}, inputs=())
-        count = write_trace(Path(args.out), _within_window(records))
+        check_output_paths({"--out": args.out}, inputs=())
+        count = write_trace(args.out, _within_window(records))
     except InputError as exc:
         print(exc.line(), file=sys.stderr)
         return 2

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from evaluation.experiments import COMMON_FLAGS, Experiment
 from llmsim_core.atomic_write import atomic_writer
-from llmsim_core.cli_guard import StopSignal
+from llmsim_core.errors import StopSignal
 
 REPO = Path(__file__).resolve().parents[1]
 WORKERS = 2  # the simulator is single-threaded; one subprocess per core

@@ -110,7 +110,6 @@ class CasysSimulator(Simulator):
 
     def run(self) -> SimResult:
         """Drive the binary until every request has finished."""
-        self.validate_fit()
         with tempfile.TemporaryDirectory(prefix="casys_") as tmp:
             return self._drive(Path(tmp))
 

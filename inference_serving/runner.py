@@ -206,8 +206,7 @@ def execute(options: RunOptions, cluster: ClusterConfig, log: SimLogger,
         sim = CasysSimulator(*sim_args, cluster=cluster, binary=options.astra_binary)
     else:
         sim = Simulator(*sim_args)
-    sim.validate_fit()  # the last set-up check: a failed run shows its error line alone
-    held.release()
+    held.release()  # after the simulator's set-up checks: a failed run shows its error alone
     try:
         return sim.run()
     except BaseException as exc:

@@ -92,6 +92,7 @@ class Simulator:
         self.trace_fields = dict(zip(requests.rid.tolist(), zip(
             requests.prompt.tolist(), requests.output.tolist(), requests.arrival.tolist(),
             strict=True), strict=True)) if self.user_schedulers else {}
+        self.validate_fit()
 
     def _push(self, time: int, kind: int, payload: object) -> None:
         self._seq += 1
@@ -126,7 +127,6 @@ class Simulator:
             gc.set_threshold(*thresholds)
 
     def _run(self) -> SimResult:
-        self.validate_fit()
         total = len(self.requests)
         finished = 0
         iterations = 0

@@ -25,16 +25,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import NoReturn
 
-from llmsim_core.errors import InputError
+from llmsim_core.errors import InputError, StopSignal
+from llmsim_core.plugins import describe
 
 # Termination requests end a command like Ctrl-C.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-class StopSignal(KeyboardInterrupt):
-    """The interrupt of a real Ctrl-C or termination signal (`args[0]` is its number); user
-    code that raises KeyboardInterrupt itself raises the base class, which is that code's
-    failure (llmsim_core.plugins)."""
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -109,11 +104,8 @@ def interrupted_line(exc: KeyboardInterrupt) -> tuple[str, int]:
 
 
 def _failure(kind: type[BaseException], exc: BaseException | None) -> str:
-    """`Type: message` of a failure in user code (the type alone when its message fails)."""
-    try:
-        return f"{kind.__name__}: {exc}"
-    except Exception:  # a message that cannot even be printed
-        return kind.__name__
+    """`Type: message` of a failure a hook reports (it may come without the exception)."""
+    return describe(exc) if exc is not None else kind.__name__
 
 
 def _thread_failed(args: threading.ExceptHookArgs) -> None:

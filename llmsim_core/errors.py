@@ -1,4 +1,5 @@
-"""The one exception type for bad user input, rendered as a single `error:` line."""
+"""The exceptions the command edge reports: bad user input (`InputError`, rendered as a single
+`error:` line) and a real interrupt (`StopSignal`)."""
 
 from __future__ import annotations
 
@@ -21,3 +22,9 @@ class InputError(Exception):
     def line(self) -> str:
         """The one-line message printed to stderr."""
         return "error: " + _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(self))
+
+
+class StopSignal(KeyboardInterrupt):
+    """The interrupt of a real Ctrl-C or termination signal (`args[0]` is its number); user
+    code that raises KeyboardInterrupt itself raises the base class, which is that code's
+    failure (llmsim_core.plugins)."""

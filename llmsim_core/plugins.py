@@ -17,8 +17,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from llmsim_core.cli_guard import StopSignal
-from llmsim_core.errors import InputError
+from llmsim_core.errors import InputError, StopSignal
 
 
 def _split(dotted: str, where: str) -> tuple[str, list[str]]:

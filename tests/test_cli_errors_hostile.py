@@ -360,7 +360,7 @@ CASES: dict[str, tuple[Callable, Callable[[Path], list[str]], str]] = {
         t, "--input-dist", "fixed:1000000000", "--output-dist", "fixed:1", "--max-total",
         "2000000000", "--out", t / "new" / "deeper" / "t.jsonl"), "would hold 1000000001 token"),
     "generate_out_with_a_trailing_slash": (GENERATE, lambda t: gen(t, "--out", f"{t}/t.jsonl/"),
-                                           "--out ends in a separator, which names a folder"),
+                                           "ends in a separator, which names a folder"),
     "metrics_json_over_python_source": (MAIN, lambda t: simulate_args(
         t, "--metrics-json", _file_at(t / "helper.py", "x = 1\n")),
         "--metrics-json names existing Python source"),
@@ -406,7 +406,7 @@ CASES: dict[str, tuple[Callable, Callable[[Path], list[str]], str]] = {
                                             "arrives after 1e+15 ns"),
     "generate_out_is_a_fifo": (GENERATE, lambda t: gen(t, "--out", fifo(t / "t.jsonl")),
                                "--out names a device, FIFO or socket"),
-    "generate_out_empty": (GENERATE, lambda t: gen(t, "--out", ""), "--out is empty"),
+    "generate_out_empty": (GENERATE, lambda t: gen(t, "--out", ""), "argument --out: empty path"),
     # Sweep and compare.
     "compare_latency_nan": (COMPARE, lambda t: compare_runs(
         t, b"instance id,request id,latency\n0,0,nan\n"), "latency is 'nan', not a whole number"),
